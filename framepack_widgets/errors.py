@@ -1,0 +1,129 @@
+"""Every error framepack_widgets raises, in one place.
+
+The hierarchy mirrors what a caller wants to decide: fix the input, fix the key,
+wait and retry, or check the dashboard before paying again. Messages say what went
+wrong and what to do next; none of them ever contains the API key.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    import httpx
+
+    from .task import Task
+
+__all__ = [
+    "FramepackError",
+    "InvalidInputError",
+    "APIError",
+    "APIStatusError",
+    "BadRequestError",
+    "AuthenticationError",
+    "NotFoundError",
+    "RateLimitError",
+    "ServerError",
+    "APIConnectionError",
+    "APITimeoutError",
+    "SubmissionUnknownError",
+    "TaskFailedError",
+    "TaskTimeoutError",
+    "DownloadError",
+]
+
+
+class FramepackError(Exception):
+    """Base class: `except FramepackError` catches everything this package raises."""
+
+
+class InvalidInputError(FramepackError, ValueError):
+    """The request was refused before anything was sent. Nothing was charged."""
+
+
+class APIError(FramepackError):
+    """The API (or the network in front of it) did not do what was asked."""
+
+    def __init__(self, message: str, *, request: "httpx.Request | None" = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.request = request
+
+
+class APIStatusError(APIError):
+    """The API answered with an HTTP error status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: Any = None,
+        request: "httpx.Request | None" = None,
+        response: "httpx.Response | None" = None,
+    ) -> None:
+        super().__init__(message, request=request)
+        self.status_code = status_code
+        self.body = body
+        self.response = response
+
+
+class BadRequestError(APIStatusError):
+    """400: the API refused the request body."""
+
+
+class AuthenticationError(APIStatusError):
+    """401/403: the key is missing, wrong, or the plan does not allow this."""
+
+
+class NotFoundError(APIStatusError):
+    """404: no such task (wrong id, or it has expired)."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests; `retry_after` is the server's hint in seconds, if any."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(APIStatusError):
+    """5xx: the API failed; usually worth trying again later."""
+
+
+class APIConnectionError(APIError):
+    """The request did not get an HTTP answer (DNS, refused, reset, TLS...)."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The request timed out before an answer arrived."""
+
+
+class SubmissionUnknownError(APIError):
+    """A create request may or may not have reached PiAPI, so it was not sent again.
+
+    Retrying blindly could start (and bill) a second task. Check the PiAPI dashboard's
+    task list before submitting again. `request` is the request that was sent.
+    """
+
+
+class TaskFailedError(FramepackError):
+    """The task ended as failed (or cancelled); `task` is its last snapshot."""
+
+    def __init__(self, message: str, *, task: "Task") -> None:
+        super().__init__(message)
+        self.task = task
+
+
+class TaskTimeoutError(FramepackError):
+    """Waiting gave up; the task may still finish. Re-attach later with its id."""
+
+    def __init__(self, message: str, *, task_id: str, last_task: "Task | None" = None) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+        self.last_task = last_task
+
+
+class DownloadError(FramepackError):
+    """The finished video could not be fetched or is not a video."""
