@@ -1,0 +1,206 @@
+"""The `framepack` command: generate a video from a terminal, or run the simulator.
+
+Exit codes say what kind of problem happened, so scripts can react:
+0 done, 2 bad input or usage, 3 API or network error, 4 the task failed,
+5 waiting timed out, 6 the create request's outcome is unknown, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TextIO
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+EXIT_API_ERROR = 3
+EXIT_TASK_FAILED = 4
+EXIT_TIMEOUT = 5
+EXIT_SUBMISSION_UNKNOWN = 6
+EXIT_INTERRUPTED = 130
+
+_SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+
+class StatusLine:
+    """One status line on stderr: rewritten in place on a terminal, one line per change otherwise."""
+
+    def __init__(self, stream: TextIO, *, expected_seconds: float | None = None) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.started = time.monotonic()
+        self.expected = expected_seconds
+        self._last_text = ""
+        self._frame = 0
+
+    def update(self, task: object) -> None:
+        status = str(getattr(task, "status", "?"))
+        percent = getattr(task, "percent", None)
+        elapsed = time.monotonic() - self.started
+        if percent is not None:
+            progress = f"{percent:3.0f}%"
+        elif self.expected and status not in ("completed", "failed", "cancelled"):
+            progress = f"~{min(99.0, 100 * elapsed / self.expected):3.0f}% (estimate)"
+        else:
+            progress = ""
+        logs = getattr(task, "logs", ()) or ()
+        tail = f"  {logs[-1]}" if logs else ""
+        text = f"{status:<10} {elapsed:6.1f} s  {progress}{tail}".rstrip()
+        self._write(text)
+
+    def message(self, text: str) -> None:
+        self._write(text, force_newline=True)
+
+    def _write(self, text: str, *, force_newline: bool = False) -> None:
+        if self.tty:
+            self._frame = (self._frame + 1) % len(_SPINNER)
+            width = max(20, _terminal_width() - 1)
+            line = f"{_SPINNER[self._frame]} {text}"[:width]
+            self.stream.write("\r\033[K" + line + ("\n" if force_newline else ""))
+            self.stream.flush()
+        elif force_newline or text.split("  ")[0] != self._last_text.split("  ")[0]:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+        self._last_text = text
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _terminal_width() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except OSError:
+        return 80
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="framepack",
+        description="FramePack image-to-video through PiAPI (or the offline simulator when no key is set).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="turn an image and a prompt into an MP4")
+    gen.add_argument("image", help="start image: a path or an http(s) URL")
+    gen.add_argument("--prompt", required=True, help="what should happen, e.g. 'camera zooms in slowly'")
+    gen.add_argument("--end-image", help="optional end image (path or URL)")
+    gen.add_argument("--negative-prompt", default="", help="what to avoid")
+    gen.add_argument("--duration", default="10", help="seconds of video, 10 to 30 (default 10)")
+    gen.add_argument("-o", "--output", default=None, help="where to write the MP4 (default: <image name>.mp4)")
+    gen.add_argument("--timeout", type=float, default=1800.0, help="give up waiting after this many seconds")
+    gen.add_argument(
+        "--sim-speed",
+        type=float,
+        default=float(os.environ.get("FRAMEPACK_SIM_SPEED", "8")),
+        help="offline simulator only: how many times faster than real time tasks run (default 8)",
+    )
+
+    sim = sub.add_parser("simulator", help="run the offline PiAPI simulator in the foreground")
+    sim.add_argument("--port", type=int, default=8765)
+    sim.add_argument("--time-scale", type=float, default=1.0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "simulator":
+        from .simulator.__main__ import main as simulator_main
+
+        return simulator_main(["--port", str(args.port), "--time-scale", str(args.time_scale)])
+    return _generate(args)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from . import errors
+    from .client import Client
+    from .inputs import FramepackInput
+
+    err = sys.stderr
+    try:
+        duration: object = int(args.duration) if str(args.duration).strip().isdigit() else args.duration
+        request = FramepackInput(
+            args.prompt,
+            args.image,
+            end_image=args.end_image,
+            negative_prompt=args.negative_prompt,
+            duration=duration,
+        )
+    except errors.InvalidInputError as exc:
+        print(f"framepack: {exc}", file=err)
+        return EXIT_BAD_INPUT
+
+    output = Path(args.output) if args.output else _default_output(args.image)
+    if output.exists() and output.is_dir():
+        output = output / _default_output(args.image).name
+
+    with ExitStack() as stack:
+        if os.environ.get("PIAPI_API_KEY"):
+            client = stack.enter_context(Client())
+            print(f"framepack: sending to PiAPI (costs ${request.cost_usd:.2f})", file=err)
+        else:
+            from .simulator import Simulator
+
+            sim = stack.enter_context(Simulator(time_scale=args.sim_speed))
+            client = stack.enter_context(Client(sim.api_key, base_url=sim.base_url))
+            print(
+                "framepack: no PIAPI_API_KEY set, using the offline simulator "
+                "(the video is synthetic, not FramePack's; nothing is charged)",
+                file=err,
+            )
+        line = StatusLine(err)
+        try:
+            task = client.create_task(request)
+            line.message(f"task {task.task_id} created")
+            line.update(task)
+            task = client.wait(task, timeout=args.timeout, on_update=line.update)
+            line.update(task)
+            line.message("downloading the video")
+            written = client.download(task, output)
+        except KeyboardInterrupt:
+            line.close()
+            print("framepack: interrupted; the task may still run (and be billed) on the server.", file=err)
+            return EXIT_INTERRUPTED
+        except errors.SubmissionUnknownError as exc:
+            line.close()
+            print(f"framepack: {exc}", file=err)
+            return EXIT_SUBMISSION_UNKNOWN
+        except errors.TaskFailedError as exc:
+            line.close()
+            print(f"framepack: {exc}", file=err)
+            return EXIT_TASK_FAILED
+        except errors.TaskTimeoutError as exc:
+            line.close()
+            print(f"framepack: {exc}", file=err)
+            return EXIT_TIMEOUT
+        except errors.InvalidInputError as exc:
+            line.close()
+            print(f"framepack: {exc}", file=err)
+            return EXIT_BAD_INPUT
+        except errors.FramepackError as exc:
+            line.close()
+            print(f"framepack: {exc}", file=err)
+            return EXIT_API_ERROR
+        line.close()
+    print(f"framepack: wrote {written}", file=err)
+    print(str(written))
+    return EXIT_OK
+
+
+def _default_output(image: str) -> Path:
+    if "://" in image:
+        stem = Path(image.split("?")[0].rstrip("/")).stem or "framepack"
+    else:
+        stem = Path(image).stem or "framepack"
+    return Path.cwd() / f"{stem}.mp4"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

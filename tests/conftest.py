@@ -1,0 +1,13 @@
+"""Shared test setup: every test runs offline, with its own store folder and no real key."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Tests never talk to the real PiAPI unless a live test opts in explicitly.
+    monkeypatch.delenv("PIAPI_API_KEY", raising=False)
+    monkeypatch.delenv("PIAPI_BASE_URL", raising=False)
+    monkeypatch.setenv("FRAMEPACK_HOME", str(tmp_path_factory.mktemp("framepack_home")))
