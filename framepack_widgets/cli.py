@@ -144,7 +144,8 @@ def _generate(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         if os.environ.get("PIAPI_API_KEY"):
             client = stack.enter_context(Client())
-            print(f"framepack: sending to PiAPI (costs ${request.cost_usd:.2f})", file=err)
+            where = "a simulator at " + client.base_url if client.is_simulator else "PiAPI"
+            print(f"framepack: sending to {where} (costs ${request.cost_usd:.2f})", file=err)
         else:
             from .simulator import Simulator
 

@@ -1,0 +1,137 @@
+"""`framepack generate` end to end, and one exit code per kind of problem."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from framepack_widgets import cli
+from framepack_widgets.simulator import Fault, Simulator
+
+av = pytest.importorskip("av")
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (900, 600), (40, 90, 200))
+    ImageDraw.Draw(image).ellipse((300, 150, 600, 450), fill=(250, 180, 30))
+    path = tmp_path / "photo.jpg"
+    image.save(path, quality=90)
+    return path
+
+
+@pytest.fixture
+def fast_sim(monkeypatch: pytest.MonkeyPatch):
+    """A simulator the CLI reaches through PIAPI_API_KEY/PIAPI_BASE_URL, as with the real API."""
+    with Simulator(time_scale=40) as sim:
+        monkeypatch.setenv("PIAPI_API_KEY", sim.api_key)
+        monkeypatch.setenv("PIAPI_BASE_URL", sim.base_url)
+        yield sim
+
+
+def _video_seconds(path: Path) -> float:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        frames = sum(1 for _ in container.decode(video=0))
+        return frames / float(stream.average_rate)
+
+
+def test_generate_without_a_key_uses_the_simulator_and_writes_a_video(
+    photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FRAMEPACK_SIM_SPEED", "40")
+    out = tmp_path / "out.mp4"
+    code = cli.main(["generate", str(photo), "--prompt", "camera zooms in slowly", "--duration", "10", "-o", str(out)])
+    captured = capsys.readouterr()
+    assert code == cli.EXIT_OK, captured.err
+    assert "offline simulator" in captured.err and "synthetic" in captured.err
+    assert "completed" in captured.err  # the live status line saw the end
+    assert captured.out.strip() == str(out)
+    assert abs(_video_seconds(out) - 10.0) <= 1 / 30
+
+
+def test_generate_against_an_api_reports_status_and_never_prints_the_key(
+    photo: Path, tmp_path: Path, fast_sim: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "nested" / "clip.mp4"
+    code = cli.main(["generate", str(photo), "--prompt", "pan left", "--duration", "11", "-o", str(out)])
+    captured = capsys.readouterr()
+    assert code == cli.EXIT_OK, captured.err
+    assert "processing" in captured.err
+    assert fast_sim.api_key not in captured.err + captured.out
+    assert abs(_video_seconds(out) - 11.0) <= 1 / 30
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--duration", "9"], "10"),
+        (["--duration", "ten"], "duration"),
+        (["--duration", "10.5"], "duration"),
+        (["--prompt", "   "], "prompt"),
+    ],
+)
+def test_bad_input_exits_2_and_sends_nothing(
+    photo: Path, fast_sim: Simulator, capsys: pytest.CaptureFixture[str], args: list[str], needle: str
+) -> None:
+    argv = ["generate", str(photo), "--prompt", "zoom in", *args]
+    assert cli.main(argv) == cli.EXIT_BAD_INPUT
+    assert needle in capsys.readouterr().err.lower()
+    assert not [r for r in fast_sim.requests if r.endpoint == "create"]
+
+
+def test_missing_image_exits_2(tmp_path: Path, fast_sim: Simulator, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["generate", str(tmp_path / "nope.jpg"), "--prompt", "zoom in"]) == cli.EXIT_BAD_INPUT
+    assert "nope.jpg" in capsys.readouterr().err
+
+
+def test_failed_task_exits_4_with_the_api_message(
+    photo: Path, tmp_path: Path, fast_sim: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fast_sim.inject(Fault.fail_task("GPU out of memory"))
+    code = cli.main(["generate", str(photo), "--prompt", "zoom in", "-o", str(tmp_path / "x.mp4")])
+    assert code == cli.EXIT_TASK_FAILED
+    assert "GPU out of memory" in capsys.readouterr().err
+    assert not (tmp_path / "x.mp4").exists()
+
+
+def test_timeout_exits_5(photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    with Simulator(time_scale=1) as sim:
+        monkeypatch.setenv("PIAPI_API_KEY", sim.api_key)
+        monkeypatch.setenv("PIAPI_BASE_URL", sim.base_url)
+        code = cli.main(["generate", str(photo), "--prompt", "zoom in", "--timeout", "1", "-o", str(tmp_path / "x.mp4")])
+    assert code == cli.EXIT_TIMEOUT
+    assert "task" in capsys.readouterr().err.lower()
+
+
+def test_wrong_key_exits_3(photo: Path, fast_sim: Simulator, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("PIAPI_API_KEY", "sk-wrong-0123456789")
+    assert cli.main(["generate", str(photo), "--prompt", "zoom in"]) == cli.EXIT_API_ERROR
+    err = capsys.readouterr().err
+    assert "sk-wrong-0123456789" not in err
+    assert "key" in err.lower()
+
+
+def test_unknown_submission_exits_6_and_is_not_resent(
+    photo: Path, fast_sim: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fast_sim.inject(Fault.drop_after_body("create"))
+    assert cli.main(["generate", str(photo), "--prompt", "zoom in"]) == cli.EXIT_SUBMISSION_UNKNOWN
+    assert len([r for r in fast_sim.requests if r.endpoint == "create"]) == 1
+    err = capsys.readouterr().err.lower()
+    assert "task list" in err and "not sent again" in err
+
+
+def test_console_script_is_installed_and_shows_help() -> None:
+    exe = Path(sys.executable).with_name("framepack")
+    command = [str(exe)] if exe.exists() else [sys.executable, "-m", "framepack_widgets.cli"]
+    result = subprocess.run([*command, "generate", "--help"], capture_output=True, text=True, env=dict(os.environ))
+    assert result.returncode == 0
+    assert "--prompt" in result.stdout and "--end-image" in result.stdout
