@@ -1,0 +1,35 @@
+"""The offline PiAPI simulator: FramePack-shaped tasks and synthetic MP4s on 127.0.0.1.
+
+    from framepack_widgets.simulator import Simulator, Fault
+    with Simulator(time_scale=20, faults=[Fault.status(503, "create", retry_after=1)]) as sim:
+        ...  # point a client at sim.base_url with sim.api_key
+
+Videos it makes are synthetic (camera moves over the start image, cross-fading to the end
+image): they are not FramePack's, and the UI must say so. Importing this package does not
+import PIL, numpy or av; rendering does, in worker threads.
+"""
+
+from __future__ import annotations
+
+from ._faults import ENDPOINTS, Fault
+from ._server import (
+    DEFAULT_PENDING_SECONDS,
+    DEFAULT_PROCESSING_OVERHEAD,
+    DEFAULT_PROCESSING_PER_VIDEO_SECOND,
+    RequestRecord,
+    SimTask,
+    Simulator,
+    default_processing_seconds,
+)
+
+__all__ = [
+    "DEFAULT_PENDING_SECONDS",
+    "DEFAULT_PROCESSING_OVERHEAD",
+    "DEFAULT_PROCESSING_PER_VIDEO_SECOND",
+    "ENDPOINTS",
+    "Fault",
+    "RequestRecord",
+    "SimTask",
+    "Simulator",
+    "default_processing_seconds",
+]

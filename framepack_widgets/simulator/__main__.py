@@ -1,0 +1,76 @@
+"""`python -m framepack_widgets.simulator` (and `framepack simulator`): serve in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="framepack simulator",
+        description="Serve an offline, PiAPI-compatible FramePack simulator on loopback. "
+        "Its videos are synthetic (camera moves over your image), not FramePack's.",
+    )
+    parser.add_argument("--port", type=int, default=8765, help="port to listen on (0 picks a free one; default 8765)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--time-scale", type=float, default=1.0,
+                        help="run the task clock this many times faster (default 1: a 10 s clip takes ~37 s)")
+    parser.add_argument("--api-key", default=None, help="key clients must send (default: a random sim-... key)")
+    parser.add_argument("--pending-seconds", type=float, default=None, help="seconds a task stays pending")
+    parser.add_argument("--processing-seconds", type=float, default=None, help="seconds a task stays processing")
+    parser.add_argument("--workdir", default=None, help="keep uploads and rendered videos in this folder")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every request to stderr")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the simulator until Ctrl-C (or SIGTERM); returns the process exit code."""
+    args = _parser().parse_args(list(argv) if argv is not None else None)
+    if args.verbose:
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(message)s")
+    from . import Simulator
+
+    try:
+        sim = Simulator(
+            port=args.port, host=args.host, time_scale=args.time_scale, api_key=args.api_key,
+            pending_seconds=args.pending_seconds, processing_seconds=args.processing_seconds,
+            workdir=args.workdir,
+        )
+        sim.start()
+    except ValueError as exc:
+        print(f"framepack simulator: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"framepack simulator: cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
+              "pick another port with --port N, or --port 0 for any free one", file=sys.stderr)
+        return 2
+
+    done = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        try:
+            signal.signal(signal.SIGTERM, lambda *_: done.set())
+        except (ValueError, OSError):  # pragma: no cover - unusual embedding
+            pass
+    print(f"FramePack simulator listening on {sim.base_url} (time scale {sim.time_scale:g}x).", flush=True)
+    print("Its videos are SYNTHETIC: camera moves over your image, not FramePack output.", flush=True)
+    print("Point the client at it with:", flush=True)
+    print(f"  export PIAPI_BASE_URL={sim.base_url} PIAPI_API_KEY={sim.api_key}", flush=True)
+    print("Press Ctrl-C to stop.", flush=True)
+    try:
+        while not done.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
+        print("simulator stopped.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
