@@ -1,0 +1,650 @@
+"""`RunStore`: every run on local disk, so a kernel restart (or two kernels at once) loses nothing.
+
+Layout of the store folder (the argument, else $FRAMEPACK_HOME, else ./.framepack):
+
+    runs.sqlite3              runs and their status history (SQLite, WAL mode)
+    images/<sha256>.<ext>     normalised input images, stored once by content hash
+    videos/<sha256>.mp4       downloaded results, stored once by content hash
+    tmp/                      downloads in progress
+
+Each save is one short write transaction (`BEGIN IMMEDIATE`), so several processes can
+write at once; readers never block writers. The schema is versioned with
+`PRAGMA user_version` and a list of migrations. The API key is never stored.
+
+Light to import: no PIL, numpy or av.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import FramepackError
+from .runs import UNFINISHED_STAGES, Run, RunEvent, RunStage, from_ts, to_ts
+from .task import TaskStatus
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .inputs import ImageSource
+
+__all__ = ["RunStore", "StoreVersionError", "SCHEMA_VERSION", "MIGRATIONS", "default_folder"]
+
+DB_NAME = "runs.sqlite3"
+_EXT = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+_MIME = {ext: mime for mime, ext in _EXT.items()}
+#: Files in videos/ that no run refers to are left alone this long (a download may be
+#: between `add_video` and the save that records it).
+ORPHAN_GRACE_SECONDS = 600.0
+
+
+class StoreVersionError(FramepackError):
+    """The store was written by a newer framepack_widgets than this one."""
+
+
+# --------------------------------------------------------------------------- schema
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    """Run statements one by one inside the caller's transaction (executescript would COMMIT it)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _migrate_0_to_1(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE IF NOT EXISTS runs (
+            run_id          TEXT PRIMARY KEY,
+            seq             INTEGER NOT NULL,
+            created_at      REAL NOT NULL,
+            updated_at      REAL NOT NULL,
+            stage           TEXT NOT NULL,
+            status          TEXT,
+            task_id         TEXT,
+            prompt          TEXT NOT NULL DEFAULT '',
+            negative_prompt TEXT NOT NULL DEFAULT '',
+            duration        INTEGER,
+            start_image_sha TEXT,
+            end_image_sha   TEXT,
+            params          TEXT NOT NULL DEFAULT '{}',
+            percent         REAL,
+            logs            TEXT NOT NULL DEFAULT '[]',
+            error           TEXT,
+            hint            TEXT,
+            cost_usd        REAL,
+            backend         TEXT,
+            sweep_id        TEXT,
+            submitted_at    REAL,
+            finished_at     REAL,
+            video_sha       TEXT,
+            video_url       TEXT,
+            owner           TEXT,
+            heartbeat_at    REAL
+        );
+        CREATE UNIQUE INDEX IF NOT EXISTS runs_seq ON runs (seq DESC);
+        CREATE INDEX IF NOT EXISTS runs_stage ON runs (stage);
+        CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep_id) WHERE sweep_id IS NOT NULL;
+        CREATE INDEX IF NOT EXISTS runs_task ON runs (task_id) WHERE task_id IS NOT NULL;
+        CREATE TABLE IF NOT EXISTS run_events (
+            id      INTEGER PRIMARY KEY,
+            run_id  TEXT NOT NULL,
+            at      REAL NOT NULL,
+            stage   TEXT NOT NULL,
+            status  TEXT,
+            percent REAL
+        );
+        CREATE INDEX IF NOT EXISTS run_events_run ON run_events (run_id, id);
+        CREATE TABLE IF NOT EXISTS images (
+            sha256     TEXT PRIMARY KEY,
+            mime       TEXT,
+            width      INTEGER,
+            height     INTEGER,
+            bytes      INTEGER,
+            created_at REAL NOT NULL
+        );
+        """
+    )
+
+
+#: MIGRATIONS[v] brings a store from schema version v to v + 1. Append, never edit.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_COLUMNS = (
+    "run_id", "seq", "created_at", "updated_at", "stage", "status", "task_id", "prompt",
+    "negative_prompt", "duration", "start_image_sha", "end_image_sha", "params", "percent",
+    "logs", "error", "hint", "cost_usd", "backend", "sweep_id", "submitted_at", "finished_at",
+    "video_sha", "video_url", "owner", "heartbeat_at",
+)  # fmt: skip
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM runs"
+_UPDATABLE = [c for c in _COLUMNS if c not in ("run_id", "seq", "created_at")]
+_INSERT_COLUMNS = [c for c in _COLUMNS if c != "seq"]
+_UPSERT = (
+    f"INSERT INTO runs (seq, {', '.join(_INSERT_COLUMNS)}) "
+    f"VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM runs), {', '.join('?' for _ in _INSERT_COLUMNS)}) "
+    f"ON CONFLICT (run_id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _UPDATABLE)}"
+)
+_CONDITIONAL_UPDATE = (
+    f"UPDATE runs SET {', '.join(f'{c} = ?' for c in _UPDATABLE)} WHERE run_id = ? AND stage = ? AND owner IS ?"
+)
+_UNFINISHED = tuple(stage.value for stage in UNFINISHED_STAGES)
+
+
+def default_folder() -> Path:
+    """$FRAMEPACK_HOME when set, else `.framepack` in the current directory (beside the notebook)."""
+    env = os.environ.get("FRAMEPACK_HOME", "").strip()
+    return Path(env).expanduser() if env else Path.cwd() / ".framepack"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+class RunStore:
+    """Runs and their files in one folder. Safe to share between threads and processes."""
+
+    def __init__(self, folder: str | os.PathLike[str] | None = None, *, busy_timeout: float = 30.0) -> None:
+        self.folder = Path(folder).expanduser() if folder is not None else default_folder()
+        self.images_dir = self.folder / "images"
+        self.videos_dir = self.folder / "videos"
+        self.tmp_dir = self.folder / "tmp"
+        for path in (self.folder, self.images_dir, self.videos_dir, self.tmp_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.folder / DB_NAME
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            str(self.db_path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            self._set_wal(busy_timeout)
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
+
+    # ------------------------------------------------------------------ plumbing
+    def _set_wal(self, busy_timeout: float) -> None:
+        deadline = time.monotonic() + busy_timeout
+        while True:  # switching to WAL needs a moment alone with the file; another process may hold it
+            try:
+                mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(
+                f"could not switch {self.db_path} to WAL mode (got {mode!r}); "
+                "put FRAMEPACK_HOME on a local disk (network file systems do not support it)"
+            )
+
+    def _migrate(self) -> None:
+        migrations = list(MIGRATIONS)
+        target = len(migrations)
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version == target:
+            return
+        with self._write() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]  # again, under the write lock
+            if version > target:
+                raise StoreVersionError(
+                    f"The run store {self.db_path} has schema version {version}, but this "
+                    f"framepack_widgets only knows up to version {target}: it was written by a newer "
+                    "version. Upgrade framepack-widgets (pip install -U framepack-widgets), or use "
+                    "another folder (FRAMEPACK_HOME or RunStore(folder))."
+                )
+            for step in range(version, target):
+                migrations[step](db)
+            db.execute(f"PRAGMA user_version = {target}")
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction; BEGIN IMMEDIATE takes the write lock up front (no deadlocks)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.folder)!r})"
+
+    # ------------------------------------------------------------------ runs
+    def _values(self, run: Run) -> dict[str, Any]:
+        now = time.time()
+        return {
+            "run_id": run.run_id,
+            "created_at": to_ts(run.created_at),
+            "updated_at": to_ts(run.updated_at) or now,
+            "stage": run.stage.value,
+            "status": run.status.value if run.status is not None else None,
+            "task_id": run.task_id,
+            "prompt": run.prompt,
+            "negative_prompt": run.negative_prompt,
+            "duration": run.duration,
+            "start_image_sha": run.start_image_sha,
+            "end_image_sha": run.end_image_sha,
+            "params": _dumps(run._params),
+            "percent": run.percent,
+            "logs": _dumps(list(run.logs)),
+            "error": run.error,
+            "hint": run.hint,
+            "cost_usd": run.cost_usd,
+            "backend": run.backend,
+            "sweep_id": run.sweep_id,
+            "submitted_at": to_ts(run.submitted_at),
+            "finished_at": to_ts(run.finished_at),
+            "video_sha": run.video_sha,
+            "video_url": run.video_url,
+            "owner": run._owner,
+            "heartbeat_at": now if run._owner else None,
+        }
+
+    def save(self, run: Run, *, expect_stage: RunStage | None = None) -> bool:
+        """Write the run and its new history entries in one transaction.
+
+        With `expect_stage`, the write happens only if the stored run is still in that stage
+        and owned by the same owner (a compare-and-set); returns whether it was written.
+        """
+        values = self._values(run)
+        events = run._unsaved_events()
+        with self._write() as db:
+            if expect_stage is not None:
+                cursor = db.execute(
+                    _CONDITIONAL_UPDATE,
+                    [values[c] for c in _UPDATABLE] + [run.run_id, expect_stage.value, run._owner],
+                )
+                if cursor.rowcount != 1:
+                    return False
+            else:
+                db.execute(_UPSERT, [values[c] for c in _INSERT_COLUMNS])
+            if events:
+                db.executemany(
+                    "INSERT INTO run_events (run_id, at, stage, status, percent) VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (run.run_id, e.at.timestamp(), e.stage.value, e.status.value if e.status else None, e.percent)
+                        for e in events
+                    ],
+                )
+            if run.seq is None:
+                run.seq = db.execute("SELECT seq FROM runs WHERE run_id = ?", (run.run_id,)).fetchone()[0]
+        run._events_saved += len(events)
+        run._store = run._store or self
+        return True
+
+    def _from_row(self, row: Sequence[Any]) -> Run:
+        run = Run._from_store(self, row[0], json.loads(row[12] or "{}"))
+        self._apply_row(run, row)
+        return run
+
+    def _apply_row(self, run: Run, row: Sequence[Any]) -> None:
+        r = dict(zip(_COLUMNS, row))
+        run.seq = r["seq"]
+        run.created_at = from_ts(r["created_at"]) or run.created_at
+        run.updated_at = from_ts(r["updated_at"])
+        run.stage = RunStage.parse(r["stage"])
+        run.status = TaskStatus.parse(r["status"]) if r["status"] else None
+        run.task_id = r["task_id"]
+        run.percent = r["percent"]
+        run.logs = tuple(json.loads(r["logs"] or "[]"))
+        run.error = r["error"]
+        run.hint = r["hint"]
+        run.backend = r["backend"] or "piapi"
+        run.sweep_id = r["sweep_id"]
+        run.start_image_sha = r["start_image_sha"]
+        run.end_image_sha = r["end_image_sha"]
+        run.submitted_at = from_ts(r["submitted_at"])
+        run.finished_at = from_ts(r["finished_at"])
+        run.video_sha = r["video_sha"]
+        run.video_url = r["video_url"]
+        path = self.video_path_for(run.video_sha) if run.video_sha else None
+        run.video_path = path if path is not None and path.exists() else None
+
+    def get(self, run_id: str) -> Run:
+        """The stored run (a fresh object; images and history load on first use)."""
+        rows = self._query(f"{_SELECT} WHERE run_id = ?", (run_id,))
+        if not rows:
+            raise KeyError(f"no run {run_id!r} in the store at {self.folder}")
+        return self._from_row(rows[0])
+
+    def refresh(self, run: Run) -> Run:
+        """Update `run` in place from the store (what another process wrote last)."""
+        rows = self._query(f"{_SELECT} WHERE run_id = ?", (run.run_id,))
+        if rows:
+            self._apply_row(run, rows[0])
+            run._history = None  # re-read on next use
+            run._events_saved = 0
+        return run
+
+    def list(
+        self,
+        limit: int | None = 50,
+        offset: int = 0,
+        *,
+        before: int | None = None,
+        sweep_id: str | None = None,
+        stages: Sequence[RunStage | str] | None = None,
+    ) -> list[Run]:
+        """Runs newest first. Page with `limit`/`offset`, or faster with `before=<seq of the
+        last run shown>` (keyset pagination: constant time however deep the page)."""
+        where, params = self._where(before=before, sweep_id=sweep_id, stages=stages)
+        rows = self._query(
+            f"{_SELECT}{where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+            [*params, -1 if limit is None else int(limit), int(offset)],
+        )
+        return [self._from_row(row) for row in rows]
+
+    def count(self, *, sweep_id: str | None = None, stages: Sequence[RunStage | str] | None = None) -> int:
+        where, params = self._where(sweep_id=sweep_id, stages=stages)
+        return int(self._query(f"SELECT COUNT(*) FROM runs{where}", params)[0][0])
+
+    def __len__(self) -> int:
+        return self.count()
+
+    @staticmethod
+    def _where(
+        *, before: int | None = None, sweep_id: str | None = None, stages: Sequence[RunStage | str] | None = None
+    ) -> tuple[str, list[Any]]:
+        clauses, params = [], []
+        if before is not None:
+            clauses.append("seq < ?")
+            params.append(int(before))
+        if sweep_id is not None:
+            clauses.append("sweep_id = ?")
+            params.append(sweep_id)
+        if stages is not None:
+            values = [RunStage.parse(s).value for s in stages]
+            clauses.append(f"stage IN ({', '.join('?' for _ in values)})")
+            params.extend(values)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    def unfinished(self) -> list[Run]:
+        """Runs still moving or waiting for the person (QUEUED .. DOWNLOADING, SUBMISSION_UNKNOWN,
+        TIMED_OUT), oldest first. Only `Runner.resume()` decides what is safe to continue."""
+        rows = self._query(
+            f"{_SELECT} WHERE stage IN ({', '.join('?' for _ in _UNFINISHED)}) ORDER BY seq ASC", _UNFINISHED
+        )
+        return [self._from_row(row) for row in rows]
+
+    def history(self, run_id: str) -> list[RunEvent]:
+        rows = self._query(
+            "SELECT at, stage, status, percent FROM run_events WHERE run_id = ? ORDER BY id", (run_id,)
+        )
+        return [
+            RunEvent(from_ts(at), RunStage.parse(stage), TaskStatus.parse(status) if status else None, percent)  # type: ignore[arg-type]
+            for at, stage, status, percent in rows
+        ]
+
+    # ------------------------------------------------------------------ ownership (which Runner drives a run)
+    def ownership(self, run_id: str) -> tuple[str | None, float | None]:
+        rows = self._query("SELECT owner, heartbeat_at FROM runs WHERE run_id = ?", (run_id,))
+        return (rows[0][0], rows[0][1]) if rows else (None, None)
+
+    def claim(self, run_id: str, owner: str, is_stale: Callable[[str | None, float | None, str], bool]) -> bool:
+        """Atomically become the run's owner, if its current owner is `owner` or gone (`is_stale`)."""
+        with self._write() as db:
+            row = db.execute("SELECT owner, heartbeat_at FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                return False
+            if row[0] != owner and not is_stale(row[0], row[1], run_id):
+                return False
+            db.execute("UPDATE runs SET owner = ?, heartbeat_at = ? WHERE run_id = ?", (owner, time.time(), run_id))
+            return True
+
+    def heartbeat(self, run_ids: Sequence[str], owner: str) -> None:
+        if not run_ids:
+            return
+        with self._write() as db:
+            db.executemany(
+                "UPDATE runs SET heartbeat_at = ? WHERE run_id = ? AND owner = ?",
+                [(time.time(), run_id, owner) for run_id in run_ids],
+            )
+
+    # ------------------------------------------------------------------ images
+    def put_image(self, source: "ImageSource") -> Path | None:
+        """Store a normalised image once (by content hash); URLs are not stored. Returns its path."""
+        data = getattr(source, "data", None)
+        if data is None:
+            return None
+        path = self.images_dir / f"{source.sha256}.{_EXT.get(source.mime or '', 'bin')}"
+        if not path.exists():
+            self._write_atomic(path, data)
+            with self._write() as db:
+                db.execute(
+                    "INSERT OR IGNORE INTO images (sha256, mime, width, height, bytes, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (source.sha256, source.mime, source.width, source.height, len(data), time.time()),
+                )
+        return path
+
+    def image_path(self, sha256: str) -> Path | None:
+        """The stored file of a normalised image, or None."""
+        for ext in (*_EXT.values(), "bin"):
+            path = self.images_dir / f"{sha256}.{ext}"
+            if path.exists():
+                return path
+        return None
+
+    def image_bytes(self, sha256: str) -> bytes:
+        path = self.image_path(sha256)
+        if path is None:
+            raise FileNotFoundError(
+                f"image {sha256[:12]} is missing from {self.images_dir}; the store folder may have "
+                "been cleaned. Pick the image again and start a new run."
+            )
+        return path.read_bytes()
+
+    def load_image(self, sha256: str, info: dict[str, Any] | None = None) -> "ImageSource":
+        """The stored normalised image as an `ImageSource` (its hash is checked on load)."""
+        from .inputs import ImageSource
+
+        data = self.image_bytes(sha256)
+        meta = dict(info or {})
+        if not meta.get("mime") or meta.get("width") is None:
+            rows = self._query("SELECT mime, width, height FROM images WHERE sha256 = ?", (sha256,))
+            if rows:
+                meta = {"mime": rows[0][0], "width": rows[0][1], "height": rows[0][2], **{k: v for k, v in meta.items() if v}}
+        path = self.image_path(sha256)
+        mime = meta.get("mime") or _MIME.get(path.suffix.lstrip(".") if path else "", "image/jpeg")
+        return ImageSource(data=data, mime=mime, width=meta.get("width"), height=meta.get("height"), sha256=sha256)
+
+    def image_source(self, info: dict[str, Any]) -> "ImageSource":
+        """Rebuild the `ImageSource` described by `FramepackInput.to_params()`."""
+        return self.load_image(str(info["sha256"]), info)
+
+    def _write_atomic(self, path: Path, data: bytes) -> None:
+        tmp = self.tmp_dir / f"{uuid.uuid4().hex}.part"
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    # ------------------------------------------------------------------ videos
+    def video_path_for(self, sha256: str) -> Path:
+        return self.videos_dir / f"{sha256}.mp4"
+
+    def temp_path(self, name: str) -> Path:
+        """A path in the store's tmp/ folder (same disk, so `add_video` can rename it in)."""
+        return self.tmp_dir / Path(name).name
+
+    def add_video(self, path: str | os.PathLike[str]) -> Path:
+        """Move a downloaded video into videos/<sha256>.mp4 (kept once per content) and return it."""
+        src = Path(path)
+        digest = hashlib.sha256()
+        with src.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        final = self.video_path_for(digest.hexdigest())
+        if final.exists():
+            src.unlink()
+            return final
+        try:
+            os.replace(src, final)
+        except OSError:  # another disk: copy next to it, then rename into place
+            tmp = self.tmp_dir / f"{uuid.uuid4().hex}.part"
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, final)
+            src.unlink()
+        return final
+
+    def size_bytes(self) -> int:
+        """Bytes used on disk: database (with its WAL), images, videos and downloads in progress."""
+        total = 0
+        for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
+            try:
+                total += (self.folder / name).stat().st_size
+            except FileNotFoundError:
+                pass
+        for folder in (self.images_dir, self.videos_dir, self.tmp_dir):
+            for entry in os.scandir(folder):
+                try:
+                    total += entry.stat().st_size
+                except FileNotFoundError:
+                    pass
+        return total
+
+    def prune_videos(
+        self,
+        *,
+        keep_last: int | None = None,
+        older_than: timedelta | datetime | None = None,
+        dry_run: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Delete local videos, on request only; returns what was (or, with dry_run, would be) removed.
+
+        keep_last=N keeps the videos of the N newest runs that have one; older_than keeps those
+        of runs finished more recently than that. Given both, a video is removed only when both
+        say so. The runs stay in the store; their hint says the video was removed.
+        """
+        if keep_last is None and older_than is None:
+            raise ValueError("say what to prune: keep_last=N and/or older_than=timedelta(days=...) (or a datetime)")
+        if keep_last is not None and keep_last < 0:
+            raise ValueError("keep_last must be 0 or more")
+        cutoff: float | None = None
+        if isinstance(older_than, timedelta):
+            cutoff = time.time() - older_than.total_seconds()
+        elif isinstance(older_than, datetime):
+            cutoff = (older_than if older_than.tzinfo else older_than.replace(tzinfo=timezone.utc)).timestamp()
+        rows = self._query(
+            "SELECT run_id, video_sha, COALESCE(finished_at, updated_at) FROM runs "
+            "WHERE video_sha IS NOT NULL ORDER BY seq DESC"
+        )
+        keep: set[str] = set()
+        runs_of: dict[str, list[str]] = {}
+        for index, (run_id, sha, finished) in enumerate(rows):
+            runs_of.setdefault(sha, []).append(run_id)
+            by_count = keep_last is not None and index < keep_last
+            by_age = cutoff is not None and finished is not None and finished >= cutoff
+            if by_count or by_age:
+                keep.add(sha)
+        removed: list[dict[str, Any]] = []
+        now = time.time()
+        for entry in sorted(os.scandir(self.videos_dir), key=lambda e: e.name):
+            if not entry.name.endswith(".mp4"):
+                continue
+            sha = entry.name[: -len(".mp4")]
+            if sha in keep:
+                continue
+            stat = entry.stat()
+            if sha not in runs_of:  # not recorded (yet): leave recent ones alone
+                if now - stat.st_mtime < ORPHAN_GRACE_SECONDS or (cutoff is not None and stat.st_mtime >= cutoff):
+                    continue
+            removed.append({"sha256": sha, "path": entry.path, "bytes": stat.st_size, "run_ids": runs_of.get(sha, [])})
+        if dry_run or not removed:
+            return removed
+        note = f"The local video was removed by prune_videos() on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC."
+        for item in removed:
+            try:
+                os.remove(item["path"])
+            except FileNotFoundError:
+                pass
+        with self._write() as db:
+            db.executemany(
+                "UPDATE runs SET hint = ? WHERE video_sha = ?", [(note, item["sha256"]) for item in removed]
+            )
+        return removed
+
+    # ------------------------------------------------------------------ export and estimates
+    def to_dicts(self, limit: int | None = None, *, history: bool = False, **filters: Any) -> list[dict[str, Any]]:
+        """The history as plain JSON-safe dicts, newest first."""
+        return [run.to_dict(history=history) for run in self.list(limit=limit, **filters)]
+
+    def to_dataframe(self, limit: int | None = None, **filters: Any) -> Any:
+        """The history as a pandas DataFrame (needs pandas: pip install pandas)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("to_dataframe() needs pandas: pip install pandas (to_dicts() needs nothing)") from None
+        rows = self.to_dicts(limit, **filters)
+        for row in rows:
+            row.pop("params", None)
+            row["logs"] = len(row["logs"])
+        frame = pd.DataFrame(rows)
+        for column in ("created_at", "updated_at", "submitted_at", "finished_at"):
+            if column in frame:
+                frame[column] = pd.to_datetime(frame[column], utc=True)
+        return frame
+
+    def eta_samples(self, *, backend: str | None = None, recent: int = 200) -> list[tuple[float, float, str]]:
+        """`(duration, wall_time_seconds, backend)` of the newest completed runs, for `eta`."""
+        sql = (
+            "SELECT duration, finished_at - submitted_at, COALESCE(backend, 'piapi') FROM runs "
+            "WHERE stage = 'completed' AND submitted_at IS NOT NULL AND finished_at IS NOT NULL AND duration > 0"
+        )
+        params: list[Any] = []
+        if backend is not None:
+            sql += " AND backend = ?"
+            params.append(backend)
+        rows = self._query(sql + " ORDER BY seq DESC LIMIT ?", [*params, int(recent)])
+        return [(float(d), float(w), str(b)) for d, w, b in rows if w is not None and w > 0]
+
+    def estimate(self, duration: int, *, backend: str = "piapi", **kwargs: Any) -> Any:
+        """An `eta.Estimate` for a run of `duration` seconds, learned from this store's finished runs."""
+        from .eta import estimate_wall_time
+
+        return estimate_wall_time(duration, self.eta_samples(backend=backend), backend=backend, **kwargs)
+
+    def estimate_seconds(self, duration: int, *, backend: str = "piapi") -> float | None:
+        """Seconds a run is likely to take, learned from history; None while there is too little."""
+        try:
+            estimate = self.estimate(duration, backend=backend)
+        except ImportError:  # pragma: no cover - eta.py is part of the package
+            return None
+        return float(estimate.seconds) if estimate.basis == "history" else None
+
+    def integrity_check(self) -> str:
+        """SQLite's own check: 'ok' when the database is sound."""
+        return str(self._query("PRAGMA integrity_check")[0][0])

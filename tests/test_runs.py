@@ -1,0 +1,780 @@
+"""Runs and the Runner against a fake AsyncClient: the order of store writes and requests,
+every error path, cancel, resume after a crash, and the concurrency limit.
+
+The integration tests at the end drive the real AsyncClient against the real simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from framepack_widgets import runs as runs_mod
+from framepack_widgets.errors import (
+    APIConnectionError,
+    AuthenticationError,
+    DownloadError,
+    NotFoundError,
+    SubmissionUnknownError,
+    TaskFailedError,
+    TaskTimeoutError,
+)
+from framepack_widgets.inputs import FramepackInput
+from framepack_widgets.runs import Run, RunNotAttachedError, Runner, RunStage
+from framepack_widgets.store import RunStore
+from framepack_widgets.task import Task, TaskStatus
+
+KEY = "sk-test-NEVER-STORED-0123456789"
+
+
+# --------------------------------------------------------------------------- helpers
+def make_mp4(path: Path, *, frames: int = 12, color: tuple[int, int, int] = (10, 200, 30)) -> Path:
+    """A real, tiny H.264 MP4 whose last frame is `color` (the first frames are black)."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            array = np.zeros((48, 64, 3), np.uint8)
+            if i >= frames // 2:
+                array[:] = color
+            for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="session")
+def mp4_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return make_mp4(tmp_path_factory.mktemp("video") / "clip.mp4").read_bytes()
+
+
+def make_input(prompt: str = "a cat turns its head", *, duration: int = 10, color=(200, 40, 40), **kw: Any):
+    from PIL import Image
+
+    return FramepackInput(prompt, Image.new("RGB", (96, 64), color), duration=duration, **kw)
+
+
+class FakeClient:
+    """Just enough of AsyncClient: records calls; behaviour is set per test."""
+
+    def __init__(self, video: bytes, *, is_simulator: bool = False) -> None:
+        self.api_key = KEY  # never to be stored
+        self.video = video
+        self.is_simulator = is_simulator
+        self.creates: list[Any] = []
+        self.waits: list[str] = []
+        self.cancels: list[str] = []
+        self.downloads: list[str] = []
+        self.on_create: Any = None  # callable(input) run inside create_task, before answering
+        self.create_error: BaseException | None = None
+        self.create_gate: asyncio.Event | None = None
+        self.wait_gate: asyncio.Event | None = None
+        self.wait_error: BaseException | None = None
+        self.download_error: BaseException | None = None
+        self.cancel_result: Any = "cancelled"  # "cancelled" | None | an exception
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.steps = [(TaskStatus.PROCESSING, 30.0), (TaskStatus.PROCESSING, 70.0)]
+
+    async def create_task(self, input: Any) -> Task:
+        self.creates.append(input)
+        if self.on_create is not None:
+            self.on_create(input)
+        if self.create_gate is not None:
+            await self.create_gate.wait()
+        if self.create_error is not None:
+            raise self.create_error
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        return Task(task_id=f"task-{len(self.creates)}", status=TaskStatus.PENDING)
+
+    async def wait(self, task_or_id: Any, *, timeout: float | None = None, on_update: Any = None) -> Task:
+        task_id = task_or_id.task_id if isinstance(task_or_id, Task) else str(task_or_id)
+        self.waits.append(task_id)
+        try:
+            for status, percent in self.steps:
+                await asyncio.sleep(0)
+                if on_update is not None:
+                    on_update(Task(task_id=task_id, status=status, percent=percent, logs=(f"{percent:.0f}%",)))
+            if self.wait_gate is not None:
+                await self.wait_gate.wait()
+            if self.wait_error is not None:
+                raise self.wait_error
+            done = Task(task_id=task_id, status=TaskStatus.COMPLETED, percent=100.0,
+                        video_url=f"https://img.example/{task_id}.mp4")
+            if on_update is not None:
+                on_update(done)
+            return done
+        finally:
+            self.in_flight = max(0, self.in_flight - 1)
+
+    async def download(self, task: Task, path: Any) -> Path:
+        self.downloads.append(task.task_id)
+        if self.download_error is not None:
+            raise self.download_error
+        Path(path).write_bytes(self.video)
+        return Path(path)
+
+    async def cancel(self, task_id: str) -> Task | None:
+        self.cancels.append(task_id)
+        if isinstance(self.cancel_result, BaseException):
+            raise self.cancel_result
+        if self.cancel_result == "cancelled":
+            return Task(task_id=task_id, status=TaskStatus.CANCELLED)
+        return None
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> RunStore:
+    with RunStore(tmp_path / "store") as s:
+        yield s
+
+
+@pytest.fixture
+def client(mp4_bytes: bytes) -> FakeClient:
+    return FakeClient(mp4_bytes)
+
+
+def stages(run: Run) -> list[str]:
+    return [e.stage.value for e in run.history]
+
+
+# --------------------------------------------------------------------------- the happy path
+async def test_run_is_stored_before_create_and_completes(store: RunStore, client: FakeClient) -> None:
+    seen_in_store: list[str] = []
+
+    def check_store(input: Any) -> None:
+        # Another connection (as another process would) already sees the run, submitting.
+        with RunStore(store.folder) as other:
+            [stored] = other.list()
+            assert stored.prompt == input.prompt
+            seen_in_store.append(stored.stage.value)
+
+    client.on_create = check_store
+    changes: list[str] = []
+    runner = Runner(client, store, on_change=lambda r: changes.append(r.stage.value))
+    run = runner.start(make_input())
+    assert run.stage is RunStage.QUEUED and store.get(run.run_id).stage is RunStage.QUEUED
+    observed: list[tuple[str, float | None]] = []
+    run.observe(lambda r: observed.append((r.stage.value, r.percent)))
+
+    assert (await run) is run
+    assert seen_in_store == ["submitting"]
+    assert run.stage is RunStage.COMPLETED and run.done()
+    assert run.task_id == "task-1" and run.status is TaskStatus.COMPLETED
+    assert stages(run) == ["queued", "submitting", "pending", "processing", "processing", "processing",
+                           "downloading", "completed"]
+    assert run.video_path is not None and run.video_path.parent == store.videos_dir
+    assert run.video_path.read_bytes() == client.video
+    assert run.video_path.name == f"{run.video_sha}.mp4"
+    assert run.wall_time is not None and run.wall_time >= 0
+    assert run.created_at.tzinfo is not None and run.finished_at is not None
+    assert run.cost_usd == pytest.approx(0.30) and not run.simulated and run.backend == "piapi"
+    assert run.logs == ("70%",)
+    assert changes[-1] == "completed" and observed[-1] == ("completed", 100.0)
+    assert list(store.tmp_dir.iterdir()) == []
+
+    stored = store.get(run.run_id)  # what a new kernel would see
+    assert stored.stage is RunStage.COMPLETED and stored.video_path == run.video_path
+    assert [e.stage for e in stored.history] == [e.stage for e in run.history]
+    assert stored.input == run.input
+    json.dumps(run.to_dict())
+    summary = run.summary()
+    json.dumps(summary)
+    assert summary["has_video"] and summary["stage"] == "completed" and summary["cost_usd"] == 0.3
+
+
+async def test_simulator_backend_is_flagged(store: RunStore, mp4_bytes: bytes) -> None:
+    runner = Runner(FakeClient(mp4_bytes, is_simulator=True), store)
+    run = await runner.start(make_input(duration=20))
+    assert run.backend == "simulator" and run.simulated and run.cost_usd == pytest.approx(0.6)
+    assert run.summary()["simulated"] is True
+    assert "Simulator()" in run.code()
+
+
+def test_start_without_a_running_loop_is_refused_and_stores_nothing(store: RunStore, client: FakeClient) -> None:
+    runner = Runner(client, store)
+    with pytest.raises(RuntimeError, match="running asyncio event loop"):
+        runner.start(make_input())
+    assert store.count() == 0 and client.creates == []
+
+
+async def test_start_is_cheap_and_reentrant(store: RunStore, client: FakeClient) -> None:
+    runner = Runner(client, store)
+    inp = make_input()
+    a, b = runner.start(inp), runner.start(inp)  # a double click: the widget dedupes, the runner stays sane
+    assert a.run_id != b.run_id and store.count() == 2
+    await asyncio.gather(a.wait(), b.wait())
+    assert {a.stage, b.stage} == {RunStage.COMPLETED} and len(client.creates) == 2
+    assert a.video_path == b.video_path  # same content, stored once
+    assert len(list(store.videos_dir.iterdir())) == 1
+
+
+# --------------------------------------------------------------------------- error paths
+async def test_submission_unknown_is_kept_and_never_resent(store: RunStore, client: FakeClient) -> None:
+    client.create_error = SubmissionUnknownError("the connection dropped after the request was sent")
+    run = await Runner(client, store).start(make_input())
+    assert run.stage is RunStage.SUBMISSION_UNKNOWN and run.task_id is None
+    assert "task list" in run.hint and "Nothing was resent" in run.hint
+    assert "connection dropped" in run.error
+    assert len(client.creates) == 1
+
+    # A new kernel: resume shows it, sends nothing.
+    client.create_error = None
+    runner = Runner(client, store)
+    resumed = runner.resume()
+    assert [r.run_id for r in resumed] == [run.run_id]
+    assert resumed[0].stage is RunStage.SUBMISSION_UNKNOWN
+    await asyncio.sleep(0.01)
+    assert len(client.creates) == 1
+    assert store.get(run.run_id).stage is RunStage.SUBMISSION_UNKNOWN
+    # The person found the task in their dashboard: follow it, nothing sent.
+    attached = runner.attach(resumed[0], "task-found")
+    await attached
+    assert attached.stage is RunStage.COMPLETED and client.waits[-1] == "task-found"
+    assert len(client.creates) == 1
+
+
+async def test_dismiss_takes_a_run_out_of_unfinished(store: RunStore, client: FakeClient) -> None:
+    client.create_error = SubmissionUnknownError("dropped")
+    runner = Runner(client, store)
+    run = await runner.start(make_input())
+    assert [r.run_id for r in store.unfinished()] == [run.run_id]
+    runner.dismiss(run)
+    assert store.unfinished() == [] and store.get(run.run_id).stage is RunStage.ERROR
+    assert "billed" in store.get(run.run_id).hint
+
+
+async def test_task_failed(store: RunStore, client: FakeClient) -> None:
+    failed = Task(task_id="task-1", status=TaskStatus.FAILED, error="NSFW content detected")
+    client.wait_error = TaskFailedError("task task-1 failed: NSFW content detected", task=failed)
+    run = await Runner(client, store).start(make_input())
+    assert run.stage is RunStage.FAILED and run.status is TaskStatus.FAILED
+    assert run.error == "NSFW content detected" and run.hint
+    assert run.video_path is None and store.get(run.run_id).stage is RunStage.FAILED
+
+
+async def test_task_cancelled_at_piapi_is_cancelled(store: RunStore, client: FakeClient) -> None:
+    cancelled = Task(task_id="task-1", status=TaskStatus.CANCELLED)
+    client.wait_error = TaskFailedError("task task-1 was cancelled", task=cancelled)
+    run = await Runner(client, store).start(make_input())
+    assert run.stage is RunStage.CANCELLED
+
+
+async def test_timeout_then_resume_reattaches_without_resending(store: RunStore, client: FakeClient) -> None:
+    last = Task(task_id="task-1", status=TaskStatus.PROCESSING, percent=40.0)
+    client.wait_error = TaskTimeoutError("gave up waiting for task-1 after 600 s", task_id="task-1", last_task=last)
+    run = await Runner(client, store, timeout=600).start(make_input())
+    assert run.stage is RunStage.TIMED_OUT and run.task_id == "task-1" and run.percent == 40.0
+    assert "may still finish" in run.hint
+    assert [r.run_id for r in store.unfinished()] == [run.run_id]
+
+    client.wait_error = None
+    [again] = Runner(client, store).resume()
+    await again
+    assert again.stage is RunStage.COMPLETED and again.error is None and again.hint is None
+    assert len(client.creates) == 1 and client.waits == ["task-1", "task-1"]
+    assert store.unfinished() == []
+
+
+@pytest.mark.parametrize(
+    ("phase", "error", "hint_part"),
+    [
+        ("create", AuthenticationError("401: invalid API key", status_code=401), "Nothing was charged"),
+        ("create", APIConnectionError("could not connect to api.piapi.ai"), "Nothing was charged"),
+        ("wait", APIConnectionError("the network went away"), "runner.reattach(run)"),
+        ("wait", NotFoundError("404 task not found", status_code=404), "no longer knows"),
+        ("download", DownloadError("403 from the video host"), "billed"),
+        ("wait", RuntimeError("a bug"), "See the error message"),
+    ],
+)
+async def test_other_errors_become_error_with_a_hint(
+    store: RunStore, client: FakeClient, phase: str, error: BaseException, hint_part: str
+) -> None:
+    setattr(client, f"{phase}_error", error)
+    run = await Runner(client, store).start(make_input())
+    assert run.stage is RunStage.ERROR
+    assert str(error) in run.error and hint_part in run.hint
+    stored = store.get(run.run_id)
+    assert stored.stage is RunStage.ERROR and stored.hint == run.hint
+    if phase == "create":
+        assert run.task_id is None
+    else:
+        assert run.task_id == "task-1"
+    assert list(store.tmp_dir.iterdir()) == []
+
+
+async def test_reattach_after_a_failed_download(store: RunStore, client: FakeClient) -> None:
+    client.download_error = DownloadError("connection reset")
+    runner = Runner(client, store)
+    run = await runner.start(make_input())
+    assert run.stage is RunStage.ERROR
+    client.download_error = None
+    await runner.reattach(run)
+    assert run.stage is RunStage.COMPLETED and len(client.creates) == 1
+
+
+async def test_an_observer_that_raises_does_not_stop_the_run(store: RunStore, client: FakeClient) -> None:
+    run = Runner(client, store, on_change=lambda r: 1 / 0).start(make_input())
+    stop = run.observe(lambda r: [][1])
+    await run
+    stop()
+    assert run.stage is RunStage.COMPLETED
+
+
+# --------------------------------------------------------------------------- cancel
+async def test_cancel_while_queued_sends_nothing(store: RunStore, client: FakeClient) -> None:
+    client.wait_gate = asyncio.Event()
+    runner = Runner(client, store, max_concurrent=1)
+    first = runner.start(make_input("first"))
+    second = runner.start(make_input("second"))
+    await asyncio.sleep(0.05)
+    assert second.stage is RunStage.QUEUED and len(client.creates) == 1
+    runner.cancel(second)
+    await second
+    assert second.stage is RunStage.CANCELLED and "Nothing was charged" in second.hint
+    client.wait_gate.set()
+    await first
+    assert first.stage is RunStage.COMPLETED and len(client.creates) == 1
+
+
+async def test_cancel_while_pending_cancels_at_piapi(store: RunStore, client: FakeClient) -> None:
+    client.steps = []
+    client.wait_gate = asyncio.Event()
+    runner = Runner(client, store)
+    run = runner.start(make_input())
+    while run.task_id is None:
+        await asyncio.sleep(0.01)
+    run.cancel()
+    runner.cancel(run)  # a double click changes nothing
+    await run
+    assert run.stage is RunStage.CANCELLED and client.cancels == ["task-1"]
+    assert run.status is TaskStatus.CANCELLED and "Cancelled at PiAPI" in run.hint
+    assert store.get(run.run_id).stage is RunStage.CANCELLED
+
+
+@pytest.mark.parametrize("answer", [None, NotFoundError("cancel is not supported", status_code=404)])
+async def test_cancel_not_confirmed_says_it_may_be_billed(store: RunStore, client: FakeClient, answer: Any) -> None:
+    client.cancel_result = answer
+    client.wait_gate = asyncio.Event()
+    runner = Runner(client, store)
+    run = runner.start(make_input())
+    while run.stage is not RunStage.PROCESSING:
+        await asyncio.sleep(0.01)
+    runner.cancel(run)
+    await run
+    assert run.stage is RunStage.CANCELLED and "may still run and be billed" in run.hint
+
+
+async def test_cancel_during_create_waits_for_the_answer_then_cancels(store: RunStore, client: FakeClient) -> None:
+    client.create_gate = asyncio.Event()
+    runner = Runner(client, store)
+    run = runner.start(make_input())
+    while run.stage is not RunStage.SUBMITTING:
+        await asyncio.sleep(0.01)
+    runner.cancel(run)  # the create request is in flight: it must not be cut off (outcome unknown)
+    await asyncio.sleep(0.02)
+    assert not run.done()
+    client.create_gate.set()
+    await run
+    assert run.stage is RunStage.CANCELLED and run.task_id == "task-1"
+    assert client.cancels == ["task-1"] and len(client.creates) == 1
+
+
+async def test_cancel_a_finished_run_does_nothing(store: RunStore, client: FakeClient) -> None:
+    runner = Runner(client, store)
+    run = await runner.start(make_input())
+    runner.cancel(run)
+    assert run.stage is RunStage.COMPLETED and client.cancels == []
+
+
+# --------------------------------------------------------------------------- resume after a crash
+def _stored_run(store: RunStore, stage: RunStage, *, task_id: str | None, owner: str | None, age: float = 0.0) -> Run:
+    """Write a run as a kernel would have left it when it died."""
+    inp = make_input(f"left {stage.value}")
+    run = Run(inp)
+    run.created_at = run.created_at - timedelta(seconds=age)
+    store.put_image(inp.start_image)
+    run._owner = owner
+    run._set(stage=stage, task_id=task_id, status=TaskStatus.PROCESSING if task_id else None)
+    store.save(run)
+    return run
+
+
+def _dead_owner() -> str:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return f"{runs_mod._HOST}:{proc.pid}:deadbeef"
+
+
+async def test_resume_after_a_crash(store: RunStore, client: FakeClient) -> None:
+    dead = _dead_owner()
+    processing = _stored_run(store, RunStage.PROCESSING, task_id="task-77", owner=dead)
+    downloading = _stored_run(store, RunStage.DOWNLOADING, task_id="task-78", owner=dead)
+    queued = _stored_run(store, RunStage.QUEUED, task_id=None, owner=dead)
+    submitting = _stored_run(store, RunStage.SUBMITTING, task_id=None, owner=dead)
+    old_queued = _stored_run(store, RunStage.QUEUED, task_id=None, owner=None, age=3 * 86400)
+    done = _stored_run(store, RunStage.COMPLETED, task_id="task-1", owner=None)
+
+    runner = Runner(client, store)  # the new kernel
+    resumed = runner.resume()
+    by_id = {r.run_id: r for r in resumed}
+    assert set(by_id) == {processing.run_id, downloading.run_id, queued.run_id, submitting.run_id, old_queued.run_id}
+    assert done.run_id not in by_id
+    await asyncio.gather(*(r.wait() for r in resumed))
+
+    assert by_id[processing.run_id].stage is RunStage.COMPLETED
+    assert by_id[downloading.run_id].stage is RunStage.COMPLETED
+    assert by_id[queued.run_id].stage is RunStage.COMPLETED  # certainly never sent: sent once now
+    assert by_id[submitting.run_id].stage is RunStage.SUBMISSION_UNKNOWN  # maybe sent: never resent
+    assert "Nothing was resent" in by_id[submitting.run_id].hint
+    assert by_id[old_queued.run_id].stage is RunStage.CANCELLED  # too old to send unasked
+    assert "Nothing was charged" in by_id[old_queued.run_id].hint
+    assert [i.prompt for i in client.creates] == ["left queued"]
+    assert sorted(client.waits) == ["task-1", "task-77", "task-78"]  # task-1: the queued run, sent now
+
+    # Resuming again finds only what needs the person.
+    again = Runner(client, store).resume()
+    assert [r.stage for r in again] == [RunStage.SUBMISSION_UNKNOWN]
+    assert len(client.creates) == 1
+
+
+async def test_loop_shutdown_mid_run_leaves_it_resumable(store: RunStore, client: FakeClient) -> None:
+    client.wait_gate = asyncio.Event()
+    runner = Runner(client, store)
+    run = runner.start(make_input())
+    while run.stage is not RunStage.PROCESSING:
+        await asyncio.sleep(0.01)
+    run._driver.cancel()  # what asyncio does to pending tasks when the kernel's loop stops
+    await asyncio.sleep(0.01)
+    assert store.get(run.run_id).stage is RunStage.PROCESSING  # not marked cancelled
+    with pytest.raises(RunNotAttachedError, match="resume"):
+        await store.get(run.run_id)
+
+    client.wait_gate.set()
+    [resumed] = Runner(client, store).resume()
+    await resumed
+    assert resumed.stage is RunStage.COMPLETED and len(client.creates) == 1
+
+
+async def test_loop_shutdown_during_create_is_submission_unknown(store: RunStore, client: FakeClient) -> None:
+    client.create_gate = asyncio.Event()
+    run = Runner(client, store).start(make_input())
+    while run.stage is not RunStage.SUBMITTING:
+        await asyncio.sleep(0.01)
+    run._driver.cancel()
+    await asyncio.sleep(0.01)
+    assert store.get(run.run_id).stage is RunStage.SUBMISSION_UNKNOWN
+    client.create_gate.set()
+    Runner(client, store).resume()
+    await asyncio.sleep(0.01)
+    assert len(client.creates) == 1
+
+
+async def test_two_runners_resuming_at_once_send_a_queued_run_once(store: RunStore, client: FakeClient) -> None:
+    queued = _stored_run(store, RunStage.QUEUED, task_id=None, owner=_dead_owner())
+    a = Runner(client, store).resume()
+    b = Runner(client, store).resume()  # the same process: sees the live run and shares it
+    assert a[0] is b[0]
+    with RunStore(store.folder) as other_connection:
+        c = Runner(client, other_connection).resume()
+    await asyncio.gather(*(r.wait() for r in a + b + c))
+    assert store.get(queued.run_id).stage is RunStage.COMPLETED
+    assert len(client.creates) == 1
+
+
+async def test_a_run_driven_by_a_live_process_is_not_taken_over(store: RunStore, client: FakeClient) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        owner = f"{runs_mod._HOST}:{proc.pid}:cafe"
+        queued = _stored_run(store, RunStage.QUEUED, task_id=None, owner=owner)
+        [seen] = Runner(client, store).resume()
+        assert seen.run_id == queued.run_id and seen.stage is RunStage.QUEUED
+        await asyncio.sleep(0.02)
+        assert client.creates == []
+        with pytest.raises(RuntimeError, match="another kernel"):
+            Runner(client, store).cancel(seen)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+async def test_runs_of_another_kernel_are_watched_and_taken_over_when_it_dies(
+    store: RunStore, client: FakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runs_mod, "WATCH_SECONDS", 0.01)
+    other_kernel = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        owner = f"{runs_mod._HOST}:{other_kernel.pid}:0ther"
+        theirs = _stored_run(store, RunStage.PROCESSING, task_id="task-theirs", owner=owner)
+        seen: list[tuple[str, float | None]] = []
+        runner = Runner(client, store, on_change=lambda r: seen.append((r.stage.value, r.percent)))
+        [watched] = runner.resume()
+        assert watched.run_id == theirs.run_id and watched._watcher is not None
+        waiter = asyncio.ensure_future(watched.wait())
+
+        with RunStore(store.folder) as their_store:  # the other kernel makes progress
+            progress = their_store.get(theirs.run_id)
+            progress._owner = owner
+            progress._set(percent=60.0)
+            their_store.save(progress)
+        for _ in range(200):
+            if ("processing", 60.0) in seen:
+                break
+            await asyncio.sleep(0.01)
+        assert ("processing", 60.0) in seen and client.waits == []
+        with pytest.raises(RuntimeError, match="another kernel"):
+            runner.cancel(watched)
+    finally:
+        other_kernel.kill()  # ... and then it dies
+        other_kernel.wait()
+    run = await asyncio.wait_for(waiter, 10)
+    assert run is watched and run.stage is RunStage.COMPLETED
+    assert client.waits == ["task-theirs"] and client.creates == []
+    assert seen[-1] == ("completed", 100.0)
+
+
+async def test_await_a_run_driven_by_another_runner_follows_the_store(
+    store: RunStore, client: FakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runs_mod, "POLL_STORE_SECONDS", 0.01)
+    client.wait_gate = asyncio.Event()
+    run = Runner(client, store).start(make_input())
+    with RunStore(store.folder) as other:
+        snapshot = other.get(run.run_id)  # a different object, as another kernel would hold
+        waiter = asyncio.ensure_future(snapshot.wait())
+        await asyncio.sleep(0.05)
+        assert not waiter.done()
+        client.wait_gate.set()
+        assert (await waiter).stage is RunStage.COMPLETED
+
+
+# --------------------------------------------------------------------------- concurrency
+async def test_concurrency_limit(store: RunStore, client: FakeClient) -> None:
+    client.steps = [(TaskStatus.PROCESSING, 50.0)]
+    runner = Runner(client, store, max_concurrent=2)
+    runs = [runner.start(make_input(f"prompt {i}")) for i in range(7)]
+    assert store.count() == 7  # all stored at once, QUEUED
+    await asyncio.sleep(0)
+    assert len(runner.active) == 7
+    await runner.wait_all()
+    assert all(r.stage is RunStage.COMPLETED for r in runs)
+    assert client.max_in_flight == 2 and len(client.creates) == 7
+    assert runner.active == []
+
+
+# --------------------------------------------------------------------------- Run in Python
+async def test_last_frame_show_code_and_rerun(
+    store: RunStore, client: FakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = Runner(client, store)
+    run = await runner.start(make_input("camera zooms in", duration=12))
+
+    frame = run.last_frame()
+    assert frame.size == (64, 48)
+    r, g, b = frame.convert("RGB").getpixel((32, 24))
+    assert g > 150 and r < 60 and b < 80
+
+    shown: list[Any] = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    run.show()
+    assert shown and "video/mp4;base64" in shown[0]._repr_html_()
+
+    code = run.code()
+    compile(code, "<run.code()>", "exec")
+    image_file = store.image_path(run.input.start_image.sha256)
+    assert str(image_file) in code and "duration=12" in code and "camera zooms in" in code
+    assert KEY not in code and "api_key" not in code
+    assert FramepackInput("camera zooms in", image_file, duration=12).start_image.sha256 == run.input.start_image.sha256
+
+    again = run.rerun(prompt="camera zooms out", duration=15)
+    await again
+    assert again.run_id != run.run_id and again.prompt == "camera zooms out" and again.duration == 15
+    assert again.input.start_image == run.input.start_image
+
+    detached = store.get(run.run_id)
+    with pytest.raises(RunNotAttachedError, match="runner.start"):
+        detached.rerun()
+    assert runner.get(run.run_id).rerun is not None
+    assert [r.run_id for r in runner.list(limit=2)] == [again.run_id, run.run_id]
+    assert runner.runs[0].run_id == again.run_id
+
+
+async def test_show_and_last_frame_without_a_video(
+    store: RunStore, client: FakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client.create_error = AuthenticationError("401", status_code=401)
+    run = await Runner(client, store).start(make_input())
+    shown: list[Any] = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    run.show()
+    assert "error" in shown[0] and "API key" in shown[0]
+    with pytest.raises(FileNotFoundError, match="no local video"):
+        run.last_frame()
+
+
+async def test_stored_runs_load_images_only_when_needed(
+    store: RunStore, client: FakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = Runner(client, store)
+    run = await runner.start(make_input(end_image=make_input(color=(0, 0, 255)).start_image))
+    loads: list[str] = []
+    original = RunStore.image_bytes
+    monkeypatch.setattr(RunStore, "image_bytes", lambda self, sha: loads.append(sha) or original(self, sha))
+    [stored] = store.list()
+    summary = stored.summary()
+    stored.to_dict()
+    assert summary["prompt"] == run.prompt and loads == []
+    assert stored.input == run.input and len(loads) == 2
+
+
+async def test_runner_validates_its_arguments(store: RunStore, client: FakeClient) -> None:
+    with pytest.raises(ValueError, match="max_concurrent"):
+        Runner(client, store, max_concurrent=0)
+    with pytest.raises(TypeError, match="FramepackInput"):
+        Runner(client, store).start({"prompt": "x"})  # type: ignore[arg-type]
+    assert store.count() == 0
+
+
+# --------------------------------------------------------------------------- integration: the real simulator
+def _simulator_ready() -> bool:
+    try:
+        from framepack_widgets.client import AsyncClient  # noqa: F401
+        from framepack_widgets.simulator import Simulator  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+needs_simulator = pytest.mark.skipif(not _simulator_ready(), reason="client/simulator not importable yet")
+
+
+def _creates(sim: Any) -> int:
+    count = 0
+    for record in sim.requests:
+        method = getattr(record, "method", None) or (record.get("method") if isinstance(record, dict) else None)
+        path = getattr(record, "path", None) or (record.get("path") if isinstance(record, dict) else None)
+        if method == "POST" and str(path).rstrip("/").endswith("/api/v1/task"):
+            count += 1
+    return count
+
+
+@needs_simulator
+async def test_two_runs_end_to_end_on_the_simulator(store: RunStore) -> None:
+    from framepack_widgets.client import AsyncClient
+    from framepack_widgets.simulator import Simulator
+
+    with Simulator(time_scale=20.0) as sim:
+        async with AsyncClient(api_key=sim.api_key, base_url=sim.base_url) as client:
+            runner = Runner(client, store, max_concurrent=2)
+            a = runner.start(make_input("camera zooms in slowly"))
+            b = runner.start(make_input("camera pans left", color=(20, 20, 220)))
+            await asyncio.wait_for(asyncio.gather(a.wait(), b.wait()), 120)
+        assert _creates(sim) == 2
+    for run in (a, b):
+        assert run.stage is RunStage.COMPLETED, (run.error, run.hint)
+        assert run.backend == "simulator" and run.video_path is not None and run.video_path.exists()
+        assert run.last_frame().size[0] > 0
+        assert RunStage.PROCESSING in [e.stage for e in run.history]
+    assert a.video_path != b.video_path
+    db = store.db_path.read_bytes() + Path(str(store.db_path) + "-wal").read_bytes()
+    assert sim.api_key.encode() not in db
+
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from PIL import Image
+    from framepack_widgets.client import AsyncClient
+    from framepack_widgets.inputs import FramepackInput
+    from framepack_widgets.runs import Runner, RunStage
+    from framepack_widgets.store import RunStore
+
+    async def main(folder, base_url, key):
+        store = RunStore(folder)
+        async with AsyncClient(api_key=key, base_url=base_url) as client:
+            runner = Runner(client, store)
+            run = runner.start(FramepackInput("camera zooms in", Image.new("RGB", (96, 64), (9, 99, 199))))
+            def report(r):
+                if r.stage is RunStage.PROCESSING:
+                    print("PROCESSING", r.run_id, flush=True)
+            run.observe(report)
+            await run  # killed before this returns
+
+    asyncio.run(main(*sys.argv[1:4]))
+    """
+)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@needs_simulator
+async def test_kill_the_kernel_while_processing_then_resume(tmp_path: Path) -> None:
+    """A kernel starts a run and is killed while PiAPI (the simulator, in its own process) is
+    processing it; a new kernel resumes: the video completes, with exactly one create request."""
+    from framepack_widgets.client import AsyncClient
+
+    folder, key, port = tmp_path / "store", "sim-key-for-kill-test", _free_port()
+    sim_log = (tmp_path / "sim.log").open("w")
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "framepack_widgets.simulator", "--port", str(port), "--time-scale", "4",
+         "--api-key", key],
+        stdout=sim_log, stderr=subprocess.STDOUT,
+    )
+    child = None
+    try:
+        deadline = time.monotonic() + 60
+        while "listening on" not in (tmp_path / "sim.log").read_text():
+            assert time.monotonic() < deadline and sim.poll() is None, (tmp_path / "sim.log").read_text()
+            await asyncio.sleep(0.05)
+        base_url = f"http://127.0.0.1:{port}"
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(folder), base_url, key], stdout=subprocess.PIPE, text=True
+        )
+        line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 60)
+        assert line.startswith("PROCESSING"), line
+        run_id = line.split()[1]
+        child.kill()  # the kernel dies mid-run
+        child.wait()
+
+        with RunStore(folder) as store:
+            assert store.get(run_id).stage is RunStage.PROCESSING
+            async with AsyncClient(api_key=key, base_url=base_url) as client:
+                resumed = Runner(client, store).resume()
+                assert [r.run_id for r in resumed] == [run_id]
+                run = await asyncio.wait_for(resumed[0].wait(), 120)
+            assert run.stage is RunStage.COMPLETED, (run.error, run.hint)
+            assert run.video_path is not None and run.video_path.exists()
+            assert run.last_frame().size[0] > 0
+            assert store.get(run_id).stage is RunStage.COMPLETED
+            # The simulator bills like PiAPI: one 10 s task spent, nothing else pending or spent.
+            async with AsyncClient(api_key=key, base_url=base_url) as client:
+                info = await client.account_info()
+            info = info.get("data", info)
+            assert info["spent_in_usd"] == pytest.approx(0.30) and info["frozen_credits"] == 0, info
+    finally:
+        for proc in (child, sim):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        sim_log.close()
