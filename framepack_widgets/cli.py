@@ -1,4 +1,4 @@
-"""The `framepack` command: generate a video from a terminal, or run the simulator.
+"""The `framepack` command: generate a video, sweep prompts, or run the simulator.
 
 Exit codes say what kind of problem happened, so scripts can react:
 0 done, 2 bad input or usage, 3 API or network error, 4 the task failed,
@@ -102,6 +102,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="offline simulator only: how many times faster than real time tasks run (default 8)",
     )
 
+    sub.add_parser(
+        "sweep",
+        help="several prompts/durations on one image, with the total cost shown first (framepack sweep --help)",
+        add_help=False,
+    )
     sim = sub.add_parser("simulator", help="run the offline PiAPI simulator in the foreground")
     sim.add_argument("--port", type=int, default=8765)
     sim.add_argument("--time-scale", type=float, default=1.0)
@@ -109,6 +114,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] == "sweep":  # its own parser: repeatable --prompt/--duration, cost cap
+        from .sweeps import sweep_command
+
+        return sweep_command(argv[1:])
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command == "simulator":

@@ -818,10 +818,15 @@ class Runner:
         - SUBMITTING without a task id (the kernel stopped mid-request): SUBMISSION_UNKNOWN.
         - SUBMISSION_UNKNOWN: returned to be shown, never resent.
         - Runs driven by another live kernel are returned as snapshots (`await` follows the store).
+        - Runs made on the other backend (simulator vs PiAPI) are left alone: never sent across.
         """
         _running_loop("resume")
         out: list[Run] = []
         for fresh in self.store.unfinished():
+            if fresh.backend != self.backend:
+                # Made on the other backend: a simulator run sent to PiAPI would be billed, and
+                # a PiAPI task id means nothing to the simulator. Leave it for a matching runner.
+                continue
             if _is_driven_here(fresh.run_id):  # another Runner of this process drives it
                 live = _DRIVING[fresh.run_id]
                 self._forward_changes(live)

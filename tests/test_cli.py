@@ -135,3 +135,9 @@ def test_console_script_is_installed_and_shows_help() -> None:
     result = subprocess.run([*command, "generate", "--help"], capture_output=True, text=True, env=dict(os.environ))
     assert result.returncode == 0
     assert "--prompt" in result.stdout and "--end-image" in result.stdout
+
+
+def test_sweep_subcommand_is_wired(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["sweep", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--max-cost" in out and "--prompt" in out

@@ -453,6 +453,28 @@ async def test_resume_after_a_crash(store: RunStore, client: FakeClient) -> None
     assert len(client.creates) == 1
 
 
+async def test_resume_never_sends_a_run_across_backends(store: RunStore, mp4_bytes: bytes) -> None:
+    """A simulator run left queued must not be sent (and billed) by a kernel that has a real key."""
+    dead = _dead_owner()
+    sim_queued = _stored_run(store, RunStage.QUEUED, task_id=None, owner=dead)
+    sim_queued.backend = "simulator"
+    store.save(sim_queued)
+    sim_processing = _stored_run(store, RunStage.PROCESSING, task_id="sim-task", owner=dead)
+    sim_processing.backend = "simulator"
+    store.save(sim_processing)
+
+    piapi = FakeClient(mp4_bytes, is_simulator=False)
+    assert Runner(piapi, store).resume() == []
+    assert piapi.creates == [] and piapi.waits == []
+    assert store.get(sim_queued.run_id).stage is RunStage.QUEUED  # left for a simulator runner
+
+    simulator = FakeClient(mp4_bytes, is_simulator=True)
+    resumed = Runner(simulator, store).resume()
+    await asyncio.gather(*(r.wait() for r in resumed))
+    assert {r.run_id for r in resumed} == {sim_queued.run_id, sim_processing.run_id}
+    assert len(simulator.creates) == 1 and simulator.waits.count("sim-task") == 1
+
+
 async def test_loop_shutdown_mid_run_leaves_it_resumable(store: RunStore, client: FakeClient) -> None:
     client.wait_gate = asyncio.Event()
     runner = Runner(client, store)
