@@ -1,0 +1,94 @@
+"""Widget figures that need no browser: the size of the shipped frontend, and how much ten
+runs add to the widget state a notebook saves ("save widget state").
+
+Goals (issue 3): js/widget.js + js/widget.css at most 60 KB together, unminified; ten runs
+add at most 100 KB to the saved .ipynb. The state figure builds ten stored runs (no
+simulator needed), opens a widget on them with a comparison of four, and measures the
+JSON of its synced state without the constant frontend code (_esm/_css).
+
+Run: python bench/bench_widget.py
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+JS_CSS_GOAL = 60 * 1024
+STATE_GOAL = 100 * 1000
+
+
+def frontend_sizes() -> dict[str, int]:
+    return {name: (ROOT / "js" / name).stat().st_size for name in ("widget.js", "widget.css")}
+
+
+def state_growth(runs: int = 10) -> tuple[int, int]:
+    """(bytes of synced state with no runs, bytes with `runs` runs and a comparison)."""
+    import httpx
+    from PIL import Image
+
+    from framepack_widgets import FramepackWidget
+    from framepack_widgets.client import AsyncClient
+    from framepack_widgets.inputs import FramepackInput
+    from framepack_widgets.runs import Run, RunStage
+    from framepack_widgets.store import RunStore
+
+    def size(widget: FramepackWidget) -> int:
+        state = {k: v for k, v in widget.get_state().items() if k not in ("_esm", "_css")}
+        return len(json.dumps(state))
+
+    buf = io.BytesIO()
+    Image.new("RGB", (1280, 960), (120, 90, 60)).save(buf, "JPEG")
+    with tempfile.TemporaryDirectory() as folder:
+        store = RunStore(Path(folder) / "store")
+        http = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(500)))
+        client = AsyncClient("bench", base_url="http://127.0.0.1:9", http_client=http)
+        widget = FramepackWidget(client, store=store)
+        widget.start_image = buf.getvalue()
+        widget.prompt = "a long prompt about a red square while the camera slowly zooms in " * 4
+        empty = size(widget)
+        widget.close()
+        inp = FramepackInput(widget.prompt, widget.start_image, duration=30)
+        store.put_image(inp.start_image)
+        for i in range(runs):
+            run = Run(inp.replace(prompt=f"{i}: {inp.prompt}"), backend="simulator")
+            run.stage, run.percent, run.logs = RunStage.COMPLETED, 100.0, tuple(f"log line {n}" for n in range(40))
+            store.save(run)
+        widget = FramepackWidget(client, store=store)
+        widget.start_image = buf.getvalue()
+        widget.prompt = inp.prompt
+        widget.compare(*[card["id"] for card in widget.history[:4]])
+        full = size(widget)
+        widget.close()
+        store.close()
+    return empty, full
+
+
+def results() -> list[dict]:
+    sizes = frontend_sizes()
+    total = sum(sizes.values())
+    rows = [
+        {"bench": "widget", "metric": f"{name} size", "figure": f"{n / 1024:.1f} KB", "goal": "", "met": None}
+        for name, n in sizes.items()
+    ]
+    rows.append({
+        "bench": "widget", "metric": "widget.js + widget.css (unminified)", "figure": f"{total / 1024:.1f} KB",
+        "goal": f"<= {JS_CSS_GOAL // 1024} KB", "met": total <= JS_CSS_GOAL,
+    })
+    empty, full = state_growth()
+    rows.append({
+        "bench": "widget", "metric": "synced state added by 10 runs + a comparison", "figure": f"{(full - empty) / 1000:.1f} kB",
+        "goal": f"<= {STATE_GOAL // 1000} kB", "met": full - empty <= STATE_GOAL,
+    })
+    return rows
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from run import print_table
+
+    print_table(results())
