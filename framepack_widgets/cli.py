@@ -23,6 +23,23 @@ EXIT_TIMEOUT = 5
 EXIT_SUBMISSION_UNKNOWN = 6
 EXIT_INTERRUPTED = 130
 
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit code for an error, most specific class first (shared with `framepack sweep`)."""
+    from . import errors
+
+    for kind, code in (
+        (errors.InvalidInputError, EXIT_BAD_INPUT),
+        (errors.SubmissionUnknownError, EXIT_SUBMISSION_UNKNOWN),
+        (errors.TaskFailedError, EXIT_TASK_FAILED),
+        (errors.TaskTimeoutError, EXIT_TIMEOUT),
+    ):
+        if isinstance(exc, kind):
+            return code
+    return EXIT_API_ERROR
+
+
 _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
 
@@ -179,26 +196,10 @@ def _generate(args: argparse.Namespace) -> int:
             line.close()
             print("framepack: interrupted; the task may still run (and be billed) on the server.", file=err)
             return EXIT_INTERRUPTED
-        except errors.SubmissionUnknownError as exc:
-            line.close()
-            print(f"framepack: {exc}", file=err)
-            return EXIT_SUBMISSION_UNKNOWN
-        except errors.TaskFailedError as exc:
-            line.close()
-            print(f"framepack: {exc}", file=err)
-            return EXIT_TASK_FAILED
-        except errors.TaskTimeoutError as exc:
-            line.close()
-            print(f"framepack: {exc}", file=err)
-            return EXIT_TIMEOUT
-        except errors.InvalidInputError as exc:
-            line.close()
-            print(f"framepack: {exc}", file=err)
-            return EXIT_BAD_INPUT
         except errors.FramepackError as exc:
             line.close()
             print(f"framepack: {exc}", file=err)
-            return EXIT_API_ERROR
+            return exit_code_for(exc)
         line.close()
     print(f"framepack: wrote {written}", file=err)
     print(str(written))

@@ -516,13 +516,16 @@ def reopen_sweep(runner: Any, sweep_id: str) -> Sweep:
 
 # ------------------------------------------------------------------------- the CLI
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
-EXIT_API_ERROR = 3
-EXIT_TASK_FAILED = 4
-EXIT_TIMEOUT = 5
-EXIT_SUBMISSION_UNKNOWN = 6
-EXIT_INTERRUPTED = 130
+from .cli import (  # noqa: E402  (one table of exit codes for every subcommand)
+    EXIT_API_ERROR,
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SUBMISSION_UNKNOWN,
+    EXIT_TASK_FAILED,
+    EXIT_TIMEOUT,
+)
+
 _STAGE_EXIT = {
     "submission_unknown": EXIT_SUBMISSION_UNKNOWN,
     "failed": EXIT_TASK_FAILED,
