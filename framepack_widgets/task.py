@@ -138,6 +138,8 @@ def _as_logs(value: object) -> tuple[str, ...]:
 
 
 def _error_message(error: object) -> str | None:
+    if isinstance(error, str):
+        return error.strip() or None
     if not isinstance(error, Mapping):
         return None
     for key in ("message", "raw_message"):
@@ -198,10 +200,11 @@ class Task:
         assert isinstance(meta, Mapping)
         usage = meta.get("usage") if isinstance(meta.get("usage"), Mapping) else None
         percent = None
-        if isinstance(output, Mapping):
-            percent = _as_percent(output.get("percent", output.get("progress")))
-        if percent is None:
-            percent = _as_percent(data.get("percent", data.get("progress")))
+        for holder in (output, data):
+            if percent is None and isinstance(holder, Mapping):
+                percent = _as_percent(holder.get("percent"))
+                if percent is None:
+                    percent = _as_percent(holder.get("progress"))
         status = TaskStatus.parse(data.get("status"))
         return cls(
             task_id=str(data.get("task_id") or data.get("id") or ""),

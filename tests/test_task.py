@@ -183,3 +183,8 @@ def test_task_is_immutable() -> None:
     with pytest.raises(Exception):
         task.status = TaskStatus.FAILED  # type: ignore[misc]
     assert isinstance(task, Task)
+
+
+def test_null_percent_falls_back_to_progress_and_string_errors_are_kept() -> None:
+    assert parse_task(envelope(status="processing", output={"percent": None, "progress": 30})).percent == 30.0
+    assert parse_task(envelope(status="failed", error="content policy violation")).error == "content policy violation"

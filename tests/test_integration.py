@@ -1,0 +1,261 @@
+"""Client and AsyncClient end to end against the real simulator over loopback HTTP.
+
+Each fault kind is checked from the client's side, including the money rule: a create
+that may have reached the server is never resent, and the simulator shows exactly one task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from framepack_widgets.client import AsyncClient, Client
+from framepack_widgets.errors import (
+    APITimeoutError,
+    AuthenticationError,
+    NotFoundError,
+    RateLimitError,
+    SubmissionUnknownError,
+    TaskFailedError,
+)
+from framepack_widgets.inputs import FramepackInput
+from framepack_widgets.simulator import Fault, Simulator
+from framepack_widgets.task import TaskStatus
+
+av = pytest.importorskip("av")
+Image = pytest.importorskip("PIL.Image")
+
+
+@pytest.fixture
+def sim():
+    with Simulator(pending_seconds=0.2, processing_seconds=0.6, long_side=160) as simulator:
+        yield simulator
+
+
+def make_input(duration: int = 10, *, end: bool = False, encoding: str = "base64") -> FramepackInput:
+    start = Image.new("RGB", (64, 48), (220, 120, 40))
+    end_image = Image.new("RGB", (64, 48), (30, 60, 200)) if end else None
+    return FramepackInput("the camera slowly zooms in", start, end_image=end_image, duration=duration,
+                          image_encoding=encoding)
+
+
+def client_for(sim: Simulator, **kwargs) -> Client:
+    kwargs.setdefault("poll", 0.1)
+    return Client(sim.api_key, base_url=sim.base_url, **kwargs)
+
+
+def async_client_for(sim: Simulator, **kwargs) -> AsyncClient:
+    kwargs.setdefault("poll", 0.1)
+    return AsyncClient(sim.api_key, base_url=sim.base_url, **kwargs)
+
+
+def check_mp4(path: Path, duration: int) -> None:
+    assert path.read_bytes()[4:8] == b"ftyp"
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264"
+        assert stream.codec_context.pix_fmt == "yuv420p"
+        assert stream.average_rate == 30
+        frames = sum(1 for _ in container.decode(stream))
+    assert abs(frames / 30 - duration) <= 1 / 30 + 1e-9
+
+
+def test_generate_and_download_with_client(sim: Simulator, tmp_path: Path) -> None:
+    seen: list[TaskStatus] = []
+    with client_for(sim, poll=None) as client:  # the default adaptive strategy
+        assert client.is_simulator
+        task = client.generate(make_input(), on_update=lambda t: seen.append(t.status), timeout=60)
+        assert task.status is TaskStatus.COMPLETED and task.video_url
+        path = client.download(task, tmp_path / "videos" / "out.mp4")
+    assert path == tmp_path / "videos" / "out.mp4"
+    check_mp4(path, 10)
+    assert seen[0] is TaskStatus.PENDING and seen[-1] is TaskStatus.COMPLETED
+    assert sim.count("create") == 1 and len(sim.tasks) == 1
+
+
+async def test_generate_and_download_with_async_client(sim: Simulator, tmp_path: Path) -> None:
+    updates: list[float | None] = []
+
+    async def on_update(task) -> None:
+        updates.append(task.percent)
+
+    async with async_client_for(sim) as client:
+        tasks = await asyncio.gather(
+            client.generate(make_input(11, end=True), on_update=on_update, timeout=60),
+            client.generate(make_input(10), timeout=60),
+        )
+        paths = [await client.download(t, tmp_path / f"{i}.mp4") for i, t in enumerate(tasks)]
+    check_mp4(paths[0], 11)
+    check_mp4(paths[1], 10)
+    assert any(p is not None for p in updates)
+
+
+async def test_sync_client_inside_running_loop_against_simulator(sim: Simulator) -> None:
+    asyncio.get_running_loop()
+    with client_for(sim) as client:
+        assert client.generate(make_input(), timeout=60).status is TaskStatus.COMPLETED
+
+
+def test_429_with_retry_after_then_success(sim: Simulator) -> None:
+    sim.inject(Fault.status(429, "create", retry_after=1))
+    with client_for(sim) as client:
+        sleeps: list[float] = []
+        client._sleep = sleeps.append
+        task = client.create_task(make_input())
+    assert sleeps == [1.0]
+    assert sim.count("create") == 2 and list(sim.tasks) == [task.task_id]
+
+
+def test_429_with_http_date_retry_after(sim: Simulator) -> None:
+    sim.inject(Fault.status(429, "get", retry_after=3, http_date=True))
+    with client_for(sim) as client:
+        task = client.create_task(make_input())
+        sleeps: list[float] = []
+        client._sleep = sleeps.append
+        client.get_task(task.task_id)
+    assert len(sleeps) == 1 and 1.0 <= sleeps[0] <= 3.0
+
+
+def test_429_exhausted_is_rate_limit_error(sim: Simulator) -> None:
+    sim.inject(Fault.status(429, "create", retry_after=0, times=None))
+    with client_for(sim, max_retries=2) as client:
+        with pytest.raises(RateLimitError):
+            client.create_task(make_input())
+    assert sim.count("create") == 3 and len(sim.tasks) == 0
+
+
+def test_503_on_create_is_retried(sim: Simulator) -> None:
+    sim.inject(Fault.status(503, "create", times=2))
+    with client_for(sim) as client:
+        client._sleep = lambda s: None
+        client.create_task(make_input())
+    assert sim.count("create") == 3 and len(sim.tasks) == 1
+
+
+def test_500_on_create_is_not_resent(sim: Simulator) -> None:
+    sim.inject(Fault.status(500, "create"))
+    with client_for(sim) as client, pytest.raises(SubmissionUnknownError):
+        client.create_task(make_input())
+    assert sim.count("create") == 1
+
+
+def test_drop_after_body_on_create_is_submission_unknown_and_one_task(sim: Simulator) -> None:
+    sim.inject(Fault.drop_after_body("create"))
+    with client_for(sim) as client:
+        with pytest.raises(SubmissionUnknownError) as info:
+            client.create_task(make_input())
+    assert "may have created a task" in str(info.value)
+    assert sim.count("create") == 1
+    assert len(sim.tasks) == 1  # the task exists (and would be billed): we must not send again
+
+
+def test_drop_before_body_on_create_is_not_resent(sim: Simulator) -> None:
+    sim.inject(Fault.drop_before_body("create"))
+    with client_for(sim) as client:
+        with pytest.raises(SubmissionUnknownError):
+            client.create_task(make_input())
+    # the client cannot tell a drop before reading from one after: it never resends
+    assert sim.count("create") == 1 and len(sim.tasks) == 0
+
+
+def test_dropped_gets_are_retried(sim: Simulator) -> None:
+    with client_for(sim) as client:
+        task = client.create_task(make_input())
+        sim.inject(Fault.drop_before_body("get"))
+        sim.inject(Fault.drop_after_body("get"))
+        client._sleep = lambda s: None
+        assert client.get_task(task.task_id).task_id == task.task_id
+    assert sim.count("get") == 3
+
+
+def test_failed_task_raises_task_failed_with_message(sim: Simulator) -> None:
+    sim.inject(Fault.fail_task("GPU out of memory on the simulated worker"))
+    with client_for(sim) as client, pytest.raises(TaskFailedError) as info:
+        client.generate(make_input(), timeout=60)
+    assert "GPU out of memory on the simulated worker" in str(info.value)
+    assert info.value.task.status is TaskStatus.FAILED
+
+
+async def test_async_failed_task(sim: Simulator) -> None:
+    sim.inject(Fault.fail_task("content filter"))
+    async with async_client_for(sim) as client:
+        with pytest.raises(TaskFailedError, match="content filter"):
+            await client.generate(make_input(), timeout=60)
+
+
+def test_slow_get_is_api_timeout_error(sim: Simulator) -> None:
+    with client_for(sim, timeout=0.3, max_retries=1) as client:
+        task = client.create_task(make_input())
+        sim.inject(Fault.slow(1.5, "get", times=None))
+        client._sleep = lambda s: None
+        with pytest.raises(APITimeoutError):
+            client.get_task(task.task_id)
+    assert sim.count("get") == 2
+
+
+def test_slow_create_is_submission_unknown_and_the_task_appears(sim: Simulator) -> None:
+    sim.inject(Fault.slow(1.0, "create"))
+    with client_for(sim, timeout=0.3) as client, pytest.raises(SubmissionUnknownError):
+        client.create_task(make_input())
+    deadline = time.monotonic() + 10
+    while not sim.tasks and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sim.count("create") == 1 and len(sim.tasks) == 1
+
+
+def test_wait_rides_out_faults_while_polling(sim: Simulator) -> None:
+    with client_for(sim) as client:
+        task = client.create_task(make_input())
+        sim.inject(Fault.status(503, "get", times=2))
+        sim.inject(Fault.malformed("get", after=1))
+        sim.inject(Fault.status(429, "get", retry_after=0.2, after=3))
+        done = client.wait(task, timeout=60)
+    assert done.status is TaskStatus.COMPLETED
+
+
+def test_malformed_json(sim: Simulator) -> None:
+    with client_for(sim) as client:
+        sim.inject(Fault.malformed("create"))
+        with pytest.raises(SubmissionUnknownError):
+            client.create_task(make_input())
+        assert sim.count("create") == 1 and len(sim.tasks) == 1
+        task_id = next(iter(sim.tasks))
+        sim.inject(Fault.malformed("get"))
+        client._sleep = lambda s: None
+        assert client.get_task(task_id).task_id == task_id  # a reading call retries
+        assert sim.count("get") == 2
+
+
+def test_wrong_key_unknown_task_account_and_cancel(sim: Simulator) -> None:
+    with Client("wrong-key", base_url=sim.base_url) as bad, pytest.raises(AuthenticationError) as info:
+        bad.create_task(make_input())
+    assert "wrong-key" not in str(info.value)
+    with client_for(sim) as client:
+        with pytest.raises(NotFoundError):
+            client.get_task("no-such-task")
+        info_ = client.account_info()
+        assert isinstance(info_, dict) and info_
+        task = client.create_task(make_input())
+        cancelled = client.cancel(task.task_id)
+        assert cancelled is not None and cancelled.status is TaskStatus.CANCELLED
+        with pytest.raises(TaskFailedError, match="cancelled"):
+            client.wait(task.task_id, timeout=10)
+
+
+def test_upload_mode_against_simulator(sim: Simulator, tmp_path: Path) -> None:
+    with client_for(sim) as client:
+        assert client.upload_url == f"{sim.base_url}/api/ephemeral_resource"
+        task = client.generate(make_input(end=True, encoding="upload"), timeout=60)
+        check_mp4(client.download(task, tmp_path / "u.mp4"), 10)
+    assert sim.count("upload") == 2 and sim.count("create") == 1
+
+
+async def test_many_concurrent_waits_share_the_async_pool(sim: Simulator) -> None:
+    async with async_client_for(sim) as client:  # its own pool: requests queue at its gate
+        created = await asyncio.gather(*(client.create_task(make_input()) for _ in range(30)))
+        done = await asyncio.gather(*(client.wait(t, timeout=60) for t in created))
+    assert all(t.status is TaskStatus.COMPLETED for t in done)
+    assert sim.count("create") == 30 and len(sim.tasks) == 30
