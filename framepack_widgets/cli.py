@@ -124,9 +124,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="several prompts/durations on one image, with the total cost shown first (framepack sweep --help)",
         add_help=False,
     )
-    sim = sub.add_parser("simulator", help="run the offline PiAPI simulator in the foreground")
-    sim.add_argument("--port", type=int, default=8765)
-    sim.add_argument("--time-scale", type=float, default=1.0)
+    sub.add_parser(
+        "simulator",
+        help="run the offline PiAPI simulator in the foreground (framepack simulator --help)",
+        add_help=False,
+    )
     return parser
 
 
@@ -136,12 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         from .sweeps import sweep_command
 
         return sweep_command(argv[1:])
-    parser = _build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "simulator":
+    if argv and argv[0] == "simulator":  # its own parser: --port, --time-scale, --state-dir, ...
         from .simulator.__main__ import main as simulator_main
 
-        return simulator_main(["--port", str(args.port), "--time-scale", str(args.time_scale)])
+        return simulator_main(argv[1:])
+    parser = _build_parser()
+    args = parser.parse_args(argv)
     return _generate(args)
 
 

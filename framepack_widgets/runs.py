@@ -1159,11 +1159,15 @@ class Runner:
             if run._apply_task(snapshot):
                 self._save(run)
 
-        if run.stage is not RunStage.DOWNLOADING or not run.video_url:
+        try:
+            # Also when resuming a download: one GET gives a fresh URL (the stored one may have
+            # expired, or point at a simulator that died with the previous kernel).
             task = await self.client.wait(task or run.task_id, timeout=self.timeout, on_update=on_update)
-            run._apply_task(task)
-        else:
+        except NotFoundError:
+            if run.stage is not RunStage.DOWNLOADING or not run.video_url:
+                raise
             task = Task(task_id=run.task_id, status=TaskStatus.COMPLETED, video_url=run.video_url)
+        run._apply_task(task)
         run._set(stage=RunStage.DOWNLOADING)
         self._save(run)
         tmp = self.store.temp_path(f"{run.run_id}.mp4")

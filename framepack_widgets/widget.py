@@ -61,24 +61,29 @@ def _asset(name: str) -> Path | str:
     return ""
 
 
-# One embedded simulator per kernel, shared by every widget that needs it, stopped at exit.
-_simulator: Any = None
+# One embedded simulator per kernel and store folder, shared by the widgets on that store,
+# stopped at exit. Its tasks live in <store>/simulator, so a run left processing when the
+# kernel died is finished by the next kernel's simulator, as PiAPI would have finished it.
+_simulators: dict[Path, Any] = {}
 _simulator_lock = threading.Lock()
 
 
-def shared_simulator() -> Any:
-    """The kernel's embedded offline simulator (started on first use)."""
-    global _simulator
+def shared_simulator(store_folder: "str | os.PathLike[str] | None" = None) -> Any:
+    """The kernel's embedded offline simulator for a store folder (started on first use)."""
+    from .store import default_folder
+
+    state_dir = (Path(store_folder) if store_folder is not None else default_folder()).resolve() / "simulator"
     with _simulator_lock:
-        if _simulator is None:
+        sim = _simulators.get(state_dir)
+        if sim is None:
             import atexit
 
             from .simulator import Simulator
 
             scale = float(os.environ.get("FRAMEPACK_SIM_TIME_SCALE", "") or DEMO_TIME_SCALE)
-            _simulator = Simulator(time_scale=scale).start()
-            atexit.register(_simulator.stop)
-        return _simulator
+            sim = _simulators[state_dir] = Simulator(time_scale=scale, state_dir=state_dir).start()
+            atexit.register(sim.stop)
+        return sim
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -205,7 +210,7 @@ class FramepackWidget(anywidget.AnyWidget):
 
         if os.environ.get("PIAPI_API_KEY"):
             return AsyncClient()  # reads PIAPI_API_KEY / PIAPI_BASE_URL; the key stays in there
-        self._sim = shared_simulator()
+        self._sim = shared_simulator(self._store.folder)
         return AsyncClient(api_key=self._sim.api_key, base_url=self._sim.base_url)
 
     async def _fetch_balance(self) -> None:

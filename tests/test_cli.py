@@ -141,3 +141,11 @@ def test_sweep_subcommand_is_wired(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["sweep", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--max-cost" in out and "--prompt" in out
+
+
+def test_simulator_subcommand_is_wired(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["simulator", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--port" in out and "--state-dir" in out

@@ -4,6 +4,11 @@
     with Simulator(time_scale=20, faults=[Fault.status(503, "create", retry_after=1)]) as sim:
         ...  # point a client at sim.base_url with sim.api_key
 
+With `Simulator(state_dir=folder)` its tasks outlive the process, as a hosted service's do:
+tasks, their input images and their videos are kept in `folder` (see `_state.py`), and any
+later (or concurrent) Simulator over the same folder serves them by id. The folder grows
+until `Simulator.prune_state(older_than=...)` is called.
+
 Videos it makes are synthetic (camera moves over the start image, cross-fading to the end
 image): they are not FramePack's, and the UI must say so. Importing this package does not
 import PIL, numpy or av; rendering does, in worker threads.

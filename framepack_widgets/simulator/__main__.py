@@ -24,6 +24,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--pending-seconds", type=float, default=None, help="seconds a task stays pending")
     parser.add_argument("--processing-seconds", type=float, default=None, help="seconds a task stays processing")
     parser.add_argument("--workdir", default=None, help="keep uploads and rendered videos in this folder")
+    parser.add_argument("--state-dir", default=None, metavar="DIR",
+                        help="keep tasks, their input images and videos in DIR, so a later simulator over the "
+                             "same DIR (or one running beside this) serves them; implies --workdir DIR")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request to stderr")
     return parser
 
@@ -39,10 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sim = Simulator(
             port=args.port, host=args.host, time_scale=args.time_scale, api_key=args.api_key,
             pending_seconds=args.pending_seconds, processing_seconds=args.processing_seconds,
-            workdir=args.workdir,
+            workdir=args.workdir, state_dir=args.state_dir,
         )
         sim.start()
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:
         print(f"framepack simulator: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
@@ -57,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (ValueError, OSError):  # pragma: no cover - unusual embedding
             pass
     print(f"FramePack simulator listening on {sim.base_url} (time scale {sim.time_scale:g}x).", flush=True)
+    if sim.state_dir is not None:
+        print(f"Tasks are kept in {sim.state_dir} (inputs and videos too; prune with Simulator.prune_state()).",
+              flush=True)
     print("Its videos are SYNTHETIC: camera moves over your image, not FramePack output.", flush=True)
     print("Point the client at it with:", flush=True)
     print(f"  export PIAPI_BASE_URL={sim.base_url} PIAPI_API_KEY={sim.api_key}", flush=True)

@@ -39,12 +39,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from ._faults import Fault, FaultBook
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._state import PruneResult, SimState, TaskRow
 
 __all__ = [
     "DEFAULT_PENDING_SECONDS",
@@ -137,38 +141,60 @@ class _RenderJob:
         return self.done_ns is not None and self.error is None
 
 
-class _Renderer:
-    """A bounded pool rendering each distinct clip once."""
+ImageBytes = bytes | Callable[[], bytes]  # the bytes, or a loader run in the render thread
 
-    def __init__(self, folder: Path, *, workers: int, long_side: int, label: bool, stopping: threading.Event):
+
+class _Renderer:
+    """A bounded pool rendering each distinct clip once (per process; the file is shared)."""
+
+    def __init__(self, folder: Path, *, workers: int, long_side: int, label: bool, stopping: threading.Event,
+                 on_done: Callable[[_RenderJob], None] | None = None, shared: bool = False):
         self.folder = folder
+        self.shared = shared  # other processes render into this folder too: take a lock per clip
         self.long_side = long_side
         self.label = label
         self._stopping = stopping
+        self._on_done = on_done
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="framepack-sim-render")
         self._jobs: dict[str, _RenderJob] = {}
         self._lock = threading.Lock()
 
-    def submit(self, key: str, start: bytes, end: bytes | None, motion: str, duration: int) -> _RenderJob:
+    def submit(self, key: str, start: ImageBytes, end: ImageBytes | None, motion: str, duration: int, *,
+               long_side: int | None = None, label: bool | None = None) -> _RenderJob:
         with self._lock:
             job = self._jobs.get(key)
-            if job is not None and job.error is None:
+            if job is not None and job.error is None and (job.done_ns is None or job.path.exists()):
                 return job
             job = _RenderJob(key, self.folder / f"{key}.mp4")
             self._jobs[key] = job
-            if job.path.exists():  # a kept workdir from an earlier run
-                job.done_ns, job.seconds = time.time_ns(), 0.0
+            try:  # already rendered (a kept workdir, or another simulator over the same state_dir)
+                job.done_ns, job.seconds = job.path.stat().st_mtime_ns, 0.0
                 return job
-        self._pool.submit(self._run, job, start, end, motion, duration)
+            except FileNotFoundError:
+                pass
+        self._pool.submit(self._run, job, start, end, motion, duration,
+                          self.long_side if long_side is None else long_side,
+                          self.label if label is None else label)
         return job
 
-    def _run(self, job: _RenderJob, start: bytes, end: bytes | None, motion: str, duration: int) -> None:
+    def _run(self, job: _RenderJob, start: ImageBytes, end: ImageBytes | None, motion: str, duration: int,
+             long_side: int, label: bool) -> None:
         from ._render import render_video
 
+        lock = None
         try:
+            if self.shared:
+                lock = self._file_lock(job)
+                try:  # another simulator over the same folder made it while we waited
+                    job.done_ns, job.seconds = job.path.stat().st_mtime_ns, 0.0
+                    return
+                except FileNotFoundError:
+                    pass
+            start_bytes = start() if callable(start) else start
+            end_bytes = end() if callable(end) else end
             result = render_video(
-                job.path, start, end, motion=motion, duration=duration, long_side=self.long_side,
-                label=self.label, should_stop=self._stopping.is_set,
+                job.path, start_bytes, end_bytes, motion=motion, duration=duration, long_side=long_side,
+                label=label, should_stop=self._stopping.is_set,
             )
             job.seconds = result.seconds
             logger.debug("rendered %s (%s s, %s) in %.2f s", job.key, duration, motion, result.seconds)
@@ -177,7 +203,40 @@ class _Renderer:
             if not self._stopping.is_set():
                 logger.exception("the simulator could not render %s", job.key)
         finally:
-            job.done_ns = time.time_ns()
+            if lock is not None:
+                lock.close()  # releases the flock
+            if job.done_ns is None:
+                job.done_ns = time.time_ns()
+            if self._on_done is not None:
+                try:
+                    self._on_done(job)
+                except Exception:  # noqa: BLE001 - bookkeeping must not kill the worker
+                    logger.exception("the simulator could not record the render of %s", job.key)
+
+    def _file_lock(self, job: _RenderJob) -> Any:
+        """Hold `<key>.lock` while rendering, so simulators sharing a state_dir render a clip once.
+
+        An flock dies with its process, so a killed kernel never leaves a clip locked.
+        Returns the open lock file (close it to release), or None where flock is unavailable.
+        """
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: at worst a clip is rendered twice
+            return None
+        handle = open(job.path.with_suffix(".lock"), "a+b")  # noqa: SIM115 - closed by the caller
+        try:
+            while True:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return handle
+                except BlockingIOError:
+                    if self._stopping.wait(0.05):
+                        from ._render import RenderCancelled
+
+                        raise RenderCancelled("the simulator stopped") from None
+        except BaseException:
+            handle.close()
+            raise
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -214,9 +273,22 @@ class SimTask:
     fail_after: float | None = None  # simulated seconds into processing
     fail_message: str | None = None
     cancelled_ns: int | None = None
+    # What a re-render needs (a simulator over the same state_dir, after this process died).
+    render_key: str = ""
+    start_sha256: str | None = None
+    end_sha256: str | None = None
+    long_side: int = 640
+    label: bool = True
+    persisted: bool = False  # stored in a state_dir (then other processes may cancel it)
 
     def _wall_at(self, simulated: float) -> int:
         return self.created_ns + int(simulated / self.time_scale * 1e9)
+
+    @property
+    def clock_ends_ns(self) -> int:
+        """Wall ns when the clock says completed (or failed, with a fault-driven failure)."""
+        end = self.fail_after if self.fail_after is not None else self.processing_seconds
+        return self._wall_at(self.pending_seconds + end)
 
     def state(self, mono_ns: int | None = None) -> dict[str, Any]:
         """status, fraction done, started/ended (wall ns or None), logs, error."""
@@ -537,6 +609,16 @@ class Simulator:
     `time_scale`): pending `pending_seconds` (default 3), then processing
     `processing_seconds` (default 4 + 3 per second of video; a float or a callable
     taking the duration), then completed once the MP4 is rendered.
+
+    With `state_dir`, tasks outlive this object and this process, as they would on a hosted
+    service: every task (its wall-clock start, its clock, its inputs, a fault-driven failure,
+    its cancel) is stored in that folder, with its input images (once, by sha256) and its
+    rendered video. A new Simulator over the same folder (a new kernel, another process,
+    even one running at the same time) serves those tasks by id: their clock continues in
+    wall time, a video that was never finished is rendered again from the stored images,
+    and `video_url` points at the new simulator. The folder keeps inputs and outputs until
+    `prune_state()` is called. Without `state_dir` everything lives in memory and a
+    temporary folder, and is gone after `stop()`.
     """
 
     def __init__(
@@ -553,7 +635,8 @@ class Simulator:
         render_workers: int = 2,
         long_side: int = 640,
         label: bool = True,
-        credits_usd: float = 100.0,
+        credits_usd: float | None = None,
+        state_dir: str | Path | None = None,
     ) -> None:
         if not (isinstance(time_scale, (int, float)) and math.isfinite(time_scale) and time_scale > 0):
             raise ValueError("time_scale must be a positive number (10 runs the clock ten times faster)")
@@ -569,10 +652,22 @@ class Simulator:
         self.api_key = api_key or "sim-" + secrets.token_urlsafe(18)
         self.long_side = int(long_side)
         self.label = bool(label)
-        self.credits_usd = float(credits_usd)
+        if state_dir is not None and workdir is not None and (
+            Path(workdir).expanduser().resolve() != Path(state_dir).expanduser().resolve()
+        ):
+            raise ValueError("give state_dir or workdir, not both: with state_dir, uploads and videos live there")
+        # Starting balance (default $100). With state_dir the balance is shared by every
+        # simulator over that folder: a value given here is stored there, else the stored one is used.
+        self.credits_usd = 100.0 if credits_usd is None else float(credits_usd)
+        self._credits_given = credits_usd is not None
         self._render_workers = int(render_workers)
         self._workdir_arg = Path(workdir) if workdir is not None else None
         self._workdir: Path | None = None
+        self._state_dir = Path(state_dir).expanduser() if state_dir is not None else None
+        self._state: SimState | None = None
+        self._load_lock = threading.Lock()
+        self._uploads_dir: Path | None = None
+        self._renders_dir: Path | None = None
         self._faults = FaultBook()
         for fault in faults or ():
             self._faults.add(fault)
@@ -596,26 +691,34 @@ class Simulator:
             return self
         if self._stopped:
             raise RuntimeError("this simulator was stopped; create a new Simulator to serve again")
-        if self._workdir_arg is not None:
-            self._workdir = self._workdir_arg
-            self._workdir.mkdir(parents=True, exist_ok=True)
+        if self._state_dir is not None:
+            self._state = self._open_state()
+            self._workdir = self._state.folder
+            self._uploads_dir, self._renders_dir = self._state.uploads_dir, self._state.files_dir
         else:
-            self._workdir = Path(tempfile.mkdtemp(prefix="framepack-sim-"))
-            # Also removed at interpreter exit when stop() is never called.
-            self._finalizer = weakref.finalize(self, shutil.rmtree, str(self._workdir), True)
-        (self._workdir / "uploads").mkdir(exist_ok=True)
-        (self._workdir / "renders").mkdir(exist_ok=True)
+            if self._workdir_arg is not None:
+                self._workdir = self._workdir_arg
+                self._workdir.mkdir(parents=True, exist_ok=True)
+            else:
+                self._workdir = Path(tempfile.mkdtemp(prefix="framepack-sim-"))
+                # Also removed at interpreter exit when stop() is never called.
+                self._finalizer = weakref.finalize(self, shutil.rmtree, str(self._workdir), True)
+            self._uploads_dir, self._renders_dir = self._workdir / "uploads", self._workdir / "renders"
+            self._uploads_dir.mkdir(exist_ok=True)
+            self._renders_dir.mkdir(exist_ok=True)
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         try:
             server = _HTTPServer((self.host, self._requested_port), self, family)
         except OSError:
+            self._close_state()
             self._cleanup_workdir()
             raise
         self._server = server
         self._port = server.server_address[1]
         self._renderer = _Renderer(
-            self._workdir / "renders", workers=self._render_workers, long_side=self.long_side,
-            label=self.label, stopping=self._stopping,
+            self._renders_dir, workers=self._render_workers, long_side=self.long_side,
+            label=self.label, stopping=self._stopping, on_done=self._render_done,
+            shared=self._state is not None,
         )
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="framepack-simulator", daemon=True
@@ -639,7 +742,36 @@ class Simulator:
             self._thread.join(timeout=10)
         if self._renderer is not None:
             self._renderer.shutdown()
+        self._close_state()
         self._cleanup_workdir()
+
+    def _open_state(self) -> "SimState":
+        import sqlite3
+
+        from ._state import SimState
+
+        assert self._state_dir is not None
+        try:
+            state = SimState(self._state_dir)
+        except (OSError, sqlite3.Error) as exc:
+            raise RuntimeError(
+                f"cannot keep the simulator's state in {self._state_dir} ({exc.__class__.__name__}: {exc}); "
+                "give state_dir a writable folder on a local disk"
+            ) from exc
+        try:
+            if self._credits_given:
+                state.set_meta("credits_usd", repr(self.credits_usd))
+            else:
+                self.credits_usd = float(state.set_meta("credits_usd", repr(self.credits_usd), only_if_missing=True))
+        except BaseException:
+            state.close()
+            raise
+        return state
+
+    def _close_state(self) -> None:
+        state, self._state = self._state, None
+        if state is not None:
+            state.close()
 
     def _cleanup_workdir(self) -> None:
         if self._finalizer is not None:
@@ -654,7 +786,8 @@ class Simulator:
     def __repr__(self) -> str:  # never the key
         state = "running" if self.running else ("stopped" if self._stopped else "not started")
         where = self.base_url if self._port is not None else f"{self.host}:{self._requested_port or '?'}"
-        return f"<Simulator {where} {state}, time_scale={self.time_scale:g}>"
+        kept = f", state_dir={str(self._state_dir)!r}" if self._state_dir is not None else ""
+        return f"<Simulator {where} {state}, time_scale={self.time_scale:g}{kept}>"
 
     # ---------------------------------------------------------------- public views
 
@@ -679,8 +812,13 @@ class Simulator:
 
     @property
     def workdir(self) -> Path | None:
-        """Where uploads and rendered MP4s live (a temporary folder unless `workdir=` was given)."""
+        """Where uploads and rendered MP4s live (a temporary folder unless `workdir=` or `state_dir=` was given)."""
         return self._workdir
+
+    @property
+    def state_dir(self) -> Path | None:
+        """The folder tasks are kept in across processes (None: in memory only)."""
+        return self._state_dir
 
     def inject(self, fault: Fault) -> Fault:
         """Add a fault at runtime; it applies to requests arriving from now on."""
@@ -712,7 +850,11 @@ class Simulator:
 
     @property
     def tasks(self) -> dict[str, SimTask]:
-        """task_id -> the simulator's internal record (read-only use, for tests)."""
+        """task_id -> the simulator's internal record (read-only use, for tests).
+
+        The tasks this simulator created or has served; with `state_dir`, tasks of other
+        simulators over the same folder appear once they were asked for.
+        """
         with self._tasks_lock:
             return dict(self._tasks)
 
@@ -721,8 +863,50 @@ class Simulator:
         return self._get_task(task_id).state()["status"]
 
     def _get_task(self, task_id: str) -> SimTask:
+        task = self._find(task_id)
+        if task is None:
+            raise KeyError(task_id)
+        return task
+
+    def state_size_bytes(self) -> int:
+        """Bytes the state_dir holds (database, input images, videos, uploads); 0 without one."""
+        if self._state_dir is None or not self._state_dir.is_dir():
+            return 0
+        from ._state import SimState
+
+        state = self._state or SimState(self._state_dir)
+        try:
+            return state.size_bytes()
+        finally:
+            if state is not self._state:
+                state.close()
+
+    def prune_state(self, older_than: float | timedelta = timedelta(days=7)) -> "PruneResult":
+        """Delete stored tasks created more than `older_than` ago (seconds or a timedelta)
+        whose clock has ended, with the input images and videos only they used, and
+        uploads that old. Never called automatically; works on a stopped simulator too.
+
+        A pruned task answers 404, as an expired task does on PiAPI: download the videos
+        you want to keep first (the widget's run store keeps its own copies).
+        """
+        if self._state_dir is None:
+            raise RuntimeError("this simulator keeps no state (no state_dir was given): there is nothing to prune")
+        seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else float(older_than)
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError("older_than must be a duration >= 0 (seconds or a timedelta)")
+        from ._state import SimState
+
+        state = self._state or SimState(self._state_dir)
+        try:
+            now = time.time_ns()
+            removed, result = state.prune(created_before_ns=now - int(seconds * 1e9), now_ns=now)
+        finally:
+            if state is not self._state:
+                state.close()
         with self._tasks_lock:
-            return self._tasks[task_id]
+            for task_id in removed:
+                self._tasks.pop(task_id, None)
+        return result
 
     # ---------------------------------------------------------------- request handling
 
@@ -811,9 +995,8 @@ class Simulator:
             "service_mode": str(config.get("service_mode") or ""),
             "webhook_config": {"endpoint": str(webhook.get("endpoint") or ""), "secret": ""},
         }
-        assert self._renderer is not None
+        assert self._renderer is not None and self._renders_dir is not None
         key = render_key(start.sha256, end.sha256 if end else None, motion, duration, self.long_side, self.label)
-        job = self._renderer.submit(key, start.data, end.data if end else None, motion, duration)
         processing = self._processing_seconds(duration)
         task = SimTask(
             task_id=str(uuid.uuid4()),
@@ -828,16 +1011,195 @@ class Simulator:
             pending_seconds=self.pending_seconds,
             processing_seconds=processing,
             time_scale=self.time_scale,
-            render=job,
+            render=_RenderJob(key, self._renders_dir / f"{key}.mp4"),  # submitted below
+            render_key=key,
+            start_sha256=start.sha256,
+            end_sha256=end.sha256 if end else None,
+            long_side=self.long_side,
+            label=self.label,
+            persisted=self._state is not None,
         )
         failure = self._faults.pick_task_failure()
         if failure is not None:
             after = processing / 3 if failure.delay is None else float(failure.delay)
             task.fail_after = min(max(0.0, after), processing)
             task.fail_message = failure.message or "task failed"
+        state = self._state
+        if state is not None:  # stored before anyone learns its id, so any simulator can serve it
+            images = [(start.sha256, start.data)] + ([(end.sha256, end.data)] if end is not None else [])
+            state.add_task(self._row(task), images)
         with self._tasks_lock:
             self._tasks[task.task_id] = task
+        self._attach_render(task, start.data, end.data if end is not None else None)
         return self._envelope(task)
+
+    def _attach_render(self, task: SimTask, start: "bytes | Callable[[], bytes]",
+                       end: "bytes | Callable[[], bytes] | None") -> None:
+        """Submit (or share) the task's render; called once the task is registered."""
+        assert self._renderer is not None
+        job = self._renderer.submit(task.render_key, start, end, task.motion, task.duration,
+                                    long_side=task.long_side, label=task.label)
+        task.render = job
+        if job.done_ns is not None and job.error is not None:
+            self._render_done(job)  # it failed before the task held it: record it now (idempotent)
+
+    def _render_done(self, job: _RenderJob) -> None:
+        """A render ended: with a state_dir, store a failure on its tasks so every simulator agrees."""
+        state = self._state
+        if state is None or job.error is None or self._stopping.is_set():
+            return  # success is the file itself; a render stopped with the simulator is redone later
+        with self._tasks_lock:
+            ids = [task.task_id for task in self._tasks.values() if task.render is job and task.persisted]
+        state.set_render_error(ids, job.error, job.done_ns or time.time_ns())
+
+    # persistence ----------------------------------------------------------------
+
+    def _row(self, task: SimTask) -> "TaskRow":
+        from ._state import TaskRow
+
+        record = {
+            "v": 1,
+            "input": task.input_echo,
+            "config": task.config_echo,
+            "duration": task.duration,
+            "motion": task.motion,
+            "has_end_image": task.has_end_image,
+            "notes": list(task.notes),
+            "pending_seconds": task.pending_seconds,
+            "processing_seconds": task.processing_seconds,
+            "time_scale": task.time_scale,
+            "fail_after": task.fail_after,
+            "fail_message": task.fail_message,
+            "long_side": task.long_side,
+            "label": task.label,
+        }
+        return TaskRow(task.task_id, task.created_ns, task.clock_ends_ns, task.render_key, task.start_sha256,
+                       task.end_sha256, task.cancelled_ns, None, None, record)
+
+    def _task_from_row(self, row: "TaskRow") -> SimTask:
+        """A stored task, its clock mapped onto this process's monotonic clock (wall time goes on)."""
+        assert self._renders_dir is not None
+        rec = row.record
+        now_wall, now_mono = time.time_ns(), time.monotonic_ns()
+        path = self._renders_dir / f"{row.render_key}.mp4"
+        task = SimTask(
+            task_id=row.task_id,
+            input_echo=dict(rec["input"]),
+            config_echo=dict(rec["config"]),
+            duration=int(rec["duration"]),
+            motion=str(rec["motion"]),
+            has_end_image=bool(rec["has_end_image"]),
+            notes=list(rec.get("notes") or []),
+            created_ns=row.created_ns,
+            created_mono_ns=now_mono - (now_wall - row.created_ns),
+            pending_seconds=float(rec["pending_seconds"]),
+            processing_seconds=float(rec["processing_seconds"]),
+            time_scale=float(rec["time_scale"]),
+            render=_RenderJob(row.render_key, path),
+            fail_after=None if rec.get("fail_after") is None else float(rec["fail_after"]),
+            fail_message=rec.get("fail_message"),
+            cancelled_ns=row.cancelled_ns,
+            render_key=row.render_key,
+            start_sha256=row.start_sha,
+            end_sha256=row.end_sha,
+            long_side=int(rec["long_side"]),
+            label=bool(rec["label"]),
+            persisted=True,
+        )
+        if row.render_error is not None:
+            task.render = _RenderJob(row.render_key, path, done_ns=row.render_error_ns or row.created_ns,
+                                     error=row.render_error)
+        return task
+
+    def _needs_video(self, task: SimTask) -> bool:
+        return task.cancelled_ns is None and task.fail_after is None and task.render.error is None
+
+    def _stored_image(self, sha256: str, name: str) -> bytes:
+        """Input bytes for a re-render (runs in the render thread)."""
+        state = self._state
+        if state is None:
+            raise RuntimeError("the simulator stopped")
+        try:
+            return state.load_image(sha256)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"the task's {name} image is no longer in the simulator's state folder {state.folder} "
+                "(pruned or deleted), so its video cannot be made again: create the task again"
+            ) from None
+
+    def _load(self, task_id: str) -> SimTask | None:
+        """A task another simulator over the same state_dir created (or this one, before a restart)."""
+        state = self._state
+        if state is None:
+            return None
+        with self._load_lock:  # one load per id, even when many clients poll it at once
+            with self._tasks_lock:
+                known = self._tasks.get(task_id)
+            if known is not None:
+                return known
+            row = state.get_task(task_id)
+            if row is None:
+                return None
+            task = self._task_from_row(row)
+            with self._tasks_lock:
+                self._tasks[task_id] = task
+            if self._needs_video(task):
+                start = partial(self._stored_image, row.start_sha, "start")
+                end = partial(self._stored_image, row.end_sha, "end") if row.end_sha else None
+                self._attach_render(task, start, end)  # the file if it exists, else rendered again
+            logger.debug("loaded task %s from %s", task_id, state.folder)
+            return task
+
+    def _find(self, task_id: str) -> SimTask | None:
+        """The task by id: known here, else loaded from the state_dir; None when it does not exist."""
+        with self._tasks_lock:
+            task = self._tasks.get(task_id)
+        if task is None:
+            return self._load(task_id)
+        if task.persisted:
+            self._refresh(task)
+        return task
+
+    def _refresh(self, task: SimTask, *, cancel: bool = True) -> None:
+        """Take in what another simulator over the same state_dir did: a cancel, a finished video."""
+        state = self._state
+        if state is None:
+            return
+        if cancel and task.cancelled_ns is None and task.state()["status"] == "pending":
+            cancelled = state.cancelled_ns(task.task_id)
+            if cancelled is not None:
+                with self._tasks_lock:
+                    task.cancelled_ns = task.cancelled_ns or cancelled
+        job = task.render
+        if job.done_ns is None and job.error is None:
+            try:  # rendered by another process while our worker waits for its lock
+                job.done_ns = job.path.stat().st_mtime_ns
+            except FileNotFoundError:
+                pass
+
+    def _ledger_tasks(self) -> list[SimTask]:
+        """Every task the account is charged for: with a state_dir, all stored ones."""
+        state = self._state
+        if state is None:
+            with self._tasks_lock:
+                return list(self._tasks.values())
+        out: list[SimTask] = []
+        for row in state.all_tasks():
+            with self._tasks_lock:
+                task = self._tasks.get(row.task_id)
+                if task is not None and task.cancelled_ns is None and row.cancelled_ns is not None:
+                    task.cancelled_ns = row.cancelled_ns
+            if task is not None:
+                self._refresh(task, cancel=False)  # the row's cancel was applied just above
+            else:  # a view only: not registered, no render started
+                task = self._task_from_row(row)
+                if task.render.error is None:
+                    try:
+                        task.render.done_ns = task.render.path.stat().st_mtime_ns
+                    except FileNotFoundError:
+                        pass
+            out.append(task)
+        return out
 
     def _processing_seconds(self, duration: int) -> float:
         value = self.processing_seconds
@@ -906,21 +1268,27 @@ class Simulator:
     # get / cancel -----------------------------------------------------------------
 
     def _get(self, task_id: str) -> _Response:
-        with self._tasks_lock:
-            task = self._tasks.get(task_id)
+        task = self._find(task_id)
         if task is None:
             return _error(404, "Record Not Found")
         return self._envelope(task)
 
     def _cancel(self, task_id: str) -> _Response:
+        task = self._find(task_id)
+        if task is None:
+            return _error(404, "Record Not Found")
+        state = self._state if task.persisted else None
         with self._tasks_lock:
-            task = self._tasks.get(task_id)
-            if task is None:
-                return _error(404, "Record Not Found")
             status = task.state()["status"]
             if status != "pending":
                 return _error(400, f"task {task_id} is {status}: only pending tasks can be cancelled")
-            task.cancelled_ns = time.time_ns()
+            now = time.time_ns()
+            if state is None:
+                task.cancelled_ns = now
+        if state is not None:  # the first cancel stored wins, whichever simulator took it
+            stored = state.cancel(task_id, now)
+            with self._tasks_lock:
+                task.cancelled_ns = task.cancelled_ns or stored or now
         return self._envelope(task)
 
     def _envelope(self, task: SimTask) -> _Response:
@@ -969,8 +1337,10 @@ class Simulator:
     # account / upload / files -----------------------------------------------------------
 
     def _account(self) -> _Response:
-        with self._tasks_lock:
-            tasks = list(self._tasks.values())
+        tasks = self._ledger_tasks()
+        state = self._state
+        if state is not None:  # another simulator over the folder may have set it
+            self.credits_usd = float(state.get_meta("credits_usd") or self.credits_usd)
         spent = frozen = 0
         for task in tasks:
             usage = self.task_data(task)["meta"]["usage"]
@@ -1017,8 +1387,8 @@ class Simulator:
             return _error(400, "invalid request: file_data is empty")
         base = _SAFE_NAME.sub("_", Path(file_name.strip().replace("\\", "/")).name).strip("._") or "file"
         name = f"{uuid.uuid4().hex[:16]}-{base[-80:]}"
-        assert self._workdir is not None
-        target = self._workdir / "uploads" / name
+        assert self._uploads_dir is not None
+        target = self._uploads_dir / name
         target.write_bytes(data)
         return _json_response(200, {"code": 200, "message": "success", "data": {
             "url": f"{self.base_url}/files/{name}"}})
@@ -1027,12 +1397,12 @@ class Simulator:
         if not name or "/" in name or "\\" in name or name.startswith("."):
             return None
         if name.endswith(".mp4"):
-            with self._tasks_lock:
-                task = self._tasks.get(name[:-4])
+            task = self._find(name[:-4])
             if task is not None:
-                return task.render.path if task.state()["status"] == "completed" else None
-        assert self._workdir is not None
-        path = self._workdir / "uploads" / name
+                path = task.render.path
+                return path if task.state()["status"] == "completed" and path.is_file() else None
+        assert self._uploads_dir is not None
+        path = self._uploads_dir / name
         return path if path.is_file() else None
 
     def _download(self, name: str, headers: Mapping[str, str]) -> _Response:
