@@ -113,9 +113,9 @@ def _build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-o", "--output", default=None, help="where to write the MP4 (default: <image name>.mp4)")
     gen.add_argument("--timeout", type=float, default=1800.0, help="give up waiting after this many seconds")
     gen.add_argument(
-        "--sim-speed",
+        "--sim-time-scale",
         type=float,
-        default=float(os.environ.get("FRAMEPACK_SIM_SPEED", "8")),
+        default=float(os.environ.get("FRAMEPACK_SIM_TIME_SCALE", "8")),
         help="offline simulator only: how many times faster than real time tasks run (default 8)",
     )
 
@@ -178,7 +178,7 @@ def _generate(args: argparse.Namespace) -> int:
         else:
             from .simulator import Simulator
 
-            sim = stack.enter_context(Simulator(time_scale=args.sim_speed))
+            sim = stack.enter_context(Simulator(time_scale=args.sim_time_scale))
             client = stack.enter_context(Client(sim.api_key, base_url=sim.base_url))
             print(
                 "framepack: no PIAPI_API_KEY set, using the offline simulator "

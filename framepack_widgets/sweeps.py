@@ -558,9 +558,9 @@ def _build_parser() -> Any:
     parser.add_argument("-o", "--output", default=None, help="folder for the videos (default: ./sweep-<id>)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="give up waiting for a task after this many seconds")
     parser.add_argument(
-        "--sim-speed",
+        "--sim-time-scale",
         type=float,
-        default=float(os.environ.get("FRAMEPACK_SIM_SPEED", "8")),
+        default=float(os.environ.get("FRAMEPACK_SIM_TIME_SCALE", "8")),
         help="offline simulator only: how many times faster than real time tasks run (default 8)",
     )
     return parser
@@ -705,7 +705,7 @@ async def _run_sweep(plan: SweepPlan, args: Any, *, use_api: bool, out: Any, err
             else:
                 from .simulator import Simulator
 
-                sim = sync_stack.enter_context(Simulator(time_scale=args.sim_speed))
+                sim = sync_stack.enter_context(Simulator(time_scale=args.sim_time_scale))
                 client = await stack.enter_async_context(AsyncClient(sim.api_key, base_url=sim.base_url))
             store = sync_stack.enter_context(RunStore())
 

@@ -46,7 +46,7 @@ def _video_seconds(path: Path) -> float:
 def test_generate_without_a_key_uses_the_simulator_and_writes_a_video(
     photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("FRAMEPACK_SIM_SPEED", "40")
+    monkeypatch.setenv("FRAMEPACK_SIM_TIME_SCALE", "40")
     out = tmp_path / "out.mp4"
     code = cli.main(["generate", str(photo), "--prompt", "camera zooms in slowly", "--duration", "10", "-o", str(out)])
     captured = capsys.readouterr()

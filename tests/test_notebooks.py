@@ -31,10 +31,9 @@ pytestmark = pytest.mark.slow
 def _fast_simulator(monkeypatch: pytest.MonkeyPatch) -> None:
     # The kernel inherits this process's environment (the root conftest already removed any
     # PIAPI_* variable and gave FRAMEPACK_HOME a fresh folder). The simulator's realistic
-    # clock (a 10 s video takes ~37 s) is sped up: the widget's embedded simulator reads
-    # FRAMEPACK_SIM_TIME_SCALE, the teaching demo's own Simulator FRAMEPACK_SIM_SPEED.
+    # clock (a 10 s video takes ~37 s) is sped up: every simulator the package starts by
+    # itself (the widget's, the CLI's, the teaching demo's) reads FRAMEPACK_SIM_TIME_SCALE.
     monkeypatch.setenv("FRAMEPACK_SIM_TIME_SCALE", "20")
-    monkeypatch.setenv("FRAMEPACK_SIM_SPEED", "20")
 
 
 def execute(name: str, workdir: Path, *, extra_cells: tuple[str, ...] = (), store_widget_state: bool = False) -> tuple[nbformat.NotebookNode, Path]:

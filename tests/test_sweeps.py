@@ -356,7 +356,7 @@ async def test_three_prompt_sweep_end_to_end(simulator, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_cli_sweep_writes_every_video(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("FRAMEPACK_SIM_SPEED", "200")
+    monkeypatch.setenv("FRAMEPACK_SIM_TIME_SCALE", "200")
     image = png_file(tmp_path / "start.png")
     out, err = io.StringIO(), io.StringIO()
     code = sweep_command(
@@ -483,7 +483,7 @@ def test_cli_interrupted_cancels_unsent_runs(tmp_path: Path) -> None:
     from framepack_widgets.store import RunStore
 
     image = png_file(tmp_path / "start.png")
-    env = {**os.environ, "FRAMEPACK_HOME": str(tmp_path / "home"), "FRAMEPACK_SIM_SPEED": "1"}
+    env = {**os.environ, "FRAMEPACK_HOME": str(tmp_path / "home"), "FRAMEPACK_SIM_TIME_SCALE": "1"}
     code = "import sys; from framepack_widgets.sweeps import sweep_command; sys.exit(sweep_command(sys.argv[1:]))"
     child = subprocess.Popen(
         [sys.executable, "-c", code, str(image), "--prompt", "a", "--prompt", "b", "--prompt", "c",
