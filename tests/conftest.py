@@ -5,6 +5,12 @@ from __future__ import annotations
 import pytest
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests last: they are the slowest, and Playwright's sync API holds an event
+    loop in the main thread while a browser is open."""
+    items.sort(key=lambda item: "browser" in item.path.parts)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     # Tests never talk to the real PiAPI unless a live test opts in explicitly.

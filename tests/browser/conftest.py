@@ -43,8 +43,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     setattr(item, f"rep_{report.when}", report)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    # Module scope, not session: Playwright's sync API keeps an event loop running in this
+    # thread while it is open, and asyncio tests collected after it could not start theirs.
     need_browser()
     from playwright.sync_api import sync_playwright
 
