@@ -772,6 +772,7 @@ class FramepackWidget(anywidget.AnyWidget):
     def close(self) -> None:
         """Close the widget and, when the widget made it, its client (the store stays open and
         unfinished runs stay stored: the next widget resumes them)."""
-        if getattr(self, "_owns_client", False):
+        if getattr(self, "_owns_client", False) and _running_loop() is not None:
+            # With no loop (interpreter exit) there is nothing to await on; sockets close anyway.
             self._spawn(_awaited(self._client.close()))
         super().close()

@@ -248,7 +248,7 @@ function render({ model, el }) {
   const hintEl = h("p", { class: "fpw-hint" });
   const statusBox = h("div", { class: "fpw-status", role: "status", "aria-live": "polite" },
     h("div", { class: "fpw-status-line" }, stageEl, elapsedEl), h("div", { class: "fpw-bar-line" }, bar, pctEl), etaEl, logsEl, errEl, hintEl);
-  const player = h("video", { class: "fpw-video", controls: true, loop: true, playsinline: true, muted: true, preload: "metadata", hidden: true });
+  const player = h("video", { class: "fpw-video", "aria-label": "Result video", controls: true, loop: true, playsinline: true, muted: true, preload: "metadata", hidden: true });
   player.muted = true;
   const playerNote = h("p", { class: "fpw-player-note" });
   const saveVideo = h("a", { class: "fpw-link", text: "Download video", hidden: true });
