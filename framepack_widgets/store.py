@@ -30,6 +30,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._sqlite import connect_wal, write_transaction
 from .errors import FramepackError
 from .runs import UNFINISHED_STAGES, Run, RunEvent, RunStage, from_ts, to_ts
 from .task import TaskStatus
@@ -162,35 +163,14 @@ class RunStore:
             path.mkdir(parents=True, exist_ok=True)
         self.db_path = self.folder / DB_NAME
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(
-            str(self.db_path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
-        )
+        self._db = connect_wal(self.db_path, busy_timeout=busy_timeout, where="FRAMEPACK_HOME")
         try:
-            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            self._set_wal(busy_timeout)
-            self._db.execute("PRAGMA synchronous = NORMAL")
             self._migrate()
         except BaseException:
             self._db.close()
             raise
 
     # ------------------------------------------------------------------ plumbing
-    def _set_wal(self, busy_timeout: float) -> None:
-        deadline = time.monotonic() + busy_timeout
-        while True:  # switching to WAL needs a moment alone with the file; another process may hold it
-            try:
-                mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        if str(mode).lower() != "wal":
-            raise sqlite3.OperationalError(
-                f"could not switch {self.db_path} to WAL mode (got {mode!r}); "
-                "put FRAMEPACK_HOME on a local disk (network file systems do not support it)"
-            )
-
     def _migrate(self) -> None:
         migrations = list(MIGRATIONS)
         target = len(migrations)
@@ -217,15 +197,8 @@ class RunStore:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One short write transaction; BEGIN IMMEDIATE takes the write lock up front (no deadlocks)."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with write_transaction(self._db, self._lock) as db:
+            yield db
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:

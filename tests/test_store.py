@@ -8,7 +8,6 @@ import json
 import multiprocessing
 import os
 import sqlite3
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path

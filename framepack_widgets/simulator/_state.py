@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._sqlite import connect_wal, write_transaction
+
 __all__ = ["DB_NAME", "SCHEMA_VERSION", "ORPHAN_GRACE_SECONDS", "PruneResult", "SimState", "TaskRow"]
 
 DB_NAME = "state.sqlite3"
@@ -143,34 +145,14 @@ class SimState:
             path.mkdir(parents=True, exist_ok=True)
         self.db_path = self.folder / DB_NAME
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(self.db_path), timeout=busy_timeout, isolation_level=None,
-                                   check_same_thread=False)
+        self._db = connect_wal(self.db_path, busy_timeout=busy_timeout, where="the simulator's state_dir")
         try:
-            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            self._set_wal(busy_timeout)
-            self._db.execute("PRAGMA synchronous = NORMAL")
             self._create_schema()
         except BaseException:
             self._db.close()
             raise
 
     # ------------------------------------------------------------------ plumbing
-
-    def _set_wal(self, busy_timeout: float) -> None:
-        deadline = time.monotonic() + busy_timeout
-        while True:  # switching to WAL needs the file alone for a moment; another process may hold it
-            try:
-                mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        if str(mode).lower() != "wal":
-            raise sqlite3.OperationalError(
-                f"could not switch {self.db_path} to WAL mode (got {mode!r}); "
-                "put the simulator's state_dir on a local disk (network file systems do not support it)"
-            )
 
     def _create_schema(self) -> None:
         with self._write() as db:
@@ -188,15 +170,8 @@ class SimState:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One short write transaction; BEGIN IMMEDIATE takes the write lock up front."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with write_transaction(self._db, self._lock) as db:
+            yield db
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
