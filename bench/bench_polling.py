@@ -6,6 +6,10 @@ for 1.5-3.5 s, then processing with an integer percent that grows linearly with 
 noise (like the simulator), then completed `length` (+-1 s, a random phase) seconds after
 creation.
 
+"with an ETA hint" rows pass `expected_seconds` (what the run store learns from finished runs)
+equal to the true completion time times a uniform random factor in [0.8, 1.2] per trial
+(a +-20 % estimate error), with no percent reported.
+
 Goal: the default strategy's median delay <= 1.5 s, with <= 1/3 of the GETs of polling
 every second. One real-time 20 s task against the simulator confirms it (skip with --no-real).
 
@@ -29,12 +33,15 @@ LENGTHS = (20.0, 60.0, 180.0)
 TRIALS = 200
 GOAL_DELAY = 1.5
 GOAL_RATIO = 1 / 3
+HINT_ERROR = 0.2  # the hint is the true duration times uniform(1 - HINT_ERROR, 1 + HINT_ERROR)
+HINTED = f"default, no percent, with an ETA hint (+-{HINT_ERROR:.0%} uniform error)"
 
 
 def strategies() -> list[tuple[str, PollStrategy]]:
     return [
         ("default (adaptive)", AdaptivePoll()),
         ("default, no percent reported", AdaptivePoll()),
+        (HINTED, AdaptivePoll()),
         ("fixed 0.5 s", FixedPoll(0.5)),
         ("fixed 1 s", FixedPoll(1.0)),
         ("fixed 3 s", FixedPoll(3.0)),
@@ -71,9 +78,12 @@ class VirtualTask:
         return httpx.Response(200, json={"code": 200, "message": "success", "data": self.data()})
 
 
-def run_one(strategy: PollStrategy, length: float, rng: random.Random, *, percent: bool = True) -> tuple[int, float]:
+def run_one(
+    strategy: PollStrategy, length: float, rng: random.Random, *, percent: bool = True, hint: bool = False
+) -> tuple[int, float]:
     """(GETs, seconds between completion and the client seeing it)."""
     task = VirtualTask(length, rng, percent=percent)
+    expected = task.length * rng.uniform(1 - HINT_ERROR, 1 + HINT_ERROR) if hint else None
     http = httpx.Client(transport=httpx.MockTransport(task.handler))
     client = Client("bench-key", http_client=http, poll=strategy)
 
@@ -83,7 +93,7 @@ def run_one(strategy: PollStrategy, length: float, rng: random.Random, *, percen
     client._sleep = sleep
     client._clock = lambda: task.now
     first = parse_task({"code": 200, "data": {"task_id": "v", "status": "pending"}})
-    done = client.wait(first, timeout=10 * length)
+    done = client.wait(first, timeout=10 * length, expected_seconds=expected)
     assert done.status == "completed"
     http.close()
     return task.gets, task.now - task.length
@@ -96,7 +106,7 @@ def measure(trials: int = TRIALS, seed: int = 1) -> dict[tuple[str, float], dict
             rng = random.Random(seed * 1000 + int(length))
             gets, delays = [], []
             for _ in range(trials):
-                g, d = run_one(strategy, length, rng, percent="no percent" not in name)
+                g, d = run_one(strategy, length, rng, percent="no percent" not in name, hint="ETA hint" in name)
                 gets.append(g)
                 delays.append(d)
             out[(name, length)] = {
@@ -138,7 +148,7 @@ def results(trials: int = TRIALS, real: bool = True) -> list[dict]:
         reference = figures[("fixed 1 s", length)]["mean_gets"]
         for name, _ in strategies():
             f = figures[(name, length)]
-            is_default = name == "default (adaptive)"
+            is_default = name in ("default (adaptive)", HINTED)
             rows.append({
                 "bench": "polling",
                 "metric": f"{name}, {length:.0f} s task: median delay (p90)",

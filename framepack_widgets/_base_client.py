@@ -314,7 +314,8 @@ class PollStrategy:
     how many delays this wait has already asked for (0 for the first sleep), `task` the
     latest snapshot (None if none was seen yet). Stateful strategies return a fresh copy
     from `session()`, which the wait loop calls once per wait, so one strategy object can
-    serve many concurrent waits.
+    serve many concurrent waits. A strategy whose `session` accepts `expected_seconds`
+    (or **kwargs) also receives wait()'s expected-duration hint that way (see `poll_session`).
     """
 
     def delay(self, elapsed: float, attempt: int, task: Task | None) -> float:
@@ -358,6 +359,13 @@ class AdaptivePoll(PollStrategy):
       (+`margin`). Past the expected end, poll quickly (`min_delay`), backing off gently
       to `overdue_max` in case the last stretch (encoding, upload) is slow.
     - processing without a percent: grow from `first` by `growth` up to `no_percent_max`.
+    - with an expected duration (`session(expected_seconds=...)`, e.g. learned from earlier
+      runs) and no percent (also while pending): the expectation is taken as uncertain by
+      ±`hint_spread` (20 %). Before that window opens, sleep `hint_fraction` of the time
+      left until it does (at most `hint_max`); inside it and until `hint_margin` seconds
+      past its end, poll every `hint_interval`; after that grow by `hint_growth` up to
+      `hint_overdue_max`. A bad estimate so costs a few GETs or a few seconds, never a storm.
+      A reported percent always wins over the hint.
     """
 
     first: float = 1.0
@@ -371,14 +379,26 @@ class AdaptivePoll(PollStrategy):
     max_delay: float = 15.0
     probe_max: float = 6.0
     overdue_max: float = 2.5
+    hint_fraction: float = 0.6
+    hint_spread: float = 0.2
+    hint_interval: float = 1.5
+    hint_margin: float = 2.0
+    hint_growth: float = 1.2
+    hint_max: float = 10.0
+    hint_overdue_max: float = 5.0
+    _expected: float | None = field(default=None, repr=False, compare=False)
     _last_pending: float | None = field(default=None, repr=False, compare=False)
     _points: list[tuple[float, float]] = field(default_factory=list, repr=False, compare=False)
     _pending_polls: int = field(default=0, repr=False, compare=False)
     _blind_polls: int = field(default=0, repr=False, compare=False)
     _overdue_polls: int = field(default=0, repr=False, compare=False)
+    _late_polls: int = field(default=0, repr=False, compare=False)
 
-    def session(self) -> "AdaptivePoll":
+    def session(self, expected_seconds: float | None = None) -> "AdaptivePoll":
+        """A fresh copy for one wait; `expected_seconds`: when the task is expected to end,
+        in seconds from the start of the wait (None: unknown)."""
         return AdaptivePoll(
+            _expected=_clean_expected(expected_seconds),
             first=self.first,
             pending_growth=self.pending_growth,
             pending_max=self.pending_max,
@@ -390,6 +410,13 @@ class AdaptivePoll(PollStrategy):
             max_delay=self.max_delay,
             probe_max=self.probe_max,
             overdue_max=self.overdue_max,
+            hint_fraction=self.hint_fraction,
+            hint_spread=self.hint_spread,
+            hint_interval=self.hint_interval,
+            hint_margin=self.hint_margin,
+            hint_growth=self.hint_growth,
+            hint_max=self.hint_max,
+            hint_overdue_max=self.hint_overdue_max,
         )
 
     def _clamp(self, value: float, high: float | None = None) -> float:
@@ -400,19 +427,21 @@ class AdaptivePoll(PollStrategy):
         if status not in (TaskStatus.PROCESSING, TaskStatus.RUNNING):
             if status is None or not status.is_terminal:
                 self._last_pending = elapsed
+            if self._expected is not None:
+                return self._hinted(elapsed)
             self._pending_polls += 1
             d = self.first * self.pending_growth ** (self._pending_polls - 1)
             return self._clamp(d, self.pending_max)
         percent = task.percent if task is not None else None
         if percent is None:
-            return self._blind()
+            return self._blind(elapsed)
         if percent < 100.0 and float(percent).is_integer():
             percent += 0.5  # whole percents are usually truncated: the true value is on average .5 higher
         if not self._points or self._points[-1] != (elapsed, percent):
             self._points.append((elapsed, percent))
         remaining, trusted = self._estimate(elapsed)
         if remaining is None:
-            return self._blind()
+            return self._blind(elapsed)
         if remaining <= 0:
             self._overdue_polls += 1
             return self._clamp(self.min_delay * 1.5 ** (self._overdue_polls - 1), self.overdue_max)
@@ -423,7 +452,27 @@ class AdaptivePoll(PollStrategy):
             return self._clamp(self.fraction * remaining, self.probe_max)
         return self._clamp(self.fraction * remaining)
 
-    def _blind(self) -> float:
+    def _hinted(self, elapsed: float) -> float:
+        """No percent, but an expected end: few GETs early, dense around the end, then gentle growth."""
+        expected = self._expected
+        assert expected is not None
+        opens = expected * (1.0 - self.hint_spread)
+        closes = expected * (1.0 + self.hint_spread) + self.hint_margin
+        if elapsed < opens:
+            left = opens - elapsed
+            step = self.hint_fraction * left
+            if left - step < 2 * self.hint_interval:  # nearly there: go straight to the window
+                step = left
+            return self._clamp(step, self.hint_max)
+        if elapsed < closes:
+            return self._clamp(self.hint_interval)
+        self._late_polls += 1
+        grown = self.hint_interval * self.hint_growth ** self._late_polls
+        return self._clamp(grown, max(self.hint_interval, self.hint_overdue_max))
+
+    def _blind(self, elapsed: float) -> float:
+        if self._expected is not None:
+            return self._hinted(elapsed)
         self._blind_polls += 1
         return self._clamp(self.first * self.growth ** self._blind_polls, self.no_percent_max)
 
@@ -451,6 +500,45 @@ class AdaptivePoll(PollStrategy):
             rate = p_last / (t_last - self._last_pending)
             return (100.0 - p_last) / rate - (now - t_last), False
         return None, False
+
+
+def _clean_expected(expected_seconds: "float | None") -> float | None:
+    """A usable expected duration (>= 0 s), or None when absent or not a finite number."""
+    if expected_seconds is None or isinstance(expected_seconds, bool):
+        return None
+    try:
+        value = float(expected_seconds)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, value) if math.isfinite(value) else None
+
+
+def check_expected_seconds(expected_seconds: "float | None") -> float | None:
+    """Validate a wait()'s `expected_seconds` hint: a number (NaN/inf are ignored, negatives mean 0) or None."""
+    if expected_seconds is not None and (
+        isinstance(expected_seconds, bool) or not isinstance(expected_seconds, (int, float))
+    ):
+        raise InvalidInputError(f"expected_seconds must be a number of seconds (or None), not {expected_seconds!r}.")
+    return _clean_expected(expected_seconds)
+
+
+def poll_session(poll: PollStrategy, expected_seconds: "float | None" = None) -> PollStrategy:
+    """`poll.session(expected_seconds=...)` when the strategy accepts the hint, else `poll.session()`
+    (custom strategies written before the hint existed keep working; plain objects are used as is)."""
+    session = getattr(poll, "session", None)
+    if session is None:
+        return poll
+    if expected_seconds is None:
+        return session()
+    import inspect
+
+    try:
+        params = inspect.signature(session).parameters.values()
+    except (TypeError, ValueError):
+        return session()
+    if any(p.name == "expected_seconds" or p.kind is p.VAR_KEYWORD for p in params):
+        return session(expected_seconds=expected_seconds)
+    return session()
 
 
 def default_poll() -> PollStrategy:
@@ -649,6 +737,7 @@ class Waiter:
         clock: Callable[[], float],
         rng: random.Random,
         redact: Callable[[str], str] = lambda text: text,
+        expected_seconds: float | None = None,
     ) -> None:
         self._redact = redact
         if isinstance(task_or_id, Task):
@@ -669,7 +758,9 @@ class Waiter:
         self._rng = rng
         self.started = clock()
         self.deadline = self.started + self.timeout
-        self.poll = poll.session() if hasattr(poll, "session") else poll
+        # The hint (seconds from now until the task is expected to end) goes to the strategy's session.
+        self.expected_seconds = check_expected_seconds(expected_seconds)
+        self.poll = poll_session(poll, self.expected_seconds)
         self.gets = 0
         self.sleeps = 0
         self._errors = 0
@@ -1212,10 +1303,19 @@ class BaseClient:
         return cls(self._redact(text), **kwargs)
 
     # -- waiting
-    def _waiter(self, task_or_id: "Task | str", timeout: float | None, clock: Callable[[], float]) -> Waiter:
+    def _waiter(
+        self,
+        task_or_id: "Task | str",
+        timeout: float | None,
+        clock: Callable[[], float],
+        expected_seconds: float | None = None,
+    ) -> Waiter:
         if not isinstance(task_or_id, (Task, str)):
             raise InvalidInputError(f"wait() needs a Task or a task id string, not {type(task_or_id).__name__}.")
-        return Waiter(task_or_id, timeout=timeout, poll=self.poll, clock=clock, rng=self._random, redact=self._redact)
+        return Waiter(
+            task_or_id, timeout=timeout, poll=self.poll, clock=clock, rng=self._random, redact=self._redact,
+            expected_seconds=expected_seconds,
+        )
 
     # -- downloads
     @staticmethod

@@ -39,6 +39,7 @@ from ._base_client import (
     PollStrategy,
     RequestSpec,
     Step,
+    check_expected_seconds,
 )
 from .errors import APIError
 from .task import Task
@@ -151,14 +152,18 @@ class Client(BaseClient):
         *,
         timeout: float | None = None,
         on_update: OnUpdate | None = None,
+        expected_seconds: float | None = None,
     ) -> Task:
         """Poll until the task ends; returns the completed Task.
 
         Raises TaskFailedError (failed/cancelled) or TaskTimeoutError after `timeout`
         seconds (None: one hour). Transient errors (429, 5xx, network) do not end the
         wait. `on_update(task)` is called for the first snapshot and each change.
+        `expected_seconds`: optional hint, how long from now the task will probably take
+        (e.g. learned from earlier runs); the default poll strategy uses it to poll less
+        early and densely near the expected end when the API reports no percent.
         """
-        waiter = self._waiter(task_or_id, timeout, self._clock)
+        waiter = self._waiter(task_or_id, timeout, self._clock, expected_seconds)
         if waiter.last is not None:
             if on_update is not None:
                 on_update(waiter.last)
@@ -188,12 +193,17 @@ class Client(BaseClient):
         *,
         timeout: float | None = None,
         on_update: OnUpdate | None = None,
+        expected_seconds: float | None = None,
     ) -> Task:
-        """create_task + wait, under one deadline; returns the completed Task."""
+        """create_task + wait, under one deadline; returns the completed Task.
+        `expected_seconds` (optional): the expected duration from now, passed to wait()."""
+        expected_seconds = check_expected_seconds(expected_seconds)  # before paying for a task
         started = self._clock()
         task = self.create_task(input)
-        remaining = None if timeout is None else max(0.0, timeout - (self._clock() - started))
-        return self.wait(task, timeout=remaining, on_update=on_update)
+        elapsed = self._clock() - started
+        remaining = None if timeout is None else max(0.0, timeout - elapsed)
+        expected = None if expected_seconds is None else max(0.0, expected_seconds - elapsed)
+        return self.wait(task, timeout=remaining, on_update=on_update, expected_seconds=expected)
 
     def download(self, task: "Task | str", path: "str | os.PathLike[str]") -> Path:
         """Save the task's video (or a video URL) to `path` (a file, or a folder) atomically.
@@ -346,9 +356,10 @@ class AsyncClient(BaseClient):
         *,
         timeout: float | None = None,
         on_update: OnUpdate | None = None,
+        expected_seconds: float | None = None,
     ) -> Task:
         """Poll until the task ends (see Client.wait); `on_update` may be sync or async."""
-        waiter = self._waiter(task_or_id, timeout, self._clock)
+        waiter = self._waiter(task_or_id, timeout, self._clock, expected_seconds)
         if waiter.last is not None:
             await self._notify(on_update, waiter.last)
             if waiter.last.is_terminal:
@@ -377,11 +388,15 @@ class AsyncClient(BaseClient):
         *,
         timeout: float | None = None,
         on_update: OnUpdate | None = None,
+        expected_seconds: float | None = None,
     ) -> Task:
+        expected_seconds = check_expected_seconds(expected_seconds)  # before paying for a task
         started = self._clock()
         task = await self.create_task(input)
-        remaining = None if timeout is None else max(0.0, timeout - (self._clock() - started))
-        return await self.wait(task, timeout=remaining, on_update=on_update)
+        elapsed = self._clock() - started
+        remaining = None if timeout is None else max(0.0, timeout - elapsed)
+        expected = None if expected_seconds is None else max(0.0, expected_seconds - elapsed)
+        return await self.wait(task, timeout=remaining, on_update=on_update, expected_seconds=expected)
 
     async def download(self, task: "Task | str", path: "str | os.PathLike[str]") -> Path:
         """Save the video atomically, without the API key (see Client.download)."""

@@ -1152,6 +1152,22 @@ class Runner:
             return None
         return task
 
+    def _wait_hint(self, run: Run) -> dict[str, float]:
+        """`expected_seconds` for client.wait when the store has learned this backend's timing
+        (basis "history"): the expected wall time minus the time since submission. Empty
+        otherwise (a guessed default would only mislead the poll), and never raises."""
+        try:
+            if run.submitted_at is None or run.duration is None:
+                return {}
+            estimate = self.store.estimate(run.duration, backend=self.backend)
+            if getattr(estimate, "basis", None) != "history":
+                return {}
+            since = (utcnow() - run.submitted_at).total_seconds()
+            return {"expected_seconds": max(0.0, float(estimate.seconds) - since)}
+        except Exception:  # a store problem must never break a run
+            log.debug("no ETA hint for run %s", run.run_id, exc_info=True)
+            return {}
+
     async def _follow(self, run: Run, task: Task | None) -> None:
         assert run.task_id is not None
 
@@ -1162,7 +1178,9 @@ class Runner:
         try:
             # Also when resuming a download: one GET gives a fresh URL (the stored one may have
             # expired, or point at a simulator that died with the previous kernel).
-            task = await self.client.wait(task or run.task_id, timeout=self.timeout, on_update=on_update)
+            task = await self.client.wait(
+                task or run.task_id, timeout=self.timeout, on_update=on_update, **self._wait_hint(run)
+            )
         except NotFoundError:
             if run.stage is not RunStage.DOWNLOADING or not run.video_url:
                 raise

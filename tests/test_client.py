@@ -1130,3 +1130,211 @@ def test_key_is_redacted_from_task_errors() -> None:
     with pytest.raises(TaskFailedError) as info:
         client.wait("t-1")
     assert KEY not in str(info.value) and "x-api-key=***" in str(info.value)
+
+
+# --------------------------------------------------------------------------- expected-duration hint
+
+
+def _schedule(poll: bc.PollStrategy, until: float, task: Any = None) -> list[tuple[float, float]]:
+    """(time, delay) pairs a session asks for, on a virtual clock, while the task keeps running."""
+    snapshot = task if task is not None else _proc(None)
+    out: list[tuple[float, float]] = []
+    t = 0.0
+    while t < until:
+        d = poll.delay(t, len(out), snapshot(t) if callable(snapshot) else snapshot)
+        out.append((t, d))
+        t += d
+    return out
+
+
+def test_hint_polls_rarely_early_and_densely_near_the_expected_end() -> None:
+    poll = bc.AdaptivePoll().session(expected_seconds=60.0)
+    schedule = _schedule(poll, 90.0)
+    early = [d for t, d in schedule if t < 0.8 * 60]
+    near = [d for t, d in schedule if 0.8 * 60 <= t <= 1.2 * 60]
+    assert len(early) <= 6 and early[0] >= 10.0 - 1e-9  # a few long sleeps before the window
+    assert max(early) <= bc.AdaptivePoll().hint_max
+    assert near and max(near) <= 2.0  # dense (~1.5 s) around the expected end
+    assert all(b <= a for a, b in zip(early, early[1:]))  # delays shrink towards the end
+    # it arrives at the window's opening exactly, not late
+    assert any(abs(t - 48.0) < 1e-9 for t, _ in schedule)
+
+
+def test_hint_also_applies_while_pending() -> None:
+    poll = bc.AdaptivePoll().session(expected_seconds=100.0)
+    assert poll.delay(0.0, 0, Task("t", TaskStatus.PENDING)) == 10.0  # hint_max, not the 1 s pending start
+    assert bc.AdaptivePoll().session().delay(0.0, 0, Task("t", TaskStatus.PENDING)) == 1.0
+
+
+def test_without_a_hint_behaviour_is_unchanged() -> None:
+    for task in (_proc(None), Task("t", TaskStatus.PENDING), None):
+        plain = _schedule(bc.AdaptivePoll().session(), 200.0, task)
+        none = _schedule(bc.AdaptivePoll().session(expected_seconds=None), 200.0, task)
+        assert plain == none
+    delays = [d for _, d in _schedule(bc.AdaptivePoll().session(expected_seconds=None), 60.0)]
+    assert delays[0] == pytest.approx(1.3) and max(delays) == 5.0  # the blind growth
+
+
+def test_percent_overrides_the_hint() -> None:
+    # processing at 5 %/s after 2 s of pending; the hint (wrongly) says 300 s.
+    def snapshot(t: float) -> Task:
+        if t < 2.0:
+            return Task("t", TaskStatus.PENDING)
+        return _proc(min(99, int((t - 2.0) * 5)))
+
+    hinted = _schedule(bc.AdaptivePoll().session(expected_seconds=300.0), 30.0, snapshot)
+    # once percent shows up, the delays match a session without a hint (percent-based ETA)
+    plain = bc.AdaptivePoll().session()
+    t_first_percent = next(t for t, _ in hinted if t >= 2.0)
+    replay = []
+    for t, d in hinted:
+        if t < 2.0:
+            plain.delay(t, 0, snapshot(t))
+            continue
+        replay.append((t, plain.delay(t, 0, snapshot(t))))
+    assert [d for t, d in hinted if t >= t_first_percent] == [d for _, d in replay]
+    # and it finds the end (~22 s) promptly, not at the hinted 240-360 s window
+    assert max(d for t, d in hinted if t >= 2.0) < 15.0
+
+
+@pytest.mark.parametrize("expected, true_end", [(10.0, 200.0), (20.0, 600.0), (0.0, 60.0)])
+def test_a_too_short_estimate_costs_few_extra_gets(expected: float, true_end: float) -> None:
+    schedule = _schedule(bc.AdaptivePoll().session(expected_seconds=expected), true_end)
+    delays = [d for _, d in schedule]
+    assert min(delays) >= 0.5  # never a storm
+    late = [d for t, d in schedule if t > expected * 1.2 + 2.0]
+    assert late == sorted(late) and max(late) <= 5.0  # grows gently, to the blind cap
+    blind = _schedule(bc.AdaptivePoll().session(), true_end)
+    assert len(schedule) <= len(blind) + 8  # a few more GETs than no hint at all
+    assert len(schedule) <= true_end / 3 + 10  # far fewer than polling every second
+
+
+@pytest.mark.parametrize("expected, true_end", [(600.0, 20.0), (200.0, 60.0)])
+def test_a_too_long_estimate_costs_bounded_delay(expected: float, true_end: float) -> None:
+    schedule = _schedule(bc.AdaptivePoll().session(expected_seconds=expected), true_end)
+    seen_at = schedule[-1][0] + schedule[-1][1]  # the first GET at or after the true end
+    assert seen_at - true_end <= bc.AdaptivePoll().hint_max
+    assert len(schedule) <= true_end / 5 + 3
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -5.0])
+def test_unusable_hints_are_ignored_or_clamped(bad: float) -> None:
+    poll = bc.AdaptivePoll().session(expected_seconds=bad)
+    if bad < 0:
+        assert poll._expected == 0.0
+    else:
+        assert poll._expected is None
+
+
+def _hinted_server(length: float, clock: VirtualClock) -> Server:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if clock.now >= length:
+            return ok("completed", output={"video_url": VIDEO})
+        return ok("processing")
+
+    return Server(("POST", CREATE, [ok("pending")]), ("GET", GET, [answer]))
+
+
+def test_wait_passes_the_hint_to_the_poll_session() -> None:
+    clock = VirtualClock()
+    server = _hinted_server(61.3, clock)
+    client, _ = make_client(server)
+    client._clock, client._sleep = clock, clock.sleep
+    assert client.wait(parse_task(envelope("pending")), expected_seconds=60.0).status is TaskStatus.COMPLETED
+    hinted_gets, hinted_delay = server.count("GET"), clock.now - 61.3
+
+    clock2 = VirtualClock()
+    server2 = _hinted_server(61.3, clock2)
+    client2, _ = make_client(server2)
+    client2._clock, client2._sleep = clock2, clock2.sleep
+    client2.wait(parse_task(envelope("pending")))
+    assert hinted_delay <= 1.5 and hinted_delay < clock2.now - 61.3
+    assert hinted_gets < server2.count("GET")
+
+
+def test_wait_rejects_a_non_number_hint_before_anything_is_sent() -> None:
+    server = Server(("POST", CREATE, [ok("pending")]), ("GET", GET, [ok("completed", output={"video_url": VIDEO})]))
+    client, _ = make_client(server)
+    with pytest.raises(InvalidInputError):
+        client.wait("t-1", expected_seconds="soon")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        client.generate(DICT_INPUT, expected_seconds="soon")  # type: ignore[arg-type]
+    assert server.requests == []
+
+
+class _Recording(bc.PollStrategy):
+    def __init__(self) -> None:
+        self.sessions: list[Any] = []
+
+    def delay(self, elapsed: float, attempt: int, task: Task | None) -> float:
+        return 1.0
+
+    def session(self, expected_seconds: float | None = None) -> bc.PollStrategy:
+        self.sessions.append(expected_seconds)
+        return self
+
+
+class _OldStyle(bc.PollStrategy):
+    """A custom strategy written before the hint existed: session() takes no arguments."""
+
+    def __init__(self) -> None:
+        self.sessions = 0
+
+    def delay(self, elapsed: float, attempt: int, task: Task | None) -> float:
+        return 1.0
+
+    def session(self) -> bc.PollStrategy:  # type: ignore[override]
+        self.sessions += 1
+        return self
+
+
+class _NoSession:
+    def delay(self, elapsed: float, attempt: int, task: Task | None) -> float:
+        return 1.0
+
+
+def test_custom_strategies_with_and_without_the_hint_keep_working() -> None:
+    done = ok("completed", output={"video_url": VIDEO})
+    for strategy in (_Recording(), _OldStyle(), _NoSession()):
+        server = Server(("POST", CREATE, [ok("pending")]), ("GET", GET, [ok("processing"), done]))
+        client, sleeps = make_client(server, poll=strategy)
+        assert client.wait("t-1", expected_seconds=30.0).status is TaskStatus.COMPLETED
+        assert sleeps == [1.0]
+    recording = _Recording()
+    server = Server(("POST", CREATE, [ok("pending")]), ("GET", GET, [done]))
+    client, _ = make_client(server, poll=recording)
+    client.wait("t-1", expected_seconds=30.0)
+    client.wait("t-1")
+    assert recording.sessions == [30.0, None]
+    old = _OldStyle()
+    client, _ = make_client(Server(("GET", GET, [done])), poll=old)
+    client.wait("t-1", expected_seconds=30.0)
+    assert old.sessions == 1
+
+
+def test_generate_passes_the_hint_minus_the_create_time() -> None:
+    clock = VirtualClock()
+
+    def slow_create(request: httpx.Request) -> httpx.Response:
+        clock.now += 4
+        return ok("pending")
+
+    recording = _Recording()
+    server = Server(("POST", CREATE, [slow_create]), ("GET", GET, [ok("completed", output={"video_url": VIDEO})]))
+    client, _ = make_client(server, poll=recording)
+    client._clock, client._sleep = clock, clock.sleep
+    client.generate(DICT_INPUT, expected_seconds=30.0)
+    client.generate(DICT_INPUT)
+    assert recording.sessions == [pytest.approx(26.0), None]
+
+
+async def test_async_wait_and_generate_pass_the_hint() -> None:
+    recording = _Recording()
+    done = ok("completed", output={"video_url": VIDEO})
+    server = Server(("POST", CREATE, [ok("pending")]), ("GET", GET, [ok("processing"), done]))
+    client, sleeps = make_async(server, poll=recording)
+    async with client:
+        await client.wait("t-1", expected_seconds=12.5)
+        await client.generate(DICT_INPUT, expected_seconds=40.0)
+    assert recording.sessions[0] == 12.5 and 39.0 < recording.sessions[1] <= 40.0
+    assert sleeps == [1.0, 1.0]

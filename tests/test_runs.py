@@ -77,6 +77,7 @@ class FakeClient:
         self.is_simulator = is_simulator
         self.creates: list[Any] = []
         self.waits: list[str] = []
+        self.hints: list[dict[str, Any]] = []  # extra keyword arguments of each wait() (the ETA hint)
         self.cancels: list[str] = []
         self.downloads: list[str] = []
         self.on_create: Any = None  # callable(input) run inside create_task, before answering
@@ -102,9 +103,12 @@ class FakeClient:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         return Task(task_id=f"task-{len(self.creates)}", status=TaskStatus.PENDING)
 
-    async def wait(self, task_or_id: Any, *, timeout: float | None = None, on_update: Any = None) -> Task:
+    async def wait(
+        self, task_or_id: Any, *, timeout: float | None = None, on_update: Any = None, **hint: Any
+    ) -> Task:
         task_id = task_or_id.task_id if isinstance(task_or_id, Task) else str(task_or_id)
         self.waits.append(task_id)
+        self.hints.append(hint)
         try:
             for status, percent in self.steps:
                 await asyncio.sleep(0)
@@ -800,3 +804,55 @@ async def test_kill_the_kernel_while_processing_then_resume(tmp_path: Path) -> N
                 proc.kill()
                 proc.wait()
         sim_log.close()
+
+
+# --------------------------------------------------------------------------- the ETA hint for polling
+async def test_runner_passes_an_eta_hint_only_once_history_exists(store: RunStore, client: FakeClient) -> None:
+    runner = Runner(client, store)
+    for _ in range(3):  # too few finished runs: the default is a guess, not passed on
+        await runner.start(make_input())
+    assert client.hints == [{}, {}, {}]
+    estimate = store.estimate(10, backend="piapi")
+    assert estimate.basis == "history"
+    run = await runner.start(make_input())
+    assert run.stage is RunStage.COMPLETED
+    [hint] = client.hints[3:]
+    assert set(hint) == {"expected_seconds"}
+    assert 0.0 <= hint["expected_seconds"] <= estimate.seconds + 1e-9
+
+
+async def test_runner_hint_is_measured_from_submission(
+    store: RunStore, client: FakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from framepack_widgets.eta import Estimate
+
+    asked: list[tuple[Any, str]] = []
+
+    def learned(duration: int, *, backend: str = "piapi", **kw: Any) -> Estimate:
+        asked.append((duration, backend))
+        return Estimate(120.0, "history", 5, backend)
+
+    monkeypatch.setattr(store, "estimate", learned)
+    run = await Runner(client, store).start(make_input(duration=20))
+    assert run.stage is RunStage.COMPLETED and asked == [(20, "piapi")]
+    [hint] = client.hints
+    assert 110.0 < hint["expected_seconds"] <= 120.0
+
+
+@pytest.mark.parametrize("problem", ["default", "raises", "nonsense"])
+async def test_runner_without_a_learned_estimate_passes_no_hint(
+    store: RunStore, client: FakeClient, monkeypatch: pytest.MonkeyPatch, problem: str
+) -> None:
+    from framepack_widgets.eta import Estimate
+
+    def estimate(duration: int, *, backend: str = "piapi", **kw: Any) -> Any:
+        if problem == "raises":
+            raise RuntimeError("database is locked")
+        if problem == "nonsense":
+            return type("Broken", (), {"basis": "history", "seconds": None})()  # float(None) raises
+        return Estimate(120.0, "default", 0, backend)
+
+    monkeypatch.setattr(store, "estimate", estimate)
+    run = await Runner(client, store).start(make_input())
+    assert run.stage is RunStage.COMPLETED  # a store problem never breaks a run
+    assert client.hints == [{}]
