@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import inspect
 import logging
 import os
 import socket
@@ -725,6 +726,16 @@ def _hint_for(exc: BaseException, *, task_id: str | None) -> str:
     return prefix + "See the error message." + follow
 
 
+def _accepts_hint(wait: Callable[..., Any]) -> bool:
+    """Whether a client's wait() takes `expected_seconds` (clients written to the stable
+    signature `wait(task_or_id, *, timeout=None, on_update=None)` do not)."""
+    try:
+        params = inspect.signature(wait).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "expected_seconds" or p.kind is p.VAR_KEYWORD for p in params)
+
+
 class Runner:
     """Drives runs on the running asyncio loop: store first, then create, wait and download.
 
@@ -1157,7 +1168,7 @@ class Runner:
         (basis "history"): the expected wall time minus the time since submission. Empty
         otherwise (a guessed default would only mislead the poll), and never raises."""
         try:
-            if run.submitted_at is None or run.duration is None:
+            if run.submitted_at is None or run.duration is None or not _accepts_hint(self.client.wait):
                 return {}
             estimate = self.store.estimate(run.duration, backend=self.backend)
             if getattr(estimate, "basis", None) != "history":
