@@ -137,6 +137,22 @@ def _as_logs(value: object) -> tuple[str, ...]:
     return tuple(lines)
 
 
+_ECHO_LIMIT = 512
+
+
+def _slim(data: Mapping[str, Any]) -> dict[str, Any]:
+    """`data` without the input echo's long strings (PiAPI echoes base64 images back, and a
+    snapshot is taken on every poll)."""
+    raw = dict(data)
+    echo = raw.get("input")
+    if isinstance(echo, Mapping):
+        raw["input"] = {
+            k: (f"<{len(v)} characters>" if isinstance(v, str) and len(v) > _ECHO_LIMIT else v)
+            for k, v in echo.items()
+        }
+    return raw
+
+
 def _error_message(error: object) -> str | None:
     if isinstance(error, str):
         return error.strip() or None
@@ -217,7 +233,7 @@ class Task:
             started_at=parse_time(meta.get("started_at", data.get("started_at"))),
             ended_at=parse_time(meta.get("ended_at", data.get("ended_at"))),
             usage=dict(usage) if usage else None,
-            raw=dict(data),
+            raw=_slim(data),
         )
 
 

@@ -188,3 +188,11 @@ def test_task_is_immutable() -> None:
 def test_null_percent_falls_back_to_progress_and_string_errors_are_kept() -> None:
     assert parse_task(envelope(status="processing", output={"percent": None, "progress": 30})).percent == 30.0
     assert parse_task(envelope(status="failed", error="content policy violation")).error == "content policy violation"
+
+
+def test_raw_keeps_the_envelope_but_not_the_echoed_image() -> None:
+    image = "A" * 200_000
+    task = parse_task(envelope(input={"prompt": "zoom in", "start_image": image, "duration": 10}))
+    assert task.raw["input"]["prompt"] == "zoom in" and task.raw["input"]["duration"] == 10
+    assert task.raw["input"]["start_image"] == "<200000 characters>"
+    assert task.raw["model"] == "Qubico/framepack"
