@@ -22,6 +22,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -580,6 +581,11 @@ class RequestSpec:
     task_id: str | None = None
     upload: bool = False
     parse: Callable[[Any], Any] | None = None  # body -> value; ValueError means malformed
+
+    @cached_property
+    def http_url(self) -> httpx.URL:
+        """Parsed once: a wait loop sends the same spec on every poll."""
+        return httpx.URL(self.url)
 
 
 @dataclass

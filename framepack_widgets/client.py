@@ -109,7 +109,7 @@ class Client(BaseClient):
         attempt = 0
         while True:
             request = self._http.build_request(
-                spec.method, spec.url, json=spec.json, headers=self._headers(spec), timeout=self._timeout_for(timeout)
+                spec.method, spec.http_url, json=spec.json, headers=self._headers(spec), timeout=self._timeout_for(timeout)
             )
             try:
                 response = self._http.send(request)
@@ -170,15 +170,14 @@ class Client(BaseClient):
             if waiter.last.is_terminal:
                 return waiter.finish(waiter.last)
         sleep_first = waiter.last is not None
+        spec = self._get_spec(waiter.task_id)
         while True:
             if sleep_first:
                 self._sleep(waiter.next_delay())
             sleep_first = True
             waiter.gets += 1
             try:
-                task = self._send(
-                    self._get_spec(waiter.task_id), max_retries=0, timeout=waiter.request_timeout(self.timeout)
-                )
+                task = self._send(spec, max_retries=0, timeout=waiter.request_timeout(self.timeout))
             except APIError as exc:
                 waiter.on_error(exc)
                 continue
@@ -305,7 +304,7 @@ class AsyncClient(BaseClient):
         attempt = 0
         while True:
             request = self._http.build_request(
-                spec.method, spec.url, json=spec.json, headers=self._headers(spec), timeout=self._timeout_for(timeout)
+                spec.method, spec.http_url, json=spec.json, headers=self._headers(spec), timeout=self._timeout_for(timeout)
             )
             try:
                 if self._gate is None:
@@ -365,15 +364,14 @@ class AsyncClient(BaseClient):
             if waiter.last.is_terminal:
                 return waiter.finish(waiter.last)
         sleep_first = waiter.last is not None
+        spec = self._get_spec(waiter.task_id)
         while True:
             if sleep_first:
                 await self._sleep(waiter.next_delay())
             sleep_first = True
             waiter.gets += 1
             try:
-                task = await self._send(
-                    self._get_spec(waiter.task_id), max_retries=0, timeout=waiter.request_timeout(self.timeout)
-                )
+                task = await self._send(spec, max_retries=0, timeout=waiter.request_timeout(self.timeout))
             except APIError as exc:
                 waiter.on_error(exc)
                 continue

@@ -7,6 +7,7 @@ Everything the reference marks unverified (status spelling, where the video URL 
 from __future__ import annotations
 
 import enum
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -54,6 +55,9 @@ class TaskStatus(str, enum.Enum):
 _TERMINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 
 
+_FROMISOFORMAT_IS_RFC3339 = sys.version_info >= (3, 11)
+
+
 def parse_time(value: object) -> datetime | None:
     """RFC 3339 with `Z` or an offset, any number of fraction digits; Go's zero time is None."""
     if not isinstance(value, str) or not value.strip():
@@ -61,6 +65,13 @@ def parse_time(value: object) -> datetime | None:
     text = value.strip()
     if text.startswith("0001-01-01"):
         return None
+    if _FROMISOFORMAT_IS_RFC3339:  # Python 3.11+: Z and any fraction digits (one call per poll, x3)
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     # Python < 3.11 accepts only 3 or 6 fraction digits: normalise to 6.
