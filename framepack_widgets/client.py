@@ -262,14 +262,13 @@ class AsyncClient(BaseClient):
             api_key, base_url=base_url, timeout=timeout, max_retries=max_retries, upload_url=upload_url, poll=poll
         )
         if http_client is None:
-            # A small pool, all kept alive: many concurrent waits share a few connections
-            # instead of opening (and TLS-handshaking) new ones each round, and httpcore's
-            # per-request bookkeeping, which grows with the number of open connections,
-            # stays cheap (bench_concurrency, 100 tasks: ~1 ms CPU per poll with 6,
-            # ~1.2 ms with 10, several ms with httpx's default 100). Pass your own
-            # http_client for a bigger pool.
-            limits = httpx.Limits(max_connections=_POOL_SIZE, max_keepalive_connections=_POOL_SIZE)
-            self._http = httpx.AsyncClient(timeout=self.timeout, limits=limits)
+            # Many concurrent waits share a few kept-alive connections instead of opening
+            # (and TLS-handshaking) new ones each round. LeanTransport does the HTTP/1.1 on
+            # plain asyncio at a fraction of httpcore's CPU per request (bench_concurrency);
+            # with a proxy configured, httpx's own transport, which honours it, is used.
+            from ._transport import new_async_http
+
+            self._http = new_async_http(self.timeout, _POOL_SIZE)
             self._owns_http = True
         else:
             _check_http_client(http_client, httpx.AsyncClient, "AsyncClient (use Client for httpx.Client)")
@@ -277,8 +276,8 @@ class AsyncClient(BaseClient):
             self._owns_http = False
         import asyncio
 
-        # API calls wait their turn here (cheap) rather than in httpcore's pool queue,
-        # whose bookkeeping grows with the number of queued requests.
+        # At most _POOL_SIZE API calls in flight: the rest wait here (cheap), so a hundred
+        # concurrent waits share a handful of connections.
         self._gate = asyncio.Semaphore(_POOL_SIZE) if self._owns_http else None
         self._sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
         self._clock: Callable[[], float] = time.monotonic

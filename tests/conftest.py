@@ -17,3 +17,6 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pyt
     monkeypatch.delenv("PIAPI_API_KEY", raising=False)
     monkeypatch.delenv("PIAPI_BASE_URL", raising=False)
     monkeypatch.setenv("FRAMEPACK_HOME", str(tmp_path_factory.mktemp("framepack_home")))
+    # Everything here is loopback: a proxy from the machine would only get in the way.
+    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
