@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from framepack_widgets._transport import LeanTransport
 from framepack_widgets.client import AsyncClient, Client
 from framepack_widgets.errors import (
+    APIConnectionError,
     APITimeoutError,
     AuthenticationError,
     NotFoundError,
@@ -259,3 +261,98 @@ async def test_many_concurrent_waits_share_the_async_pool(sim: Simulator) -> Non
         done = await asyncio.gather(*(client.wait(t, timeout=60) for t in created))
     assert all(t.status is TaskStatus.COMPLETED for t in done)
     assert sim.count("create") == 30 and len(sim.tasks) == 30
+
+
+# -- the same rules through AsyncClient, whose own pool runs on LeanTransport
+
+
+def lean_client_for(sim: Simulator, **kwargs) -> AsyncClient:
+    client = async_client_for(sim, **kwargs)
+    assert isinstance(client._http._transport, LeanTransport)
+
+    async def no_sleep(seconds: float) -> None:
+        pass
+
+    client._sleep = no_sleep
+    return client
+
+
+async def test_async_create_dropped_after_the_body_is_never_resent(sim: Simulator) -> None:
+    sim.inject(Fault.drop_after_body("create"))
+    async with lean_client_for(sim) as client:
+        with pytest.raises(SubmissionUnknownError, match="may have created a task"):
+            await client.create_task(make_input())
+    assert sim.count("create") == 1 and len(sim.tasks) == 1
+
+
+async def test_async_create_dropped_before_the_body_is_never_resent(sim: Simulator) -> None:
+    sim.inject(Fault.drop_before_body("create"))
+    async with lean_client_for(sim) as client:
+        with pytest.raises(SubmissionUnknownError):
+            await client.create_task(make_input())
+    assert sim.count("create") == 1 and len(sim.tasks) == 0
+
+
+async def test_async_create_retries_only_answers_that_created_nothing(sim: Simulator) -> None:
+    sim.inject(Fault.status(503, "create", times=2))
+    async with lean_client_for(sim) as client:
+        await client.create_task(make_input())
+        sim.inject(Fault.status(500, "create"))
+        with pytest.raises(SubmissionUnknownError):
+            await client.create_task(make_input())
+    assert sim.count("create") == 4 and len(sim.tasks) == 1
+
+
+async def test_async_create_to_a_closed_port_is_retried_and_says_no_task_was_made() -> None:
+    with Simulator() as stopped:
+        base_url, api_key = stopped.base_url, stopped.api_key
+    sleeps: list[float] = []
+    client = AsyncClient(api_key, base_url=base_url, max_retries=2)
+
+    async def record(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    client._sleep = record
+    async with client:
+        with pytest.raises(APIConnectionError, match="No task was created"):
+            await client.create_task(make_input())
+    assert len(sleeps) == 2  # the connection never opened: safe to try again
+
+
+async def test_async_dropped_gets_are_retried(sim: Simulator) -> None:
+    async with lean_client_for(sim, max_retries=2) as client:
+        task = await client.create_task(make_input())
+        sim.inject(Fault.drop_before_body("get"))
+        sim.inject(Fault.drop_after_body("get"))
+        assert (await client.get_task(task)).task_id == task.task_id
+    assert sim.count("get") == 3
+
+
+async def test_async_slow_get_is_api_timeout_error(sim: Simulator) -> None:
+    async with lean_client_for(sim, timeout=0.3, max_retries=1) as client:
+        task = await client.create_task(make_input())
+        sim.inject(Fault.slow(1.5, "get", times=None))
+        with pytest.raises(APITimeoutError):
+            await client.get_task(task.task_id)
+    assert sim.count("get") == 2
+
+
+async def test_async_malformed_json_and_a_wait_through_faults(sim: Simulator) -> None:
+    async with lean_client_for(sim) as client:
+        sim.inject(Fault.malformed("create"))
+        with pytest.raises(SubmissionUnknownError):
+            await client.create_task(make_input())
+        assert sim.count("create") == 1 and len(sim.tasks) == 1
+        task = await client.create_task(make_input())
+        sim.inject(Fault.status(503, "get", times=2))
+        sim.inject(Fault.malformed("get", after=1))
+        sim.inject(Fault.drop_after_body("get", after=2))
+        sim.inject(Fault.status(429, "get", retry_after=0.2, after=3))
+        done = await client.wait(task, timeout=60)
+    assert done.status is TaskStatus.COMPLETED
+
+
+def test_one_async_client_across_two_event_loops(sim: Simulator) -> None:
+    client = AsyncClient(sim.api_key, base_url=sim.base_url)
+    assert asyncio.run(client.account_info()) == asyncio.run(client.account_info())  # a fresh connection
+    asyncio.run(client.close())
