@@ -6,6 +6,8 @@ PENDING s then processing PROCESSING s (real time); all 100 are generated concur
 with the default poll strategy.
 
 Goals: all complete; wall time <= longest task + 2 s; client CPU <= 1 ms per GET.
+For context it also runs the same tasks through an AsyncClient on httpx's default
+transport (httpcore), and bare httpx GETs, so the figures travel between machines as ratios.
 
     .venv/bin/python bench/bench_concurrency.py [--tasks N]
 """
@@ -131,8 +133,8 @@ async def _raw_httpx(base_url: str, api_key: str, n: int, rounds: int = 5) -> fl
 
 
 async def _sequential_httpx(base_url: str, api_key: str, count: int = 300) -> float:
-    """Context: CPU ms of one bare httpx GET on a warm keep-alive connection, one at a time:
-    the least any httpx-based poll can cost on this machine."""
+    """Context: CPU ms of one bare httpx GET (default transport) on a warm keep-alive
+    connection, one at a time: the least a poll over httpcore can cost on this machine."""
     async with httpx.AsyncClient() as http:
         url, headers = f"{base_url}/account/info", {"x-api-key": api_key}
         for _ in range(20):
@@ -147,6 +149,9 @@ def measure(n: int = TASKS) -> dict:
     with SimulatorProcess(pending=PENDING, processing=PROCESSING) as sim:
         result = asyncio.run(_run(sim.base_url, sim.api_key, n))
         result["sim_cpu"] = sim.cpu_seconds()
+        limits = httpx.Limits(max_connections=6, max_keepalive_connections=6)
+        default = asyncio.run(_run(sim.base_url, sim.api_key, n, httpx.AsyncClient(limits=limits)))
+        result["httpcore_ms"] = 1000 * default["cpu_wait"] / max(1, default["gets"])
         result["raw_ms"] = asyncio.run(_raw_httpx(sim.base_url, sim.api_key, n))
         result["floor_ms"] = asyncio.run(_sequential_httpx(sim.base_url, sim.api_key))
     return result
@@ -171,10 +176,13 @@ def results(n: int = TASKS) -> list[dict]:
         {"bench": "concurrency", "metric": "client CPU, whole run / GETs (creates included)",
          "figure": f"{per_get_ms:.2f} ms ({r['cpu']:.2f} s CPU; {per_create_ms:.2f} ms per create)",
          "goal": "", "met": None},
+        {"bench": "concurrency", "metric": "context: the same run on httpx's default transport (httpcore)",
+         "figure": f"{r['httpcore_ms']:.2f} ms CPU per poll (LeanTransport: {per_poll_ms / r['httpcore_ms']:.2f}x)",
+         "goal": "", "met": None},
         {"bench": "concurrency", "metric": "context: bare httpx.AsyncClient GET, bursts of the same width",
          "figure": f"{r['raw_ms']:.2f} ms CPU per GET (client per poll: {per_poll_ms / r['raw_ms']:.2f}x)",
          "goal": "", "met": None},
-        {"bench": "concurrency", "metric": "context: one bare httpx GET at a time, warm (the floor)",
+        {"bench": "concurrency", "metric": "context: one bare httpx GET at a time, warm (httpcore floor)",
          "figure": f"{r['floor_ms']:.2f} ms CPU per GET (client per poll: {per_poll_ms / r['floor_ms']:.2f}x)",
          "goal": "", "met": None},
         {"bench": "concurrency", "metric": "GETs per task (default poll, "
