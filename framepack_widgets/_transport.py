@@ -414,7 +414,8 @@ class LeanTransport(httpx.AsyncBaseTransport):
         try:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: _Connection(loop, origin), host, port, ssl=tls, server_hostname=host if tls else None
+                    lambda: _Connection(loop, origin), host, port, ssl=tls, server_hostname=host if tls else None,
+                    happy_eyeballs_delay=0.25,  # a black-holed IPv6 route does not eat the connect timeout
                 ),
                 timeout,
             )
