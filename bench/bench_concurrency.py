@@ -120,29 +120,18 @@ async def _run(base_url: str, api_key: str, n: int, http: httpx.AsyncClient | No
             "longest": longest}
 
 
-async def _raw_httpx(base_url: str, api_key: str, n: int, rounds: int = 5) -> float:
-    """Context: CPU ms per GET of bare httpx.AsyncClient, in bursts of n, same pool limits."""
+async def _bare_httpx(base_url: str, api_key: str, width: int, rounds: int) -> float:
+    """Context: CPU ms per GET of a bare httpx.AsyncClient (default transport, the same pool
+    limits) on warm keep-alive connections, in bursts of `width` at once."""
     limits = httpx.Limits(max_connections=6, max_keepalive_connections=6)
     async with httpx.AsyncClient(limits=limits) as http:
         url, headers = f"{base_url}/account/info", {"x-api-key": api_key}
-        await asyncio.gather(*(http.get(url, headers=headers) for _ in range(n)))
+        for _ in range(max(1, 20 // width)):
+            await asyncio.gather(*(http.get(url, headers=headers) for _ in range(width)))
         cpu0 = time.process_time()
         for _ in range(rounds):
-            await asyncio.gather(*(http.get(url, headers=headers) for _ in range(n)))
-        return 1000 * (time.process_time() - cpu0) / (rounds * n)
-
-
-async def _sequential_httpx(base_url: str, api_key: str, count: int = 300) -> float:
-    """Context: CPU ms of one bare httpx GET (default transport) on a warm keep-alive
-    connection, one at a time: the least a poll over httpcore can cost on this machine."""
-    async with httpx.AsyncClient() as http:
-        url, headers = f"{base_url}/account/info", {"x-api-key": api_key}
-        for _ in range(20):
-            await http.get(url, headers=headers)
-        cpu0 = time.process_time()
-        for _ in range(count):
-            await http.get(url, headers=headers)
-        return 1000 * (time.process_time() - cpu0) / count
+            await asyncio.gather(*(http.get(url, headers=headers) for _ in range(width)))
+        return 1000 * (time.process_time() - cpu0) / (rounds * width)
 
 
 def measure(n: int = TASKS) -> dict:
@@ -152,8 +141,8 @@ def measure(n: int = TASKS) -> dict:
         limits = httpx.Limits(max_connections=6, max_keepalive_connections=6)
         default = asyncio.run(_run(sim.base_url, sim.api_key, n, httpx.AsyncClient(limits=limits)))
         result["httpcore_ms"] = 1000 * default["cpu_wait"] / max(1, default["gets"])
-        result["raw_ms"] = asyncio.run(_raw_httpx(sim.base_url, sim.api_key, n))
-        result["floor_ms"] = asyncio.run(_sequential_httpx(sim.base_url, sim.api_key))
+        result["raw_ms"] = asyncio.run(_bare_httpx(sim.base_url, sim.api_key, width=n, rounds=5))
+        result["floor_ms"] = asyncio.run(_bare_httpx(sim.base_url, sim.api_key, width=1, rounds=300))
     return result
 
 

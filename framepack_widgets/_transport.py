@@ -223,14 +223,6 @@ class _Connection(asyncio.Protocol):
             start = max(0, len(self._buffer) - 1)
             await self._more(timeout, "Server disconnected in the middle of a chunked body")
 
-    async def read_exactly(self, size: int, timeout: float | None) -> bytes:
-        while len(self._buffer) < size:
-            await self._more(timeout, f"Server disconnected with {size - len(self._buffer)} bytes of the body unsent")
-        data = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        self._consumed()
-        return data
-
     async def read_some(self, limit: int, timeout: float | None) -> bytes:
         """Up to `limit` buffered bytes, waiting for some; b"" once the peer has closed."""
         while not self._buffer:

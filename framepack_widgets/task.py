@@ -55,7 +55,7 @@ class TaskStatus(str, enum.Enum):
 _TERMINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
 
 
-_FROMISOFORMAT_IS_RFC3339 = sys.version_info >= (3, 11)
+_FROMISOFORMAT_IS_RFC3339 = sys.version_info >= (3, 11)  # Z and any number of fraction digits
 
 
 def parse_time(value: object) -> datetime | None:
@@ -65,16 +65,26 @@ def parse_time(value: object) -> datetime | None:
     text = value.strip()
     if text.startswith("0001-01-01"):
         return None
-    if _FROMISOFORMAT_IS_RFC3339:  # Python 3.11+: Z and any fraction digits (one call per poll, x3)
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            pass
-        else:
-            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+    # Three per poll: try the fast path first, normalise only what it refuses.
+    parsed = _fromisoformat(text) if _FROMISOFORMAT_IS_RFC3339 else None
+    if parsed is None:
+        parsed = _fromisoformat(_normalised_rfc3339(text))
+    if parsed is None:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+
+
+def _fromisoformat(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _normalised_rfc3339(text: str) -> str:
+    """`Z`/`z` as +00:00 and exactly 6 fraction digits, which older fromisoformat needs."""
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
-    # Python < 3.11 accepts only 3 or 6 fraction digits: normalise to 6.
     date_part, sep, rest = text.partition(".")
     if sep:
         digits = ""
@@ -83,13 +93,7 @@ def parse_time(value: object) -> datetime | None:
             digits += rest[i]
             i += 1
         text = f"{date_part}.{(digits + '000000')[:6]}{rest[i:]}"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed
+    return text
 
 
 def _http_url(value: object) -> str | None:
