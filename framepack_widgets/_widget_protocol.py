@@ -165,6 +165,7 @@ def run_card(run: Any) -> dict:
         "seq": getattr(run, "seq", None),
         "task_id": getattr(run, "task_id", None),
         "stage": stage,
+        "final": stage in FINAL_STAGES,
         "prompt": _clip(prompt),
         "negative_prompt": _clip(negative, 200),
         "duration": duration,

@@ -652,7 +652,7 @@ def _video_facts(path: Path) -> dict[str, Any]:
 
 def run_card(run: Any) -> dict[str, Any]:
     """The JSON-safe metadata of one run for sharing: no key, no image or video bytes."""
-    from . import __version__
+    from .constants import VERSION as __version__
 
     # A stored Run's params describe its input without reading its images from disk.
     params = getattr(run, "params", None)

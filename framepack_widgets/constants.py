@@ -1,0 +1,53 @@
+"""The facts of PiAPI's Framepack service and this package's fixed choices, in one place.
+
+Every other module (the simulator and the widget's JavaScript included, which receives
+them from the model) takes these from here, so a price or a limit changes in one line.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "VERSION",
+    "MODEL",
+    "TASK_TYPE",
+    "COST_PER_SECOND",
+    "MIN_DURATION",
+    "MAX_DURATION",
+    "FPS",
+    "MAX_PROMPT_CHARS",
+    "DEFAULT_MAX_SIDE",
+    "IMAGE_MIME_EXT",
+    "IMAGE_EXT_MIME",
+    "UPLOAD_EXTENSIONS",
+    "cost_usd",
+]
+
+#: This package's version (also `framepack_widgets.__version__`).
+VERSION = "0.1.0"
+
+#: What the create request asks PiAPI for.
+MODEL = "Qubico/framepack"
+TASK_TYPE = "img2video"
+
+#: PiAPI's list price: US dollars per second of video.
+COST_PER_SECOND = 0.03
+#: Whole seconds of video one task may ask for.
+MIN_DURATION, MAX_DURATION = 10, 30
+#: Framepack renders at a fixed frame rate.
+FPS = 30
+
+#: Longest prompt (and negative prompt) accepted before anything is sent.
+MAX_PROMPT_CHARS = 2000
+#: Images are downscaled so their long side is at most this many pixels before sending.
+DEFAULT_MAX_SIDE = 1280
+
+#: The image types sent to PiAPI and kept in the run store, with their file extensions.
+IMAGE_MIME_EXT = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
+IMAGE_EXT_MIME = {ext: mime for mime, ext in IMAGE_MIME_EXT.items()} | {"jpeg": "image/jpeg"}
+#: File extensions PiAPI's upload endpoint accepts for images.
+UPLOAD_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+
+
+def cost_usd(duration: int | float | None) -> float:
+    """What `duration` seconds of video cost at PiAPI, rounded to the cent's hundredth."""
+    return round(COST_PER_SECOND * (duration or 0), 4)
