@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import pytest
 
-from framepack_widgets.eta import (
+from framepack_widgets.runs.eta import (
     MIN_SAMPLES,
     PIAPI_SECONDS_PER_VIDEO_SECOND,
     Estimate,
@@ -15,7 +14,6 @@ from framepack_widgets.eta import (
     estimate_wall_time,
     history_from_runs,
     progress_estimate,
-    simulator_clock,
 )
 
 
@@ -61,15 +59,12 @@ def test_same_duration_history_is_used_directly() -> None:
     assert est20.n == 4 and est20.seconds == pytest.approx(20 * 4.1)  # ratios 4.0, 4.4, 4.2, 2.0
 
 
-def test_simulator_default_comes_from_its_clock() -> None:
-    est = estimate_wall_time(10, [], backend="simulator")
-    assert est.basis == "default" and est.seconds == pytest.approx(3 + 4 + 3 * 10)
-    fast = SimpleNamespace(time_scale=10.0, pending_seconds=1.0, processing_seconds=lambda d: d)
-    assert simulator_clock(fast)(20) == pytest.approx((1 + 20) / 10)
-    fixed = SimpleNamespace(time_scale=2.0, pending_seconds=None, processing_seconds=5.0)
-    assert simulator_clock(fixed)(30) == pytest.approx((3 + 5) / 2)
-    est = estimate_wall_time(10, [], backend="simulator", default=simulator_clock(fast))
-    assert est.seconds == pytest.approx(1.1)
+def test_a_known_clock_replaces_the_guess() -> None:
+    guess = estimate_wall_time(10, [], backend="simulator")
+    assert guess.basis == "default" and not guess.from_clock and "guess" in guess.describe()
+    clock = estimate_wall_time(10, [], backend="simulator", default=lambda d: (1 + d) / 10)
+    assert clock.seconds == pytest.approx(1.1) and clock.from_clock
+    assert "the simulator's clock" in clock.describe()
     assert estimate_wall_time(10, [], default=2.0).seconds == 20.0
 
 
@@ -95,16 +90,23 @@ def test_remaining_text() -> None:
 
 
 def test_history_from_runs_takes_completed_runs_only() -> None:
-    def run(stage: str, duration: int, wall: float | None, backend: str = "simulator") -> SimpleNamespace:
-        return SimpleNamespace(stage=stage, status=None, input=SimpleNamespace(duration=duration), wall_time=wall, backend=backend)
+    from datetime import datetime, timedelta, timezone
+
+    from framepack_widgets.runs import Run
+
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def run(stage: str, duration: int, wall: float | None, backend: str = "simulator") -> Run:
+        ended = None if wall is None else start + timedelta(seconds=wall)
+        return Run.from_dict({"run_id": f"{stage}-{duration}", "params": {"duration": duration}, "stage": stage,
+                              "backend": backend, "submitted_at": start.isoformat(),
+                              "finished_at": ended and ended.isoformat()})
 
     runs = [
         run("completed", 10, 30.0),
         run("failed", 10, 5.0),
-        run("completed", 20, None),
-        run("processing", 10, 3.0),
         run("completed", 30, 90.0, "piapi"),
-        {"stage": "completed", "duration": 10, "wall_time": 33.0, "backend": "simulator"},
+        run("completed", 10, 33.0),
     ]
     assert history_from_runs(runs) == [(10.0, 30.0, "simulator"), (30.0, 90.0, "piapi"), (10.0, 33.0, "simulator")]
     assert MIN_SAMPLES == 3

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from framepack_widgets import runs as runs_mod
+from framepack_widgets.runs import ownership
+from framepack_widgets.runs import runner as runner_mod
 from framepack_widgets.errors import (
     APIConnectionError,
     AuthenticationError,
@@ -31,7 +32,7 @@ from framepack_widgets.errors import (
 )
 from framepack_widgets.inputs import FramepackInput
 from framepack_widgets.runs import Run, RunNotAttachedError, Runner, RunStage
-from framepack_widgets.store import RunStore
+from framepack_widgets.runs import RunStore
 from framepack_widgets.task import Task, TaskStatus
 
 KEY = "sk-test-NEVER-STORED-0123456789"
@@ -196,17 +197,18 @@ async def test_run_is_stored_before_create_and_completes(store: RunStore, client
     assert stored.stage is RunStage.COMPLETED and stored.video_path == run.video_path
     assert [e.stage for e in stored.history] == [e.stage for e in run.history]
     assert stored.input == run.input
-    json.dumps(run.to_dict())
-    summary = run.summary()
-    json.dumps(summary)
-    assert summary["has_video"] and summary["stage"] == "completed" and summary["cost_usd"] == 0.3
+    record = json.loads(json.dumps(run.to_dict()))
+    assert record["video_path"] == str(run.video_path) and record["stage"] == "completed"
+    assert record["cost_usd"] == 0.3 and record["prompt"] == run.prompt
+    again = Run.from_dict(record)
+    assert again.to_dict() == {**record, "wall_time": again.wall_time}
 
 
 async def test_simulator_backend_is_flagged(store: RunStore, mp4_bytes: bytes) -> None:
     runner = Runner(FakeClient(mp4_bytes, is_simulator=True), store)
     run = await runner.start(make_input(duration=20))
     assert run.backend == "simulator" and run.simulated and run.cost_usd == pytest.approx(0.6)
-    assert run.summary()["simulated"] is True
+    assert run.to_dict()["simulated"] is True
     assert "Simulator()" in run.code()
 
 
@@ -410,19 +412,24 @@ async def test_cancel_a_finished_run_does_nothing(store: RunStore, client: FakeC
 def _stored_run(store: RunStore, stage: RunStage, *, task_id: str | None, owner: str | None, age: float = 0.0) -> Run:
     """Write a run as a kernel would have left it when it died."""
     inp = make_input(f"left {stage.value}")
-    run = Run(inp)
+    run = Run.from_input(inp)
     run.created_at = run.created_at - timedelta(seconds=age)
     store.put_image(inp.start_image)
-    run._owner = owner
-    run._set(stage=stage, task_id=task_id, status=TaskStatus.PROCESSING if task_id else None)
-    store.save(run)
+    run.update(stage=stage, task_id=task_id, status=TaskStatus.PROCESSING if task_id else None)
+    store.save(run, owner=owner)
     return run
+
+
+def _driver(run: Run) -> asyncio.Task:
+    """The asyncio task driving `run` (what asyncio cancels when the kernel's loop stops)."""
+    [task] = [t for t in asyncio.all_tasks() if t.get_name() == f"framepack-run-{run.run_id[:8]}"]
+    return task
 
 
 def _dead_owner() -> str:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
-    return f"{runs_mod._HOST}:{proc.pid}:deadbeef"
+    return f"{ownership.HOST}:{proc.pid}:deadbeef"
 
 
 async def test_resume_after_a_crash(store: RunStore, client: FakeClient) -> None:
@@ -461,11 +468,11 @@ async def test_resume_never_sends_a_run_across_backends(store: RunStore, mp4_byt
     """A simulator run left queued must not be sent (and billed) by a kernel that has a real key."""
     dead = _dead_owner()
     sim_queued = _stored_run(store, RunStage.QUEUED, task_id=None, owner=dead)
-    sim_queued.backend = "simulator"
-    store.save(sim_queued)
+    sim_queued.update(backend="simulator")
+    store.save(sim_queued, owner=dead)
     sim_processing = _stored_run(store, RunStage.PROCESSING, task_id="sim-task", owner=dead)
-    sim_processing.backend = "simulator"
-    store.save(sim_processing)
+    sim_processing.update(backend="simulator")
+    store.save(sim_processing, owner=dead)
 
     piapi = FakeClient(mp4_bytes, is_simulator=False)
     assert Runner(piapi, store).resume() == []
@@ -485,7 +492,7 @@ async def test_loop_shutdown_mid_run_leaves_it_resumable(store: RunStore, client
     run = runner.start(make_input())
     while run.stage is not RunStage.PROCESSING:
         await asyncio.sleep(0.01)
-    run._driver.cancel()  # what asyncio does to pending tasks when the kernel's loop stops
+    _driver(run).cancel()  # what asyncio does to pending tasks when the kernel's loop stops
     await asyncio.sleep(0.01)
     assert store.get(run.run_id).stage is RunStage.PROCESSING  # not marked cancelled
     with pytest.raises(RunNotAttachedError, match="resume"):
@@ -502,7 +509,7 @@ async def test_loop_shutdown_during_create_is_submission_unknown(store: RunStore
     run = Runner(client, store).start(make_input())
     while run.stage is not RunStage.SUBMITTING:
         await asyncio.sleep(0.01)
-    run._driver.cancel()
+    _driver(run).cancel()
     await asyncio.sleep(0.01)
     assert store.get(run.run_id).stage is RunStage.SUBMISSION_UNKNOWN
     client.create_gate.set()
@@ -526,7 +533,7 @@ async def test_two_runners_resuming_at_once_send_a_queued_run_once(store: RunSto
 async def test_a_run_driven_by_a_live_process_is_not_taken_over(store: RunStore, client: FakeClient) -> None:
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        owner = f"{runs_mod._HOST}:{proc.pid}:cafe"
+        owner = f"{ownership.HOST}:{proc.pid}:cafe"
         queued = _stored_run(store, RunStage.QUEUED, task_id=None, owner=owner)
         [seen] = Runner(client, store).resume()
         assert seen.run_id == queued.run_id and seen.stage is RunStage.QUEUED
@@ -542,22 +549,21 @@ async def test_a_run_driven_by_a_live_process_is_not_taken_over(store: RunStore,
 async def test_runs_of_another_kernel_are_watched_and_taken_over_when_it_dies(
     store: RunStore, client: FakeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(runs_mod, "WATCH_SECONDS", 0.01)
+    monkeypatch.setattr(runner_mod, "WATCH_SECONDS", 0.01)
     other_kernel = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        owner = f"{runs_mod._HOST}:{other_kernel.pid}:0ther"
+        owner = f"{ownership.HOST}:{other_kernel.pid}:0ther"
         theirs = _stored_run(store, RunStage.PROCESSING, task_id="task-theirs", owner=owner)
         seen: list[tuple[str, float | None]] = []
         runner = Runner(client, store, on_change=lambda r: seen.append((r.stage.value, r.percent)))
         [watched] = runner.resume()
-        assert watched.run_id == theirs.run_id and watched._watcher is not None
+        assert watched.run_id == theirs.run_id
         waiter = asyncio.ensure_future(watched.wait())
 
         with RunStore(store.folder) as their_store:  # the other kernel makes progress
             progress = their_store.get(theirs.run_id)
-            progress._owner = owner
-            progress._set(percent=60.0)
-            their_store.save(progress)
+            progress.update(percent=60.0)
+            their_store.save(progress, owner=owner)
         for _ in range(200):
             if ("processing", 60.0) in seen:
                 break
@@ -574,19 +580,27 @@ async def test_runs_of_another_kernel_are_watched_and_taken_over_when_it_dies(
     assert seen[-1] == ("completed", 100.0)
 
 
-async def test_await_a_run_driven_by_another_runner_follows_the_store(
+async def test_await_a_run_driven_by_another_kernel_follows_the_store(
     store: RunStore, client: FakeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(runs_mod, "POLL_STORE_SECONDS", 0.01)
-    client.wait_gate = asyncio.Event()
-    run = Runner(client, store).start(make_input())
-    with RunStore(store.folder) as other:
-        snapshot = other.get(run.run_id)  # a different object, as another kernel would hold
-        waiter = asyncio.ensure_future(snapshot.wait())
+    monkeypatch.setattr(runner_mod, "POLL_STORE_SECONDS", 0.01)
+    other_kernel = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        owner = f"{ownership.HOST}:{other_kernel.pid}:0ther"
+        theirs = _stored_run(store, RunStage.PROCESSING, task_id="task-theirs", owner=owner)
+        runner = Runner(client, store)
+        waiter = asyncio.ensure_future(runner.wait(store.get(theirs.run_id)))
         await asyncio.sleep(0.05)
         assert not waiter.done()
-        client.wait_gate.set()
-        assert (await waiter).stage is RunStage.COMPLETED
+        with RunStore(store.folder) as their_store:  # the other kernel finishes it
+            done = their_store.get(theirs.run_id)
+            done.update(stage=RunStage.COMPLETED, status=TaskStatus.COMPLETED, percent=100.0)
+            their_store.save(done)
+        assert (await asyncio.wait_for(waiter, 5)).stage is RunStage.COMPLETED
+        assert client.waits == [] and client.creates == []  # followed, never driven here
+    finally:
+        other_kernel.kill()
+        other_kernel.wait()
 
 
 # --------------------------------------------------------------------------- concurrency
@@ -662,9 +676,8 @@ async def test_stored_runs_load_images_only_when_needed(
     original = RunStore.image_bytes
     monkeypatch.setattr(RunStore, "image_bytes", lambda self, sha: loads.append(sha) or original(self, sha))
     [stored] = store.list()
-    summary = stored.summary()
-    stored.to_dict()
-    assert summary["prompt"] == run.prompt and loads == []
+    record = stored.to_dict()
+    assert record["prompt"] == run.prompt and loads == []
     assert stored.input == run.input and len(loads) == 2
 
 
@@ -677,29 +690,6 @@ async def test_runner_validates_its_arguments(store: RunStore, client: FakeClien
 
 
 # --------------------------------------------------------------------------- integration: the real simulator
-def _simulator_ready() -> bool:
-    try:
-        from framepack_widgets.client import AsyncClient  # noqa: F401
-        from framepack_widgets.simulator import Simulator  # noqa: F401
-    except Exception:
-        return False
-    return True
-
-
-needs_simulator = pytest.mark.skipif(not _simulator_ready(), reason="client/simulator not importable yet")
-
-
-def _creates(sim: Any) -> int:
-    count = 0
-    for record in sim.requests:
-        method = getattr(record, "method", None) or (record.get("method") if isinstance(record, dict) else None)
-        path = getattr(record, "path", None) or (record.get("path") if isinstance(record, dict) else None)
-        if method == "POST" and str(path).rstrip("/").endswith("/api/v1/task"):
-            count += 1
-    return count
-
-
-@needs_simulator
 async def test_two_runs_end_to_end_on_the_simulator(store: RunStore) -> None:
     from framepack_widgets.client import AsyncClient
     from framepack_widgets.simulator import Simulator
@@ -710,7 +700,7 @@ async def test_two_runs_end_to_end_on_the_simulator(store: RunStore) -> None:
             a = runner.start(make_input("camera zooms in slowly"))
             b = runner.start(make_input("camera pans left", color=(20, 20, 220)))
             await asyncio.wait_for(asyncio.gather(a.wait(), b.wait()), 120)
-        assert _creates(sim) == 2
+        assert sim.count("create") == 2
     for run in (a, b):
         assert run.stage is RunStage.COMPLETED, (run.error, run.hint)
         assert run.backend == "simulator" and run.video_path is not None and run.video_path.exists()
@@ -728,7 +718,7 @@ CHILD = textwrap.dedent(
     from framepack_widgets.client import AsyncClient
     from framepack_widgets.inputs import FramepackInput
     from framepack_widgets.runs import Runner, RunStage
-    from framepack_widgets.store import RunStore
+    from framepack_widgets.runs import RunStore
 
     async def main(folder, base_url, key):
         store = RunStore(folder)
@@ -754,7 +744,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@needs_simulator
 async def test_kill_the_kernel_while_processing_then_resume(tmp_path: Path) -> None:
     """A kernel starts a run and is killed while PiAPI (the simulator, in its own process) is
     processing it; a new kernel resumes: the video completes, with exactly one create request."""
@@ -824,7 +813,7 @@ async def test_runner_passes_an_eta_hint_only_once_history_exists(store: RunStor
 async def test_runner_hint_is_measured_from_submission(
     store: RunStore, client: FakeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from framepack_widgets.eta import Estimate
+    from framepack_widgets.runs.eta import Estimate
 
     asked: list[tuple[Any, str]] = []
 
@@ -843,7 +832,7 @@ async def test_runner_hint_is_measured_from_submission(
 async def test_runner_without_a_learned_estimate_passes_no_hint(
     store: RunStore, client: FakeClient, monkeypatch: pytest.MonkeyPatch, problem: str
 ) -> None:
-    from framepack_widgets.eta import Estimate
+    from framepack_widgets.runs.eta import Estimate
 
     def estimate(duration: int, *, backend: str = "piapi", **kw: Any) -> Any:
         if problem == "raises":

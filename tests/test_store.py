@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from framepack_widgets import runs as runs_mod
-from framepack_widgets import store as store_mod
+from framepack_widgets.runs import ownership
+from framepack_widgets.runs import store as store_mod
 from framepack_widgets.inputs import FramepackInput
 from framepack_widgets.runs import Run, Runner, RunStage
-from framepack_widgets.store import RunStore, StoreVersionError
+from framepack_widgets.runs import RunStore, StoreVersionError
 from framepack_widgets.task import Task, TaskStatus
 
 KEY = "sk-live-SECRET-KEY-must-not-be-on-disk-42"
@@ -36,11 +36,11 @@ def add_run(store: RunStore, prompt: str, *, stage: RunStage = RunStage.QUEUED, 
     inp = inp or make_input(prompt)
     if inp.prompt != prompt:
         inp = inp.replace(prompt=prompt)
-    run = Run(inp, sweep_id=sweep_id)
+    run = Run.from_input(inp, sweep_id=sweep_id)
     store.put_image(inp.start_image)
     store.save(run)
     if stage is not RunStage.QUEUED or fields:
-        run._set(stage=stage, **fields)
+        run.update(stage=stage, **fields)
         store.save(run)
     return run
 
@@ -130,7 +130,7 @@ def test_ordering_and_pagination(store: RunStore) -> None:
     assert store.count(sweep_id="s1") == 9 and {r.sweep_id for r in store.list(sweep_id="s1")} == {"s1"}
 
     # Updating a run keeps its place (order is by creation, not by last change).
-    runs[3]._set(stage=RunStage.PROCESSING, task_id="t3", percent=12.5)
+    runs[3].update(stage=RunStage.PROCESSING, task_id="t3", percent=12.5)
     store.save(runs[3])
     assert store.list(limit=1)[0].run_id == runs[24].run_id
     got = store.get(runs[3].run_id)
@@ -186,7 +186,7 @@ def _writer(folder: str, name: str, count: int, barrier: Any) -> None:
 
     from framepack_widgets.inputs import FramepackInput
     from framepack_widgets.runs import Run, RunStage
-    from framepack_widgets.store import RunStore
+    from framepack_widgets.runs import RunStore
     from framepack_widgets.task import TaskStatus
 
     store = RunStore(folder)
@@ -194,13 +194,13 @@ def _writer(folder: str, name: str, count: int, barrier: Any) -> None:
     store.put_image(base.start_image)
     barrier.wait()
     for i in range(count):
-        run = Run(base.replace(prompt=f"{name} {i}"))
+        run = Run.from_input(base.replace(prompt=f"{name} {i}"))
         store.save(run)
-        run._set(stage=RunStage.SUBMITTING)
+        run.update(stage=RunStage.SUBMITTING)
         store.save(run)
-        run._set(stage=RunStage.PENDING, task_id=f"{name}-{i}", status=TaskStatus.PENDING)
+        run.update(stage=RunStage.PENDING, task_id=f"{name}-{i}", status=TaskStatus.PENDING)
         store.save(run)
-        run._set(stage=RunStage.COMPLETED, status=TaskStatus.COMPLETED, percent=100.0)
+        run.update(stage=RunStage.COMPLETED, status=TaskStatus.COMPLETED, percent=100.0)
         store.save(run)
         if i % 50 == 0:
             store.list(limit=20)  # readers and writers interleave too
@@ -243,7 +243,7 @@ def _crash_before_sending(folder: str, mode: str) -> None:
 
     from framepack_widgets.inputs import FramepackInput
     from framepack_widgets.runs import Runner
-    from framepack_widgets.store import RunStore
+    from framepack_widgets.runs import RunStore
 
     async def main() -> None:
         store = RunStore(folder)
@@ -288,8 +288,8 @@ def _resume_in_process(folder: str, log: str, barrier: Any) -> None:
         store = RunStore(folder)
         runner = Runner(MiniClient(Path(log)), store, max_concurrent=4)
         barrier.wait()
-        runs = runner.resume()
-        await asyncio.gather(*(r.wait() for r in runs if r._driver is not None))
+        runner.resume()
+        await runner.wait_all()
         store.close()
 
     asyncio.run(main())
@@ -298,11 +298,9 @@ def _resume_in_process(folder: str, log: str, barrier: Any) -> None:
 def test_two_kernels_resuming_the_same_store_send_each_run_once(tmp_path: Path) -> None:
     folder = tmp_path / "store"
     with RunStore(folder) as store:
-        dead = runs_mod._owner_is_stale  # noqa: F841 - documented: owners of these runs are gone
         for i in range(12):
             run = add_run(store, f"queued {i}")
-            run._owner = f"{runs_mod._HOST}:999999999:gone"  # a kernel that no longer exists
-            store.save(run)
+            store.save(run, owner=f"{ownership.HOST}:999999999:gone")  # a kernel that no longer exists
     log = tmp_path / "creates.log"
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2)
@@ -386,7 +384,7 @@ def test_images_are_stored_once_by_hash_and_loaded_lazily(store: RunStore, monke
     original = RunStore.image_bytes
     monkeypatch.setattr(RunStore, "image_bytes", lambda self, sha: reads.append(sha) or original(self, sha))
     listed = store.list()
-    [r.summary() for r in listed]
+    [r.to_dict() for r in listed]
     assert reads == []  # listing never touches image bytes
     rebuilt = store.get(runs[0].run_id).input
     assert reads == [inp.start_image.sha256]

@@ -6,12 +6,12 @@ least `MIN_SAMPLES` of them. When at least that many finished runs have exactly 
 requested duration, their median wall time is used directly (fixed overheads included).
 Otherwise the estimate falls back to a documented default and says so (`basis="default"`):
 
-- PiAPI: ``PIAPI_SECONDS_PER_VIDEO_SECOND`` = 12 s of wall time per second of video
+- a clock the caller knows (`default=`): the embedded simulator passes its own
+  (`Simulator.expected_seconds`);
+- otherwise ``PIAPI_SECONDS_PER_VIDEO_SECOND`` = 12 s of wall time per second of video
   (a 10 s clip about 2 minutes, a 30 s clip about 6). **This is a guess**: PiAPI does not
   publish Framepack's queue or processing times and nobody here could measure them. It
   is replaced by real figures after three finished runs.
-- Simulator: its own clock (pending + processing seconds, divided by ``time_scale``);
-  see `simulator_clock`.
 
 Pure standard library; cheap to import.
 """
@@ -22,14 +22,16 @@ import math
 import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .record import Run
 
 __all__ = [
     "Estimate",
     "estimate_wall_time",
     "progress_estimate",
     "history_from_runs",
-    "simulator_clock",
     "describe_remaining",
     "MIN_SAMPLES",
     "PIAPI_SECONDS_PER_VIDEO_SECOND",
@@ -59,14 +61,15 @@ class Estimate:
     backend: str = "piapi"
     low: float | None = None
     high: float | None = None
+    from_clock: bool = False  # the default came from a known clock (the simulator's), not a guess
 
     def describe(self) -> str:
         """"about 2 min (from 5 earlier runs)" / "about 2 min (a guess: no finished runs yet)"."""
         text = f"about {_human(self.seconds)}"
         if self.basis == "history":
             return f"{text} (from {self.n} earlier run{'s' if self.n != 1 else ''})"
-        if self.backend == "simulator":
-            return f"{text} (the simulator's clock)"
+        if self.from_clock:
+            return f"{text} (the simulator's clock)" if self.backend == "simulator" else text
         if self.n:
             return f"{text} (a guess: only {self.n} finished run{'s' if self.n != 1 else ''} to learn from)"
         return f"{text} (a guess: no finished runs yet)"
@@ -110,14 +113,12 @@ def _quartiles(values: list[float]) -> tuple[float, float]:
     return q[0], q[2]
 
 
-def default_seconds(duration: int, backend: str = "piapi", default: Default = None) -> float:
-    """The fallback estimate: `default` (seconds per video second, or a callable), else per backend."""
+def default_seconds(duration: int, default: Default = None) -> float:
+    """The fallback estimate: `default` (seconds per video second, or a callable), else the guess."""
     if callable(default):
         return float(default(duration))
     if default is not None:
         return float(default) * duration
-    if backend == "simulator":
-        return simulator_clock()(duration)
     return PIAPI_SECONDS_PER_VIDEO_SECOND * duration
 
 
@@ -135,7 +136,7 @@ def estimate_wall_time(
     `history_from_runs`); samples from other backends and nonsense values (zero,
     negative, NaN) are ignored. `default`: overrides the fallback (a float is seconds of
     wall per second of video; a callable maps duration to seconds), e.g.
-    `simulator_clock(sim)` for a sped-up simulator.
+    `sim.expected_seconds` for the simulator's own clock.
     """
     backend = str(getattr(backend, "value", backend) or "piapi")
     samples = [s for s in (_clean(x) for x in history) if s is not None and s[2] == backend]
@@ -148,8 +149,8 @@ def estimate_wall_time(
         ratios = [wall / d for d, wall, _ in samples]
         low, high = _quartiles(ratios)
         return Estimate(statistics.median(ratios) * duration, "history", n, backend, low * duration, high * duration)
-    seconds = default_seconds(duration, backend, default)
-    return Estimate(seconds, "default", n, backend, seconds, seconds)
+    seconds = default_seconds(duration, default)
+    return Estimate(seconds, "default", n, backend, seconds, seconds, from_clock=default is not None)
 
 
 def progress_estimate(
@@ -177,54 +178,13 @@ def describe_remaining(elapsed: float, estimate: Estimate) -> str:
     return f"about {_human(left)} left (estimate)"
 
 
-def history_from_runs(runs: Iterable[Any]) -> list[tuple[float, float, str]]:
-    """``(duration, wall_time, backend)`` of the completed runs among `runs` (Run objects or dicts)."""
+def history_from_runs(runs: Iterable["Run"]) -> list[tuple[float, float, str]]:
+    """``(duration, wall_time, backend)`` of the completed runs among `runs` (the samples that
+    `RunStore.eta_samples` reads straight from the store)."""
     out: list[tuple[float, float, str]] = []
     for run in runs:
-        get = run.get if isinstance(run, dict) else (lambda k, r=run: getattr(r, k, None))
-        stage = str(getattr(get("stage"), "value", get("stage")) or "")
-        status = str(getattr(get("status"), "value", get("status")) or "")
-        if stage != "completed" and not (not stage and status == "completed"):
-            continue
-        duration = get("duration")  # Run.duration: no need to rebuild the input (and read its images)
-        if duration is None:
-            inp = get("input")
-            duration = inp.get("duration") if isinstance(inp, dict) else getattr(inp, "duration", None)
-        wall = get("wall_time")
-        backend = get("backend") or "piapi"
-        sample = _clean((duration, wall, backend))
-        if sample is not None:
-            out.append(sample)
+        if run.stage.value == "completed":
+            sample = _clean((run.duration, run.wall_time, run.backend))
+            if sample is not None:
+                out.append(sample)
     return out
-
-
-def simulator_clock(sim: Any = None, *, time_scale: float | None = None) -> Callable[[int], float]:
-    """The simulator's own expected wall time for a clip, as a callable ``duration -> seconds``.
-
-    Reads `pending_seconds`, `processing_seconds` and `time_scale` from a `Simulator` when
-    given (falling back to the simulator's published defaults).
-    """
-    try:
-        from .simulator._server import DEFAULT_PENDING_SECONDS, default_processing_seconds
-    except ImportError:  # pragma: no cover - the simulator's published clock, copied
-        DEFAULT_PENDING_SECONDS = 3.0
-
-        def default_processing_seconds(duration: int) -> float:
-            return 4.0 + 3.0 * duration
-
-    scale = float(time_scale if time_scale is not None else getattr(sim, "time_scale", 1.0) or 1.0)
-    pending = getattr(sim, "pending_seconds", None)
-    pending = DEFAULT_PENDING_SECONDS if pending is None else float(pending)
-    processing = getattr(sim, "processing_seconds", None)
-
-    def clock(duration: int) -> float:
-        if processing is None:
-            work = default_processing_seconds(duration)
-        elif callable(processing):
-            work = float(processing(duration))
-        else:
-            work = float(processing)
-        return (pending + work) / scale
-
-    return clock
-

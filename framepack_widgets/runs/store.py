@@ -30,19 +30,18 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._sqlite import connect_wal, write_transaction
-from .errors import FramepackError
-from .runs import UNFINISHED_STAGES, Run, RunEvent, RunStage, from_ts, to_ts
-from .task import TaskStatus
+from .._sqlite import connect_wal, write_transaction
+from ..constants import IMAGE_EXT_MIME, IMAGE_MIME_EXT
+from ..errors import FramepackError
+from .record import UNFINISHED_STAGES, Run, RunStage, as_time
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .inputs import ImageSource
+    from ..inputs import ImageSource
+    from .eta import Estimate
 
 __all__ = ["RunStore", "StoreVersionError", "SCHEMA_VERSION", "MIGRATIONS", "default_folder"]
 
 DB_NAME = "runs.sqlite3"
-_EXT = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
-_MIME = {ext: mime for mime, ext in _EXT.items()}
 #: Files in videos/ that no run refers to are left alone this long (a download may be
 #: between `add_video` and the save that records it).
 ORPHAN_GRACE_SECONDS = 600.0
@@ -121,13 +120,18 @@ def _migrate_0_to_1(db: sqlite3.Connection) -> None:
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_COLUMNS = (
+#: The runs table: the keys of `Run.to_dict()` it keeps (a few derived ones are columns for
+#: queries), then who drives the run. Times are stored as epoch seconds, lists as JSON.
+_RECORD_COLUMNS = (
     "run_id", "seq", "created_at", "updated_at", "stage", "status", "task_id", "prompt",
     "negative_prompt", "duration", "start_image_sha", "end_image_sha", "params", "percent",
     "logs", "error", "hint", "cost_usd", "backend", "sweep_id", "submitted_at", "finished_at",
-    "video_sha", "video_url", "owner", "heartbeat_at",
+    "video_sha", "video_url",
 )  # fmt: skip
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM runs"
+_COLUMNS = (*_RECORD_COLUMNS, "owner", "heartbeat_at")
+_TIME_COLUMNS = frozenset({"created_at", "updated_at", "submitted_at", "finished_at"})
+_JSON_COLUMNS = frozenset({"params", "logs"})
+_SELECT = f"SELECT {', '.join(_RECORD_COLUMNS)} FROM runs"
 _UPDATABLE = [c for c in _COLUMNS if c not in ("run_id", "seq", "created_at")]
 _INSERT_COLUMNS = [c for c in _COLUMNS if c != "seq"]
 _UPSERT = (
@@ -139,6 +143,21 @@ _CONDITIONAL_UPDATE = (
     f"UPDATE runs SET {', '.join(f'{c} = ?' for c in _UPDATABLE)} WHERE run_id = ? AND stage = ? AND owner IS ?"
 )
 _UNFINISHED = tuple(stage.value for stage in UNFINISHED_STAGES)
+
+
+def _to_column(name: str, value: Any) -> Any:
+    if name in _TIME_COLUMNS:
+        time_value = as_time(value)
+        return None if time_value is None else time_value.timestamp()
+    if name in _JSON_COLUMNS:
+        return _dumps(value)
+    return value
+
+
+def _from_column(name: str, value: Any) -> Any:
+    if value is not None and name in _JSON_COLUMNS:
+        return json.loads(value)
+    return value
 
 
 def default_folder() -> Path:
@@ -218,111 +237,78 @@ class RunStore:
         return f"RunStore({str(self.folder)!r})"
 
     # ------------------------------------------------------------------ runs
-    def _values(self, run: Run) -> dict[str, Any]:
-        now = time.time()
-        return {
-            "run_id": run.run_id,
-            "created_at": to_ts(run.created_at),
-            "updated_at": to_ts(run.updated_at) or now,
-            "stage": run.stage.value,
-            "status": run.status.value if run.status is not None else None,
-            "task_id": run.task_id,
-            "prompt": run.prompt,
-            "negative_prompt": run.negative_prompt,
-            "duration": run.duration,
-            "start_image_sha": run.start_image_sha,
-            "end_image_sha": run.end_image_sha,
-            "params": _dumps(run._params),
-            "percent": run.percent,
-            "logs": _dumps(list(run.logs)),
-            "error": run.error,
-            "hint": run.hint,
-            "cost_usd": run.cost_usd,
-            "backend": run.backend,
-            "sweep_id": run.sweep_id,
-            "submitted_at": to_ts(run.submitted_at),
-            "finished_at": to_ts(run.finished_at),
-            "video_sha": run.video_sha,
-            "video_url": run.video_url,
-            "owner": run._owner,
-            "heartbeat_at": now if run._owner else None,
-        }
+    def _row(self, run: Run, owner: str | None) -> dict[str, Any]:
+        record = run.to_dict(history=False)
+        row = {name: _to_column(name, record[name]) for name in _RECORD_COLUMNS}
+        row["updated_at"] = row["updated_at"] or time.time()
+        row["owner"], row["heartbeat_at"] = owner, (time.time() if owner else None)
+        return row
 
-    def save(self, run: Run, *, expect_stage: RunStage | None = None) -> bool:
-        """Write the run and its new history entries in one transaction.
+    def save(self, run: Run, *, owner: str | None = None, expect_stage: RunStage | None = None) -> bool:
+        """Write the run and its new history entries in one transaction; `owner` is the
+        Runner driving it (None: nobody).
 
         With `expect_stage`, the write happens only if the stored run is still in that stage
-        and owned by the same owner (a compare-and-set); returns whether it was written.
+        and owned by `owner` (a compare-and-set); returns whether it was written.
         """
-        values = self._values(run)
-        events = run._unsaved_events()
+        row = self._row(run, owner)
         with self._write() as db:
             if expect_stage is not None:
                 cursor = db.execute(
-                    _CONDITIONAL_UPDATE,
-                    [values[c] for c in _UPDATABLE] + [run.run_id, expect_stage.value, run._owner],
+                    _CONDITIONAL_UPDATE, [row[c] for c in _UPDATABLE] + [run.run_id, expect_stage.value, owner]
                 )
                 if cursor.rowcount != 1:
                     return False
             else:
-                db.execute(_UPSERT, [values[c] for c in _INSERT_COLUMNS])
+                db.execute(_UPSERT, [row[c] for c in _INSERT_COLUMNS])
+            # History only grows: write the entries the store does not have yet.
+            (saved,) = db.execute("SELECT COUNT(*) FROM run_events WHERE run_id = ?", (run.run_id,)).fetchone()
+            events = run.history[saved:]
             if events:
                 db.executemany(
                     "INSERT INTO run_events (run_id, at, stage, status, percent) VALUES (?, ?, ?, ?, ?)",
-                    [
-                        (run.run_id, e.at.timestamp(), e.stage.value, e.status.value if e.status else None, e.percent)
-                        for e in events
-                    ],
+                    [(run.run_id, e.at.timestamp(), e.stage.value, e.status.value if e.status else None, e.percent)
+                     for e in events],
                 )
             if run.seq is None:
                 run.seq = db.execute("SELECT seq FROM runs WHERE run_id = ?", (run.run_id,)).fetchone()[0]
-        run._events_saved += len(events)
-        run._store = run._store or self
+        run.store = run.store or self
         return True
 
-    def _from_row(self, row: Sequence[Any]) -> Run:
-        run = Run._from_store(self, row[0], json.loads(row[12] or "{}"))
-        self._apply_row(run, row)
-        return run
+    def _runs(self, rows: Sequence[Sequence[Any]]) -> list[Run]:
+        """Runs from rows of `_SELECT`, with their histories (one query for all of them)."""
+        records = [{name: _from_column(name, value) for name, value in zip(_RECORD_COLUMNS, row)} for row in rows]
+        histories = self._histories([r["run_id"] for r in records])
+        runs = []
+        for record in records:
+            record["history"] = histories.get(record["run_id"], [])
+            sha = record["video_sha"]
+            path = self.video_path_for(sha) if sha else None
+            record["video_path"] = path if path is not None and path.exists() else None
+            run = Run.from_dict(record)
+            run.store = self
+            runs.append(run)
+        return runs
 
-    def _apply_row(self, run: Run, row: Sequence[Any]) -> None:
-        r = dict(zip(_COLUMNS, row))
-        run.seq = r["seq"]
-        run.created_at = from_ts(r["created_at"]) or run.created_at
-        run.updated_at = from_ts(r["updated_at"])
-        run.stage = RunStage.parse(r["stage"])
-        run.status = TaskStatus.parse(r["status"]) if r["status"] else None
-        run.task_id = r["task_id"]
-        run.percent = r["percent"]
-        run.logs = tuple(json.loads(r["logs"] or "[]"))
-        run.error = r["error"]
-        run.hint = r["hint"]
-        run.backend = r["backend"] or "piapi"
-        run.sweep_id = r["sweep_id"]
-        run.start_image_sha = r["start_image_sha"]
-        run.end_image_sha = r["end_image_sha"]
-        run.submitted_at = from_ts(r["submitted_at"])
-        run.finished_at = from_ts(r["finished_at"])
-        run.video_sha = r["video_sha"]
-        run.video_url = r["video_url"]
-        path = self.video_path_for(run.video_sha) if run.video_sha else None
-        run.video_path = path if path is not None and path.exists() else None
+    def _histories(self, run_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        found: dict[str, list[dict[str, Any]]] = {}
+        for start in range(0, len(run_ids), 500):  # SQLite's limit on bound parameters
+            chunk = run_ids[start : start + 500]
+            rows = self._query(
+                f"SELECT run_id, at, stage, status, percent FROM run_events WHERE run_id IN "
+                f"({', '.join('?' for _ in chunk)}) ORDER BY id",
+                chunk,
+            )
+            for run_id, at, stage, status, percent in rows:
+                found.setdefault(run_id, []).append({"at": at, "stage": stage, "status": status, "percent": percent})
+        return found
 
     def get(self, run_id: str) -> Run:
-        """The stored run (a fresh object; images and history load on first use)."""
-        rows = self._query(f"{_SELECT} WHERE run_id = ?", (run_id,))
-        if not rows:
+        """The stored run (a fresh object; its images load on first use)."""
+        runs = self._runs(self._query(f"{_SELECT} WHERE run_id = ?", (run_id,)))
+        if not runs:
             raise KeyError(f"no run {run_id!r} in the store at {self.folder}")
-        return self._from_row(rows[0])
-
-    def refresh(self, run: Run) -> Run:
-        """Update `run` in place from the store (what another process wrote last)."""
-        rows = self._query(f"{_SELECT} WHERE run_id = ?", (run.run_id,))
-        if rows:
-            self._apply_row(run, rows[0])
-            run._history = None  # re-read on next use
-            run._events_saved = 0
-        return run
+        return runs[0]
 
     def list(
         self,
@@ -340,7 +326,7 @@ class RunStore:
             f"{_SELECT}{where} ORDER BY seq DESC LIMIT ? OFFSET ?",
             [*params, -1 if limit is None else int(limit), int(offset)],
         )
-        return [self._from_row(row) for row in rows]
+        return self._runs(rows)
 
     def count(self, *, sweep_id: str | None = None, stages: Sequence[RunStage | str] | None = None) -> int:
         where, params = self._where(sweep_id=sweep_id, stages=stages)
@@ -372,16 +358,7 @@ class RunStore:
         rows = self._query(
             f"{_SELECT} WHERE stage IN ({', '.join('?' for _ in _UNFINISHED)}) ORDER BY seq ASC", _UNFINISHED
         )
-        return [self._from_row(row) for row in rows]
-
-    def history(self, run_id: str) -> list[RunEvent]:
-        rows = self._query(
-            "SELECT at, stage, status, percent FROM run_events WHERE run_id = ? ORDER BY id", (run_id,)
-        )
-        return [
-            RunEvent(from_ts(at), RunStage.parse(stage), TaskStatus.parse(status) if status else None, percent)  # type: ignore[arg-type]
-            for at, stage, status, percent in rows
-        ]
+        return self._runs(rows)
 
     # ------------------------------------------------------------------ ownership (which Runner drives a run)
     def ownership(self, run_id: str) -> tuple[str | None, float | None]:
@@ -411,10 +388,10 @@ class RunStore:
     # ------------------------------------------------------------------ images
     def put_image(self, source: "ImageSource") -> Path | None:
         """Store a normalised image once (by content hash); URLs are not stored. Returns its path."""
-        data = getattr(source, "data", None)
+        data = source.data
         if data is None:
             return None
-        path = self.images_dir / f"{source.sha256}.{_EXT.get(source.mime or '', 'bin')}"
+        path = self.images_dir / f"{source.sha256}.{IMAGE_MIME_EXT.get(source.mime or '', 'bin')}"
         if not path.exists():
             self._write_atomic(path, data)
             with self._write() as db:
@@ -427,7 +404,7 @@ class RunStore:
 
     def image_path(self, sha256: str) -> Path | None:
         """The stored file of a normalised image, or None."""
-        for ext in (*_EXT.values(), "bin"):
+        for ext in (*IMAGE_MIME_EXT.values(), "bin"):
             path = self.images_dir / f"{sha256}.{ext}"
             if path.exists():
                 return path
@@ -444,7 +421,7 @@ class RunStore:
 
     def load_image(self, sha256: str, info: dict[str, Any] | None = None) -> "ImageSource":
         """The stored normalised image as an `ImageSource` (its hash is checked on load)."""
-        from .inputs import ImageSource
+        from ..inputs import ImageSource
 
         data = self.image_bytes(sha256)
         meta = dict(info or {})
@@ -453,7 +430,7 @@ class RunStore:
             if rows:
                 meta = {"mime": rows[0][0], "width": rows[0][1], "height": rows[0][2], **{k: v for k, v in meta.items() if v}}
         path = self.image_path(sha256)
-        mime = meta.get("mime") or _MIME.get(path.suffix.lstrip(".") if path else "", "image/jpeg")
+        mime = meta.get("mime") or IMAGE_EXT_MIME.get(path.suffix.lstrip(".") if path else "", "image/jpeg")
         return ImageSource(data=data, mime=mime, width=meta.get("width"), height=meta.get("height"), sha256=sha256)
 
     def image_source(self, info: dict[str, Any]) -> "ImageSource":
@@ -604,7 +581,7 @@ class RunStore:
         rows = self._query(sql + " ORDER BY seq DESC LIMIT ?", [*params, int(recent)])
         return [(float(d), float(w), str(b)) for d, w, b in rows if w is not None and w > 0]
 
-    def estimate(self, duration: int, *, backend: str = "piapi", **kwargs: Any) -> Any:
+    def estimate(self, duration: int, *, backend: str = "piapi", **kwargs: Any) -> "Estimate":
         """An `eta.Estimate` for a run of `duration` seconds, learned from this store's finished runs."""
         from .eta import estimate_wall_time
 

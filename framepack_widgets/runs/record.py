@@ -1,0 +1,547 @@
+"""`Run`: one generation as a person sees it, as a plain record with one serialisation.
+
+The fields are what the run *is* (its input, task id, stage, status history, local video);
+`to_dict()` / `from_dict()` is the only way a run becomes data, and the store, the widget,
+export and the command line all read that dict. The live work (sending, polling,
+downloading, cancelling, resuming) belongs to the `Runner` linked in `run.runner`; the
+convenience methods here (`await run`, `rerun`, `cancel`) only hand over to it.
+
+Light to import: PIL, numpy, av and IPython load only inside the methods that need them.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+from ..constants import cost_usd
+from ..task import Task, TaskStatus
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
+
+    from ..inputs import FramepackInput, ImageSource
+
+__all__ = ["Run", "RunEvent", "RunStage", "RunNotAttachedError", "UNFINISHED_STAGES"]
+
+log = logging.getLogger(__name__)
+
+Observer = Callable[["Run"], Any]
+
+
+class RunStage(str, enum.Enum):
+    """Where a run is in its life. The API's own status is kept apart (`Run.status`)."""
+
+    QUEUED = "queued"  # stored, create request not sent (waiting for a slot)
+    SUBMITTING = "submitting"  # create request being sent: outcome unknown until it answers
+    PENDING = "pending"  # task created, waiting at PiAPI
+    PROCESSING = "processing"  # task running at PiAPI
+    DOWNLOADING = "downloading"  # task completed, copying the video into the store
+    COMPLETED = "completed"  # video in the store
+    FAILED = "failed"  # the task failed at PiAPI (error has its message)
+    CANCELLED = "cancelled"
+    SUBMISSION_UNKNOWN = "submission_unknown"  # never resent automatically; shown to the person
+    TIMED_OUT = "timed_out"  # waiting gave up; the task may still finish (resumable)
+    ERROR = "error"  # something else went wrong (error + hint say what and what next)
+
+    @classmethod
+    def parse(cls, value: object) -> "RunStage":
+        if isinstance(value, RunStage):
+            return value
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            return cls.ERROR
+
+    @property
+    def is_active(self) -> bool:
+        """Something still drives it (or should): `await run` keeps waiting."""
+        return self in _ACTIVE
+
+    @property
+    def is_final(self) -> bool:
+        """Nothing drives it any more: `await run` returns. TIMED_OUT can still be re-attached."""
+        return self not in _ACTIVE
+
+    @property
+    def needs_attention(self) -> bool:
+        """Final for automation, but the person should decide what happens next."""
+        return self in (RunStage.SUBMISSION_UNKNOWN, RunStage.TIMED_OUT)
+
+    @property
+    def in_flight(self) -> bool:
+        """Stored but its create request has not been answered yet (Generate stays disabled)."""
+        return self in (RunStage.QUEUED, RunStage.SUBMITTING)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_ACTIVE = frozenset(
+    {RunStage.QUEUED, RunStage.SUBMITTING, RunStage.PENDING, RunStage.PROCESSING, RunStage.DOWNLOADING}
+)
+#: What `RunStore.unfinished()` returns: still moving, or waiting for the person.
+UNFINISHED_STAGES = (*(s for s in RunStage if s.is_active), RunStage.SUBMISSION_UNKNOWN, RunStage.TIMED_OUT)
+
+
+class RunEvent(NamedTuple):
+    """One entry of a run's status history."""
+
+    at: datetime
+    stage: RunStage
+    status: TaskStatus | None
+    percent: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat(), "stage": self.stage.value,
+                "status": None if self.status is None else self.status.value, "percent": self.percent}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunEvent":
+        status = data.get("status")
+        return cls(as_time(data["at"]) or utcnow(), RunStage.parse(data.get("stage")),
+                   TaskStatus.parse(status) if status else None, data.get("percent"))
+
+
+class Driver(Protocol):
+    """What a run asks of the `Runner` linked to it."""
+
+    def start(self, input: "FramepackInput") -> "Run": ...
+
+    def cancel(self, run: "Run") -> None: ...
+
+    async def wait(self, run: "Run") -> "Run": ...
+
+
+class ImageStore(Protocol):
+    """What a run asks of the `RunStore` it was read from: its normalised input images."""
+
+    def image_source(self, info: Mapping[str, Any]) -> "ImageSource": ...
+
+    def image_path(self, sha256: str) -> Path | None: ...
+
+
+class RunNotAttachedError(RuntimeError):
+    """The run has no Runner to act for it (e.g. it was read straight from a RunStore)."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_time(value: object) -> datetime | None:
+    """A timezone-aware datetime from a datetime, an ISO 8601 string or epoch seconds."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, timezone.utc)
+    return as_time(datetime.fromisoformat(str(value)))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def stage_for_status(status: TaskStatus, current: RunStage) -> RunStage:
+    """The run stage a task status moves a run to (failures are decided by the error path)."""
+    if status in (TaskStatus.PENDING, TaskStatus.STAGED):
+        return RunStage.PENDING
+    if status in (TaskStatus.PROCESSING, TaskStatus.RUNNING, TaskStatus.COMPLETED):
+        return RunStage.PROCESSING
+    return current
+
+
+#: The record's own fields, in `to_dict()` order; everything else in the dict is derived.
+_TIMES = ("created_at", "updated_at", "submitted_at", "finished_at")
+
+
+@dataclass(eq=False, repr=False)
+class Run:
+    """One generation: its input, task id, status history, cost and local video.
+
+    A record: `to_dict()` is its one serialisation and `from_dict()` reads it back. It is
+    updated in place by the `Runner` that drives it (treat the fields as read-only), can
+    be observed (`observe`), and awaited (`await run` returns it once it is final).
+    """
+
+    run_id: str
+    params: dict[str, Any]  # the input as FramepackInput.to_params() gives it: JSON, no bytes
+    backend: str = "piapi"  # "piapi" or "simulator"
+    sweep_id: str | None = None
+    seq: int | None = None  # position in the store (newest = largest)
+    stage: RunStage = RunStage.QUEUED
+    status: TaskStatus | None = None
+    task_id: str | None = None
+    percent: float | None = None
+    logs: tuple[str, ...] = ()
+    error: str | None = None
+    hint: str | None = None
+    created_at: datetime = field(default_factory=utcnow)
+    updated_at: datetime | None = None
+    submitted_at: datetime | None = None
+    finished_at: datetime | None = None
+    video_sha: str | None = None
+    video_url: str | None = None
+    video_path: Path | None = None
+    history: list[RunEvent] = field(default_factory=list)
+    #: Where the run is kept (its images are read from there), and who drives it: links,
+    #: not part of the record.
+    store: ImageStore | None = field(default=None, compare=False)
+    runner: Driver | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        self._input: FramepackInput | None = None
+        self._last_frame: Image.Image | None = None
+        self._observers: list[Observer] = []
+
+    @classmethod
+    def from_input(
+        cls,
+        input: "FramepackInput",
+        *,
+        backend: str = "piapi",
+        sweep_id: str | None = None,
+        run_id: str | None = None,
+    ) -> "Run":
+        """A new, queued run for `input` (not stored, not sent: `Runner.start` does both)."""
+        params = dict(input.to_params())
+        params["image_encoding"], params["max_side"] = input.image_encoding, input.max_side
+        run = cls(run_id or uuid.uuid4().hex, params, backend=backend, sweep_id=sweep_id)
+        run.history.append(RunEvent(run.created_at, run.stage, None, None))
+        run._input = input
+        return run
+
+    # ----------------------------------------------------------------- what it is
+    @property
+    def input(self) -> "FramepackInput":
+        """The validated input. For stored runs it is rebuilt on first use from the stored images."""
+        if self._input is None:
+            self._input = _input_from_params(self.params, self.store)
+        return self._input
+
+    @property
+    def prompt(self) -> str:
+        return str(self.params.get("prompt") or "")
+
+    @property
+    def negative_prompt(self) -> str:
+        return str(self.params.get("negative_prompt") or "")
+
+    @property
+    def duration(self) -> int | None:
+        value = self.params.get("duration")
+        return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    @property
+    def start_image_sha(self) -> str | None:
+        return _image_sha(self.params.get("start_image"))
+
+    @property
+    def end_image_sha(self) -> str | None:
+        return _image_sha(self.params.get("end_image"))
+
+    @property
+    def cost_usd(self) -> float:
+        """What the run costs (or would cost) at PiAPI. Simulated runs cost nothing but report
+        the same price, flagged by `simulated`."""
+        return cost_usd(self.duration)
+
+    @property
+    def simulated(self) -> bool:
+        return self.backend == "simulator"
+
+    @property
+    def wall_time(self) -> float | None:
+        """Seconds from sending the create request to the end (or to now, while it runs)."""
+        if self.submitted_at is None:
+            return None
+        end = self.finished_at or utcnow()
+        return max(0.0, (end - self.submitted_at).total_seconds())
+
+    def done(self) -> bool:
+        return self.stage.is_final
+
+    # ----------------------------------------------------------------- changes (made by the runner)
+    def update(self, **changes: Any) -> bool:
+        """Set fields; a moved stage, status or percent adds a history entry. True if anything changed."""
+        changed = False
+        for name, value in changes.items():
+            if name not in _STATE_FIELDS:
+                raise AttributeError(f"Run.update() cannot set {name!r}")
+            if getattr(self, name) != value:
+                setattr(self, name, value)
+                changed = True
+        if changed:
+            self.updated_at = utcnow()
+            if {"stage", "status", "percent"} & changes.keys():
+                last = self.history[-1] if self.history else None
+                event = RunEvent(self.updated_at, self.stage, self.status, self.percent)
+                if last is None or last[1:] != event[1:]:
+                    self.history.append(event)
+        return changed
+
+    def apply_task(self, task: Task) -> bool:
+        """Take in a snapshot of the run's task."""
+        return self.update(
+            status=task.status,
+            percent=task.percent if task.percent is not None else self.percent,
+            logs=tuple(task.logs) or self.logs,
+            video_url=task.video_url or self.video_url,
+            stage=stage_for_status(task.status, self.stage),
+        )
+
+    def replace_state(self, other: "Run") -> None:
+        """Take every recorded field from `other`, a fresher copy of this run (read from the store)."""
+        for name in _STATE_FIELDS + ("seq", "created_at", "history"):
+            setattr(self, name, getattr(other, name))
+
+    def observe(self, callback: Observer) -> Callable[[], None]:
+        """Call `callback(run)` after every saved change. Returns a function that stops it."""
+        self._observers.append(callback)
+
+        def unobserve() -> None:
+            if callback in self._observers:
+                self._observers.remove(callback)
+
+        return unobserve
+
+    def notify(self) -> None:
+        """Tell the observers that the run changed (the runner calls it after each save)."""
+        for callback in list(self._observers):
+            try:
+                callback(self)
+            except Exception:  # an observer's bug must not stop the run
+                log.exception("run observer %r failed", callback)
+
+    # ----------------------------------------------------------------- handed to the runner
+    def __await__(self):  # type: ignore[no-untyped-def]
+        return self.wait().__await__()
+
+    async def wait(self) -> "Run":
+        """Wait until the run is final and return it (same as `await run`)."""
+        if self.done():
+            return self
+        return await self._attached("wait for it").wait(self)
+
+    def rerun(self, **changes: Any) -> "Run":
+        """Start a new run with this input, changed as given (e.g. `prompt=`, `duration=`)."""
+        new_input = self.input.replace(**changes) if changes else self.input
+        return self._attached("rerun it").start(new_input)
+
+    def cancel(self) -> None:
+        """Cancel this run (see `Runner.cancel`)."""
+        self._attached("cancel it").cancel(self)
+
+    def _attached(self, what: str) -> Driver:
+        if self.runner is None:
+            raise RunNotAttachedError(
+                f"run {self.run_id[:8]} ({self.stage}) has no Runner to {what}: it was read from a "
+                "RunStore directly. Take it from widget.runs or runner.get(run_id) (runner.resume() "
+                "re-attaches unfinished runs), or send its input again with runner.start(run.input)."
+            )
+        return self.runner
+
+    # ----------------------------------------------------------------- results
+    def last_frame(self) -> "Image.Image":
+        """The video's last frame as a PIL image (decoded with PyAV on first use)."""
+        if self._last_frame is None:
+            self._last_frame = _decode_last_frame(self._require_video())
+        return self._last_frame
+
+    def show(self) -> None:
+        """Display an inline player (outside the widget): the local video embedded in the page."""
+        from IPython.display import Video, display
+
+        if self.video_path is None or not Path(self.video_path).exists():
+            display(self._status_text())
+            return
+        display(Video(str(self.video_path), embed=True, mimetype="video/mp4",
+                      html_attributes="controls loop muted playsinline"))
+
+    def _status_text(self) -> str:
+        text = f"Run {self.run_id[:8]}: {self.stage}"
+        if self.error:
+            text += f": {self.error}"
+        if self.hint:
+            text += f"\n{self.hint}"
+        elif self.stage is RunStage.COMPLETED:
+            text += " (the video file is no longer in the store)"
+        return text
+
+    def _require_video(self) -> Path:
+        if self.video_path is None or not Path(self.video_path).exists():
+            raise FileNotFoundError(
+                f"run {self.run_id[:8]} has no local video ({self.stage}). "
+                + ("Await it first: `await run`." if not self.done() else (self.hint or ""))
+            )
+        return Path(self.video_path)
+
+    def code(self) -> str:
+        """A Python snippet that reproduces this run with `Client` and `FramepackInput`.
+
+        Images are referenced by their file in the store; the API key is never included.
+        """
+
+        def image_expr(key: str) -> str | None:
+            info = self.params.get(key)
+            if not info:
+                return None
+            if info.get("url"):
+                return repr(str(info["url"]))
+            sha = info.get("sha256")
+            path = self.store.image_path(sha) if (self.store is not None and sha) else None
+            return repr(str(path)) if path is not None else f"'<{key.replace('_', ' ')}: sha256 {sha}>'"
+
+        args = [f"    prompt={self.prompt!r},", f"    start_image={image_expr('start_image')},"]
+        end = image_expr("end_image")
+        if end is not None:
+            args.append(f"    end_image={end},")
+        if self.negative_prompt:
+            args.append(f"    negative_prompt={self.negative_prompt!r},")
+        args.append(f"    duration={self.duration!r},")
+        encoding = self.params.get("image_encoding")
+        if encoding and encoding != "base64":
+            args.append(f"    image_encoding={encoding!r},")
+        lines = ["from framepack_widgets import Client, FramepackInput", "", "inp = FramepackInput(", *args, ")", ""]
+        if self.simulated:
+            lines += [
+                "# This run used the offline simulator (its video is not FramePack's).",
+                "from framepack_widgets.simulator import Simulator",
+                "",
+                "with Simulator() as sim, Client(sim.api_key, base_url=sim.base_url) as client:",
+            ]
+        else:
+            lines += [f"# Costs ${self.cost_usd:.2f} at PiAPI. The key is read from PIAPI_API_KEY.",
+                      "with Client() as client:"]
+        lines += ["    task = client.generate(inp)", f"    client.download(task, 'run-{self.run_id[:8]}.mp4')", ""]
+        return "\n".join(lines)
+
+    # ----------------------------------------------------------------- the one serialisation
+    def to_dict(self, *, history: bool = True) -> dict[str, Any]:
+        """Everything about the run as a JSON-safe dict (no bytes, no key): what the store
+        keeps, what the widget and export show, what `from_dict` reads back. Keys after
+        `video_path` are derived from the others, for readers."""
+        data: dict[str, Any] = {
+            "run_id": self.run_id,
+            "seq": self.seq,
+            "params": dict(self.params),
+            "backend": self.backend,
+            "sweep_id": self.sweep_id,
+            "stage": self.stage.value,
+            "status": None if self.status is None else self.status.value,
+            "task_id": self.task_id,
+            "percent": self.percent,
+            "logs": list(self.logs),
+            "error": self.error,
+            "hint": self.hint,
+            **{name: _iso(getattr(self, name)) for name in _TIMES},
+            "video_sha": self.video_sha,
+            "video_url": self.video_url,
+            "video_path": None if self.video_path is None else str(self.video_path),
+            # derived
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "duration": self.duration,
+            "start_image_sha": self.start_image_sha,
+            "end_image_sha": self.end_image_sha,
+            "cost_usd": self.cost_usd,
+            "simulated": self.simulated,
+            "wall_time": self.wall_time,
+        }
+        if history:
+            data["history"] = [event.to_dict() for event in self.history]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Run":
+        """Read back what `to_dict()` wrote (derived keys are ignored)."""
+        status = data.get("status")
+        path = data.get("video_path")
+        return cls(
+            run_id=str(data["run_id"]),
+            params=dict(data.get("params") or {}),
+            backend=str(data.get("backend") or "piapi"),
+            sweep_id=data.get("sweep_id"),
+            seq=data.get("seq"),
+            stage=RunStage.parse(data.get("stage") or "queued"),
+            status=TaskStatus.parse(status) if status else None,
+            task_id=data.get("task_id"),
+            percent=data.get("percent"),
+            logs=tuple(data.get("logs") or ()),
+            error=data.get("error"),
+            hint=data.get("hint"),
+            **{name: as_time(data.get(name)) for name in _TIMES if data.get(name) is not None},
+            video_sha=data.get("video_sha"),
+            video_url=data.get("video_url"),
+            video_path=Path(path) if path else None,
+            history=[RunEvent.from_dict(e) for e in data.get("history") or ()],
+        )
+
+    def __repr__(self) -> str:
+        prompt = self.prompt if len(self.prompt) <= 40 else self.prompt[:39] + "…"
+        extra = f" {self.percent:.0f}%" if self.percent is not None and not self.done() else ""
+        video = f" video={self.video_path.name}" if self.video_path is not None else ""
+        return f"<Run {self.run_id[:8]} {self.stage}{extra} {self.duration}s {prompt!r}{video}>"
+
+
+#: The fields a runner changes as a run moves on (everything but identity and links).
+_STATE_FIELDS = tuple(
+    f.name for f in fields(Run) if f.name not in ("run_id", "params", "seq", "created_at", "history", "store", "runner")
+)
+
+
+def _image_sha(info: object) -> str | None:
+    return info.get("sha256") if isinstance(info, Mapping) else None
+
+
+def _input_from_params(params: Mapping[str, Any], store: ImageStore | None) -> "FramepackInput":
+    """Rebuild a FramepackInput from stored params and the store's normalised image files."""
+    from ..inputs import FramepackInput
+
+    def image(key: str) -> Any:
+        info = params.get(key)
+        if not info:
+            return None
+        if info.get("url"):
+            return info["url"]
+        if store is None:
+            raise RunNotAttachedError(f"the {key.replace('_', ' ')} is in a run store this run is not attached to")
+        return store.image_source(info)
+
+    kwargs: dict[str, Any] = {
+        "end_image": image("end_image"),
+        "negative_prompt": params.get("negative_prompt") or "",
+        "duration": params.get("duration", 10),
+    }
+    for name in ("image_encoding", "max_side"):
+        if params.get(name):
+            kwargs[name] = params[name]
+    return FramepackInput(params.get("prompt", ""), image("start_image"), **kwargs)
+
+
+def _decode_last_frame(path: Path) -> "Image.Image":
+    import av
+
+    def last_of(seek: bool) -> Any:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            if seek and stream.duration and stream.time_base:
+                back = int(1 / stream.time_base)  # one second, in the stream's units
+                container.seek(max(0, stream.duration - back), stream=stream)
+            frame = None
+            for frame in container.decode(stream):  # noqa: B007
+                pass
+            return frame
+
+    frame = last_of(seek=True) or last_of(seek=False)
+    if frame is None:
+        raise ValueError(f"{path} has no video frames")
+    return frame.to_image()
