@@ -5,7 +5,7 @@ every change, so a kernel restart loses nothing: `resume()` re-attaches unfinish
 by task id, and a create request whose outcome is unknown is kept as such and shown,
 never sent again automatically. Everything this process does for a run (the asyncio task
 driving it, or watching another kernel drive it, and who awaits it) lives here, in one
-`_Drive` per run; the `Run` itself stays a record.
+`Drive` per run; the `Run` itself stays a record.
 """
 
 from __future__ import annotations
@@ -13,26 +13,22 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import weakref
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
-    APIConnectionError,
     APIError,
-    AuthenticationError,
-    BadRequestError,
     DownloadError,
     NotFoundError,
-    RateLimitError,
-    ServerError,
     SubmissionUnknownError,
     TaskFailedError,
     TaskTimeoutError,
 )
 from ..task import Task, TaskStatus
+from .live import DRIVES, KNOWN, Drive, alive, driven_here, owner_gone
+from .outcomes import HINT_INTERRUPTED_SUBMIT, HINT_SUBMISSION_UNKNOWN, HINT_TIMED_OUT, hint_for
 from .ownership import HEARTBEAT_SECONDS, new_owner, owner_is_stale
 from .record import Run, RunNotAttachedError, RunStage, stage_for_status, utcnow
 
@@ -54,81 +50,6 @@ POLL_STORE_SECONDS = 0.5
 #: and to take them over if that kernel stops).
 WATCH_SECONDS = 2.0
 
-HINT_SUBMISSION_UNKNOWN = (
-    "The create request may have reached PiAPI and started a task, but no answer arrived. "
-    "Nothing was resent. Check your PiAPI task list before trying again: if the task is "
-    "there, runner.attach(run, task_id) follows it; if not, run.rerun() sends it again."
-)
-HINT_TIMED_OUT = (
-    "Waiting gave up, but the task may still finish at PiAPI. runner.resume() (or "
-    "runner.reattach(run)) follows it again by task id without paying twice."
-)
-HINT_INTERRUPTED_SUBMIT = (
-    "The kernel stopped while the create request was in flight, so it may have started a "
-    "task. Nothing was resent. " + HINT_SUBMISSION_UNKNOWN.split("Nothing was resent. ", 1)[1]
-)
-
-
-class _Drive:
-    """What this process is doing for one run: the asyncio task driving it (or watching
-    another kernel drive it), whether the person asked to cancel it, and who awaits it."""
-
-    __slots__ = ("run", "task", "watcher", "cancel_requested", "_waiters")
-
-    def __init__(self, run: Run) -> None:
-        self.run = run
-        self.task: asyncio.Task[None] | None = None
-        self.watcher: asyncio.Task[None] | None = None
-        self.cancel_requested = False
-        self._waiters: list[asyncio.Future[None]] = []
-
-    def driving(self) -> bool:
-        return _alive(self.task) and not self.run.done()
-
-    def alive(self) -> bool:
-        return _alive(self.task) or _alive(self.watcher)
-
-    async def changed(self) -> None:
-        """Until the run is final or this drive's tasks end."""
-        fut = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        await fut
-
-    def wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for fut in waiters:
-            if not fut.done():
-                try:
-                    fut.get_loop().call_soon_threadsafe(_resolve, fut)
-                except RuntimeError:  # that loop is closed
-                    pass
-
-
-#: This process's live work, by run id (shared by every Runner, so two widgets on one
-#: store never drive the same run twice).
-_DRIVES: dict[str, _Drive] = {}
-#: The Run object handed out for each run id in this process, so everyone holds the same one.
-_KNOWN: "weakref.WeakValueDictionary[str, Run]" = weakref.WeakValueDictionary()
-
-
-def _alive(task: "asyncio.Task[None] | None") -> bool:
-    return task is not None and not task.done() and not task.get_loop().is_closed()
-
-
-def _resolve(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-def _driven_here(run_id: str) -> _Drive | None:
-    drive = _DRIVES.get(run_id)
-    return drive if drive is not None and drive.driving() else None
-
-
-def _is_stale(owner: str | None, heartbeat_at: float | None, run_id: str) -> bool:
-    return owner_is_stale(owner, heartbeat_at, driven_here=_driven_here(run_id) is not None)
-
-
 def _running_loop(what: str) -> asyncio.AbstractEventLoop:
     try:
         return asyncio.get_running_loop()
@@ -138,29 +59,6 @@ def _running_loop(what: str) -> asyncio.AbstractEventLoop:
             "(the kernel runs one); in a script call it inside `async def main()` run by "
             "`asyncio.run(main())`. For a simple blocking call use Client.generate()."
         ) from None
-
-
-def _hint_for(exc: BaseException, *, task_id: str | None) -> str:
-    follow = " The task may still be running: runner.reattach(run) follows it again." if task_id else ""
-    prefix = "Nothing was charged: PiAPI refused the request before creating a task. " if task_id is None else ""
-    if isinstance(exc, AuthenticationError):
-        return prefix + "Check the API key (PIAPI_API_KEY) and that your plan allows Framepack."
-    if isinstance(exc, RateLimitError):
-        return prefix + "PiAPI is rate limiting: wait a minute, then try again (fewer runs at once helps)."
-    if isinstance(exc, BadRequestError):
-        return prefix + "Check the prompt, duration and images, then try again."
-    if isinstance(exc, NotFoundError):
-        return "PiAPI no longer knows this task id (it may have expired)."
-    if isinstance(exc, ServerError):
-        return prefix + "PiAPI had a server error; try again later." + follow
-    if isinstance(exc, APIConnectionError):
-        return prefix + "Check the network connection." + follow
-    if isinstance(exc, DownloadError):
-        return (
-            "The task finished (and was billed) but its video could not be downloaded. "
-            "runner.reattach(run) tries again; PiAPI's result links expire after a while."
-        )
-    return prefix + "See the error message." + follow
 
 
 def _accepts_hint(wait: Callable[..., Any]) -> bool:
@@ -227,7 +125,7 @@ class Runner:
             raise TypeError(f"Runner.start() takes a FramepackInput, not {type(input).__name__}")
         run = Run.from_input(input, backend=self.backend, sweep_id=sweep_id)
         run.store, run.runner = self.store, self
-        _KNOWN[run.run_id] = run
+        KNOWN[run.run_id] = run
         for source in input.images().values():
             self.store.put_image(source)
         self.store.save(run, owner=self.owner)  # before anything is sent: nothing is lost
@@ -240,7 +138,7 @@ class Runner:
         flight: cancelled as soon as PiAPI answers. Afterwards: PiAPI is asked to cancel; if it
         cannot (PiAPI documents cancelling only while pending), the run is marked cancelled here
         and its hint says the task may still be billed. Returns at once; `await run` to wait."""
-        drive = _driven_here(run.run_id)
+        drive = driven_here(run.run_id)
         if drive is not None:
             if drive.cancel_requested:  # idempotent: a second click changes nothing
                 return
@@ -249,13 +147,13 @@ class Runner:
                 assert drive.task is not None
                 drive.task.cancel()
             return
-        live = _KNOWN.get(run.run_id, run)
+        live = KNOWN.get(run.run_id, run)
         if live.done():
             return
         # Nobody drives it in this process: act on the stored run directly.
         _running_loop("cancel")
         live.store, live.runner = live.store or self.store, self
-        if not self.store.claim(live.run_id, self.owner, _is_stale):
+        if not self.store.claim(live.run_id, self.owner, owner_gone):
             raise RuntimeError(f"run {live.run_id[:8]} is being driven by another kernel; cancel it there.")
         drive = self._drive_for(live)
         drive.cancel_requested = True
@@ -282,9 +180,9 @@ class Runner:
                 continue
             run = self._adopt(fresh)
             out.append(run)
-            if _driven_here(run.run_id) is not None or run.stage is RunStage.SUBMISSION_UNKNOWN:
+            if driven_here(run.run_id) is not None or run.stage is RunStage.SUBMISSION_UNKNOWN:
                 continue  # driven by a Runner of this process already, or shown and never resent
-            if self.store.claim(run.run_id, self.owner, _is_stale):
+            if self.store.claim(run.run_id, self.owner, owner_gone):
                 self._take_over(run)
             else:
                 self._watch(run)
@@ -293,7 +191,7 @@ class Runner:
     def reattach(self, run: Run) -> Run:
         """Follow a run with a task id again (after TIMED_OUT, a network ERROR or a failed download)."""
         _running_loop("reattach")
-        drive = _driven_here(run.run_id)
+        drive = driven_here(run.run_id)
         if drive is not None:
             return drive.run
         if not run.task_id:
@@ -302,7 +200,7 @@ class Runner:
             )
         if run.stage is RunStage.COMPLETED and run.video_path is not None:
             return run
-        if not self.store.claim(run.run_id, self.owner, _is_stale):
+        if not self.store.claim(run.run_id, self.owner, owner_gone):
             raise RuntimeError(f"run {run.run_id[:8]} is being driven by another kernel")
         run.store, run.runner = run.store or self.store, self
         self._drive(run, submit=False)
@@ -331,7 +229,7 @@ class Runner:
         """Until `run` is final (what `await run` does); follows the store when another
         kernel drives it, and raises RunNotAttachedError when nobody does."""
         while not run.done():
-            drive = _DRIVES.get(run.run_id)
+            drive = DRIVES.get(run.run_id)
             if drive is not None and drive.alive():
                 await drive.changed()
                 if drive.run is not run:
@@ -353,7 +251,7 @@ class Runner:
     def get(self, run_id: str) -> Run:
         """A run by id: the object this process already handed out (kept up to date), else
         read from the store."""
-        drive = _driven_here(run_id)
+        drive = driven_here(run_id)
         if drive is not None:
             self._forward_changes(drive.run)
             return drive.run
@@ -383,7 +281,7 @@ class Runner:
 
     async def aclose(self) -> None:
         """Stop driving (runs stay in the store as they are and can be resumed later)."""
-        tasks = [d.task for d in map(_DRIVES.get, self._active) if d is not None and d.task is not None]
+        tasks = [d.task for d in map(DRIVES.get, self._active) if d is not None and d.task is not None]
         tasks += list(self._watchers)
         for task in tasks:
             task.cancel()
@@ -394,17 +292,17 @@ class Runner:
 
     def _adopt(self, fresh: Run) -> Run:
         """This process's object for a run just read from the store, brought up to date."""
-        drive = _driven_here(fresh.run_id)
+        drive = driven_here(fresh.run_id)
         if drive is not None:
             self._forward_changes(drive.run)
             return drive.run
-        known = _KNOWN.get(fresh.run_id)
+        known = KNOWN.get(fresh.run_id)
         if known is None or known is fresh:
             known = fresh
         else:
             known.replace_state(fresh)
         known.store, known.runner = known.store or self.store, self
-        _KNOWN[known.run_id] = known
+        KNOWN[known.run_id] = known
         return known
 
     def _forward_changes(self, run: Run) -> None:
@@ -450,7 +348,7 @@ class Runner:
 
     def _watch(self, run: Run) -> None:
         drive = self._drive_for(run)
-        if _alive(drive.watcher):
+        if alive(drive.watcher):
             return
         task = asyncio.get_running_loop().create_task(
             self._watch_loop(run), name=f"framepack-watch-{run.run_id[:8]}"
@@ -467,19 +365,19 @@ class Runner:
             run.replace_state(self.store.get(run.run_id))
             if (run.updated_at, run.stage) != before:
                 self._changed(run)
-            if run.done() or _driven_here(run.run_id) is not None:
+            if run.done() or driven_here(run.run_id) is not None:
                 return
-            if run.stage is not RunStage.SUBMISSION_UNKNOWN and self.store.claim(run.run_id, self.owner, _is_stale):
+            if run.stage is not RunStage.SUBMISSION_UNKNOWN and self.store.claim(run.run_id, self.owner, owner_gone):
                 log.info("run %s: the kernel driving it stopped; taking it over", run.run_id)
                 self._take_over(run)
                 return
 
     # ----------------------------------------------------------------- driving
-    def _drive_for(self, run: Run) -> _Drive:
+    def _drive_for(self, run: Run) -> Drive:
         """The run's drive in this process: the living one, else a new one."""
-        drive = _DRIVES.get(run.run_id)
+        drive = DRIVES.get(run.run_id)
         if drive is None or not drive.alive():
-            drive = _DRIVES[run.run_id] = _Drive(run)
+            drive = DRIVES[run.run_id] = Drive(run)
         return drive
 
     def _drive(self, run: Run, *, submit: bool) -> None:
@@ -493,7 +391,7 @@ class Runner:
         self._track(drive, loop.create_task(self._execute(drive, submit=submit),
                                             name=f"framepack-run-{run.run_id[:8]}"))
 
-    def _track(self, drive: _Drive, task: asyncio.Task[None]) -> None:
+    def _track(self, drive: Drive, task: asyncio.Task[None]) -> None:
         drive.task = task
         self._active[drive.run.run_id] = drive.run
 
@@ -507,11 +405,11 @@ class Runner:
             self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
 
     @staticmethod
-    def _ended(drive: _Drive) -> None:
+    def _ended(drive: Drive) -> None:
         """One of the drive's tasks ended: waiters re-check, and a dead drive is dropped."""
         drive.wake()
-        if not drive.alive() and _DRIVES.get(drive.run.run_id) is drive:
-            del _DRIVES[drive.run.run_id]
+        if not drive.alive() and DRIVES.get(drive.run.run_id) is drive:
+            del DRIVES[drive.run.run_id]
 
     async def _beat(self) -> None:
         while self._active:
@@ -535,7 +433,7 @@ class Runner:
             except Exception:
                 log.exception("Runner.on_change failed")
         if run.done():
-            drive = _DRIVES.get(run.run_id)
+            drive = DRIVES.get(run.run_id)
             if drive is not None:
                 drive.wake()
 
@@ -566,7 +464,7 @@ class Runner:
             self._in_flight -= 1
             self._slot_free.notify_all()
 
-    async def _execute(self, drive: _Drive, *, submit: bool) -> None:
+    async def _execute(self, drive: Drive, *, submit: bool) -> None:
         run = drive.run
         slot = False
         try:
@@ -602,16 +500,16 @@ class Runner:
                 run.apply_task(exc.last_task)
             self._finish(run, RunStage.TIMED_OUT, error=str(exc), hint=HINT_TIMED_OUT)
         except (APIError, DownloadError) as exc:
-            self._finish(run, RunStage.ERROR, error=str(exc), hint=_hint_for(exc, task_id=run.task_id))
+            self._finish(run, RunStage.ERROR, error=str(exc), hint=hint_for(exc, task_id=run.task_id))
         except Exception as exc:  # a bug or an unexpected failure: keep it visible on the run
             log.exception("run %s failed unexpectedly", run.run_id)
             self._finish(run, RunStage.ERROR, error=f"Unexpected error: {type(exc).__name__}: {exc}",
-                         hint=_hint_for(exc, task_id=run.task_id))
+                         hint=hint_for(exc, task_id=run.task_id))
         finally:
             if slot:
                 await asyncio.shield(self._release_slot())
 
-    async def _submit(self, drive: _Drive) -> Task | None:
+    async def _submit(self, drive: Drive) -> Task | None:
         run = drive.run
         if drive.cancel_requested:
             await self._cancelled(run)
