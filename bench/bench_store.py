@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE.parent))
 
 from framepack_widgets.inputs import FramepackInput  # noqa: E402
 from framepack_widgets.runs import Run, RunStage  # noqa: E402
-from framepack_widgets.store import RunStore  # noqa: E402
+from framepack_widgets.runs import RunStore  # noqa: E402
 from framepack_widgets.task import TaskStatus  # noqa: E402
 
 PAGE = 50

@@ -35,7 +35,7 @@ def state_growth(runs: int = 10) -> tuple[int, int]:
     from framepack_widgets.client import AsyncClient
     from framepack_widgets.inputs import FramepackInput
     from framepack_widgets.runs import Run, RunStage
-    from framepack_widgets.store import RunStore
+    from framepack_widgets.runs import RunStore
 
     def size(widget: FramepackWidget) -> int:
         state = {k: v for k, v in widget.get_state().items() if k not in ("_esm", "_css")}

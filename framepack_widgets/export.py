@@ -7,15 +7,17 @@ module stays as cheap as importing the rest of the package.
 Run card format (decided here): one ``.zip`` per run, because a single file is what a
 browser download, a chat message or a course page can carry. It holds
 
-- ``card.json``: the run's metadata (prompt, negative prompt, duration, task id, stage and
-  status, timings, cost, backend, image hashes; never the API key, never image bytes),
+- ``card.json``: the run's record as `Run.to_dict()` gives it (prompt, negative prompt,
+  duration, task id, stage and status history, timings, cost, backend, image hashes),
+  without what means nothing elsewhere or must not travel (the local video path, URL query
+  strings, which may hold signed tokens; never the API key, never image bytes), plus a few
+  facts about the export itself,
 - ``poster.jpg``: the middle frame of the video (the start image when there is no video),
 - optionally ``video.mp4`` (``include_video=True``).
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import math
@@ -26,8 +28,11 @@ import zipfile
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
+from .compare import labels_for
+from .constants import FPS, MODEL, TASK_TYPE, VERSION
 from .errors import InvalidInputError
 
 log = logging.getLogger(__name__)
@@ -36,9 +41,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     from PIL import Image
 
+    from .runs import Run
+
 __all__ = [
-    "word_diff",
-    "labels_for",
     "export_comparison",
     "export_run_comparison",
     "run_card",
@@ -51,187 +56,8 @@ __all__ = [
 ]
 
 CARD_FORMAT = "framepack-run-card"
-CARD_VERSION = 1
+CARD_VERSION = 2  # 2: the run as Run.to_dict() writes it
 MAX_TILES = 4
-
-DiffOp = Literal["same", "added", "removed"]
-
-# --------------------------------------------------------------------------------------
-# What differs between runs
-# --------------------------------------------------------------------------------------
-
-_PUNCT = re.compile(r"^[\W_]+|[\W_]+$", re.UNICODE)
-
-
-def _norm(word: str) -> str:
-    """Compare words without case or surrounding punctuation ("In," equals "in")."""
-    stripped = _PUNCT.sub("", word.lower())
-    return stripped or word.lower()
-
-
-def word_diff(a: str, b: str) -> list[tuple[DiffOp, str]]:
-    """How prompt `b` differs from prompt `a`, word by word, in reading order.
-
-    Returns ``[(op, word), ...]`` with op ``"same"`` (in both; the word as written in `b`),
-    ``"removed"`` (only in `a`) or ``"added"`` (only in `b`); a replaced stretch lists its
-    removed words before its added ones. Case and surrounding punctuation are ignored
-    when matching, so the widget can highlight real changes only.
-    """
-    words_a = (a or "").split()
-    words_b = (b or "").split()
-    matcher = difflib.SequenceMatcher(
-        None, [_norm(w) for w in words_a], [_norm(w) for w in words_b], autojunk=False
-    )
-    out: list[tuple[DiffOp, str]] = []
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag == "equal":
-            out.extend(("same", w) for w in words_b[j1:j2])
-        else:
-            out.extend(("removed", w) for w in words_a[i1:i2])
-            out.extend(("added", w) for w in words_b[j1:j2])
-    return out
-
-
-def _common_mask(prompts: Sequence[str], index: int) -> list[bool]:
-    """For each word of prompts[index]: is it matched in every other prompt?"""
-    words = (prompts[index] or "").split()
-    mask = [True] * len(words)
-    for other_index, other in enumerate(prompts):
-        if other_index == index:
-            continue
-        matcher = difflib.SequenceMatcher(
-            None, [_norm(w) for w in (other or "").split()], [_norm(w) for w in words], autojunk=False
-        )
-        matched = [False] * len(words)
-        for block in matcher.get_matching_blocks():
-            for j in range(block.b, block.b + block.size):
-                matched[j] = True
-        mask = [m and k for m, k in zip(mask, matched)]
-    return mask
-
-
-def _distinct_phrases(prompts: Sequence[str], index: int) -> list[str]:
-    """The stretches of prompts[index] that are not shared by all the other prompts."""
-    words = (prompts[index] or "").split()
-    mask = _common_mask(prompts, index)
-    phrases: list[str] = []
-    current: list[str] = []
-    for word, common in zip(words, mask):
-        if common:
-            if current:
-                phrases.append(" ".join(current))
-                current = []
-        else:
-            current.append(word)
-    if current:
-        phrases.append(" ".join(current))
-    return phrases
-
-
-def _image_key(image: Any) -> str | None:
-    if image is None:
-        return None
-    if isinstance(image, dict):
-        return image.get("sha256") or image.get("url") or None
-    return getattr(image, "sha256", None) or str(image)
-
-
-def _fields(run: Any) -> tuple[str, str, Any, str | None, str | None]:
-    """(prompt, negative prompt, duration, start image key, end image key) of a Run or input.
-
-    A stored Run's `params` are used when present: rebuilding its `input` would read its
-    images from disk just to compare hashes.
-    """
-    params = getattr(run, "params", None)
-    if isinstance(params, dict) and "prompt" in params:
-        return (
-            str(params.get("prompt") or ""),
-            str(params.get("negative_prompt") or ""),
-            params.get("duration"),
-            _image_key(params.get("start_image")),
-            _image_key(params.get("end_image")),
-        )
-    inp = getattr(run, "input", None) or run
-    return (
-        str(getattr(inp, "prompt", "") or ""),
-        str(getattr(inp, "negative_prompt", "") or ""),
-        getattr(inp, "duration", None),
-        _image_key(getattr(inp, "start_image", None)),
-        _image_key(getattr(inp, "end_image", None)),
-    )
-
-
-def labels_for(runs: Sequence[Any]) -> list[str]:
-    """One short caption per run saying what sets it apart from the others.
-
-    Prompts: the words of each prompt that are not common to all prompts (quoted; "(no
-    extra words)" when a prompt is only the common part). Negative prompt, duration,
-    start image and end image appear only when they differ between the runs; images are
-    told apart by content hash and numbered in order of appearance ("start image 2").
-    Runs with identical settings (repeats) are labelled "take 1", "take 2", ...
-    Accepts Run objects or FramepackInput objects.
-    """
-    fields = [_fields(r) for r in runs]
-    n = len(fields)
-    if n == 0:
-        return []
-    prompts = [f[0] for f in fields]
-    negatives = [f[1] for f in fields]
-    durations = [f[2] for f in fields]
-    starts = [f[3] for f in fields]
-    ends = [f[4] for f in fields]
-
-    def differs(values: Sequence[Any]) -> bool:
-        return len(set(values)) > 1
-
-    def numbering(values: Sequence[str | None]) -> dict[str | None, int]:
-        order: dict[str | None, int] = {}
-        for v in values:
-            if v is not None and v not in order:
-                order[v] = len(order) + 1
-        return order
-
-    prompt_differs = len({" ".join(_norm(w) for w in p.split()) for p in prompts}) > 1
-    start_numbers = numbering(starts)
-    end_numbers = numbering(ends)
-
-    labels: list[str] = []
-    for k in range(n):
-        parts: list[str] = []
-        if prompt_differs:
-            phrases = _distinct_phrases(prompts, k)
-            if phrases:
-                parts.append(" … ".join(f"“{p}”" for p in phrases))
-            elif prompts[k].strip():
-                # Same words as the others but fewer or reordered: show the whole prompt.
-                parts.append("(no extra words)" if n > 1 and _is_subset(prompts, k) else f"“{prompts[k]}”")
-            else:
-                parts.append("(empty prompt)")
-        if differs(negatives):
-            parts.append(f"not “{negatives[k]}”" if negatives[k] else "no negative prompt")
-        if differs(durations):
-            parts.append(f"{durations[k]} s")
-        if differs(starts):
-            parts.append(f"start image {start_numbers.get(starts[k], '?')}")
-        if differs(ends):
-            parts.append(f"end image {end_numbers[ends[k]]}" if ends[k] is not None else "no end image")
-        if not parts:
-            parts.append(f"take {k + 1}" if n > 1 else (prompts[k] or "run"))
-        labels.append(" · ".join(parts))
-    # Identical labels would defeat the purpose: number them.
-    if len(set(labels)) < len(labels):
-        seen: dict[str, int] = {}
-        for k, label in enumerate(labels):
-            if labels.count(label) > 1:
-                seen[label] = seen.get(label, 0) + 1
-                labels[k] = f"{label} · take {seen[label]}"
-    return labels
-
-
-def _is_subset(prompts: Sequence[str], index: int) -> bool:
-    mine = {_norm(w) for w in prompts[index].split()}
-    return all(mine <= {_norm(w) for w in p.split()} for p in prompts)
-
 
 # --------------------------------------------------------------------------------------
 # The comparison video
@@ -552,9 +378,9 @@ def export_comparison(
                 pass
 
 
-def export_run_comparison(runs: Sequence[Any], out_path: str | os.PathLike[str], **kwargs: Any) -> Path:
+def export_run_comparison(runs: Sequence["Run"], out_path: str | os.PathLike[str], **kwargs: Any) -> Path:
     """`export_comparison` for Run objects: their local videos, labelled by `labels_for`."""
-    missing = [getattr(r, "run_id", "?") for r in runs if not getattr(r, "video_path", None)]
+    missing = [r.run_id for r in runs if r.video_path is None]
     if missing:
         raise InvalidInputError(
             f"run(s) {', '.join(map(str, missing))} have no local video yet: wait for them to finish"
@@ -588,45 +414,21 @@ def poster_frame(video_path: str | os.PathLike[str], *, where: float = 0.5) -> "
         return chosen.to_image().convert("RGB")
 
 
-def _iso(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.isoformat()
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value, tz=timezone.utc).isoformat()
-    return str(value)
+def _without_query(url: str | None) -> str | None:
+    """The address without its query string (signed URLs carry tokens there)."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
-def _image_card(image: Any) -> dict[str, Any] | None:
-    """sha256 (+ mime and size, or the URL without its query) of an ImageSource or its params dict."""
-    if not image:
-        return None
-    get = image.get if isinstance(image, dict) else (lambda k, i=image: getattr(i, k, None))
-    url = get("url")
-    card: dict[str, Any] = {"sha256": get("sha256")}
-    if url:
-        # User URLs may carry signed tokens in their query string: keep only the address.
-        from urllib.parse import urlsplit, urlunsplit
-
-        parts = urlsplit(url)
-        card["url"] = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-        if parts.query:
-            card["url_query_removed"] = True
-    else:
-        for key in ("mime", "width", "height"):
-            value = get(key)
-            if value is not None:
-                card[key] = value
-    return card
-
-
-def _text(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(getattr(value, "value", value))
+def _shareable_image(info: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not info or not info.get("url"):
+        return info
+    clean = dict(info, url=_without_query(info["url"]))
+    if clean["url"] != info["url"]:
+        clean["url_query_removed"] = True
+    return clean
 
 
 def _video_facts(path: Path) -> dict[str, Any]:
@@ -650,55 +452,33 @@ def _video_facts(path: Path) -> dict[str, Any]:
     return facts
 
 
-def run_card(run: Any) -> dict[str, Any]:
-    """The JSON-safe metadata of one run for sharing: no key, no image or video bytes."""
-    from .constants import VERSION as __version__
-
-    # A stored Run's params describe its input without reading its images from disk.
-    params = getattr(run, "params", None)
-    inp: Any = params if isinstance(params, dict) and "prompt" in params else getattr(run, "input", None)
-    field = inp.get if isinstance(inp, dict) else (lambda k: getattr(inp, k, None))
-    backend = _text(getattr(run, "backend", None)) or "unknown"
-    synthetic = backend == "simulator"
-    video_path = getattr(run, "video_path", None)
-    wall = getattr(run, "wall_time", None)
-    cost = getattr(run, "cost_usd", None)
-    if cost is None and inp is not None and not isinstance(inp, dict):
-        cost = getattr(inp, "cost_usd", None)
+def run_card(run: "Run") -> dict[str, Any]:
+    """The JSON-safe card of one run for sharing: its record and what the export adds.
+    No key, no image or video bytes, no local path, no URL query strings."""
+    record = run.to_dict()
+    record.pop("video_path")
+    record["video_url"] = _without_query(record["video_url"])
+    params = record["params"]
+    for key in ("start_image", "end_image"):
+        params[key] = _shareable_image(params.get(key))
     card: dict[str, Any] = {
         "format": CARD_FORMAT,
         "version": CARD_VERSION,
         "exported_at": datetime.now(timezone.utc).isoformat(),
-        "framepack_widgets_version": __version__,
-        "model": "Qubico/framepack",
-        "task_type": "img2video",
-        "backend": backend,
-        "synthetic": synthetic,
-        "run_id": _text(getattr(run, "run_id", None)),
-        "task_id": _text(getattr(run, "task_id", None)),
-        "sweep_id": _text(getattr(run, "sweep_id", None)),
-        "stage": _text(getattr(run, "stage", None)),
-        "status": _text(getattr(run, "status", None)),
-        "error": _text(getattr(run, "error", None)),
-        "prompt": field("prompt"),
-        "negative_prompt": field("negative_prompt"),
-        "duration_seconds": field("duration"),
-        "fps": 30,
-        "start_image": _image_card(field("start_image")),
-        "end_image": _image_card(field("end_image")),
-        "created_at": _iso(getattr(run, "created_at", None)),
-        "submitted_at": _iso(getattr(run, "submitted_at", None)),
-        "finished_at": _iso(getattr(run, "finished_at", None)),
-        "wall_time_seconds": round(float(wall), 3) if isinstance(wall, (int, float)) else None,
-        "cost_usd": round(float(cost), 4) if isinstance(cost, (int, float)) else None,
+        "framepack_widgets_version": VERSION,
+        "model": MODEL,
+        "task_type": TASK_TYPE,
+        "fps": FPS,
+        "synthetic": run.simulated,
         "cost_note": (
             "what PiAPI would charge; nothing was charged (offline simulator)"
-            if synthetic
-            else "PiAPI's list price, $0.03 per second of video"
+            if run.simulated
+            else "PiAPI's list price for this duration"
         ),
-        "video": _video_facts(Path(video_path)) if video_path and Path(video_path).is_file() else None,
+        **record,
+        "video": _video_facts(run.video_path) if run.video_path and run.video_path.is_file() else None,
     }
-    if synthetic:
+    if run.simulated:
         card["note"] = "Made by the offline simulator: the video is synthetic, not FramePack's output."
     return _scrub(card)
 
@@ -724,7 +504,7 @@ def _scrub(value: Any) -> Any:
 
 
 def export_run_card(
-    run: Any,
+    run: "Run",
     folder: str | os.PathLike[str],
     *,
     include_video: bool = False,
@@ -743,8 +523,7 @@ def export_run_card(
     safe_id = re.sub(r"[^A-Za-z0-9_.-]+", "-", run_id)[:40].strip("-.") or "run"
     out = folder_path / f"framepack-run-{safe_id}.zip"
 
-    video_path = getattr(run, "video_path", None)
-    video = Path(video_path) if video_path and Path(video_path).is_file() else None
+    video = run.video_path if run.video_path is not None and run.video_path.is_file() else None
     poster = None
     poster_source = None
     if video is not None:
@@ -752,12 +531,12 @@ def export_run_card(
         poster_source = "video"
     else:
         try:
-            start = getattr(getattr(run, "input", None), "start_image", None)
-            if start is not None and getattr(start, "data", None):
+            start = run.input.start_image
+            if start.data:
                 poster = start.to_pil().convert("RGB")
                 poster_source = "start image"
         except Exception:  # noqa: BLE001 - e.g. a stored image went missing: a card without poster
-            log.warning("no poster for run %s", getattr(run, "run_id", "?"), exc_info=True)
+            log.warning("no poster for run %s", run.run_id, exc_info=True)
     card["poster"] = "poster.jpg" if poster is not None else None
     card["poster_source"] = poster_source
     if include_video and video is not None:

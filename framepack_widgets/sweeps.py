@@ -6,7 +6,7 @@
     sweep.confirm()                      # the widget's button (or confirm=True in code)
     runs = await sweep                   # every run final (completed, failed, ...)
 
-Money rules (DESIGN.md): a plan is checked in full (every entry validated, the total
+Money rules: a plan is checked in full (every entry validated, the total
 priced, a `max_cost` cap enforced) before any run exists; `confirm()` is idempotent, so a
 double click never starts a sweep twice; at most `max_concurrent` tasks are in flight.
 
@@ -16,7 +16,7 @@ restart mid-sweep loses none of them (`Runner.resume()` finishes them). With a s
 sweep cap than the runner's, the sweep feeds runs in as slots free up; runs not yet
 started are then not in the store.
 
-`sweep_command()` is the `framepack sweep` command line.
+The `framepack sweep` command line is `cli/_sweep.py`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from .errors import InvalidInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .inputs import FramepackInput
-    from .runs import Run
+    from .runs import Run, Runner
 
 __all__ = [
     "CostLimitError",
@@ -42,7 +42,6 @@ __all__ = [
     "plan_sweep",
     "start_sweep",
     "reopen_sweep",
-    "sweep_command",
     "MAX_SWEEP_RUNS",
 ]
 
@@ -199,7 +198,7 @@ def plan_sweep(
     }
     axes = {name: values for name, values in given.items() if values is not None}
     if "end_image" in axes:  # decode each end image once, not once per grid entry
-        max_side = getattr(base_input, "max_side", 1280)
+        max_side = base_input.max_side
         axes["end_image"] = [
             None if v is None else normalize_image(v, max_side=max_side, what=f"end image {k + 1}")
             for k, v in enumerate(axes["end_image"])
@@ -230,7 +229,9 @@ def plan_sweep(
 def _short(value: Any) -> str:
     if value is None:
         return "None"
-    if hasattr(value, "sha256") and hasattr(value, "request_value"):
+    from .inputs import ImageSource
+
+    if isinstance(value, ImageSource):
         return f"<image {value.sha256[:8]}>"
     text = repr(value)
     return text if len(text) <= 40 else text[:39] + "…'"
@@ -249,7 +250,7 @@ class Sweep:
     `confirm()` starts it (idempotent); `cancel()` stops what has not finished.
     """
 
-    def __init__(self, runner: Any, plan: SweepPlan, *, max_concurrent: int | None = 3, sweep_id: str | None = None):
+    def __init__(self, runner: "Runner", plan: SweepPlan, *, max_concurrent: int | None = 3, sweep_id: str | None = None):
         if max_concurrent is not None and (isinstance(max_concurrent, bool) or int(max_concurrent) < 1):
             raise InvalidInputError("max_concurrent must be at least 1")
         self.runner = runner
@@ -274,7 +275,7 @@ class Sweep:
 
     @property
     def simulated(self) -> bool:
-        return getattr(self.runner, "backend", "piapi") == "simulator"
+        return self.runner.backend == "simulator"
 
     def describe(self) -> str:
         text = self.plan.describe()
@@ -293,7 +294,7 @@ class Sweep:
         """How many runs are at each stage ("not started" for those the sweep has not started yet)."""
         counts: dict[str, int] = {}
         for run in self.runs:
-            stage = str(getattr(getattr(run, "stage", None), "value", getattr(run, "stage", "?")))
+            stage = run.stage.value
             counts[stage] = counts.get(stage, 0) + 1
         waiting = self.count - len(self.runs)
         if waiting and self.state != "cancelled":
@@ -309,7 +310,7 @@ class Sweep:
             "total_cost_usd": self.total_cost_usd,
             "description": self.describe(),
             "simulated": self.simulated,
-            "run_ids": [getattr(r, "run_id", None) for r in self.runs],
+            "run_ids": [r.run_id for r in self.runs],
             "progress": self.progress(),
             "error": self.error,
         }
@@ -349,7 +350,7 @@ class Sweep:
         loop = asyncio.get_running_loop()  # before any state changes: fail cleanly outside a loop
         self._set_state("running")
         cap = self.max_concurrent
-        runner_cap = getattr(self.runner, "max_concurrent", None)
+        runner_cap = self.runner.max_concurrent
         runner_enforces = isinstance(runner_cap, int) and (cap is None or runner_cap <= cap)
         try:
             if runner_enforces:
@@ -372,16 +373,13 @@ class Sweep:
         self._notify()
         return run
 
-    def _follow_stages(self, run: Any) -> None:
+    def _follow_stages(self, run: "Run") -> None:
         """Notify observers when one of the sweep's runs changes stage (so progress stays live)."""
-        if not callable(getattr(run, "observe", None)):
-            return
-        last = [getattr(run, "stage", None)]
+        last = [run.stage]
 
-        def changed(r: Any) -> None:
-            stage = getattr(r, "stage", None)
-            if stage != last[0]:
-                last[0] = stage
+        def changed(r: "Run") -> None:
+            if r.stage != last[0]:
+                last[0] = r.stage
                 self._notify()
 
         run.observe(changed)
@@ -437,7 +435,7 @@ class Sweep:
                 try:
                     self.runner.cancel(run)
                 except Exception:  # keep cancelling the others
-                    log.exception("could not cancel run %s", getattr(run, "run_id", "?"))
+                    log.exception("could not cancel run %s", run.run_id)
         self._set_state("cancelled")
 
     # ---------------------------------------------------------------- awaiting
@@ -458,16 +456,16 @@ class Sweep:
         return list(self.runs)
 
 
-async def _wait_run(run: Any) -> None:
+async def _wait_run(run: "Run") -> None:
     """Await a run to its end; a run nobody drives any more counts as ended (it is in the store)."""
     try:
         await run
     except Exception as exc:  # RunNotAttachedError and the like: the run says what happened
-        log.warning("stopped waiting for run %s: %s", getattr(run, "run_id", "?"), exc)
+        log.warning("stopped waiting for run %s: %s", run.run_id, exc)
 
 
 def start_sweep(
-    runner: Any,
+    runner: "Runner",
     plan: SweepPlan,
     *,
     confirm: bool = False,
@@ -488,7 +486,7 @@ def start_sweep(
     return sweep
 
 
-def reopen_sweep(runner: Any, sweep_id: str) -> Sweep:
+def reopen_sweep(runner: "Runner", sweep_id: str) -> Sweep:
     """The Sweep of runs stored under `sweep_id` (e.g. after a kernel restart), already confirmed.
 
     Call after `runner.resume()` so unfinished runs are live again; `await` it for the
@@ -512,241 +510,3 @@ def reopen_sweep(runner: Any, sweep_id: str) -> Sweep:
     elif all(r.done() for r in runs):
         sweep.state = "done"
     return sweep
-
-
-# ------------------------------------------------------------------------- the CLI
-
-from .cli import (  # noqa: E402  (one table of exit codes for every subcommand)
-    EXIT_API_ERROR,
-    EXIT_BAD_INPUT,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_SUBMISSION_UNKNOWN,
-    EXIT_TASK_FAILED,
-    EXIT_TIMEOUT,
-)
-
-_STAGE_EXIT = {
-    "submission_unknown": EXIT_SUBMISSION_UNKNOWN,
-    "failed": EXIT_TASK_FAILED,
-    "cancelled": EXIT_TASK_FAILED,
-    "timed_out": EXIT_TIMEOUT,
-}
-_EXIT_PRECEDENCE = [EXIT_SUBMISSION_UNKNOWN, EXIT_API_ERROR, EXIT_TIMEOUT, EXIT_TASK_FAILED]
-
-
-def _build_parser() -> Any:
-    import argparse
-    import os
-
-    parser = argparse.ArgumentParser(
-        prog="framepack sweep",
-        description=(
-            "Run every combination of the given prompts / durations / negative prompts on one image, "
-            "after showing the plan and its cost. Uses the offline simulator when PIAPI_API_KEY is not set."
-        ),
-    )
-    parser.add_argument("image", help="start image: a path or an http(s) URL")
-    parser.add_argument("--prompt", action="append", required=True, help="a prompt to try (repeat for more)")
-    parser.add_argument("--negative-prompt", action="append", default=None, help="a negative prompt to try (repeatable)")
-    parser.add_argument("--duration", action="append", default=None, help="seconds of video, 10 to 30 (repeatable)")
-    parser.add_argument("--end-image", default=None, help="optional end image (path or URL) for every run")
-    parser.add_argument("--repeats", type=int, default=1, help="runs per combination (default 1)")
-    parser.add_argument("--max-cost", type=float, default=None, help="refuse the sweep if it would cost more (USD)")
-    parser.add_argument("--max-concurrent", type=int, default=3, help="tasks in flight at once (default 3)")
-    parser.add_argument("-y", "--yes", action="store_true", help="start without asking (needed when not on a terminal)")
-    parser.add_argument("-o", "--output", default=None, help="folder for the videos (default: ./sweep-<id>)")
-    parser.add_argument("--timeout", type=float, default=1800.0, help="give up waiting for a task after this many seconds")
-    parser.add_argument(
-        "--sim-time-scale",
-        type=float,
-        default=float(os.environ.get("FRAMEPACK_SIM_TIME_SCALE", "8")),
-        help="offline simulator only: how many times faster than real time tasks run (default 8)",
-    )
-    return parser
-
-
-def _parse_durations(values: list[str] | None) -> list[Any] | None:
-    if values is None:
-        return None
-    return [int(v) if str(v).strip().isdigit() else v for v in values]
-
-
-def _video_name(index: int, inp: "FramepackInput", run: Any) -> str:
-    import re
-
-    words = re.sub(r"[^A-Za-z0-9]+", "-", inp.prompt.lower()).strip("-")[:40].strip("-") or "run"
-    return f"{index:02d}-{words}-{inp.duration}s.mp4"
-
-
-def sweep_command(argv: list[str] | None = None, *, stdin: Any = None, stdout: Any = None, stderr: Any = None) -> int:
-    """`framepack sweep IMAGE --prompt A --prompt B [...]`: plan, price, confirm, run, save videos.
-
-    Exit codes as `framepack generate`: 0 every run completed, 2 bad input or over the
-    cost cap (nothing sent), 3 API/network error, 4 a task failed, 5 timed out, 6 a
-    create request's outcome is unknown, 130 interrupted.
-    """
-    import os
-    import sys
-
-    stdin = stdin or sys.stdin
-    out = stdout or sys.stdout
-    err = stderr or sys.stderr
-    parser = _build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse: 2 for usage errors, 0 for --help
-        return int(exc.code or 0)
-
-    from .inputs import FramepackInput
-
-    try:
-        if args.max_concurrent < 1:
-            raise InvalidInputError("--max-concurrent must be at least 1")
-        durations = _parse_durations(args.duration)
-        base = FramepackInput(
-            args.prompt[0],
-            args.image,
-            end_image=args.end_image,
-            negative_prompt=(args.negative_prompt or [""])[0],
-            duration=(durations or [10])[0],
-        )
-        plan = plan_sweep(
-            base,
-            prompt=args.prompt,
-            negative_prompt=args.negative_prompt,
-            duration=durations,
-            repeats=args.repeats,
-            max_cost=args.max_cost,
-        )
-    except InvalidInputError as exc:
-        print(f"framepack: {exc}", file=err)
-        return EXIT_BAD_INPUT
-
-    use_api = bool(os.environ.get("PIAPI_API_KEY"))
-    print(f"framepack: sweep plan: {plan.describe()}", file=err)
-    for k, inp in enumerate(plan.inputs, 1):
-        neg = f"  (not: {inp.negative_prompt!r})" if inp.negative_prompt else ""
-        print(f"  {k:2d}. {inp.duration:2d} s  {inp.prompt!r}{neg}  {_money(inp.cost_usd)}", file=err)
-    if use_api:
-        print(f"framepack: this sends {plan.count} tasks to PiAPI and costs {_money(plan.total_cost_usd)}.", file=err)
-    else:
-        print(
-            "framepack: no PIAPI_API_KEY set, using the offline simulator "
-            "(the videos are synthetic, not FramePack's; nothing is charged)",
-            file=err,
-        )
-
-    if not args.yes:
-        if not (hasattr(stdin, "isatty") and stdin.isatty()):
-            print(
-                "framepack: not starting: stdin is not a terminal, so nobody can confirm. "
-                "Add --yes to start the sweep without asking.",
-                file=err,
-            )
-            return EXIT_BAD_INPUT
-        err.write(f"Start {plan.count} run{'s' if plan.count != 1 else ''}? [y/N] ")
-        err.flush()
-        try:
-            answer = stdin.readline().strip().lower()
-        except KeyboardInterrupt:
-            answer = ""
-        if answer not in ("y", "yes"):
-            print("framepack: not started; nothing was sent.", file=err)
-            return EXIT_BAD_INPUT
-
-    from pathlib import Path
-
-    try:
-        return asyncio.run(_run_sweep(plan, args, use_api=use_api, out=out, err=err, outdir=Path(args.output) if args.output else None))
-    except KeyboardInterrupt:
-        if use_api:
-            note = ("runs already sent may still run (and be billed) at PiAPI; they are in the run "
-                    "store: open the widget (or Runner.resume()) to finish them.")
-        else:
-            note = "the offline simulator stopped with it, so runs in progress there cannot finish."
-        print(f"framepack: interrupted; {note}", file=err)
-        return EXIT_INTERRUPTED
-
-
-async def _cancel_unsent(runner: Any, sweep: Sweep, err: Any) -> None:
-    """On interruption, runs never sent are cancelled (so nothing sends them, and bills, later)."""
-    from .runs import RunStage
-
-    unsent = [r for r in sweep.runs if r.stage is RunStage.QUEUED]
-    for run in unsent:
-        try:
-            runner.cancel(run)
-        except Exception:  # pragma: no cover - keep going; resume() shows what is left
-            log.exception("could not cancel run %s", run.run_id)
-    if unsent:
-        await asyncio.wait([asyncio.ensure_future(r.wait()) for r in unsent], timeout=5)
-    sent = [r for r in sweep.runs if not r.done()]
-    print(
-        f"framepack: interrupted: {len(unsent)} run(s) not yet sent were cancelled (nothing charged); "
-        f"{len(sent)} already sent may still run and be billed.",
-        file=err,
-    )
-
-
-async def _run_sweep(plan: SweepPlan, args: Any, *, use_api: bool, out: Any, err: Any, outdir: Any) -> int:
-    import shutil
-    from contextlib import AsyncExitStack, ExitStack
-    from pathlib import Path
-
-    from .client import AsyncClient
-    from .runs import RunStage, Runner
-    from .store import RunStore
-
-    with ExitStack() as sync_stack:
-        async with AsyncExitStack() as stack:
-            if use_api:
-                client = await stack.enter_async_context(AsyncClient())
-            else:
-                from .simulator import Simulator
-
-                sim = sync_stack.enter_context(Simulator(time_scale=args.sim_time_scale))
-                client = await stack.enter_async_context(AsyncClient(sim.api_key, base_url=sim.base_url))
-            store = sync_stack.enter_context(RunStore())
-
-            shown: dict[str, tuple[str, int]] = {}
-
-            def on_change(run: Any) -> None:
-                # One line per stage change (and per quarter of progress), not per poll.
-                quarter = int((run.percent or 0) // 25) if not run.done() else 4
-                key = (run.stage.value, quarter)
-                if run.stage is RunStage.SUBMITTING or shown.get(run.run_id) == key:
-                    return
-                shown[run.run_id] = key
-                pct = f" {run.percent:.0f}%" if run.percent is not None and not run.done() else ""
-                print(f"  [{run.run_id[:8]}] {run.stage}{pct}  {run.prompt[:50]!r}", file=err)
-
-            runner = Runner(client, store, on_change=on_change, max_concurrent=args.max_concurrent, timeout=args.timeout)
-            try:
-                print(f"framepack: starting the sweep (runs are stored in {store.folder})", file=err)
-                sweep = start_sweep(runner, plan, confirm=True, max_concurrent=args.max_concurrent)
-                try:
-                    runs = await sweep
-                except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels us first
-                    await _cancel_unsent(runner, sweep, err)
-                    raise
-            finally:
-                await runner.aclose()
-
-    folder = outdir or (Path.cwd() / sweep.sweep_id)
-    folder.mkdir(parents=True, exist_ok=True)
-    codes: list[int] = []
-    for k, (inp, run) in enumerate(zip(plan.inputs, runs), 1):
-        if run.stage is RunStage.COMPLETED and run.video_path is not None:
-            target = folder / _video_name(k, inp, run)
-            shutil.copyfile(run.video_path, target)
-            print(str(target), file=out)
-            continue
-        detail = " ".join(x for x in (run.error, run.hint) if x)
-        print(f"framepack: run {k} ({inp.prompt!r}) ended {run.stage}: {detail}", file=err)
-        codes.append(_STAGE_EXIT.get(run.stage.value, EXIT_API_ERROR))
-    # Several problems: report the one that matters most (money first).
-    worst = min(codes, key=_EXIT_PRECEDENCE.index) if codes else EXIT_OK
-    done = sum(1 for r in runs if r.stage is RunStage.COMPLETED)
-    print(f"framepack: {done} of {len(runs)} runs completed; videos in {folder}", file=err)
-    return worst

@@ -8,20 +8,20 @@ import sys
 import zipfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
+from framepack_widgets.compare import labels_for, word_diff
 from framepack_widgets.errors import InvalidInputError
 from framepack_widgets.export import (
     export_comparison,
     export_run_card,
     export_run_comparison,
-    labels_for,
     read_run_card,
     run_card,
-    word_diff,
 )
+from framepack_widgets.runs import Run, RunStage
+from framepack_widgets.task import TaskStatus
 
 
 def make_video(path: Path, seconds: float, color: tuple[int, int, int], *, w: int = 160, h: int = 90, fps: int = 30) -> Path:
@@ -102,16 +102,11 @@ def test_word_diff_ignores_case_and_punctuation_and_handles_empty() -> None:
     assert word_diff("", "") == []
 
 
-def inp(prompt: str, **kw) -> SimpleNamespace:
-    base = dict(
-        prompt=prompt,
-        negative_prompt="",
-        duration=10,
-        start_image=SimpleNamespace(sha256="s1"),
-        end_image=None,
-    )
-    base.update(kw)
-    return SimpleNamespace(**base)
+def inp(prompt: str, *, run_id: str = "r", video_path: Path | None = None, **kw) -> Run:
+    """A stored run with these params (its images are only hashes: nothing may read them)."""
+    params = dict(prompt=prompt, negative_prompt="", duration=10, start_image={"sha256": "s1"}, end_image=None)
+    params.update(kw)
+    return Run.from_dict({"run_id": run_id, "params": params, "video_path": video_path and str(video_path)})
 
 
 def test_labels_show_only_the_words_that_differ() -> None:
@@ -121,11 +116,9 @@ def test_labels_show_only_the_words_that_differ() -> None:
 
 def test_labels_name_the_other_differences() -> None:
     runs = [
-        SimpleNamespace(input=inp("a dog runs", duration=10)),
-        SimpleNamespace(input=inp("a dog runs", duration=20, negative_prompt="blur")),
-        SimpleNamespace(
-            input=inp("a dog runs", duration=10, start_image=SimpleNamespace(sha256="s2"), end_image=SimpleNamespace(sha256="e"))
-        ),
+        inp("a dog runs", duration=10),
+        inp("a dog runs", duration=20, negative_prompt="blur"),
+        inp("a dog runs", duration=10, start_image={"sha256": "s2"}, end_image={"sha256": "e"}),
     ]
     a, b, c = labels_for(runs)
     assert "10 s" in a and "20 s" in b and "10 s" in c
@@ -140,29 +133,13 @@ def test_identical_runs_are_numbered_takes() -> None:
 
 
 def test_labels_and_cards_of_stored_runs_use_params_not_images() -> None:
-    class StoredRun:
-        run_id = "r"
-        backend = "piapi"
-        video_path = None
-
-        def __init__(self, prompt: str, end: dict | None) -> None:
-            self.params = {
-                "prompt": prompt,
-                "negative_prompt": "",
-                "duration": 10,
-                "start_image": {"sha256": "aa", "mime": "image/png", "width": 64, "height": 48},
-                "end_image": end,
-            }
-
-        @property
-        def input(self):  # rebuilding the input would read image files: must not be needed
-            raise AssertionError("labels and cards must not rebuild the input")
-
-    runs = [StoredRun("camera zooms in", None), StoredRun("camera pans left", {"sha256": "bb"})]
+    png = {"sha256": "aa", "mime": "image/png", "width": 64, "height": 48}
+    runs = [inp("camera zooms in", start_image=png), inp("camera pans left", start_image=png, end_image={"sha256": "bb"})]
+    # A run read from a store without its images: rebuilding its input would fail.
     assert labels_for(runs) == ["“zooms in” · no end image", "“pans left” · end image 1"]
     card = run_card(runs[1])
-    assert card["prompt"] == "camera pans left" and card["end_image"] == {"sha256": "bb"}
-    assert card["start_image"] == {"sha256": "aa", "mime": "image/png", "width": 64, "height": 48}
+    assert card["prompt"] == "camera pans left" and card["params"]["end_image"] == {"sha256": "bb"}
+    assert card["params"]["start_image"] == png
 
 
 def test_labels_with_real_inputs() -> None:
@@ -251,43 +228,32 @@ def test_bad_requests_are_refused_before_writing(videos, tmp_path: Path) -> None
 
 def test_export_run_comparison_uses_the_runs_labels(videos, tmp_path: Path) -> None:
     runs = [
-        SimpleNamespace(run_id="r1", input=inp("camera zooms in"), video_path=videos[0]),
-        SimpleNamespace(run_id="r2", input=inp("camera pans left"), video_path=videos[1]),
+        inp("camera zooms in", run_id="r1", video_path=videos[0]),
+        inp("camera pans left", run_id="r2", video_path=videos[1]),
     ]
     out = export_run_comparison(runs, tmp_path / "runs.mp4")
     assert len(probe(out)["frames"]) == 60
     with pytest.raises(InvalidInputError, match="r3"):
-        export_run_comparison([*runs, SimpleNamespace(run_id="r3", input=inp("x"), video_path=None)], tmp_path / "n.mp4")
+        export_run_comparison([*runs, inp("x", run_id="r3")], tmp_path / "n.mp4")
 
 
 # ------------------------------------------------------------------- run card
 
 
-def fake_run(video: Path | None, *, backend: str = "simulator") -> SimpleNamespace:
+def fake_run(video: Path | None, *, backend: str = "simulator", start_image: object = None) -> Run:
     from framepack_widgets.inputs import FramepackInput
 
     t0 = datetime(2025, 6, 30, 7, 11, 30, tzinfo=timezone.utc)
-    return SimpleNamespace(
-        run_id="run-123",
-        task_id="8718d5c1-aaaa",
-        sweep_id=None,
-        stage="completed",
-        status="completed",
-        error=None,
-        backend=backend,
-        input=FramepackInput(
-            "a lighthouse, camera zooms in",
-            image_bytes((10, 90, 200)),
-            negative_prompt="blurry",
-            duration=20,
-        ),
-        created_at=t0,
-        submitted_at=t0 + timedelta(seconds=1),
-        finished_at=t0 + timedelta(seconds=61),
-        wall_time=61.0,
-        cost_usd=0.6,
-        video_path=video,
+    source = image_bytes((10, 90, 200)) if start_image is None else start_image
+    run = Run.from_input(
+        FramepackInput("a lighthouse, camera zooms in", source, negative_prompt="blurry", duration=20),
+        backend=backend, run_id="run-123",
     )
+    run.created_at = t0
+    run.update(stage=RunStage.COMPLETED, status=TaskStatus.COMPLETED, task_id="8718d5c1-aaaa", submitted_at=t0 + timedelta(seconds=1),
+               finished_at=t0 + timedelta(seconds=61), video_path=video,
+               video_url="https://img.example/out.mp4?signature=SIGNED")
+    return run
 
 
 def test_run_card_zip_has_metadata_and_poster_and_no_key(videos, tmp_path: Path, monkeypatch) -> None:
@@ -310,15 +276,19 @@ def test_run_card_zip_has_metadata_and_poster_and_no_key(videos, tmp_path: Path,
     assert card == read_run_card(out)
     assert card["prompt"] == "a lighthouse, camera zooms in"
     assert card["negative_prompt"] == "blurry"
-    assert card["duration_seconds"] == 20
+    assert card["duration"] == 20 and card["fps"] == 30
     assert card["task_id"] == "8718d5c1-aaaa" and card["run_id"] == "run-123"
-    assert card["status"] == "completed"
+    assert card["status"] == "completed" and card["stage"] == "completed"
     assert card["backend"] == "simulator" and card["synthetic"] is True and "synthetic" in card["note"]
     assert card["cost_usd"] == 0.6 and "nothing was charged" in card["cost_note"]
-    assert card["wall_time_seconds"] == 61.0
+    assert card["wall_time"] == 60.0
     assert card["created_at"].startswith("2025-06-30T07:11:30")
-    assert card["start_image"]["sha256"] == run.input.start_image.sha256
-    assert card["end_image"] is None
+    assert card["params"]["start_image"]["sha256"] == run.input.start_image.sha256
+    assert card["params"]["end_image"] is None
+    assert [e["stage"] for e in card["history"]] == ["queued", "completed"]
+    assert card["video_url"] == "https://img.example/out.mp4" and "video_path" not in card  # no token, no local path
+    assert set(run.to_dict()) - {"video_path"} <= set(card)  # the card is the run's record ...
+    assert Run.from_dict(card).history == run.history  # ... and reads back as one
     assert card["video"]["codec"] == "h264" and card["video"]["frames"] == 60
     assert card["poster"] == "poster.jpg" and card["poster_source"] == "video"
     # No bytes anywhere: every value is small.
@@ -342,17 +312,17 @@ def test_run_card_without_video_uses_the_start_image_and_can_include_the_video(v
 def test_run_card_strips_url_query_strings() -> None:
     from framepack_widgets.inputs import FramepackInput
 
-    run = fake_run(None)
-    run.input = FramepackInput("x", "https://example.com/img.png?token=abc")
+    run = fake_run(None, start_image="https://example.com/img.png?token=abc")
     card = run_card(run)
-    assert card["start_image"]["url"] == "https://example.com/img.png"
-    assert card["start_image"]["url_query_removed"] is True
+    assert card["params"]["start_image"]["url"] == "https://example.com/img.png"
+    assert card["params"]["start_image"]["url_query_removed"] is True
     assert "abc" not in json.dumps(card)
 
 
 def test_importing_export_stays_light() -> None:
     code = (
-        "import sys, framepack_widgets.export, framepack_widgets.eta, framepack_widgets.sweeps; "
+        "import sys, framepack_widgets.export, framepack_widgets.compare, framepack_widgets.runs, "
+        "framepack_widgets.sweeps; "
         "print(sorted(m for m in ('PIL', 'numpy', 'av') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

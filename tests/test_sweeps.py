@@ -10,7 +10,6 @@ import asyncio
 import io
 import uuid
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -22,8 +21,9 @@ from framepack_widgets.sweeps import (
     SweepPlan,
     plan_sweep,
     start_sweep,
-    sweep_command,
 )
+from framepack_widgets.cli._sweep import sweep_command
+from framepack_widgets.runs import RunStage
 
 IMG = "https://example.com/start.png"  # URLs pass through untouched: no decoding in unit tests
 
@@ -107,18 +107,24 @@ class FakeRun:
         self.input = input
         self.prompt = input.prompt
         self.sweep_id = sweep_id
-        self.stage = SimpleNamespace(value="queued")
+        self.stage = RunStage.QUEUED
         self._done = asyncio.Event()
         self.runner = runner
+        self.observers: list[Any] = []
+
+    def observe(self, callback: Any) -> None:
+        self.observers.append(callback)
 
     def done(self) -> bool:
         return self._done.is_set()
 
     def finish(self, stage: str = "completed") -> None:
         if not self.done():
-            self.stage = SimpleNamespace(value=stage)
+            self.stage = RunStage(stage)
             self.runner.in_flight -= 1
             self._done.set()
+            for callback in self.observers:
+                callback(self)
 
     def __await__(self):
         async def wait():
@@ -132,6 +138,7 @@ class FakeRunner:
     """Starts runs without limiting them; each finishes after `steps` loop turns (or when told)."""
 
     backend = "simulator"
+    max_concurrent = None  # no cap of its own: the sweep's cap is the one that counts
 
     def __init__(self, *, auto: bool = True, steps: int = 3) -> None:
         self.started: list[FakeRun] = []
@@ -301,7 +308,7 @@ def simulator():
 async def test_three_prompt_sweep_end_to_end(simulator, tmp_path: Path) -> None:
     from framepack_widgets.client import AsyncClient
     from framepack_widgets.runs import RunStage, Runner
-    from framepack_widgets.store import RunStore
+    from framepack_widgets.runs import RunStore
 
     store = RunStore(tmp_path / "store")
     async with AsyncClient(simulator.api_key, base_url=simulator.base_url) as client:
@@ -336,8 +343,8 @@ async def test_three_prompt_sweep_end_to_end(simulator, tmp_path: Path) -> None:
     card = read_run_card(card_path)
     assert card["backend"] == "simulator" and card["synthetic"] is True
     assert card["task_id"] == runs[0].task_id and card["stage"] == "completed"
-    assert card["sweep_id"] == sweep.sweep_id and card["wall_time_seconds"] > 0
-    assert card["start_image"]["sha256"] == base.start_image.sha256
+    assert card["sweep_id"] == sweep.sweep_id and card["wall_time"] > 0
+    assert card["params"]["start_image"]["sha256"] == base.start_image.sha256
     assert simulator.api_key.encode() not in card_path.read_bytes()
 
     # The ETA learns from these three finished runs.
@@ -374,7 +381,7 @@ import asyncio, sys
 from framepack_widgets.client import AsyncClient
 from framepack_widgets.inputs import FramepackInput
 from framepack_widgets.runs import Runner
-from framepack_widgets.store import RunStore
+from framepack_widgets.runs import RunStore
 from framepack_widgets.sweeps import plan_sweep, start_sweep
 
 base_url, key, folder, image = sys.argv[1:5]
@@ -406,7 +413,7 @@ async def test_kernel_killed_mid_sweep_resumes_all_three_without_paying_twice(tm
     from framepack_widgets.client import AsyncClient
     from framepack_widgets.runs import RunStage, Runner
     from framepack_widgets.simulator import Simulator
-    from framepack_widgets.store import RunStore
+    from framepack_widgets.runs import RunStore
     from framepack_widgets.sweeps import reopen_sweep
 
     folder = tmp_path / "store"
@@ -448,7 +455,7 @@ async def test_a_failed_or_unknown_run_does_not_stop_the_sweep(tmp_path: Path) -
     from framepack_widgets.client import AsyncClient
     from framepack_widgets.runs import RunStage, Runner
     from framepack_widgets.simulator import Fault, Simulator
-    from framepack_widgets.store import RunStore
+    from framepack_widgets.runs import RunStore
 
     faults = [Fault.fail_task("GPU out of memory", after=1), Fault.drop_after_body("create", after=2)]
     with Simulator(time_scale=50, pending_seconds=0.5, processing_seconds=1.0, faults=faults) as sim:
@@ -480,11 +487,11 @@ def test_cli_interrupted_cancels_unsent_runs(tmp_path: Path) -> None:
     import sys
 
     from framepack_widgets.runs import RunStage
-    from framepack_widgets.store import RunStore
+    from framepack_widgets.runs import RunStore
 
     image = png_file(tmp_path / "start.png")
     env = {**os.environ, "FRAMEPACK_HOME": str(tmp_path / "home"), "FRAMEPACK_SIM_TIME_SCALE": "1"}
-    code = "import sys; from framepack_widgets.sweeps import sweep_command; sys.exit(sweep_command(sys.argv[1:]))"
+    code = "import sys; from framepack_widgets.cli import main; sys.exit(main(['sweep', *sys.argv[1:]]))"
     child = subprocess.Popen(
         [sys.executable, "-c", code, str(image), "--prompt", "a", "--prompt", "b", "--prompt", "c",
          "--max-concurrent", "1", "--yes", "-o", str(tmp_path / "out")],

@@ -22,13 +22,14 @@ from PIL import Image
 from traitlets import TraitError
 
 from framepack_widgets import FramepackWidget
-from framepack_widgets import _widget_protocol as proto
+from framepack_widgets.compare import diff_ops
+from framepack_widgets.widget import _protocol as proto
 from framepack_widgets.client import AsyncClient
 from framepack_widgets.errors import InvalidInputError
 from framepack_widgets.inputs import FramepackInput
 from framepack_widgets.runs import Run, RunStage
 from framepack_widgets.simulator import Simulator
-from framepack_widgets.store import RunStore
+from framepack_widgets.runs import RunStore
 from framepack_widgets.widget import SIMULATOR_LABEL
 
 SECRET = "sk-live-NEVER-IN-STATE-0123456789abcdef"
@@ -414,8 +415,8 @@ async def test_compare_two_runs_with_a_word_diff(widget: FramepackWidget) -> Non
 
 
 def test_word_diff_ignores_case_and_punctuation() -> None:
-    assert proto.word_diff("A cat walks.", "a cat walks slowly") == [["=", "a cat walks"], ["+", "slowly"]]
-    assert proto.word_diff("zoom in", "") == [["-", "zoom in"]]
+    assert diff_ops("A cat walks.", "a cat walks slowly") == [["=", "a cat walks"], ["+", "slowly"]]
+    assert diff_ops("zoom in", "") == [["-", "zoom in"]]
 
 
 # --------------------------------------------------------------------------- history, resume, state size
@@ -424,9 +425,8 @@ def _stored_runs(store: RunStore, n: int) -> list[Run]:
     store.put_image(inp.start_image)
     runs = []
     for i in range(n):
-        run = Run(inp.replace(prompt=f"stored prompt {i}"), backend="simulator")
-        run.stage = RunStage.FAILED
-        run.error = "old"
+        run = Run.from_input(inp.replace(prompt=f"stored prompt {i}"), backend="simulator")
+        run.update(stage=RunStage.FAILED, error="old")
         store.save(run)
         runs.append(run)
     return runs
@@ -453,9 +453,8 @@ async def test_unfinished_runs_are_resumed_when_the_widget_opens(client: AsyncCl
     inp = FramepackInput("resume me", jpeg(), duration=10)
     task = await client.create_task(inp)
     store.put_image(inp.start_image)
-    run = Run(inp, backend="simulator")
-    run.task_id = task.task_id
-    run.stage = RunStage.PENDING
+    run = Run.from_input(inp, backend="simulator")
+    run.update(task_id=task.task_id, stage=RunStage.PENDING)
     store.save(run)
     w = FramepackWidget(client, store=store)
     assert w.status["run_id"] == run.run_id

@@ -142,7 +142,7 @@ def test_offline_run_survives_a_kernel_restart(page: object, embedded_server: Ju
     rows = tasks()
     assert len(rows) == 1, f"{len(rows)} tasks on the embedded simulator: the run was sent twice"
 
-    from framepack_widgets.store import RunStore
+    from framepack_widgets.runs import RunStore
 
     store = RunStore(embedded_server.framepack_home)
     try:

@@ -1,9 +1,4 @@
-"""The `framepack` command: generate a video, sweep prompts, or run the simulator.
-
-Exit codes say what kind of problem happened, so scripts can react:
-0 done, 2 bad input or usage, 3 API or network error, 4 the task failed,
-5 waiting timed out, 6 the create request's outcome is unknown, 130 interrupted.
-"""
+"""`framepack generate`: one image and a prompt to one MP4, with a live status line."""
 
 from __future__ import annotations
 
@@ -15,30 +10,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TextIO
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2
-EXIT_API_ERROR = 3
-EXIT_TASK_FAILED = 4
-EXIT_TIMEOUT = 5
-EXIT_SUBMISSION_UNKNOWN = 6
-EXIT_INTERRUPTED = 130
+from .. import errors
+from ..inputs import FramepackInput
+from ..task import Task
+from ._exit import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, exit_code_for
 
-
-
-def exit_code_for(exc: BaseException) -> int:
-    """The exit code for an error, most specific class first (shared with `framepack sweep`)."""
-    from . import errors
-
-    for kind, code in (
-        (errors.InvalidInputError, EXIT_BAD_INPUT),
-        (errors.SubmissionUnknownError, EXIT_SUBMISSION_UNKNOWN),
-        (errors.TaskFailedError, EXIT_TASK_FAILED),
-        (errors.TaskTimeoutError, EXIT_TIMEOUT),
-    ):
-        if isinstance(exc, kind):
-            return code
-    return EXIT_API_ERROR
-
+__all__ = ["add_generate_parser", "generate_command"]
 
 _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
@@ -54,19 +31,16 @@ class StatusLine:
         self._last_text = ""
         self._frame = 0
 
-    def update(self, task: object) -> None:
-        status = str(getattr(task, "status", "?"))
-        percent = getattr(task, "percent", None)
+    def update(self, task: Task) -> None:
         elapsed = time.monotonic() - self.started
-        if percent is not None:
-            progress = f"{percent:3.0f}%"
-        elif self.expected and status not in ("completed", "failed", "cancelled"):
+        if task.percent is not None:
+            progress = f"{task.percent:3.0f}%"
+        elif self.expected and not task.status.is_terminal:
             progress = f"~{min(99.0, 100 * elapsed / self.expected):3.0f}% (estimate)"
         else:
             progress = ""
-        logs = getattr(task, "logs", ()) or ()
-        tail = f"  {logs[-1]}" if logs else ""
-        text = f"{status:<10} {elapsed:6.1f} s  {progress}{tail}".rstrip()
+        tail = f"  {task.logs[-1]}" if task.logs else ""
+        text = f"{task.status.value:<10} {elapsed:6.1f} s  {progress}{tail}".rstrip()
         self._write(text)
 
     def message(self, text: str) -> None:
@@ -97,13 +71,7 @@ def _terminal_width() -> int:
         return 80
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="framepack",
-        description="FramePack image-to-video through PiAPI (or the offline simulator when no key is set).",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def add_generate_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     gen = sub.add_parser("generate", help="turn an image and a prompt into an MP4")
     gen.add_argument("image", help="start image: a path or an http(s) URL")
     gen.add_argument("--prompt", required=True, help="what should happen, e.g. 'camera zooms in slowly'")
@@ -119,38 +87,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="offline simulator only: how many times faster than real time tasks run (default 8)",
     )
 
-    sub.add_parser(
-        "sweep",
-        help="several prompts/durations on one image, with the total cost shown first (framepack sweep --help)",
-        add_help=False,
-    )
-    sub.add_parser(
-        "simulator",
-        help="run the offline PiAPI simulator in the foreground (framepack simulator --help)",
-        add_help=False,
-    )
-    return parser
 
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] == "sweep":  # its own parser: repeatable --prompt/--duration, cost cap
-        from .sweeps import sweep_command
-
-        return sweep_command(argv[1:])
-    if argv and argv[0] == "simulator":  # its own parser: --port, --time-scale, --state-dir, ...
-        from .simulator.__main__ import main as simulator_main
-
-        return simulator_main(argv[1:])
-    parser = _build_parser()
-    args = parser.parse_args(argv)
-    return _generate(args)
-
-
-def _generate(args: argparse.Namespace) -> int:
-    from . import errors
-    from .client import Client
-    from .inputs import FramepackInput
+def generate_command(args: argparse.Namespace) -> int:
+    """Create one task, follow it on a status line, download its video; the exit code says how it went."""
+    from ..client import Client
 
     err = sys.stderr
     try:
@@ -176,7 +116,7 @@ def _generate(args: argparse.Namespace) -> int:
             where = "a simulator at " + client.base_url if client.is_simulator else "PiAPI"
             print(f"framepack: sending to {where} (costs ${request.cost_usd:.2f})", file=err)
         else:
-            from .simulator import Simulator
+            from ..simulator import Simulator
 
             sim = stack.enter_context(Simulator(time_scale=args.sim_time_scale))
             client = stack.enter_context(Client(sim.api_key, base_url=sim.base_url))
@@ -214,7 +154,3 @@ def _default_output(image: str) -> Path:
     else:
         stem = Path(image).stem or "framepack"
     return Path.cwd() / f"{stem}.mp4"
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,0 +1,55 @@
+"""What the widget brings along: its frontend files and, without a key, an offline simulator.
+
+One embedded simulator per kernel and store folder, shared by the widgets on that store and
+stopped at exit. Its tasks live in <store>/simulator, so a run left processing when the
+kernel died is finished by the next kernel's simulator, as PiAPI would have finished it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..simulator import Simulator
+
+__all__ = ["DEMO_TIME_SCALE", "asset", "shared_simulator"]
+
+#: The embedded simulator's clock runs this much faster than its "realistic" default, so a
+#: 10 s video is ready in about 15 s (30 s: about 40 s). FRAMEPACK_SIM_TIME_SCALE overrides.
+DEMO_TIME_SCALE = 2.5
+
+_simulators: dict[Path, "Simulator"] = {}
+_simulator_lock = threading.Lock()
+
+
+def asset(name: str) -> Path | str:
+    """The shipped frontend file: the wheel's static/ copy, else js/ of a source checkout."""
+    package = Path(__file__).resolve().parent.parent
+    for path in (package / "static" / name, package.parent / "js" / name):
+        if path.is_file():
+            return path
+    if name.endswith(".js"):  # a broken install: say so in the cell instead of failing at import
+        return (
+            "export default { render({ el }) { el.textContent = "
+            "'framepack_widgets: widget.js is missing from this installation; reinstall the package.'; } };"
+        )
+    return ""
+
+
+def shared_simulator(store_folder: "str | os.PathLike[str]") -> "Simulator":
+    """The kernel's embedded offline simulator for a store folder (started on first use)."""
+    state_dir = Path(store_folder).resolve() / "simulator"
+    with _simulator_lock:
+        sim = _simulators.get(state_dir)
+        if sim is None:
+            import atexit
+
+            from ..simulator import Simulator
+
+            scale = float(os.environ.get("FRAMEPACK_SIM_TIME_SCALE", "") or DEMO_TIME_SCALE)
+            sim = _simulators[state_dir] = Simulator(time_scale=scale, state_dir=state_dir).start()
+            atexit.register(sim.stop)
+        return sim
