@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from ..constants import COST_PER_SECOND, FPS, IMAGE_EXT_MIME, MAX_DURATION, MIN_DURATION, MODEL, TASK_TYPE
 from ._faults import Fault, FaultBook
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,10 +62,6 @@ __all__ = [
 
 logger = logging.getLogger("framepack_widgets.simulator")
 
-MODEL = "Qubico/framepack"
-TASK_TYPE = "img2video"
-MIN_DURATION, MAX_DURATION = 10, 30
-COST_PER_SECOND_USD = 0.03
 UNITS_PER_USD = 10_000_000
 ZERO_TIME = "0001-01-01T00:00:00Z"
 UPLOAD_LIMIT = 10 * 1024 * 1024
@@ -326,7 +323,7 @@ class SimTask:
 
     def _logs(self, fraction: float) -> list[str]:
         """The log lines FramePack would have printed by this point of processing."""
-        sections = max(1, round(self.duration * 30 / 36))
+        sections = max(1, round(self.duration * FPS / 36))  # FramePack samples 36 frames a section
         schedule: list[tuple[float, str]] = [
             (0.0, "worker picked up the task (simulated GPU: the video will be synthetic)"),
             (0.01, f"loading model {MODEL}"),
@@ -1298,7 +1295,7 @@ class Simulator:
         """The envelope's `data` for a task, as of now."""
         state = task.state()
         status = state["status"]
-        units = round(COST_PER_SECOND_USD * task.duration * UNITS_PER_USD)
+        units = round(COST_PER_SECOND * task.duration * UNITS_PER_USD)
         output: dict[str, Any] = {"video_url": ""}
         if status == "processing":
             output["percent"] = max(0, min(99, int(state["fraction"] * 100)))
@@ -1410,7 +1407,9 @@ class Simulator:
         if path is None:
             return _error(404, "file not found (it may not be ready yet)")
         size = path.stat().st_size
-        kind = "video/mp4" if name.endswith(".mp4") else (mimetypes.guess_type(name)[0] or "application/octet-stream")
+        extension = name.rpartition(".")[2].lower()
+        kind = ("video/mp4" if extension == "mp4" else IMAGE_EXT_MIME.get(extension)
+                or mimetypes.guess_type(name)[0] or "application/octet-stream")
         out = {"Content-Type": kind, "Accept-Ranges": "bytes", "Access-Control-Allow-Origin": "*",
                "Cache-Control": "public, max-age=3600"}
         wanted = headers.get("Range")
