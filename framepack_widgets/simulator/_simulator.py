@@ -264,6 +264,15 @@ class Simulator:
         """The folder tasks are kept in across processes (None: in memory only)."""
         return self._state_dir
 
+    def expected_seconds(self, duration: int) -> float:
+        """Wall seconds this simulator's clock takes for a task of `duration` seconds of video:
+        pending plus processing, divided by `time_scale`.
+
+        What its clock promises, before any fault: a task completes then, or a little later
+        when its video is still rendering. Works before `start()` too.
+        """
+        return (self.pending_seconds + self._processing_seconds(duration)) / self.time_scale
+
     def inject(self, fault: Fault) -> Fault:
         """Add a fault at runtime; it applies to requests arriving from now on."""
         self._faults.add(fault)
