@@ -216,7 +216,7 @@ def test_pending_envelope_is_exactly_the_reference_shape(make_sim) -> None:
 
 
 def test_processing_envelope_has_percent_and_logs(make_sim) -> None:
-    sim = make_sim(pending_seconds=0, processing_seconds=4)
+    sim = make_sim(pending_seconds=0, processing_seconds=4, time_scale=2)
     with _client(sim) as client:
         task_id = _create(client)["task_id"]
         data = _wait(client, task_id, lambda d: d["status"] == "processing" and d["output"]["percent"] >= 25)
