@@ -51,7 +51,8 @@ class Simulator:
     at `sim.base_url` with `sim.api_key`. The clock (simulated seconds, divided by
     `time_scale`): pending `pending_seconds` (default 3), then processing
     `processing_seconds` (default 4 + 3 per second of video; a float or a callable
-    taking the duration), then completed once the MP4 is rendered.
+    taking the duration), then completed once the MP4 is rendered;
+    `expected_seconds(duration)` is that clock in wall seconds.
 
     With `state_dir`, tasks outlive this object and this process, as they would on a hosted
     service: every task (its wall-clock start, its clock, its inputs, a fault-driven failure,
