@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..constants import COST_PER_SECOND, FPS, MODEL, TASK_TYPE
+from ._render import LONG_SIDE
 from ._renderpool import RenderJob
 
 __all__ = [
@@ -76,7 +77,7 @@ class SimTask:
     render_key: str = ""
     start_sha256: str | None = None
     end_sha256: str | None = None
-    long_side: int = 640
+    long_side: int = LONG_SIDE
     label: bool = True
     persisted: bool = False  # stored in a state_dir (then other processes may cancel it)
 

@@ -34,6 +34,7 @@ from ._bodies import parse_create, parse_upload
 from ._clock import DEFAULT_PENDING_SECONDS, UNITS_PER_USD, SimTask, default_processing_seconds
 from ._faults import Fault, FaultBook
 from ._http import RequestRecord, Response, SimHTTPServer, error_response, file_response, json_response, route
+from ._render import LONG_SIDE
 from ._renderpool import RenderJob, RenderPool
 from ._tasks import TaskBook
 
@@ -77,7 +78,7 @@ class Simulator:
         processing_seconds: float | Callable[[int], float] | None = None,
         workdir: str | Path | None = None,
         render_workers: int = 2,
-        long_side: int = 640,
+        long_side: int = LONG_SIDE,
         label: bool = True,
         credits_usd: float | None = None,
         state_dir: str | Path | None = None,
