@@ -124,7 +124,7 @@ class TaskBook:
             task = _task_from_row(row, self._renders_dir)
             with self._lock:
                 self._tasks[task_id] = task
-            if task.cancelled_ns is None and task.fail_after is None and task.render.error is None:
+            if task.cancelled_ns is None and task.fail_after is None and task.render.error is None:  # wants a video
                 start = partial(self._stored_image, row.start_sha, "start")
                 end = partial(self._stored_image, row.end_sha, "end") if row.end_sha else None
                 self._attach_render(task, start, end)  # the file if it exists, else rendered again
