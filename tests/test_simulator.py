@@ -216,7 +216,7 @@ def test_pending_envelope_is_exactly_the_reference_shape(make_sim) -> None:
 
 
 def test_processing_envelope_has_percent_and_logs(make_sim) -> None:
-    sim = make_sim(pending_seconds=0, processing_seconds=4)
+    sim = make_sim(pending_seconds=0, processing_seconds=4, time_scale=2)
     with _client(sim) as client:
         task_id = _create(client)["task_id"]
         data = _wait(client, task_id, lambda d: d["status"] == "processing" and d["output"]["percent"] >= 25)
@@ -564,6 +564,37 @@ def test_time_scale_compresses_the_clock(make_sim) -> None:
     # 20 simulated seconds pending at 100x is 0.2 s of wall time (exact: derived from the clock).
     assert (started - created).total_seconds() == pytest.approx(0.2, abs=0.002)
     assert (ended - started).total_seconds() >= 0.3 - 0.002
+
+
+def test_expected_seconds_is_when_the_clock_completes_a_task(make_sim, tmp_path: Path, monkeypatch) -> None:
+    assert Simulator().expected_seconds(10) == DEFAULT_PENDING_SECONDS + default_processing_seconds(10)
+    assert Simulator(time_scale=2, pending_seconds=1, processing_seconds=lambda d: d).expected_seconds(12) == 6.5
+
+    def instant(path: Path, *args: object, **kwargs: object) -> _render.RenderResult:
+        Path(path).write_bytes(b"not a video")  # the clock alone decides when the task completes
+        return _render.RenderResult(Path(path), 2, 2, 1, 0.0)
+
+    monkeypatch.setattr(_render, "render_video", instant)
+    sim = make_sim(time_scale=200, workdir=tmp_path)  # its own folder: no fake clip in the shared cache
+    with _client(sim) as client:
+        runs = {}
+        for duration in (10, 30):  # 0.185 s and 0.485 s of wall time, side by side
+            before = time.monotonic()
+            task_id = _create(client, duration=duration)["task_id"]
+            runs[task_id] = (sim.expected_seconds(duration), before, time.monotonic())
+        for task_id, (expected, before, after) in runs.items():
+            while True:
+                sent = time.monotonic()
+                data = client.get(f"/api/v1/task/{task_id}").json()["data"]
+                if data["status"] == "completed":
+                    break
+                assert data["status"] in ("pending", "processing")
+                assert sent - after < expected, "still running after expected_seconds"
+                time.sleep(0.005)
+            assert expected <= time.monotonic() - before < expected + 0.5
+            created, ended = (parse_time(data["meta"][k]) for k in ("created_at", "ended_at"))
+            assert created and ended
+            assert (ended - created).total_seconds() == pytest.approx(expected, abs=0.002)
 
 
 def test_processing_seconds_may_be_a_callable(make_sim) -> None:

@@ -144,7 +144,7 @@ def _interrupted_render(*args: object, should_stop=None, **kwargs: object):
 def test_a_task_survives_its_simulator_and_completes_on_the_next(sims, tmp_path: Path, monkeypatch) -> None:
     state = tmp_path / "state"
     monkeypatch.setattr(_render, "render_video", _interrupted_render)
-    a = sims(state_dir=state, pending_seconds=0, processing_seconds=4, long_side=160, credits_usd=5)
+    a = sims(state_dir=state, pending_seconds=0, processing_seconds=4, time_scale=2, long_side=160, credits_usd=5)
     created = _create(a)
     task_id = created["task_id"]
     seen = _wait(a, task_id, lambda d: d["status"] == "processing" and d["output"]["percent"] >= 25)
@@ -162,7 +162,8 @@ def test_a_task_survives_its_simulator_and_completes_on_the_next(sims, tmp_path:
         return real_render(*args, **kwargs)
 
     monkeypatch.setattr(_render, "render_video", held)
-    # A different key and clock: tasks are not tied to keys, and keep the clock they were made with.
+    # A different key and clock (time_scale 1 too): tasks are not tied to keys, and keep the clock
+    # they were made with.
     b = sims(state_dir=state, api_key="another-key", pending_seconds=1000, processing_seconds=1000)
     try:
         first = _get(b, task_id)
@@ -183,7 +184,7 @@ def test_a_task_survives_its_simulator_and_completes_on_the_next(sims, tmp_path:
     _check_video(done, b, 10, 160)  # re-rendered with the task's own settings
     created_at, started_at, ended_at = (parse_time(done["meta"][k]) for k in ("created_at", "started_at", "ended_at"))
     assert created_at and started_at and ended_at
-    assert (ended_at - started_at).total_seconds() >= 4 - 0.01
+    assert (ended_at - started_at).total_seconds() >= 4 / 2 - 0.01  # A's processing_seconds at A's time_scale
     assert b.count("create") == 0 and list(b.tasks) == [task_id]
     account = _account(b)  # the ledger is the folder's: A's starting balance, charged once
     assert account["credits"] == 50_000_000 - 3_000_000 and account["frozen_credits"] == 0

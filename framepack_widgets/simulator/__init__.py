@@ -16,16 +16,16 @@ import PIL, numpy or av; rendering does, in worker threads.
 
 from __future__ import annotations
 
-from ._faults import ENDPOINTS, Fault
-from ._server import (
+from ._clock import (
     DEFAULT_PENDING_SECONDS,
     DEFAULT_PROCESSING_OVERHEAD,
     DEFAULT_PROCESSING_PER_VIDEO_SECOND,
-    RequestRecord,
     SimTask,
-    Simulator,
     default_processing_seconds,
 )
+from ._faults import ENDPOINTS, Fault
+from ._http import RequestRecord
+from ._simulator import Simulator
 
 __all__ = [
     "DEFAULT_PENDING_SECONDS",

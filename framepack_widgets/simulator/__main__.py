@@ -9,6 +9,9 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from ..constants import MIN_DURATION
+from ._clock import DEFAULT_PENDING_SECONDS, default_processing_seconds
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -18,8 +21,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--port", type=int, default=8765, help="port to listen on (0 picks a free one; default 8765)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    shortest = DEFAULT_PENDING_SECONDS + default_processing_seconds(MIN_DURATION)
     parser.add_argument("--time-scale", type=float, default=1.0,
-                        help="run the task clock this many times faster (default 1: a 10 s clip takes ~37 s)")
+                        help=f"run the task clock this many times faster (default 1: a {MIN_DURATION} s clip "
+                             f"takes ~{shortest:g} s)")
     parser.add_argument("--api-key", default=None, help="key clients must send (default: a random sim-... key)")
     parser.add_argument("--pending-seconds", type=float, default=None, help="seconds a task stays pending")
     parser.add_argument("--processing-seconds", type=float, default=None, help="seconds a task stays processing")

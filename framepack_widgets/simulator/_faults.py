@@ -9,6 +9,7 @@ fault (if any) applies to each incoming request, so concurrent clients see exact
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -195,26 +196,18 @@ class FaultBook:
 
         Every matching fault counts the request (for `after`), whether or not it wins.
         """
-        chosen: Fault | None = None
-        with self._lock:
-            for slot in self._slots:
-                if slot.fault.kind == "fail_task" or not slot.fault.matches(endpoint):
-                    continue
-                if slot.spent:
-                    continue
-                if chosen is None:
-                    if slot.take():
-                        chosen = slot.fault
-                else:
-                    slot.seen += 1
-        return chosen
+        return self._pick(lambda fault: fault.kind != "fail_task" and fault.matches(endpoint))
 
     def pick_task_failure(self) -> Fault | None:
         """Called once per task actually created."""
+        return self._pick(lambda fault: fault.kind == "fail_task")
+
+    def _pick(self, applies: Callable[[Fault], bool]) -> Fault | None:
+        """The first unspent fault that `applies` and takes this one; the others that apply count it."""
         chosen: Fault | None = None
         with self._lock:
             for slot in self._slots:
-                if slot.fault.kind != "fail_task" or slot.spent:
+                if slot.spent or not applies(slot.fault):
                     continue
                 if chosen is None:
                     if slot.take():

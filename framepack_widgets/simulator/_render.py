@@ -24,6 +24,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..constants import FPS
+
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
@@ -41,7 +43,6 @@ __all__ = [
     "render_video",
 ]
 
-FPS = 30
 LONG_SIDE = 640
 RENDER_VERSION = "2"  # bump when the picture changes, so cached renders are not reused
 
@@ -297,7 +298,7 @@ def render_video(
     label: bool = True,
     should_stop: Callable[[], bool] | None = None,
 ) -> RenderResult:
-    """Write an H.264 MP4 of exactly `duration * 30` frames to `path` (atomically)."""
+    """Write an H.264 MP4 of exactly `duration * FPS` frames to `path` (atomically)."""
     import time
 
     import av
