@@ -203,7 +203,7 @@ function mediaStore(ctx) {
   function gather(key, msg, buf, mime) {
     const { index, count } = msg;
     if (!buf || !Number.isInteger(count) || !Number.isInteger(index) || index < 0 || index >= count) return null;
-    const t = incoming.get(key) || { parts: new Array(count), got: 0 };
+    const t = incoming.get(key) || { parts: [], got: 0 };
     if (!t.parts[index]) { t.parts[index] = buf; t.got++; }
     incoming.set(key, t);
     if (t.got < count) return null;
@@ -255,8 +255,7 @@ function mediaStore(ctx) {
 
 // ------------------------------------------------------------------ mounts
 // Each mount builds its part inside `box`, keeps it in step with the model and returns
-// its cleanup. They share only `ctx`: the model accessors, the view's id and root, the
-// media store and the run cards paged in beyond the history trait.
+// its cleanup. They share only `ctx` (see context below).
 
 function mountHeader(ctx, box) {
   const s = scope(ctx.model), { get } = ctx;
@@ -708,7 +707,7 @@ function mountComparison(ctx, box) {
   const playBtn = h("button", { type: "button", class: "fpw-play", text: "Play", disabled: true });
   const prevBtn = h("button", { type: "button", class: "fpw-prev", title: "Back 1/30 s (key: ,)", text: "Previous frame", disabled: true });
   const nextBtn = h("button", { type: "button", class: "fpw-next", title: "Forward 1/30 s (key: .)", text: "Next frame", disabled: true });
-  const seek = h("input", { type: "range", class: "fpw-seek", "aria-label": "Seek", min: 0, max: 10, step: 1 / FPS, value: 0, disabled: true });
+  const seek = h("input", { type: "range", class: "fpw-seek", "aria-label": "Seek", min: 0, max: 0, step: 1 / FPS, value: 0, disabled: true });
   const speed = h("select", { class: "fpw-speed", "aria-label": "Playback speed" }, ...[0.25, 0.5, 1, 1.5, 2].map((r) => h("option", { value: r, selected: r === 1, text: `${r}\u00d7` })));
   const loopBox = h("input", { type: "checkbox", checked: true, id: `${id}-loop` });
   const closeBtn = h("button", { type: "button", class: "fpw-close", text: "Close comparison" });
@@ -769,7 +768,7 @@ function mountComparison(ctx, box) {
     const c = (sync = new SyncController(vids));
     c.setRate(Number(speed.value));
     c.setLoop(loopBox.checked);
-    seek.max = c.leader.duration || 10;
+    seek.max = c.leader.duration || 0;
     [playBtn, prevBtn, nextBtn, seek].forEach((b) => { b.disabled = false; });
     section.dataset.ready = "true";
     const upd = () => { playBtn.textContent = c.paused ? "Play" : "Pause"; if (!seeking) seek.value = c.leader.currentTime; };
@@ -800,10 +799,10 @@ function mountComparison(ctx, box) {
 
 // ------------------------------------------------------------------ the view
 
-function render({ model, el }) {
-  const root = h("div", { class: "fpw-root" });
-  el.replaceChildren(root);
-  const older = []; // run cards paged in beyond the history trait
+/** What the mounts of one view share: model accessors, the view's id and root, the media
+ * store and the run cards paged in beyond the history trait. Close it with ctx.media.close. */
+export function context(model, root) {
+  const older = [];
   const ctx = {
     model, root, older,
     id: "fpw" + Math.random().toString(36).slice(2, 8),
@@ -817,6 +816,13 @@ function render({ model, el }) {
     },
   };
   ctx.media = mediaStore(ctx);
+  return ctx;
+}
+
+function render({ model, el }) {
+  const root = h("div", { class: "fpw-root" });
+  el.replaceChildren(root);
+  const ctx = context(model, root);
   const main = h("div", { class: "fpw-main" });
   const output = h("section", { class: "fpw-output", "aria-label": "Result" });
   const cleanups = [ctx.media.close, mountHeader(ctx, root)];
