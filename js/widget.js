@@ -705,8 +705,8 @@ function mountComparison(ctx, box) {
   const summary = h("p", { class: "fpw-diff-summary" });
   const grid = h("div", { class: "fpw-grid" });
   const playBtn = h("button", { type: "button", class: "fpw-play", text: "Play", disabled: true });
-  const prevBtn = h("button", { type: "button", class: "fpw-prev", title: "Back 1/30 s (key: ,)", text: "Previous frame", disabled: true });
-  const nextBtn = h("button", { type: "button", class: "fpw-next", title: "Forward 1/30 s (key: .)", text: "Next frame", disabled: true });
+  const prevBtn = h("button", { type: "button", class: "fpw-prev", title: `Back 1/${FPS} s (key: ,)`, text: "Previous frame", disabled: true });
+  const nextBtn = h("button", { type: "button", class: "fpw-next", title: `Forward 1/${FPS} s (key: .)`, text: "Next frame", disabled: true });
   const seek = h("input", { type: "range", class: "fpw-seek", "aria-label": "Seek", min: 0, max: 0, step: 1 / FPS, value: 0, disabled: true });
   const speed = h("select", { class: "fpw-speed", "aria-label": "Playback speed" }, ...[0.25, 0.5, 1, 1.5, 2].map((r) => h("option", { value: r, selected: r === 1, text: `${r}\u00d7` })));
   const loopBox = h("input", { type: "checkbox", checked: true, id: `${id}-loop` });
