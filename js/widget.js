@@ -8,7 +8,6 @@ const STAGES = {
   processing: "Processing", downloading: "Downloading the video", completed: "Done", failed: "Failed",
   cancelled: "Cancelled", submission_unknown: "Submission unknown", timed_out: "Timed out", error: "Error",
 };
-const FINAL = new Set(["completed", "failed", "cancelled", "submission_unknown", "timed_out", "error"]);
 const SLOT_NAMES = { start: "Start image", end: "End image" };
 const MAX_SIDE = 1280;
 const MAX_UPLOAD = 900 * 1024; // stay under Colab's ~1 MB message limit
@@ -170,48 +169,135 @@ function initialize() {
   // All state is per view (render); nothing to set up per model.
 }
 
-function render({ model, el }) {
-  const ac = new AbortController();
-  const on = (target, ev, fn, opts = {}) => target.addEventListener(ev, fn, { ...opts, signal: ac.signal });
-  const id = "fpw" + Math.random().toString(36).slice(2, 8);
-  const urls = new Set();
-  const makeUrl = (blob) => { const u = URL.createObjectURL(blob); urls.add(u); return u; };
-  const dropUrl = (u) => { if (u && urls.delete(u)) URL.revokeObjectURL(u); };
-  const send = (msg, buffers) => model.send(msg, undefined, buffers);
-  const get = (k) => model.get(k);
-  const save = (k, v) => { model.set(k, v); model.save_changes(); };
-  const videos = new Map(); // run_id -> blob URL (kept <= KEEP_VIDEOS)
-  const posters = new Map(); // run_id -> blob URL
-  const incoming = new Map(); // `${run_id}/${nonce}` -> {parts, got}
-  const requested = new Set(); // run ids whose video this view asked for
-  const askedPosters = new Set();
-  const state = { pending: null, pendingTimer: 0, ticker: 0, t0: 0, autoplay: null, sync: null, older: [], lastStage: {} };
+// ------------------------------------------------------------------ per-view plumbing
 
-  // ---------------------------------------------------------------- layout
+/** What one mount listens to and owns. close() removes its DOM and model listeners, runs
+ * its deferred clean-ups (timers, subscriptions) and revokes the blob URLs it made. */
+function scope(model) {
+  const ac = new AbortController(), undo = [], urls = new Set();
+  const s = {
+    get closed() { return ac.signal.aborted; },
+    on: (target, ev, fn) => target.addEventListener(ev, fn, { signal: ac.signal }),
+    watch(names, fn) { for (const n of names.split(" ")) { model.on(n, fn); undo.push(() => model.off(n, fn)); } },
+    /** Kernel -> view messages by type (only a table's own keys, never inherited ones). */
+    messages(table) { s.watch("msg:custom", (msg, buffers) => { if (msg && Object.hasOwn(table, msg.type)) table[msg.type](msg, buffers?.[0]); }); },
+    defer(fn) { undo.push(fn); },
+    url(blob) { const u = URL.createObjectURL(blob); urls.add(u); return u; },
+    drop(u) { if (u && urls.delete(u)) URL.revokeObjectURL(u); },
+    close() {
+      ac.abort();
+      for (const fn of undo.splice(0).reverse()) fn();
+      for (const u of urls) URL.revokeObjectURL(u);
+      urls.clear();
+    },
+  };
+  return s;
+}
+
+/** Videos, posters and downloads: reassembled from chunked buffers into blob URLs that
+ * this store owns. Mounts read them and subscribe to (what, run_id, message) arrivals. */
+function mediaStore(ctx) {
+  const s = scope(ctx.model), { get } = ctx;
+  const videos = new Map(), posters = new Map(), incoming = new Map(), requested = new Set(), subs = new Set();
+  const tell = (...args) => { for (const fn of [...subs]) fn(...args); };
+  function gather(key, msg, buf, mime) {
+    const { index, count } = msg;
+    if (!buf || !Number.isInteger(count) || !Number.isInteger(index) || index < 0 || index >= count) return null;
+    const t = incoming.get(key) || { parts: [], got: 0 };
+    if (!t.parts[index]) { t.parts[index] = buf; t.got++; }
+    incoming.set(key, t);
+    if (t.got < count) return null;
+    incoming.delete(key);
+    return new Blob(t.parts, { type: msg.mime || mime });
+  }
+  function keep(rid, url) {
+    videos.set(rid, url);
+    const inUse = new Set([get("status")?.run_id, ...((get("comparison") || {}).run_ids || [])]);
+    for (const [k, u] of videos) {
+      if (videos.size <= KEEP_VIDEOS) break;
+      if (!inUse.has(k)) { videos.delete(k); s.drop(u); requested.delete(k); }
+    }
+  }
+  s.messages({
+    video(msg, buf) {
+      if (videos.has(msg.run_id)) return;
+      const blob = gather(`v:${msg.run_id}/${msg.nonce}`, msg, buf, "video/mp4");
+      if (blob) { keep(msg.run_id, s.url(blob)); tell("video", msg.run_id); }
+    },
+    video_error(msg) { requested.delete(msg.run_id); tell("video_error", msg.run_id, msg.message); },
+    poster(msg, buf) {
+      if (!buf) return;
+      s.drop(posters.get(msg.run_id));
+      posters.set(msg.run_id, s.url(new Blob([buf], { type: msg.mime || "image/jpeg" })));
+      tell("poster", msg.run_id);
+    },
+    download(msg, buf) {
+      const blob = gather(`d:${msg.key}`, msg, buf, "application/octet-stream");
+      if (!blob) return;
+      const a = h("a", { href: s.url(blob), download: msg.name || "download", hidden: true });
+      ctx.root.append(a);
+      a.click();
+      a.remove();
+    },
+  });
+  return {
+    video: (rid) => videos.get(rid),
+    poster: (rid) => posters.get(rid),
+    request(rid) {
+      if (requested.has(rid) || videos.has(rid)) return;
+      requested.add(rid);
+      ctx.send({ type: "video", run_id: rid, nonce: ctx.id });
+    },
+    subscribe(fn) { subs.add(fn); return () => subs.delete(fn); },
+    close: s.close,
+  };
+}
+
+// ------------------------------------------------------------------ mounts
+// Each mount builds its part inside `box`, keeps it in step with the model and returns
+// its cleanup. They share only `ctx` (see context below).
+
+function mountHeader(ctx, box) {
+  const s = scope(ctx.model), { get } = ctx;
   const badge = h("span", { class: "fpw-badge" });
   const balance = h("span", { class: "fpw-balance" });
-  const head = h("div", { class: "fpw-head" }, h("span", { class: "fpw-title", text: "FramePack" }), badge, balance);
   const notice = h("p", { class: "fpw-notice", "aria-live": "polite" });
+  box.append(h("div", { class: "fpw-head" }, h("span", { class: "fpw-title", text: "FramePack" }), badge, balance), notice);
+  function sync() {
+    const sim = get("backend") === "simulator";
+    badge.textContent = get("backend_label") || (sim ? "Offline simulator" : "PiAPI");
+    badge.className = `fpw-badge ${sim ? "fpw-badge-sim" : "fpw-badge-api"}`;
+    balance.textContent = get("balance") ? `Balance: ${get("balance")}` : "";
+    ctx.root.dataset.backend = get("backend");
+    notice.textContent = get("notice") || "";
+  }
+  s.watch("change:backend change:backend_label change:balance change:notice", sync);
+  sync();
+  return s.close;
+}
 
+/** The start and end image slots: file, drop, paste or URL in; the kernel's thumbnail out. */
+function mountSlots(ctx, box, say) {
+  const s = scope(ctx.model), { id, get, send } = ctx;
   const slots = {};
-  const slotBox = h("div", { class: "fpw-slots" });
-  for (const slot of ["start", "end"]) {
-    const name = SLOT_NAMES[slot], fid = `${id}-${slot}`;
+  const isSlot = (slot) => typeof slot === "string" && Object.hasOwn(SLOT_NAMES, slot);
+  for (const [slot, name] of Object.entries(SLOT_NAMES)) {
+    const fid = `${id}-${slot}`;
     const file = h("input", { type: "file", accept: "image/*", id: fid, class: "fpw-file", "aria-describedby": `${fid}-hint` });
     const img = h("img", { class: "fpw-thumb", alt: "", hidden: true });
-    const hint = h("span", { class: "fpw-slot-hint", id: `${fid}-hint`, text: slot === "start" ? "Required. Drop, paste or click to choose." : "Optional. Drop, paste or click to choose." });
+    const hint = h("span", { class: "fpw-slot-hint", id: `${fid}-hint`, text: `${slot === "start" ? "Required" : "Optional"}. Drop, paste or click to choose.` });
     const meta = h("span", { class: "fpw-slot-meta" });
     const clear = h("button", { type: "button", class: "fpw-clear", "aria-label": `Remove ${name.toLowerCase()}`, title: "Remove", hidden: true, text: "\u00d7" });
     const url = h("input", { type: "url", class: "fpw-url", "aria-label": `${name} URL`, placeholder: "or an image URL (https://\u2026)" });
     const drop = h("div", { class: "fpw-drop" }, img, h("label", { for: fid, class: "fpw-slot-label", text: name }), hint, meta, file);
-    const box = h("div", { class: `fpw-slot fpw-slot-${slot}`, "data-slot": slot }, drop, clear, url);
-    slots[slot] = { box, drop, file, img, meta, hint, clear, url, preview: null, thumb: null };
-    slotBox.append(box);
-    on(drop, "click", (e) => { if (e.target !== file && !e.target.closest?.("label")) file.click(); });
-    on(file, "change", () => { if (file.files?.[0]) upload(slot, file.files[0]); file.value = ""; });
-    on(drop, "dragover", (e) => { e.preventDefault(); drop.classList.add("fpw-over"); });
-    on(drop, "dragleave", () => drop.classList.remove("fpw-over"));
-    on(drop, "drop", (e) => {
+    const slotBox = h("div", { class: `fpw-slot fpw-slot-${slot}`, "data-slot": slot }, drop, clear, url);
+    slots[slot] = { box: slotBox, img, meta, clear, url, preview: null, thumb: null };
+    box.append(slotBox);
+    s.on(drop, "click", (e) => { if (e.target !== file && !e.target.closest?.("label")) file.click(); });
+    s.on(file, "change", () => { if (file.files?.[0]) upload(slot, file.files[0]); file.value = ""; });
+    s.on(drop, "dragover", (e) => { e.preventDefault(); drop.classList.add("fpw-over"); });
+    s.on(drop, "dragleave", () => drop.classList.remove("fpw-over"));
+    s.on(drop, "drop", (e) => {
       e.preventDefault();
       drop.classList.remove("fpw-over");
       const f = [...(e.dataTransfer?.files || [])].find((x) => x.type.startsWith("image/"));
@@ -219,25 +305,162 @@ function render({ model, el }) {
       if (f) upload(slot, f);
       else if (u) sendUrl(slot, u.split(/\s+/)[0]);
     });
-    on(url, "keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); sendUrl(slot, url.value); } });
-    on(url, "change", () => url.value.trim() && sendUrl(slot, url.value));
-    on(clear, "click", () => { send({ type: "clear_image", slot }); });
+    s.on(url, "keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); sendUrl(slot, url.value); } });
+    s.on(url, "change", () => url.value.trim() && sendUrl(slot, url.value));
+    s.on(clear, "click", () => send({ type: "clear_image", slot }));
   }
+  s.on(ctx.root, "paste", (e) => {
+    const f = [...(e.clipboardData?.files || [])].find((x) => x.type.startsWith("image/"));
+    if (!f) return;
+    e.preventDefault();
+    upload(e.target.closest?.(".fpw-slot")?.dataset.slot || (get("start_image_info") ? "end" : "start"), f);
+  });
 
+  async function upload(slot, file) {
+    if (!file.type.startsWith("image/") && file.type) return say(`${SLOT_NAMES[slot]}: \u201c${file.name}\u201d is not an image. Choose a JPEG, PNG or WebP file.`);
+    const t = slots[slot];
+    t.meta.textContent = "Preparing\u2026";
+    try {
+      const img = await downscale(file);
+      if (s.closed) return;
+      if (img.buffer.byteLength > MAX_UPLOAD * 8) throw new Error("the file is too large to send from the browser; set widget.start_image from Python instead");
+      s.drop(t.preview);
+      t.preview = s.url(new Blob([img.buffer], { type: img.mime }));
+      show(slot);
+      send({ type: "upload", slot, name: file.name || "pasted image", mime: img.mime, size: file.size, width: img.width, height: img.height }, [img.buffer]);
+    } catch (err) {
+      t.meta.textContent = "";
+      say(`${SLOT_NAMES[slot]} could not be read: ${err?.message || err}`);
+    }
+  }
+  function sendUrl(slot, value) {
+    const u = safeUrl(value, { blob: false });
+    if (!u) return say("An image URL must start with http:// or https://.");
+    send({ type: "image_url", slot, url: u });
+  }
+  function show(slot) {
+    const t = slots[slot], info = get(`${slot}_image_info`);
+    const u = safeUrl(t.preview || t.thumb || (info && info.url) || "");
+    t.img.hidden = !u;
+    if (u) t.img.src = u; else t.img.removeAttribute("src");
+    t.box.classList.toggle("fpw-has-image", !!u);
+    t.clear.hidden = !u;
+  }
+  function setThumb(slot, thumb) {
+    const t = slots[slot];
+    s.drop(t.preview);
+    if (t.thumb !== thumb) s.drop(t.thumb);
+    t.preview = null;
+    t.thumb = thumb;
+    show(slot);
+  }
+  function sync(slot) {
+    const info = get(`${slot}_image_info`), t = slots[slot];
+    t.meta.textContent = info ? `${info.name || ""}${info.width ? ` \u00b7 ${info.width}\u00d7${info.height}` : ""}` : "";
+    if (info) show(slot);
+    else { t.url.value = ""; setThumb(slot, null); }
+  }
+  s.messages({
+    image(msg, buf) { if (isSlot(msg.slot)) setThumb(msg.slot, buf ? s.url(new Blob([buf], { type: msg.mime || "image/jpeg" })) : null); },
+    error(msg) { if (isSlot(msg.slot)) { s.drop(slots[msg.slot].preview); slots[msg.slot].preview = null; sync(msg.slot); } },
+  });
+  for (const slot of Object.keys(SLOT_NAMES)) { s.watch(`change:${slot}_image_info`, () => sync(slot)); sync(slot); }
+  return s.close;
+}
+
+/** Image slots, prompt, negative prompt, duration with its price, Generate and Cancel. */
+function mountInputs(ctx, box) {
+  const s = scope(ctx.model), { id, get, save, send } = ctx;
   const field = (label, control, extra) => h("div", { class: "fpw-field" }, h("label", { for: control.id, text: label }), control, extra);
   const prompt = h("textarea", { id: `${id}-prompt`, class: "fpw-prompt", rows: 3, placeholder: "What should happen? e.g. \u201cthe camera slowly zooms in\u201d", "aria-keyshortcuts": "Control+Enter Meta+Enter" });
   const negative = h("textarea", { id: `${id}-neg`, class: "fpw-negative", rows: 1, placeholder: "What to avoid (optional)" });
-  const dur = h("input", { id: `${id}-dur`, type: "range", class: "fpw-duration", min: 10, max: 30, step: 1 });
+  const dur = h("input", { id: `${id}-dur`, type: "range", class: "fpw-duration", step: 1 });
   const durOut = h("output", { class: "fpw-cost", for: dur.id, "aria-live": "polite" });
   const generate = h("button", { type: "button", class: "fpw-generate fpw-primary", text: "Generate", "aria-describedby": `${id}-why` });
   const cancel = h("button", { type: "button", class: "fpw-cancel", text: "Cancel", disabled: true });
   const why = h("span", { id: `${id}-why`, class: "fpw-why" });
   const session = h("span", { class: "fpw-session" });
   const inputError = h("p", { class: "fpw-input-error", role: "alert" });
-  const inputs = h("section", { class: "fpw-inputs", "aria-label": "Inputs" }, slotBox,
+  const slotBox = h("div", { class: "fpw-slots" });
+  box.append(h("section", { class: "fpw-inputs", "aria-label": "Inputs" }, slotBox,
     field("Prompt", prompt), field("Negative prompt", negative), field("Duration", dur, durOut),
-    h("div", { class: "fpw-actions" }, generate, cancel, session), why, inputError);
+    h("div", { class: "fpw-actions" }, generate, cancel, session), why, inputError));
+  const say = (message) => { inputError.textContent = message || ""; };
+  let pending = null, pendingTimer = 0;
+  s.defer(mountSlots(ctx, slotBox, say));
+  s.defer(() => clearTimeout(pendingTimer));
 
+  s.on(prompt, "input", () => { save("prompt", prompt.value); updateGenerate(); });
+  s.on(negative, "input", () => save("negative_prompt", negative.value));
+  s.on(dur, "input", () => { updateCost(Number(dur.value)); save("duration", Number(dur.value)); });
+  s.on(prompt, "keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); doGenerate(); } });
+  s.on(generate, "click", () => doGenerate());
+  s.on(cancel, "click", () => send({ type: "cancel", run_id: get("status")?.run_id }));
+
+  function canGenerate() {
+    if (pending || get("busy")) return [false, "A submission is in flight\u2026"];
+    if (!get("start_image_info")) return [false, "Add a start image to generate."];
+    if (!prompt.value.trim()) return [false, "Write a prompt to generate."];
+    return [true, ""];
+  }
+  function updateGenerate() {
+    const [ok, reason] = canGenerate();
+    generate.disabled = !ok;
+    why.textContent = reason;
+    ctx.root.dataset.busy = String(!!(pending || get("busy")));
+  }
+  function settle() { pending = null; clearTimeout(pendingTimer); updateGenerate(); }
+  function doGenerate() {
+    if (!canGenerate()[0]) return;
+    const request_id = `${id}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    pending = request_id;
+    clearTimeout(pendingTimer);
+    pendingTimer = setTimeout(settle, 60000);
+    updateGenerate();
+    say("");
+    send({ type: "generate", request_id, prompt: prompt.value, negative_prompt: negative.value, duration: Number(dur.value) });
+  }
+  /** The price comes from the model; without one, no figure is shown rather than a guess. */
+  function updateCost(d = get("duration")) {
+    const cps = get("cost_per_second");
+    durOut.textContent = typeof cps === "number" && Number.isFinite(cps) ? `${d} s \u00b7 ${money(d * cps)}` : `${d} s`;
+  }
+  function sync() {
+    if (document.activeElement !== prompt && prompt.value !== get("prompt")) prompt.value = get("prompt") ?? "";
+    if (document.activeElement !== negative && negative.value !== get("negative_prompt")) negative.value = get("negative_prompt") ?? "";
+    dur.min = get("min_duration");
+    dur.max = get("max_duration");
+    if (String(dur.value) !== String(get("duration"))) dur.value = get("duration");
+    updateCost();
+    updateGenerate();
+  }
+  function syncSession() {
+    const sim = get("backend") === "simulator";
+    session.textContent = `Session: ${money(get("session_cost"))}${sim ? " (simulated, nothing charged)" : ""}`;
+  }
+  const syncCancel = () => { cancel.disabled = !get("status")?.running; };
+  s.messages({
+    generated(msg) { if (msg.request_id && msg.request_id === pending) settle(); },
+    error(msg) {
+      if (msg.request_id && msg.request_id === pending) settle();
+      say([msg.message, msg.hint].filter(Boolean).join(" "));
+    },
+  });
+  s.watch("change:prompt change:negative_prompt change:duration change:cost_per_second change:min_duration change:max_duration change:busy", sync);
+  s.watch("change:start_image_info", updateGenerate);
+  s.watch("change:input_error", () => say(get("input_error")));
+  s.watch("change:session_cost change:backend", syncSession);
+  s.watch("change:status", syncCancel);
+  sync();
+  syncSession();
+  syncCancel();
+  say(get("input_error"));
+  return s.close;
+}
+
+/** The live status of the current run; the elapsed time ticks here, not in the kernel. */
+function mountStatus(ctx, box) {
+  const s = scope(ctx.model), { get } = ctx;
   const stageEl = h("span", { class: "fpw-stage" });
   const elapsedEl = h("span", { class: "fpw-elapsed", "aria-hidden": "true" }); // ticks: not announced
   const bar = h("progress", { class: "fpw-progress", max: 100, "aria-label": "Progress" });
@@ -248,154 +471,12 @@ function render({ model, el }) {
   const hintEl = h("p", { class: "fpw-hint" });
   const statusBox = h("div", { class: "fpw-status", role: "status", "aria-live": "polite" },
     h("div", { class: "fpw-status-line" }, stageEl, elapsedEl), h("div", { class: "fpw-bar-line" }, bar, pctEl), etaEl, logsEl, errEl, hintEl);
-  const player = h("video", { class: "fpw-video", "aria-label": "Result video", controls: true, loop: true, playsinline: true, muted: true, preload: "metadata", hidden: true });
-  player.muted = true;
-  const playerNote = h("p", { class: "fpw-player-note" });
-  const saveVideo = h("a", { class: "fpw-link", text: "Download video", hidden: true });
-  const cardBtn = h("button", { type: "button", class: "fpw-card-export", text: "Run card", title: "Download a run card (.zip: metadata and poster)", hidden: true });
-  const output = h("section", { class: "fpw-output", "aria-label": "Result" }, statusBox, player, playerNote, h("div", { class: "fpw-actions" }, saveVideo, cardBtn));
-
-  const cards = h("div", { class: "fpw-cards", role: "list" });
-  const compareBtn = h("button", { type: "button", class: "fpw-compare-btn", text: "Compare", disabled: true });
-  const older = h("button", { type: "button", class: "fpw-older", text: "Show older runs", hidden: true });
-  const histTitle = h("h3", { class: "fpw-h" });
-  const history = h("section", { class: "fpw-history", "aria-label": "History" },
-    h("div", { class: "fpw-history-head" }, histTitle, h("span", { class: "fpw-select-hint", text: "Select 2 to 4 runs, then" }), compareBtn), cards, older);
-
-  const sweepText = h("p", { class: "fpw-sweep-text" });
-  const sweepGo = h("button", { type: "button", class: "fpw-primary", text: "Start sweep" });
-  const sweepStop = h("button", { type: "button", text: "Discard sweep" });
-  const sweepBox = h("section", { class: "fpw-sweep", "aria-label": "Sweep", hidden: true }, sweepText, h("div", { class: "fpw-actions" }, sweepGo, sweepStop));
-
-  const cmpSummary = h("p", { class: "fpw-diff-summary" });
-  const grid = h("div", { class: "fpw-grid" });
-  const playBtn = h("button", { type: "button", class: "fpw-play", text: "Play", disabled: true });
-  const prevBtn = h("button", { type: "button", class: "fpw-prev", title: "Back 1/30 s (key: ,)", text: "Previous frame", disabled: true });
-  const nextBtn = h("button", { type: "button", class: "fpw-next", title: "Forward 1/30 s (key: .)", text: "Next frame", disabled: true });
-  const seek = h("input", { type: "range", class: "fpw-seek", "aria-label": "Seek", min: 0, max: 10, step: 1 / FPS, value: 0, disabled: true });
-  const speed = h("select", { class: "fpw-speed", "aria-label": "Playback speed" }, ...[0.25, 0.5, 1, 1.5, 2].map((r) => h("option", { value: r, selected: r === 1, text: `${r}\u00d7` })));
-  const loopBox = h("input", { type: "checkbox", checked: true, id: `${id}-loop` });
-  const closeBtn = h("button", { type: "button", class: "fpw-close", text: "Close comparison" });
-  const exportBtn = h("button", { type: "button", class: "fpw-export", text: "Export MP4", title: "One side-by-side MP4, labelled with what differs" });
-  const compare = h("section", { class: "fpw-compare", "aria-label": "Comparison", hidden: true },
-    h("div", { class: "fpw-history-head" }, h("h3", { class: "fpw-h", text: "Comparison" }), exportBtn, closeBtn), cmpSummary, grid,
-    h("div", { class: "fpw-toolbar" }, playBtn, prevBtn, nextBtn, seek, speed, h("label", { class: "fpw-loop" }, loopBox, " Loop")));
-
-  const root = h("div", { class: "fpw-root" }, head, notice, h("div", { class: "fpw-main" }, inputs, output), sweepBox, history, compare);
-  el.replaceChildren(root);
-
-  // ---------------------------------------------------------------- inputs
-  async function upload(slot, file) {
-    if (!file.type.startsWith("image/") && file.type) return showError(`${SLOT_NAMES[slot]}: \u201c${file.name}\u201d is not an image. Choose a JPEG, PNG or WebP file.`);
-    const s = slots[slot];
-    s.meta.textContent = "Preparing\u2026";
-    try {
-      const img = await downscale(file);
-      if (img.buffer.byteLength > MAX_UPLOAD * 8) throw new Error("the file is too large to send from the browser; set widget.start_image from Python instead");
-      dropUrl(s.preview);
-      s.preview = makeUrl(new Blob([img.buffer], { type: img.mime }));
-      showSlot(slot);
-      send({ type: "upload", slot, name: file.name || "pasted image", mime: img.mime, size: file.size, width: img.width, height: img.height }, [img.buffer]);
-    } catch (err) {
-      s.meta.textContent = "";
-      showError(`${SLOT_NAMES[slot]} could not be read: ${err?.message || err}`);
-    }
-  }
-  function sendUrl(slot, value) {
-    const u = safeUrl(value, { blob: false });
-    if (!u) return showError("An image URL must start with http:// or https://.");
-    send({ type: "image_url", slot, url: u });
-  }
-  function showSlot(slot) {
-    const s = slots[slot], info = get(`${slot}_image_info`);
-    const u = safeUrl(s.preview || s.thumb || (info && info.url) || "");
-    s.img.hidden = !u;
-    if (u) s.img.src = u; else s.img.removeAttribute("src");
-    s.box.classList.toggle("fpw-has-image", !!u);
-    s.clear.hidden = !u;
-  }
-  function showError(message) { inputError.textContent = message || ""; }
-  on(root, "paste", (e) => {
-    const f = [...(e.clipboardData?.files || [])].find((x) => x.type.startsWith("image/"));
-    if (!f) return;
-    e.preventDefault();
-    const slot = e.target.closest?.(".fpw-slot")?.dataset.slot || (get("start_image_info") ? "end" : "start");
-    upload(slot, f);
-  });
-  on(prompt, "input", () => { save("prompt", prompt.value); updateGenerate(); });
-  on(negative, "input", () => save("negative_prompt", negative.value));
-  on(dur, "input", () => { updateCost(Number(dur.value)); save("duration", Number(dur.value)); });
-  on(prompt, "keydown", (e) => { if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) { e.preventDefault(); doGenerate(); } });
-  on(generate, "click", () => doGenerate());
-  on(cancel, "click", () => send({ type: "cancel", run_id: get("status")?.run_id }));
-
-  function canGenerate() {
-    if (state.pending || get("busy")) return [false, "A submission is in flight\u2026"];
-    if (!get("start_image_info")) return [false, "Add a start image to generate."];
-    if (!prompt.value.trim()) return [false, "Write a prompt to generate."];
-    return [true, ""];
-  }
-  function updateGenerate() {
-    const [ok, reason] = canGenerate();
-    generate.disabled = !ok;
-    why.textContent = reason;
-    root.dataset.busy = String(!!(state.pending || get("busy")));
-  }
-  function doGenerate() {
-    if (!canGenerate()[0]) return;
-    const request_id = `${id}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-    state.pending = request_id;
-    clearTimeout(state.pendingTimer);
-    state.pendingTimer = setTimeout(() => { state.pending = null; updateGenerate(); }, 60000);
-    updateGenerate();
-    showError("");
-    send({ type: "generate", request_id, prompt: prompt.value, negative_prompt: negative.value, duration: Number(dur.value) });
-  }
-  function updateCost(d = get("duration")) {
-    const cps = get("cost_per_second") ?? 0.03;
-    durOut.textContent = `${d} s \u00b7 ${money(d * cps)}`;
-  }
-
-  // ---------------------------------------------------------------- model -> view
-  function syncInputs() {
-    if (document.activeElement !== prompt && prompt.value !== get("prompt")) prompt.value = get("prompt") ?? "";
-    if (document.activeElement !== negative && negative.value !== get("negative_prompt")) negative.value = get("negative_prompt") ?? "";
-    dur.min = get("min_duration") ?? 10;
-    dur.max = get("max_duration") ?? 30;
-    if (String(dur.value) !== String(get("duration"))) dur.value = get("duration");
-    updateCost();
-    updateGenerate();
-  }
-  function syncBackend() {
-    const sim = get("backend") === "simulator";
-    badge.textContent = get("backend_label") || (sim ? "Offline simulator" : "PiAPI");
-    badge.className = `fpw-badge ${sim ? "fpw-badge-sim" : "fpw-badge-api"}`;
-    balance.textContent = get("balance") ? `Balance: ${get("balance")}` : "";
-    root.dataset.backend = get("backend");
-    syncSession();
-  }
-  function syncSession() {
-    const sim = get("backend") === "simulator";
-    session.textContent = `Session: ${money(get("session_cost"))}${sim ? " (simulated, nothing charged)" : ""}`;
-  }
-  function syncSlot(slot) {
-    const info = get(`${slot}_image_info`), s = slots[slot];
-    s.meta.textContent = info ? `${info.name || ""}${info.width ? ` \u00b7 ${info.width}\u00d7${info.height}` : ""}` : "";
-    if (info) showSlot(slot);
-    else { s.url.value = ""; setSlotUrls(slot, null); }
-    updateGenerate();
-  }
-  function setSlotUrls(slot, thumb) {
-    const s = slots[slot];
-    dropUrl(s.preview);
-    if (s.thumb !== thumb) dropUrl(s.thumb);
-    s.preview = null;
-    s.thumb = thumb;
-    showSlot(slot);
-  }
+  box.append(statusBox);
+  let ticker = 0, t0 = 0;
+  s.defer(() => clearInterval(ticker));
   function tick() {
     const st = get("status") || {};
-    const secs = (performance.now() - state.t0) / 1000;
+    const secs = (performance.now() - t0) / 1000;
     elapsedEl.textContent = st.elapsed == null ? "" : clock(st.running ? secs : st.elapsed);
     if (st.running && st.percent == null && st.eta > 0) {
       const est = Math.min(95, (100 * secs) / st.eta);
@@ -403,13 +484,13 @@ function render({ model, el }) {
       pctEl.textContent = `\u2248${Math.round(est)}% (estimate)`;
     }
   }
-  function syncStatus() {
+  function sync() {
     const st = get("status") || {};
     const stage = st.stage || "idle";
     statusBox.dataset.stage = stage;
     statusBox.dataset.runId = st.run_id || "";
     stageEl.textContent = STAGES[stage] || stage;
-    state.t0 = performance.now() - (st.elapsed || 0) * 1000;
+    t0 = performance.now() - (st.elapsed || 0) * 1000;
     if (st.percent != null) {
       bar.value = st.percent;
       pctEl.textContent = `${Math.round(st.percent)}%`;
@@ -423,30 +504,46 @@ function render({ model, el }) {
     logsEl.hidden = !(st.logs || []).length;
     errEl.textContent = st.error || "";
     hintEl.textContent = st.hint || "";
-    cancel.disabled = !st.running;
-    clearInterval(state.ticker);
-    if (st.running) state.ticker = setInterval(tick, 500);
+    clearInterval(ticker);
+    if (st.running) ticker = setInterval(tick, 500);
     tick();
-    const prev = state.lastStage[st.run_id];
-    if (st.run_id) state.lastStage[st.run_id] = stage;
-    if (stage === "completed" && prev && prev !== "completed") state.autoplay = st.run_id;
-    syncPlayer();
   }
-  function syncPlayer() {
+  s.watch("change:status", sync);
+  sync();
+  return s.close;
+}
+
+/** The current run's player, its download link and the run-card export. */
+function mountResult(ctx, box) {
+  const s = scope(ctx.model), { get, send, media } = ctx;
+  const player = h("video", { class: "fpw-video", "aria-label": "Result video", controls: true, loop: true, playsinline: true, muted: true, preload: "metadata", hidden: true });
+  player.muted = true;
+  const note = h("p", { class: "fpw-player-note" });
+  const saveVideo = h("a", { class: "fpw-link", text: "Download video", hidden: true });
+  const cardBtn = h("button", { type: "button", class: "fpw-card-export", text: "Run card", title: "Download a run card (.zip: metadata and poster)", hidden: true });
+  box.append(player, note, h("div", { class: "fpw-actions" }, saveVideo, cardBtn));
+  const lastStage = new Map();
+  let autoplay = null;
+  function onStatus() {
+    const st = get("status") || {};
+    const prev = lastStage.get(st.run_id);
+    if (st.run_id) lastStage.set(st.run_id, st.stage);
+    if (st.stage === "completed" && prev && prev !== "completed") autoplay = st.run_id; // it just finished here
+    sync();
+  }
+  function sync() {
     const st = get("status") || {};
     const rid = st.run_id;
-    const ready = rid && st.stage === "completed" && st.has_video;
-    cardBtn.hidden = !rid || !FINAL.has(st.stage);
-    if (!ready) {
+    cardBtn.hidden = !rid || !!st.running;
+    if (!(rid && st.stage === "completed" && st.has_video)) {
       saveVideo.hidden = true;
       player.hidden = true;
       player.removeAttribute("data-run-id");
-      playerNote.textContent = rid && st.stage === "completed" ? "This run's video is not in the local cache." : "";
+      note.textContent = rid && st.stage === "completed" ? "This run's video is not in the local cache." : "";
       return;
     }
     player.hidden = false;
-    const url = videos.get(rid);
-    const poster = posters.get(rid);
+    const url = media.video(rid), poster = media.poster(rid);
     if (poster && player.getAttribute("poster") !== poster) player.setAttribute("poster", poster);
     if (player.dataset.runId !== rid) {
       saveVideo.hidden = true;
@@ -455,7 +552,7 @@ function render({ model, el }) {
       player.removeAttribute("src");
       player.load?.();
     }
-    if (!url) { requestVideo(rid); playerNote.textContent = "Loading the video\u2026"; return; }
+    if (!url) { media.request(rid); note.textContent = "Loading the video\u2026"; return; }
     saveVideo.hidden = false;
     saveVideo.href = url;
     saveVideo.download = `framepack-${rid.slice(0, 8)}.mp4`;
@@ -463,137 +560,180 @@ function render({ model, el }) {
       const safe = safeUrl(url);
       if (!safe) return;
       player.src = safe;
-      if (state.autoplay === rid) { state.autoplay = null; player.play?.()?.catch?.(() => {}); }
+      if (autoplay === rid) { autoplay = null; player.play?.()?.catch?.(() => {}); }
     }
-    playerNote.textContent = "";
+    note.textContent = "";
   }
-  on(player, "loadedmetadata", () => { player.dataset.ready = "true"; });
-  on(player, "error", () => { player.dataset.ready = "error"; });
+  s.on(player, "loadedmetadata", () => { player.dataset.ready = "true"; });
+  s.on(player, "error", () => { player.dataset.ready = "error"; });
+  s.on(cardBtn, "click", () => send({ type: "export", what: "card", run_id: get("status")?.run_id }));
+  s.defer(media.subscribe((what, rid, message) => {
+    if (what !== "video_error") sync();
+    else if (rid === get("status")?.run_id) note.textContent = message || "";
+  }));
+  s.watch("change:status", onStatus);
+  onStatus();
+  return s.close;
+}
 
-  function requestVideo(rid) {
-    if (requested.has(rid) || videos.has(rid)) return;
-    requested.add(rid);
-    send({ type: "video", run_id: rid, nonce: id });
+/** A sweep waiting for confirmation, or its progress. */
+function mountSweep(ctx, box) {
+  const s = scope(ctx.model), { get, send } = ctx;
+  const text = h("p", { class: "fpw-sweep-text" });
+  const go = h("button", { type: "button", class: "fpw-primary", text: "Start sweep" });
+  const stop = h("button", { type: "button", text: "Discard sweep" });
+  const section = h("section", { class: "fpw-sweep", "aria-label": "Sweep", hidden: true }, text, h("div", { class: "fpw-actions" }, go, stop));
+  box.append(section);
+  s.on(go, "click", () => send({ type: "sweep", action: "confirm", sweep_id: get("sweep_info")?.sweep_id }));
+  s.on(stop, "click", () => send({ type: "sweep", action: "cancel", sweep_id: get("sweep_info")?.sweep_id }));
+  function sync() {
+    const sw = get("sweep_info") || {};
+    section.hidden = !sw.sweep_id;
+    if (!sw.sweep_id) return;
+    section.dataset.state = sw.state;
+    const prog = Object.entries(sw.progress || {}).map(([k, n]) => `${n} ${(STAGES[k] || k).toLowerCase()}`).join(", ");
+    text.textContent = `Sweep: ${sw.description || ""}${sw.state === "pending" ? " Nothing starts until you press Start sweep." : ` \u2014 ${sw.state}: ${prog}`}${sw.error ? ` ${sw.error}` : ""}`;
+    go.hidden = sw.state !== "pending";
+    stop.hidden = sw.state === "done" || sw.state === "cancelled";
+    stop.textContent = sw.state === "pending" ? "Discard sweep" : "Cancel sweep";
   }
-  function keepVideo(rid, url) {
-    videos.set(rid, url);
-    const inUse = new Set([get("status")?.run_id, ...((get("comparison") || {}).run_ids || [])]);
-    for (const [k, u] of videos) {
-      if (videos.size <= KEEP_VIDEOS) break;
-      if (!inUse.has(k)) { videos.delete(k); dropUrl(u); requested.delete(k); }
-    }
-  }
+  s.watch("change:sweep_info", sync);
+  sync();
+  return s.close;
+}
 
-  // ---------------------------------------------------------------- history
-  const cardEls = new Map();
+/** Run cards (with posters), selection for comparison and paging of older runs. */
+function mountHistory(ctx, box) {
+  const s = scope(ctx.model), { get, save, send, media } = ctx;
+  const cards = h("div", { class: "fpw-cards", role: "list" });
+  const compareBtn = h("button", { type: "button", class: "fpw-compare-btn", text: "Compare", disabled: true });
+  const older = h("button", { type: "button", class: "fpw-older", text: "Show older runs", hidden: true });
+  const title = h("h3", { class: "fpw-h" });
+  const section = h("section", { class: "fpw-history", "aria-label": "History" },
+    h("div", { class: "fpw-history-head" }, title, h("span", { class: "fpw-select-hint", text: "Select 2 to 4 runs, then" }), compareBtn), cards, older);
+  box.append(section);
+  const els = new Map(); // run id -> { e, thumb, show, text, meta, check }
+  const askedPosters = new Set();
   function card(c) {
-    let e = cardEls.get(c.id);
-    if (!e) {
+    let r = els.get(c.id);
+    if (!r) {
       const thumb = h("img", { class: "fpw-card-thumb", alt: "" });
       const show = h("button", { type: "button", class: "fpw-card-show" }, thumb);
       const text = h("p", { class: "fpw-card-prompt" });
       const meta = h("p", { class: "fpw-card-meta" });
       const check = h("input", { type: "checkbox", class: "fpw-card-check" });
-      e = h("div", { class: "fpw-card", role: "listitem", "data-run-id": c.id }, show, h("div", { class: "fpw-card-body" }, text, meta), h("label", { class: "fpw-card-sel" }, check));
-      Object.assign(e, { _thumb: thumb, _show: show, _text: text, _meta: meta, _check: check });
-      on(show, "click", () => send({ type: "show", run_id: c.id }));
-      on(check, "change", () => {
+      const e = h("div", { class: "fpw-card", role: "listitem", "data-run-id": c.id }, show, h("div", { class: "fpw-card-body" }, text, meta), h("label", { class: "fpw-card-sel" }, check));
+      r = { e, thumb, show, text, meta, check };
+      s.on(show, "click", () => send({ type: "show", run_id: c.id }));
+      s.on(check, "change", () => {
         const sel = (get("selected") || []).filter((x) => x !== c.id);
         if (check.checked) sel.push(c.id);
         save("selected", sel.slice(-4));
         syncSelection();
       });
-      cardEls.set(c.id, e);
+      els.set(c.id, r);
     }
     const excerpt = c.prompt.length > 80 ? c.prompt.slice(0, 79) + "\u2026" : c.prompt;
-    e.dataset.stage = c.stage;
-    e._text.textContent = excerpt || "(no prompt)";
-    e._text.title = c.prompt;
+    r.e.dataset.stage = c.stage;
+    r.text.textContent = excerpt || "(no prompt)";
+    r.text.title = c.prompt;
     const bits = [`${c.duration} s`, STAGES[c.stage] || c.stage];
     if (c.wall != null) bits.push(clock(c.wall));
     bits.push(money(c.cost) + (c.backend === "simulator" ? " sim" : ""));
-    e._meta.textContent = bits.join(" \u00b7 ");
-    e._show.setAttribute("aria-label", `Show run: ${excerpt}`);
-    e._check.setAttribute("aria-label", `Select for comparison: ${excerpt}`);
-    const p = posters.get(c.id);
-    if (p && e._thumb.getAttribute("src") !== p) e._thumb.src = p;
-    e.classList.toggle("fpw-current", c.id === get("status")?.run_id);
-    return e;
+    r.meta.textContent = bits.join(" \u00b7 ");
+    r.show.setAttribute("aria-label", `Show run: ${excerpt}`);
+    r.check.setAttribute("aria-label", `Select for comparison: ${excerpt}`);
+    const p = media.poster(c.id);
+    if (p && r.thumb.getAttribute("src") !== p) r.thumb.src = p;
+    r.e.classList.toggle("fpw-current", c.id === get("status")?.run_id);
+    return r.e;
   }
-  function allCards() { return [...(get("history") || []), ...state.older.filter((o) => !(get("history") || []).some((c) => c.id === o.id))]; }
-  function syncHistory() {
-    const list = allCards();
+  function sync() {
+    const list = ctx.runs();
     const focused = cards.contains(document.activeElement) ? document.activeElement : null;
-    const els = list.map(card);
+    const shown = list.map(card);
     const keep = new Set(list.map((c) => c.id));
-    for (const [k, e] of cardEls) if (!keep.has(k)) cardEls.delete(k);
-    if (els.length !== cards.children.length || els.some((e, i) => cards.children[i] !== e)) {
-      cards.replaceChildren(...els);
+    for (const k of els.keys()) if (!keep.has(k)) els.delete(k);
+    if (shown.length !== cards.children.length || shown.some((e, i) => cards.children[i] !== e)) {
+      cards.replaceChildren(...shown);
       if (focused?.isConnected && document.activeElement !== focused) focused.focus();
     }
     const total = get("history_total") || list.length;
-    histTitle.textContent = `History (${total} run${total === 1 ? "" : "s"})`;
+    title.textContent = `History (${total} run${total === 1 ? "" : "s"})`;
     older.hidden = list.length >= total;
-    history.hidden = !list.length;
-    const missing = list.filter((c) => !posters.has(c.id) && !askedPosters.has(`${c.id}:${c.has_video}`));
+    section.hidden = !list.length;
+    const missing = list.filter((c) => !media.poster(c.id) && !askedPosters.has(`${c.id}:${c.has_video}`));
     missing.forEach((c) => askedPosters.add(`${c.id}:${c.has_video}`));
     if (missing.length) send({ type: "posters", run_ids: missing.map((c) => c.id) });
     syncSelection();
-    // A run shown in the comparison may have just finished: fetch its video.
-    if (state.cmpIds) list.filter((c) => state.cmpIds.includes(c.id) && c.has_video).forEach((c) => requestVideo(c.id));
   }
   function syncSelection() {
     const sel = get("selected") || [];
-    for (const [k, e] of cardEls) {
-      e._check.checked = sel.includes(k);
-      e._check.disabled = !e._check.checked && sel.length >= 4;
-      e.classList.toggle("fpw-selected", e._check.checked);
+    for (const [k, { e, check }] of els) {
+      check.checked = sel.includes(k);
+      check.disabled = !check.checked && sel.length >= 4;
+      e.classList.toggle("fpw-selected", check.checked);
     }
     compareBtn.disabled = sel.length < 2 || sel.length > 4;
   }
-  on(compareBtn, "click", () => send({ type: "compare", run_ids: (get("selected") || []).slice(0, 4) }));
-  on(older, "click", () => {
-    const seqs = allCards().map((c) => c.seq).filter(Number.isInteger);
-    send(seqs.length ? { type: "history", before: Math.min(...seqs) } : { type: "history", offset: allCards().length });
+  s.on(compareBtn, "click", () => send({ type: "compare", run_ids: (get("selected") || []).slice(0, 4) }));
+  s.on(older, "click", () => {
+    const list = ctx.runs(), seqs = list.map((c) => c.seq).filter(Number.isInteger);
+    send(seqs.length ? { type: "history", before: Math.min(...seqs) } : { type: "history", offset: list.length });
   });
-  on(cardBtn, "click", () => send({ type: "export", what: "card", run_id: get("status")?.run_id }));
-  on(exportBtn, "click", () => send({ type: "export", what: "comparison" }));
-  on(sweepGo, "click", () => send({ type: "sweep", action: "confirm", sweep_id: get("sweep_info")?.sweep_id }));
-  on(sweepStop, "click", () => send({ type: "sweep", action: "cancel", sweep_id: get("sweep_info")?.sweep_id }));
-  function syncSweep() {
-    const s = get("sweep_info") || {};
-    sweepBox.hidden = !s.sweep_id;
-    if (!s.sweep_id) return;
-    sweepBox.dataset.state = s.state;
-    const prog = Object.entries(s.progress || {}).map(([k, n]) => `${n} ${(STAGES[k] || k).toLowerCase()}`).join(", ");
-    sweepText.textContent = `Sweep: ${s.description || ""}${s.state === "pending" ? " Nothing starts until you press Start sweep." : ` \u2014 ${s.state}: ${prog}`}${s.error ? ` ${s.error}` : ""}`;
-    sweepGo.hidden = s.state !== "pending";
-    sweepStop.hidden = s.state === "done" || s.state === "cancelled";
-    sweepStop.textContent = s.state === "pending" ? "Discard sweep" : "Cancel sweep";
-  }
+  s.messages({ history_page(msg) { ctx.older.push(...(msg.runs || [])); sync(); } });
+  s.defer(media.subscribe((what, rid) => {
+    const c = what === "poster" && ctx.runs().find((x) => x.id === rid);
+    if (c) card(c);
+  }));
+  s.watch("change:history change:history_total change:status", sync);
+  s.watch("change:selected", syncSelection);
+  sync();
+  return s.close;
+}
 
-  // ---------------------------------------------------------------- comparison
-  function diffLine(ops) {
-    return h("p", { class: "fpw-diff" }, ...(ops || []).map(([op, text]) =>
-      op === "+" ? h("ins", { class: "fpw-add", text, title: "added" }) : op === "-" ? h("del", { class: "fpw-del", text, title: "removed" }) : h("span", { text }))
-      .flatMap((e, i) => (i ? [" ", e] : [e])));
-  }
-  function syncComparison() {
+const DIFF_NAMES = { prompt: "prompt", negative_prompt: "negative prompt", duration: "duration", start_image: "start image", end_image: "end image" };
+function diffLine(ops) {
+  return h("p", { class: "fpw-diff" }, ...(ops || []).map(([op, text]) =>
+    op === "+" ? h("ins", { class: "fpw-add", text, title: "added" }) : op === "-" ? h("del", { class: "fpw-del", text, title: "removed" }) : h("span", { text }))
+    .flatMap((e, i) => (i ? [" ", e] : [e])));
+}
+
+/** 2 to 4 runs side by side, played in lock-step, with what differs between them. */
+function mountComparison(ctx, box) {
+  const s = scope(ctx.model), { id, get, send, media } = ctx;
+  const summary = h("p", { class: "fpw-diff-summary" });
+  const grid = h("div", { class: "fpw-grid" });
+  const playBtn = h("button", { type: "button", class: "fpw-play", text: "Play", disabled: true });
+  const prevBtn = h("button", { type: "button", class: "fpw-prev", title: `Back 1/${FPS} s (key: ,)`, text: "Previous frame", disabled: true });
+  const nextBtn = h("button", { type: "button", class: "fpw-next", title: `Forward 1/${FPS} s (key: .)`, text: "Next frame", disabled: true });
+  const seek = h("input", { type: "range", class: "fpw-seek", "aria-label": "Seek", min: 0, max: 0, step: 1 / FPS, value: 0, disabled: true });
+  const speed = h("select", { class: "fpw-speed", "aria-label": "Playback speed" }, ...[0.25, 0.5, 1, 1.5, 2].map((r) => h("option", { value: r, selected: r === 1, text: `${r}\u00d7` })));
+  const loopBox = h("input", { type: "checkbox", checked: true, id: `${id}-loop` });
+  const closeBtn = h("button", { type: "button", class: "fpw-close", text: "Close comparison" });
+  const exportBtn = h("button", { type: "button", class: "fpw-export", text: "Export MP4", title: "One side-by-side MP4, labelled with what differs" });
+  const section = h("section", { class: "fpw-compare", "aria-label": "Comparison", hidden: true },
+    h("div", { class: "fpw-history-head" }, h("h3", { class: "fpw-h", text: "Comparison" }), exportBtn, closeBtn), summary, grid,
+    h("div", { class: "fpw-toolbar" }, playBtn, prevBtn, nextBtn, seek, speed, h("label", { class: "fpw-loop" }, loopBox, " Loop")));
+  box.append(section);
+  let ids = null, sync = null, cells = null, seeking = false; // cells: aborts the grid's own listeners
+  const reset = () => { sync?.destroy(); sync = null; cells?.abort(); cells = null; };
+  s.defer(reset);
+
+  function build() {
     const cmp = get("comparison") || {};
-    const ids = cmp.run_ids || [];
-    const same = state.cmpIds && ids.join() === state.cmpIds.join();
-    if (same) return fillCompare();
-    state.sync?.destroy();
-    state.sync = null;
-    state.cmpIds = ids.length ? ids : null;
-    compare.hidden = !ids.length;
-    compare.dataset.ready = "false";
+    const now = cmp.run_ids || [];
+    if (ids && now.join() === ids.join()) return fill();
+    reset();
+    ids = now.length ? now : null;
+    section.hidden = !ids;
+    section.dataset.ready = "false";
     grid.replaceChildren();
-    if (!ids.length) return;
+    if (!ids) return;
+    cells = new AbortController();
     const d = cmp.differs || {};
-    const names = { prompt: "prompt", negative_prompt: "negative prompt", duration: "duration", start_image: "start image", end_image: "end image" };
-    const diffs = Object.keys(names).filter((k) => d[k]).map((k) => names[k]);
-    cmpSummary.textContent = diffs.length ? `What differs: ${diffs.join(", ")}.` : "These runs have the same inputs.";
+    const diffs = Object.keys(DIFF_NAMES).filter((k) => d[k]).map((k) => DIFF_NAMES[k]);
+    summary.textContent = diffs.length ? `What differs: ${diffs.join(", ")}.` : "These runs have the same inputs.";
     grid.style.setProperty("--fpw-cols", String(Math.min(ids.length, 4)));
     for (const item of cmp.items || []) {
       const v = h("video", { class: "fpw-cmp-video", muted: true, playsinline: true, loop: true, preload: "auto", "data-run-id": item.run_id });
@@ -603,157 +743,100 @@ function render({ model, el }) {
       facts.push(h("span", { class: `fpw-fact${d.duration ? " fpw-changed" : ""}`, text: `${item.duration} s` }));
       if (d.start_image) facts.push(h("span", { class: "fpw-fact fpw-changed", text: `Start image ${item.start_image?.sha?.slice(0, 6) || "?"}` }));
       if (d.end_image) facts.push(h("span", { class: "fpw-fact fpw-changed", text: item.end_image ? `End image ${item.end_image.sha.slice(0, 6)}` : "No end image" }));
-      const note = h("p", { class: "fpw-cell-note" });
       grid.append(h("figure", { class: "fpw-cell", "data-run-id": item.run_id },
-        h("figcaption", {}, h("strong", { class: "fpw-label", text: item.label }), diffLine(item.prompt), h("div", { class: "fpw-facts" }, ...facts)), v, note));
-      on(v, "loadedmetadata", () => { v.dataset.ready = "true"; maybeSync(); });
+        h("figcaption", {}, h("strong", { class: "fpw-label", text: item.label }), diffLine(item.prompt), h("div", { class: "fpw-facts" }, ...facts)), v, h("p", { class: "fpw-cell-note" })));
+      v.addEventListener("loadedmetadata", () => { v.dataset.ready = "true"; maybeSync(); }, { signal: cells.signal });
     }
-    fillCompare();
-    root.querySelector(".fpw-compare")?.scrollIntoView?.({ block: "nearest" });
+    fill();
+    section.scrollIntoView?.({ block: "nearest" });
   }
-  function fillCompare() {
-    const hist = new Map(allCards().map((c) => [c.id, c]));
+  function fill() {
+    const runs = new Map(ctx.runs().map((c) => [c.id, c]));
     for (const fig of grid.querySelectorAll(".fpw-cell")) {
       const rid = fig.dataset.runId, v = fig.querySelector("video"), note = fig.querySelector(".fpw-cell-note");
-      const url = videos.get(rid), c = hist.get(rid);
-      const p = posters.get(rid);
-      if (p) v.setAttribute("poster", p);
+      const url = media.video(rid), poster = media.poster(rid), c = runs.get(rid);
+      if (poster) v.setAttribute("poster", poster);
       if (url) { if (v.getAttribute("src") !== url && safeUrl(url)) v.src = url; note.textContent = ""; }
-      else if (!c || c.has_video) { requestVideo(rid); note.textContent = "Loading the video\u2026"; }
+      else if (!c || c.has_video) { media.request(rid); note.textContent = "Loading the video\u2026"; }
       else note.textContent = `No video yet (${STAGES[c.stage] || c.stage}).`;
     }
     maybeSync();
   }
   function maybeSync() {
     const vids = [...grid.querySelectorAll("video")];
-    if (state.sync || vids.length < 2 || !vids.every((v) => v.dataset.ready === "true")) return;
-    const s = (state.sync = new SyncController(vids));
-    s.setRate(Number(speed.value));
-    s.setLoop(loopBox.checked);
-    seek.max = s.leader.duration || 10;
+    if (sync || vids.length < 2 || !vids.every((v) => v.dataset.ready === "true")) return;
+    const c = (sync = new SyncController(vids));
+    c.setRate(Number(speed.value));
+    c.setLoop(loopBox.checked);
+    seek.max = c.leader.duration || 0;
     [playBtn, prevBtn, nextBtn, seek].forEach((b) => { b.disabled = false; });
-    compare.dataset.ready = "true";
-    const upd = () => { playBtn.textContent = s.paused ? "Play" : "Pause"; if (!state.seeking) seek.value = s.leader.currentTime; };
-    for (const ev of ["play", "pause", "timeupdate", "seeked"]) on(s.leader, ev, upd);
+    section.dataset.ready = "true";
+    const upd = () => { playBtn.textContent = c.paused ? "Play" : "Pause"; if (!seeking) seek.value = c.leader.currentTime; };
+    for (const ev of ["play", "pause", "timeupdate", "seeked"]) c.leader.addEventListener(ev, upd, { signal: cells.signal });
     upd();
   }
-  on(playBtn, "click", () => state.sync?.toggle());
-  on(prevBtn, "click", () => state.sync?.step(-1));
-  on(nextBtn, "click", () => state.sync?.step(1));
-  on(seek, "input", () => { state.seeking = true; state.sync?.seek(Number(seek.value)); });
-  on(seek, "change", () => { state.seeking = false; });
-  on(speed, "change", () => state.sync?.setRate(Number(speed.value)));
-  on(loopBox, "change", () => state.sync?.setLoop(loopBox.checked));
-  on(closeBtn, "click", () => send({ type: "compare", run_ids: [] }));
-  on(compare, "keydown", (e) => {
+  s.on(playBtn, "click", () => sync?.toggle());
+  s.on(prevBtn, "click", () => sync?.step(-1));
+  s.on(nextBtn, "click", () => sync?.step(1));
+  s.on(seek, "input", () => { seeking = true; sync?.seek(Number(seek.value)); });
+  s.on(seek, "change", () => { seeking = false; });
+  s.on(speed, "change", () => sync?.setRate(Number(speed.value)));
+  s.on(loopBox, "change", () => sync?.setLoop(loopBox.checked));
+  s.on(closeBtn, "click", () => send({ type: "compare", run_ids: [] }));
+  s.on(exportBtn, "click", () => send({ type: "export", what: "comparison" }));
+  s.on(section, "keydown", (e) => {
     if (e.target.matches?.("input, select, textarea")) return;
-    if (e.key === " " || e.key === "k") { e.preventDefault(); state.sync?.toggle(); }
-    else if (e.key === ",") state.sync?.step(-1);
-    else if (e.key === ".") state.sync?.step(1);
+    if (e.key === " " || e.key === "k") { e.preventDefault(); sync?.toggle(); }
+    else if (e.key === ",") sync?.step(-1);
+    else if (e.key === ".") sync?.step(1);
   });
+  s.defer(media.subscribe((what) => { if (what === "video" && ids) fill(); }));
+  s.watch("change:comparison", build);
+  s.watch("change:history", () => ids && fill()); // a compared run may have just finished
+  build();
+  return s.close;
+}
 
-  // ---------------------------------------------------------------- kernel -> view messages
-  function onMessage(msg, buffers) {
-    if (!msg || typeof msg !== "object") return;
-    const buf = buffers?.[0];
-    switch (msg.type) {
-      case "image": {
-        if (!SLOT_NAMES[msg.slot]) return;
-        setSlotUrls(msg.slot, buf ? makeUrl(new Blob([buf], { type: msg.mime || "image/jpeg" })) : null);
-        break;
-      }
-      case "generated":
-      case "error":
-        if (msg.request_id && msg.request_id === state.pending) { state.pending = null; clearTimeout(state.pendingTimer); updateGenerate(); }
-        if (msg.type !== "error") break;
-        showError([msg.message, msg.hint].filter(Boolean).join(" "));
-        if (SLOT_NAMES[msg.slot]) { const s = slots[msg.slot]; dropUrl(s.preview); s.preview = null; syncSlot(msg.slot); }
-        break;
-      case "video": {
-        if (videos.has(msg.run_id) || !buf) return;
-        const key = `${msg.run_id}/${msg.nonce}`;
-        const t = incoming.get(key) || { parts: new Array(msg.count), got: 0 };
-        if (!t.parts[msg.index]) { t.parts[msg.index] = buf; t.got++; }
-        incoming.set(key, t);
-        if (t.got < msg.count) return;
-        incoming.delete(key);
-        keepVideo(msg.run_id, makeUrl(new Blob(t.parts, { type: msg.mime || "video/mp4" })));
-        syncPlayer();
-        fillCompare();
-        break;
-      }
-      case "video_error":
-        requested.delete(msg.run_id);
-        if (msg.run_id === get("status")?.run_id) playerNote.textContent = msg.message || "";
-        break;
-      case "poster": {
-        if (!buf) return;
-        dropUrl(posters.get(msg.run_id));
-        posters.set(msg.run_id, makeUrl(new Blob([buf], { type: msg.mime || "image/jpeg" })));
-        const c = allCards().find((x) => x.id === msg.run_id);
-        if (c) card(c);
-        syncPlayer();
-        break;
-      }
-      case "download": {
-        if (!buf) return;
-        const t = incoming.get(`dl/${msg.key}`) || { parts: new Array(msg.count), got: 0 };
-        if (!t.parts[msg.index]) { t.parts[msg.index] = buf; t.got++; }
-        incoming.set(`dl/${msg.key}`, t);
-        if (t.got < msg.count) return;
-        incoming.delete(`dl/${msg.key}`);
-        const a = h("a", { href: makeUrl(new Blob(t.parts, { type: msg.mime || "application/octet-stream" })), download: msg.name || "download", hidden: true });
-        root.append(a);
-        a.click();
-        a.remove();
-        break;
-      }
-      case "history_page":
-        state.older.push(...(msg.runs || []));
-        syncHistory();
-        break;
-    }
-  }
+// ------------------------------------------------------------------ the view
 
-  // ---------------------------------------------------------------- wiring
-  const handlers = [
-    ["msg:custom", onMessage],
-    ["change:prompt change:negative_prompt change:duration change:cost_per_second change:busy", syncInputs],
-    ["change:backend change:backend_label change:balance", syncBackend],
-    ["change:session_cost", syncSession],
-    ["change:start_image_info", () => syncSlot("start")],
-    ["change:end_image_info", () => syncSlot("end")],
-    ["change:input_error", () => showError(get("input_error"))],
-    ["change:status", () => { syncStatus(); syncHistory(); }],
-    ["change:history change:history_total", syncHistory],
-    ["change:selected", syncSelection],
-    ["change:comparison", syncComparison],
-    ["change:sweep_info", syncSweep],
-    ["change:notice", () => { notice.textContent = get("notice") || ""; }],
-  ];
-  for (const [ev, fn] of handlers) for (const name of ev.split(" ")) model.on(name, fn);
-  syncInputs();
-  syncBackend();
-  syncSlot("start");
-  syncSlot("end");
-  showError(get("input_error"));
-  syncStatus();
-  syncHistory();
-  syncComparison();
-  syncSweep();
-  notice.textContent = get("notice") || "";
-  send({ type: "hello" });
+/** What the mounts of one view share: model accessors, the view's id and root, the media
+ * store and the run cards paged in beyond the history trait. Close it with ctx.media.close. */
+export function context(model, root) {
+  const older = [];
+  const ctx = {
+    model, root, older,
+    id: "fpw" + Math.random().toString(36).slice(2, 8),
+    get: (k) => model.get(k),
+    save(k, v) { model.set(k, v); model.save_changes(); },
+    send: (msg, buffers) => model.send(msg, undefined, buffers),
+    /** The history trait's cards, then older pages not in it. */
+    runs() {
+      const hist = model.get("history") || [], ids = new Set(hist.map((c) => c.id));
+      return [...hist, ...older.filter((c) => !ids.has(c.id))];
+    },
+  };
+  ctx.media = mediaStore(ctx);
+  return ctx;
+}
 
+function render({ model, el }) {
+  const root = h("div", { class: "fpw-root" });
+  el.replaceChildren(root);
+  const ctx = context(model, root);
+  const main = h("div", { class: "fpw-main" });
+  const output = h("section", { class: "fpw-output", "aria-label": "Result" });
+  const cleanups = [ctx.media.close, mountHeader(ctx, root)];
+  root.append(main);
+  cleanups.push(mountInputs(ctx, main));
+  main.append(output);
+  cleanups.push(mountStatus(ctx, output), mountResult(ctx, output),
+    mountSweep(ctx, root), mountHistory(ctx, root), mountComparison(ctx, root));
+  ctx.send({ type: "hello" });
   return () => {
-    for (const [ev, fn] of handlers) for (const name of ev.split(" ")) model.off(name, fn);
-    ac.abort();
-    state.sync?.destroy();
-    clearInterval(state.ticker);
-    clearTimeout(state.pendingTimer);
-    for (const u of urls) URL.revokeObjectURL(u);
-    urls.clear();
+    for (const cleanup of cleanups.reverse()) cleanup();
     el.replaceChildren();
   };
 }
 
+export { mountHeader, mountInputs, mountStatus, mountResult, mountSweep, mountHistory, mountComparison, mediaStore };
 export default { initialize, render };
