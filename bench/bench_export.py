@@ -14,7 +14,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 SECONDS = 10
 FPS = 30
@@ -47,6 +46,7 @@ def results() -> list[dict]:
     here = Path(__file__).resolve().parent.parent
     sys.path.insert(0, str(here))
     from framepack_widgets.export import export_comparison, export_run_card
+    from framepack_widgets.runs import Run
 
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -66,10 +66,10 @@ def results() -> list[dict]:
                     "met": elapsed <= SECONDS,
                 }
             )
-        run = SimpleNamespace(
-            run_id="bench", task_id="t", backend="simulator", stage="completed", status="completed",
-            input=None, video_path=clips[0], wall_time=40.0, cost_usd=0.3,
-        )
+        run = Run.from_dict({
+            "run_id": "bench", "task_id": "t", "backend": "simulator", "stage": "completed", "status": "completed",
+            "params": {"prompt": "camera zooms in", "duration": 10}, "video_path": str(clips[0]),
+        })
         started = time.perf_counter()
         export_run_card(run, folder / "cards")
         elapsed = time.perf_counter() - started

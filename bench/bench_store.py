@@ -6,8 +6,8 @@ history (goal: at most 200 ms, memory not growing with the number of runs), and 
     .venv/bin/python bench/run.py store       # the same rows among the other benchmarks
 
 "Open + first page" is what the widget does when a notebook opens: `RunStore(folder)`,
-`store.list(limit=50)`, `store.count()` and one summary dict per run. "Add a run" is what
-`Runner.start()` writes before sending anything: `Run(input)`, `put_image`, `save`.
+`store.list(limit=50)`, `store.count()` and one `Run.to_dict()` per run. "Add a run" is what
+`Runner.start()` writes before sending anything: `Run.from_input(input)`, `put_image`, `save`.
 Memory is the tracemalloc peak of Python allocations during open + first page (SQLite's
 own page cache is C memory, bounded by its cache_size setting, and not counted).
 """
@@ -47,16 +47,16 @@ def _base_input() -> FramepackInput:
 
 def _finished_run(base: FramepackInput, i: int, now: datetime) -> Run:
     """A realistic history entry: completed, with its status history and a few log lines."""
-    run = Run(base.replace(prompt=f"{base.prompt} (variant {i})", duration=10 + i % 21), backend="piapi")
+    run = Run.from_input(base.replace(prompt=f"{base.prompt} (variant {i})", duration=10 + i % 21), backend="piapi")
     run.created_at = now - timedelta(minutes=10_000 - i)
-    run._history = [run._history[0]._replace(at=run.created_at)]
-    run._set(stage=RunStage.SUBMITTING, submitted_at=run.created_at)
-    run._set(stage=RunStage.PENDING, task_id=f"task-{i:06d}", status=TaskStatus.PENDING)
+    run.history[0] = run.history[0]._replace(at=run.created_at)
+    run.update(stage=RunStage.SUBMITTING, submitted_at=run.created_at)
+    run.update(stage=RunStage.PENDING, task_id=f"task-{i:06d}", status=TaskStatus.PENDING)
     for percent in (10.0, 45.0, 90.0):
-        run._set(stage=RunStage.PROCESSING, status=TaskStatus.PROCESSING, percent=percent)
-    run._set(logs=("queued", "loading model", "sampling", "encoding"), video_url=f"https://img.example/{i}.mp4")
-    run._set(stage=RunStage.COMPLETED, status=TaskStatus.COMPLETED, percent=100.0,
-             video_sha=f"{i:064x}", finished_at=run.created_at + timedelta(seconds=90 + i % 60))
+        run.update(stage=RunStage.PROCESSING, status=TaskStatus.PROCESSING, percent=percent)
+    run.update(logs=("queued", "loading model", "sampling", "encoding"), video_url=f"https://img.example/{i}.mp4")
+    run.update(stage=RunStage.COMPLETED, status=TaskStatus.COMPLETED, percent=100.0,
+               video_sha=f"{i:064x}", finished_at=run.created_at + timedelta(seconds=90 + i % 60))
     return run
 
 
@@ -76,7 +76,7 @@ def open_first_page(folder: Path) -> tuple[float, list[dict]]:
     store = RunStore(folder)
     runs = store.list(limit=PAGE)
     total = store.count()
-    cards = [run.summary() for run in runs]
+    cards = [run.to_dict(history=False) for run in runs]
     elapsed = time.perf_counter() - started
     store.close()
     assert len(cards) == min(PAGE, total)
@@ -101,7 +101,7 @@ def measure_adds(folder: Path, base: FramepackInput, n: int = 1000) -> list[floa
     with RunStore(folder) as store:
         for inp in inputs:
             started = time.perf_counter()
-            run = Run(inp)
+            run = Run.from_input(inp)
             store.put_image(inp.start_image)
             store.save(run)
             times.append((time.perf_counter() - started) * 1000)

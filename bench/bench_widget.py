@@ -34,8 +34,7 @@ def state_growth(runs: int = 10) -> tuple[int, int]:
     from framepack_widgets import FramepackWidget
     from framepack_widgets.client import AsyncClient
     from framepack_widgets.inputs import FramepackInput
-    from framepack_widgets.runs import Run, RunStage
-    from framepack_widgets.runs import RunStore
+    from framepack_widgets.runs import Run, RunStage, RunStore
 
     def size(widget: FramepackWidget) -> int:
         state = {k: v for k, v in widget.get_state().items() if k not in ("_esm", "_css")}
@@ -55,8 +54,8 @@ def state_growth(runs: int = 10) -> tuple[int, int]:
         inp = FramepackInput(widget.prompt, widget.start_image, duration=30)
         store.put_image(inp.start_image)
         for i in range(runs):
-            run = Run(inp.replace(prompt=f"{i}: {inp.prompt}"), backend="simulator")
-            run.stage, run.percent, run.logs = RunStage.COMPLETED, 100.0, tuple(f"log line {n}" for n in range(40))
+            run = Run.from_input(inp.replace(prompt=f"{i}: {inp.prompt}"), backend="simulator")
+            run.update(stage=RunStage.COMPLETED, percent=100.0, logs=tuple(f"log line {n}" for n in range(40)))
             store.save(run)
         widget = FramepackWidget(client, store=store)
         widget.start_image = buf.getvalue()

@@ -410,7 +410,7 @@ from framepack_widgets.client import AsyncClient
 from framepack_widgets.inputs import FramepackInput
 from framepack_widgets.runs import Runner, RunStage
 from framepack_widgets.simulator import Simulator
-from framepack_widgets.store import RunStore
+from framepack_widgets.runs import RunStore
 
 async def main(folder):
     store = RunStore(folder)
@@ -438,7 +438,7 @@ async def test_kill_a_kernel_with_its_embedded_simulator_then_resume(tmp_path: P
 
     from framepack_widgets.client import AsyncClient
     from framepack_widgets.runs import Runner, RunStage
-    from framepack_widgets.store import RunStore
+    from framepack_widgets.runs import RunStore
 
     folder = tmp_path / "store"
     kernel = subprocess.Popen([sys.executable, "-c", KERNEL, str(folder)], stdout=subprocess.PIPE, text=True)

@@ -120,11 +120,13 @@ class Driver(Protocol):
 
 
 class ImageStore(Protocol):
-    """What a run asks of the `RunStore` it was read from: its normalised input images."""
+    """What a run asks of the `RunStore` it was read from: its input images and its history."""
 
     def image_source(self, info: Mapping[str, Any]) -> "ImageSource": ...
 
     def image_path(self, sha256: str) -> Path | None: ...
+
+    def history(self, run_id: str) -> "list[RunEvent]": ...
 
 
 class RunNotAttachedError(RuntimeError):
@@ -191,7 +193,9 @@ class Run:
     video_sha: str | None = None
     video_url: str | None = None
     video_path: Path | None = None
-    history: list[RunEvent] = field(default_factory=list)
+    #: The status history; None until first read for runs listed from a store (lists
+    #: of many runs read no history; `history` loads it on first use).
+    _history: list[RunEvent] | None = field(default=None, repr=False)
     #: Where the run is kept (its images are read from there), and who drives it: links,
     #: not part of the record.
     store: ImageStore | None = field(default=None, compare=False)
@@ -215,11 +219,23 @@ class Run:
         params = dict(input.to_params())
         params["image_encoding"], params["max_side"] = input.image_encoding, input.max_side
         run = cls(run_id or uuid.uuid4().hex, params, backend=backend, sweep_id=sweep_id)
-        run.history.append(RunEvent(run.created_at, run.stage, None, None))
+        run._history = [RunEvent(run.created_at, run.stage, None, None)]
         run._input = input
         return run
 
     # ----------------------------------------------------------------- what it is
+    @property
+    def history(self) -> list[RunEvent]:
+        """Status history, oldest first (read from the store on first use)."""
+        if self._history is None:
+            self._history = self.store.history(self.run_id) if self.store is not None else []
+        return self._history
+
+    def new_events(self, saved: int) -> list[RunEvent]:
+        """The history entries after the first `saved` (none when the history was never read,
+        for then nothing was added to it)."""
+        return [] if self._history is None else self._history[saved:]
+
     @property
     def input(self) -> "FramepackInput":
         """The validated input. For stored runs it is rebuilt on first use from the stored images."""
@@ -300,7 +316,7 @@ class Run:
 
     def replace_state(self, other: "Run") -> None:
         """Take every recorded field from `other`, a fresher copy of this run (read from the store)."""
-        for name in _STATE_FIELDS + ("seq", "created_at", "history"):
+        for name in _STATE_FIELDS + ("seq", "created_at", "_history"):
             setattr(self, name, getattr(other, name))
 
     def observe(self, callback: Observer) -> Callable[[], None]:
@@ -462,8 +478,10 @@ class Run:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Run":
-        """Read back what `to_dict()` wrote (derived keys are ignored)."""
+        """Read back what `to_dict()` wrote (derived keys are ignored; without "history" the
+        history is read from `store` on first use)."""
         status = data.get("status")
+        history = data.get("history")
         path = data.get("video_path")
         return cls(
             run_id=str(data["run_id"]),
@@ -482,7 +500,7 @@ class Run:
             video_sha=data.get("video_sha"),
             video_url=data.get("video_url"),
             video_path=Path(path) if path else None,
-            history=[RunEvent.from_dict(e) for e in data.get("history") or ()],
+            _history=None if history is None else [RunEvent.from_dict(e) for e in history],
         )
 
     def __repr__(self) -> str:
@@ -494,7 +512,7 @@ class Run:
 
 #: The fields a runner changes as a run moves on (everything but identity and links).
 _STATE_FIELDS = tuple(
-    f.name for f in fields(Run) if f.name not in ("run_id", "params", "seq", "created_at", "history", "store", "runner")
+    f.name for f in fields(Run) if f.name not in ("run_id", "params", "seq", "created_at", "_history", "store", "runner")
 )
 
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from .._sqlite import connect_wal, write_transaction
 from ..constants import IMAGE_EXT_MIME, IMAGE_MIME_EXT
 from ..errors import FramepackError
-from .record import UNFINISHED_STAGES, Run, RunStage, as_time
+from .record import UNFINISHED_STAGES, Run, RunEvent, RunStage, as_time
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..inputs import ImageSource
@@ -263,7 +263,7 @@ class RunStore:
                 db.execute(_UPSERT, [row[c] for c in _INSERT_COLUMNS])
             # History only grows: write the entries the store does not have yet.
             (saved,) = db.execute("SELECT COUNT(*) FROM run_events WHERE run_id = ?", (run.run_id,)).fetchone()
-            events = run.history[saved:]
+            events = run.new_events(saved)
             if events:
                 db.executemany(
                     "INSERT INTO run_events (run_id, at, stage, status, percent) VALUES (?, ?, ?, ?, ?)",
@@ -276,12 +276,10 @@ class RunStore:
         return True
 
     def _runs(self, rows: Sequence[Sequence[Any]]) -> list[Run]:
-        """Runs from rows of `_SELECT`, with their histories (one query for all of them)."""
-        records = [{name: _from_column(name, value) for name, value in zip(_RECORD_COLUMNS, row)} for row in rows]
-        histories = self._histories([r["run_id"] for r in records])
+        """Runs from rows of `_SELECT` (each reads its history from here on first use)."""
         runs = []
-        for record in records:
-            record["history"] = histories.get(record["run_id"], [])
+        for row in rows:
+            record = {name: _from_column(name, value) for name, value in zip(_RECORD_COLUMNS, row)}
             sha = record["video_sha"]
             path = self.video_path_for(sha) if sha else None
             record["video_path"] = path if path is not None and path.exists() else None
@@ -290,18 +288,13 @@ class RunStore:
             runs.append(run)
         return runs
 
-    def _histories(self, run_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-        found: dict[str, list[dict[str, Any]]] = {}
-        for start in range(0, len(run_ids), 500):  # SQLite's limit on bound parameters
-            chunk = run_ids[start : start + 500]
-            rows = self._query(
-                f"SELECT run_id, at, stage, status, percent FROM run_events WHERE run_id IN "
-                f"({', '.join('?' for _ in chunk)}) ORDER BY id",
-                chunk,
-            )
-            for run_id, at, stage, status, percent in rows:
-                found.setdefault(run_id, []).append({"at": at, "stage": stage, "status": status, "percent": percent})
-        return found
+    def history(self, run_id: str) -> list[RunEvent]:
+        """A run's status history, oldest first."""
+        rows = self._query("SELECT at, stage, status, percent FROM run_events WHERE run_id = ? ORDER BY id", (run_id,))
+        return [
+            RunEvent.from_dict({"at": at, "stage": stage, "status": status, "percent": percent})
+            for at, stage, status, percent in rows
+        ]
 
     def get(self, run_id: str) -> Run:
         """The stored run (a fresh object; its images load on first use)."""
