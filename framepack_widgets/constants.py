@@ -15,6 +15,7 @@ __all__ = [
     "MAX_DURATION",
     "FPS",
     "MAX_PROMPT_CHARS",
+    "MAX_COMPARED",
     "DEFAULT_MAX_SIDE",
     "IMAGE_MIME_EXT",
     "IMAGE_EXT_MIME",
@@ -38,6 +39,8 @@ FPS = 30
 
 #: Longest prompt (and negative prompt) accepted before anything is sent.
 MAX_PROMPT_CHARS = 2000
+#: How many runs a comparison puts side by side, at most (and at least 2).
+MAX_COMPARED = 4
 #: Images are downscaled so their long side is at most this many pixels before sending.
 DEFAULT_MAX_SIDE = 1280
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .compare import labels_for
-from .constants import FPS, MODEL, TASK_TYPE, VERSION
+from .constants import FPS, MAX_COMPARED, MODEL, TASK_TYPE, VERSION
 from .errors import InvalidInputError
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ __all__ = [
 
 CARD_FORMAT = "framepack-run-card"
 CARD_VERSION = 2  # 2: the run as Run.to_dict() writes it
-MAX_TILES = 4
+MAX_TILES = MAX_COMPARED
 
 # --------------------------------------------------------------------------------------
 # The comparison video

@@ -9,9 +9,7 @@ const STAGES = {
   cancelled: "Cancelled", submission_unknown: "Submission unknown", timed_out: "Timed out", error: "Error",
 };
 const SLOT_NAMES = { start: "Start image", end: "End image" };
-const MAX_SIDE = 1280;
 const MAX_UPLOAD = 900 * 1024; // stay under Colab's ~1 MB message limit
-const FPS = 30;
 const KEEP_VIDEOS = 8; // blob URLs of videos kept per view
 
 /** Only http(s) and blob: URLs may reach a src; anything else (javascript:, data:...) is refused. */
@@ -44,8 +42,8 @@ export function h(tag, attrs = {}, ...kids) {
   return e;
 }
 
-/** Downscale an image file in the browser (long side <= 1280) and encode it as JPEG. */
-export async function downscale(file, maxSide = MAX_SIDE) {
+/** Downscale an image file in the browser (long side <= maxSide) and encode it as JPEG. */
+export async function downscale(file, maxSide) {
   const bytes = async () => ({ buffer: await file.arrayBuffer(), mime: file.type || "application/octet-stream" });
   if (typeof createImageBitmap !== "function") return bytes();
   let bmp;
@@ -77,7 +75,7 @@ export async function downscale(file, maxSide = MAX_SIDE) {
  * large drift. Ticks on the leader's requestVideoFrameCallback (or animation frames).
  */
 export class SyncController {
-  constructor(videos, { fps = FPS, tolerance, raf } = {}) {
+  constructor(videos, { fps, tolerance, raf } = {}) {
     this.videos = [...videos];
     this.fps = fps;
     this.tol = tolerance ?? 1 / (3 * fps);
@@ -321,7 +319,7 @@ function mountSlots(ctx, box, say) {
     const t = slots[slot];
     t.meta.textContent = "Preparing\u2026";
     try {
-      const img = await downscale(file);
+      const img = await downscale(file, get("limits").max_side);
       if (s.closed) return;
       if (img.buffer.byteLength > MAX_UPLOAD * 8) throw new Error("the file is too large to send from the browser; set widget.start_image from Python instead");
       s.drop(t.preview);
@@ -372,7 +370,7 @@ function mountSlots(ctx, box, say) {
 function mountInputs(ctx, box) {
   const s = scope(ctx.model), { id, get, save, send } = ctx;
   const field = (label, control, extra) => h("div", { class: "fpw-field" }, h("label", { for: control.id, text: label }), control, extra);
-  const prompt = h("textarea", { id: `${id}-prompt`, class: "fpw-prompt", rows: 3, placeholder: "What should happen? e.g. \u201cthe camera slowly zooms in\u201d", "aria-keyshortcuts": "Control+Enter Meta+Enter" });
+  const prompt = h("textarea", { id: `${id}-prompt`, class: "fpw-prompt", rows: 3, maxlength: get("limits").max_prompt_chars, placeholder: "What should happen? e.g. \u201cthe camera slowly zooms in\u201d", "aria-keyshortcuts": "Control+Enter Meta+Enter" });
   const negative = h("textarea", { id: `${id}-neg`, class: "fpw-negative", rows: 1, placeholder: "What to avoid (optional)" });
   const dur = h("input", { id: `${id}-dur`, type: "range", class: "fpw-duration", step: 1 });
   const durOut = h("output", { class: "fpw-cost", for: dur.id, "aria-live": "polite" });
@@ -610,7 +608,7 @@ function mountHistory(ctx, box) {
   const older = h("button", { type: "button", class: "fpw-older", text: "Show older runs", hidden: true });
   const title = h("h3", { class: "fpw-h" });
   const section = h("section", { class: "fpw-history", "aria-label": "History" },
-    h("div", { class: "fpw-history-head" }, title, h("span", { class: "fpw-select-hint", text: "Select 2 to 4 runs, then" }), compareBtn), cards, older);
+    h("div", { class: "fpw-history-head" }, title, h("span", { class: "fpw-select-hint", text: `Select 2 to ${get("limits").max_compared} runs, then` }), compareBtn), cards, older);
   box.append(section);
   const els = new Map(); // run id -> { e, thumb, show, text, meta, check }
   const askedPosters = new Set();
@@ -628,7 +626,7 @@ function mountHistory(ctx, box) {
       s.on(check, "change", () => {
         const sel = (get("selected") || []).filter((x) => x !== c.id);
         if (check.checked) sel.push(c.id);
-        save("selected", sel.slice(-4));
+        save("selected", sel.slice(-get("limits").max_compared));
         syncSelection();
       });
       els.set(c.id, r);
@@ -668,15 +666,15 @@ function mountHistory(ctx, box) {
     syncSelection();
   }
   function syncSelection() {
-    const sel = get("selected") || [];
+    const sel = get("selected") || [], most = get("limits").max_compared;
     for (const [k, { e, check }] of els) {
       check.checked = sel.includes(k);
-      check.disabled = !check.checked && sel.length >= 4;
+      check.disabled = !check.checked && sel.length >= most;
       e.classList.toggle("fpw-selected", check.checked);
     }
-    compareBtn.disabled = sel.length < 2 || sel.length > 4;
+    compareBtn.disabled = sel.length < 2 || sel.length > most;
   }
-  s.on(compareBtn, "click", () => send({ type: "compare", run_ids: (get("selected") || []).slice(0, 4) }));
+  s.on(compareBtn, "click", () => send({ type: "compare", run_ids: (get("selected") || []).slice(0, get("limits").max_compared) }));
   s.on(older, "click", () => {
     const list = ctx.runs(), seqs = list.map((c) => c.seq).filter(Number.isInteger);
     send(seqs.length ? { type: "history", before: Math.min(...seqs) } : { type: "history", offset: list.length });
@@ -702,12 +700,13 @@ function diffLine(ops) {
 /** 2 to 4 runs side by side, played in lock-step, with what differs between them. */
 function mountComparison(ctx, box) {
   const s = scope(ctx.model), { id, get, send, media } = ctx;
+  const fps = get("limits").fps;
   const summary = h("p", { class: "fpw-diff-summary" });
   const grid = h("div", { class: "fpw-grid" });
   const playBtn = h("button", { type: "button", class: "fpw-play", text: "Play", disabled: true });
-  const prevBtn = h("button", { type: "button", class: "fpw-prev", title: `Back 1/${FPS} s (key: ,)`, text: "Previous frame", disabled: true });
-  const nextBtn = h("button", { type: "button", class: "fpw-next", title: `Forward 1/${FPS} s (key: .)`, text: "Next frame", disabled: true });
-  const seek = h("input", { type: "range", class: "fpw-seek", "aria-label": "Seek", min: 0, max: 0, step: 1 / FPS, value: 0, disabled: true });
+  const prevBtn = h("button", { type: "button", class: "fpw-prev", title: `Back 1/${fps} s (key: ,)`, text: "Previous frame", disabled: true });
+  const nextBtn = h("button", { type: "button", class: "fpw-next", title: `Forward 1/${fps} s (key: .)`, text: "Next frame", disabled: true });
+  const seek = h("input", { type: "range", class: "fpw-seek", "aria-label": "Seek", min: 0, max: 0, step: 1 / fps, value: 0, disabled: true });
   const speed = h("select", { class: "fpw-speed", "aria-label": "Playback speed" }, ...[0.25, 0.5, 1, 1.5, 2].map((r) => h("option", { value: r, selected: r === 1, text: `${r}\u00d7` })));
   const loopBox = h("input", { type: "checkbox", checked: true, id: `${id}-loop` });
   const closeBtn = h("button", { type: "button", class: "fpw-close", text: "Close comparison" });
@@ -765,7 +764,7 @@ function mountComparison(ctx, box) {
   function maybeSync() {
     const vids = [...grid.querySelectorAll("video")];
     if (sync || vids.length < 2 || !vids.every((v) => v.dataset.ready === "true")) return;
-    const c = (sync = new SyncController(vids));
+    const c = (sync = new SyncController(vids, { fps }));
     c.setRate(Number(speed.value));
     c.setLoop(loopBox.checked);
     seek.max = c.leader.duration || 0;

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import traitlets as t
 
+from ..constants import MAX_COMPARED
 from ..errors import InvalidInputError
 from . import _protocol as proto
 
@@ -145,7 +146,7 @@ class Messages:
             self._widget._make_current(run)
 
     def _on_compare(self, content: dict, buffers: list) -> None:
-        ids = [str(i) for i in (content.get("run_ids") or [])][:4]
+        ids = [str(i) for i in (content.get("run_ids") or [])][:MAX_COMPARED]
         try:
             self._widget.compare(*ids)
         except ValueError as exc:

@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Any, Callable, Coroutine
 import anywidget
 import traitlets as t
 
-from ..constants import COST_PER_SECOND, MAX_DURATION, MIN_DURATION
+from ..constants import (
+    COST_PER_SECOND,
+    DEFAULT_MAX_SIDE,
+    FPS,
+    MAX_COMPARED,
+    MAX_DURATION,
+    MAX_PROMPT_CHARS,
+    MIN_DURATION,
+)
 from ..errors import InvalidInputError
 from ..runs import Run, Runner, RunStage, RunStore
 from . import _protocol as proto
@@ -85,6 +93,10 @@ class FramepackWidget(anywidget.AnyWidget):
     cost_per_second = t.Float(COST_PER_SECOND).tag(sync=True)
     min_duration = t.Int(MIN_DURATION).tag(sync=True)
     max_duration = t.Int(MAX_DURATION).tag(sync=True)
+    #: The other fixed numbers the browser needs (it has no literal copy of any of them).
+    limits = t.Dict(
+        {"fps": FPS, "max_side": DEFAULT_MAX_SIDE, "max_prompt_chars": MAX_PROMPT_CHARS, "max_compared": MAX_COMPARED}
+    ).tag(sync=True)
     backend = t.Unicode("simulator").tag(sync=True)
     backend_label = t.Unicode("").tag(sync=True)
     balance = t.Unicode("").tag(sync=True)
@@ -407,7 +419,7 @@ class FramepackWidget(anywidget.AnyWidget):
 
     # ------------------------------------------------------------------ comparison & export
     def compare(self, *runs: "Run | str") -> None:
-        """Show 2 to 4 runs (Run objects or run ids) side by side; no arguments closes it."""
+        """Show 2 to 4 (`MAX_COMPARED`) runs, Run objects or run ids, side by side; no arguments closes it."""
         if len(runs) == 1 and isinstance(runs[0], (list, tuple)):
             runs = tuple(runs[0])
         if not runs:
@@ -420,8 +432,8 @@ class FramepackWidget(anywidget.AnyWidget):
                 raise ValueError(f"No run {ref!r} in this widget's history or store.")
             if all(r.run_id != run.run_id for r in resolved):
                 resolved.append(run)
-        if not 2 <= len(resolved) <= 4:
-            raise ValueError(f"Compare takes 2 to 4 different runs (got {len(resolved)}).")
+        if not 2 <= len(resolved) <= MAX_COMPARED:
+            raise ValueError(f"Compare takes 2 to {MAX_COMPARED} different runs (got {len(resolved)}).")
         self.selected = [r.run_id for r in resolved]
         self.comparison = proto.comparison(resolved)
 
@@ -523,7 +535,7 @@ class FramepackWidget(anywidget.AnyWidget):
             info["run_ids"] = info["run_ids"][:100]
             self.sweep_info = info
             if info["state"] == "done" and self.comparison.get("sweep_id") != sweep.sweep_id:
-                finished = [r for r in sweep.runs if r.stage is RunStage.COMPLETED][:4]
+                finished = [r for r in sweep.runs if r.stage is RunStage.COMPLETED][:MAX_COMPARED]
                 if len(finished) >= 2:
                     self.compare(*finished)
                     self.comparison = {**self.comparison, "sweep_id": sweep.sweep_id}

@@ -136,9 +136,22 @@ test("without a price from the model no figure is made up", () => {
   assert.equal(root.querySelector("output.fpw-cost").textContent, "10 s");
 });
 
-test("widget.js holds no price, no duration limits and no list of final stages", () => {
+test("frame rate, image size, prompt length and comparison size come from the model's limits", () => {
+  const { model, root } = view({ limits: { fps: 24, max_side: 640, max_prompt_chars: 99, max_compared: 3 },
+    history: ["a", "b", "c", "d"].map((k, i) => ({ id: k, prompt: k, stage: "completed", duration: 10, has_video: true, final: true, seq: i })) });
+  assert.equal(one(root, "Prompt").maxLength, 99);
+  assert.match(root.querySelector(".fpw-prev").title, /1\/24 s/);
+  assert.equal(root.querySelector(".fpw-seek").step, String(1 / 24));
+  assert.match(root.querySelector(".fpw-select-hint").textContent, /2 to 3 runs/);
+  model.update({ selected: ["a", "b", "c"] });
+  const unchecked = [...root.querySelectorAll(".fpw-card-check")].filter((c) => !c.checked);
+  assert.ok(unchecked.length === 1 && unchecked[0].disabled, "a fourth run cannot be selected");
+});
+
+test("widget.js holds no price, no limits and no list of final stages", () => {
   const src = readFileSync(new URL("../widget.js", import.meta.url), "utf8");
   assert.doesNotMatch(src, /0\.03/);
+  assert.doesNotMatch(src, /\b(1280|2000)\b|const FPS/, "no copy of the model's limits");
   assert.doesNotMatch(src, /get\([^)]*\)\s*(\?\?|\|\|)\s*\d/, "no numeric fallbacks for model values");
   assert.doesNotMatch(src, /(min|max)\s*:\s*(10|30)\b/);
   assert.doesNotMatch(src, /new Set\(\[\s*"completed"/);

@@ -8,12 +8,12 @@ const noRaf = () => {}; // ticks are driven by the test
 
 function pair(durations = [10, 10]) {
   const vids = durations.map((d) => new FakeVideo(d));
-  return { vids, s: new SyncController(vids, { raf: noRaf }) };
+  return { vids, s: new SyncController(vids, { fps: 30, raf: noRaf }) };
 }
 
 test("the longest video leads", () => {
   const vids = [new FakeVideo(10), new FakeVideo(20), new FakeVideo(15)];
-  const s = new SyncController(vids, { raf: noRaf });
+  const s = new SyncController(vids, { fps: 30, raf: noRaf });
   assert.equal(s.leader, vids[1]);
   assert.equal(s.followers.length, 2);
 });

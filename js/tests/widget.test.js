@@ -245,7 +245,7 @@ test("the browser downscales big photos to a 1280 px JPEG before sending", async
     async convertToBlob({ type, quality }) { return new Blob([new Uint8Array(quality > 0.85 ? 2_000_000 : 300_000)], { type }); }
   };
   try {
-    const out = await downscale(new File([new Uint8Array(10)], "big.jpg", { type: "image/jpeg" }));
+    const out = await downscale(new File([new Uint8Array(10)], "big.jpg", { type: "image/jpeg" }), 1280);
     assert.equal(out.width, 1280);
     assert.equal(out.height, 960);
     assert.equal(out.mime, "image/jpeg");
