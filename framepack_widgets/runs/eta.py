@@ -103,7 +103,7 @@ def _clean(sample: Any) -> tuple[float, float, str] | None:
         return None
     if not (math.isfinite(duration) and math.isfinite(wall)) or duration <= 0 or wall <= 0:
         return None
-    return duration, wall, str(getattr(backend, "value", backend) or "piapi")
+    return duration, wall, str(backend or "piapi")
 
 
 def _quartiles(values: list[float]) -> tuple[float, float]:
@@ -138,7 +138,7 @@ def estimate_wall_time(
     wall per second of video; a callable maps duration to seconds), e.g.
     `sim.expected_seconds` for the simulator's own clock.
     """
-    backend = str(getattr(backend, "value", backend) or "piapi")
+    backend = str(backend or "piapi")
     samples = [s for s in (_clean(x) for x in history) if s is not None and s[2] == backend]
     n = len(samples)
     if n >= min_samples:
