@@ -13,6 +13,7 @@ from typing import TextIO
 from .. import errors
 from ..inputs import FramepackInput
 from ..task import Task
+from ._common import add_backend_options, simulator_notice, uses_api
 from ._exit import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, exit_code_for
 
 __all__ = ["add_generate_parser", "generate_command"]
@@ -80,12 +81,7 @@ def add_generate_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser
     gen.add_argument("--duration", default="10", help="seconds of video, 10 to 30 (default 10)")
     gen.add_argument("-o", "--output", default=None, help="where to write the MP4 (default: <image name>.mp4)")
     gen.add_argument("--timeout", type=float, default=1800.0, help="give up waiting after this many seconds")
-    gen.add_argument(
-        "--sim-time-scale",
-        type=float,
-        default=float(os.environ.get("FRAMEPACK_SIM_TIME_SCALE", "8")),
-        help="offline simulator only: how many times faster than real time tasks run (default 8)",
-    )
+    add_backend_options(gen)
 
 
 def generate_command(args: argparse.Namespace) -> int:
@@ -111,7 +107,7 @@ def generate_command(args: argparse.Namespace) -> int:
         output = output / _default_output(args.image).name
 
     with ExitStack() as stack:
-        if os.environ.get("PIAPI_API_KEY"):
+        if uses_api():
             client = stack.enter_context(Client())
             where = "a simulator at " + client.base_url if client.is_simulator else "PiAPI"
             print(f"framepack: sending to {where} (costs ${request.cost_usd:.2f})", file=err)
@@ -120,11 +116,7 @@ def generate_command(args: argparse.Namespace) -> int:
 
             sim = stack.enter_context(Simulator(time_scale=args.sim_time_scale))
             client = stack.enter_context(Client(sim.api_key, base_url=sim.base_url))
-            print(
-                "framepack: no PIAPI_API_KEY set, using the offline simulator "
-                "(the video is synthetic, not FramePack's; nothing is charged)",
-                file=err,
-            )
+            print(simulator_notice("the video is"), file=err)
         line = StatusLine(err)
         try:
             task = client.create_task(request)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import re
 import shutil
 import sys
@@ -21,15 +20,12 @@ from ..errors import InvalidInputError
 from ..inputs import FramepackInput
 from ..runs import Run, Runner, RunStage, RunStore
 from ..sweeps import Sweep, SweepPlan, plan_sweep, start_sweep
+from ._common import add_backend_options, money, simulator_notice, uses_api
 from ._exit import EXIT_BAD_INPUT, EXIT_INTERRUPTED, exit_code_for_stage, worst
 
 __all__ = ["sweep_command"]
 
 log = logging.getLogger(__name__)
-
-
-def _money(value: float) -> str:
-    return f"${value:,.2f}"
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -51,12 +47,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-y", "--yes", action="store_true", help="start without asking (needed when not on a terminal)")
     parser.add_argument("-o", "--output", default=None, help="folder for the videos (default: ./sweep-<id>)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="give up waiting for a task after this many seconds")
-    parser.add_argument(
-        "--sim-time-scale",
-        type=float,
-        default=float(os.environ.get("FRAMEPACK_SIM_TIME_SCALE", "8")),
-        help="offline simulator only: how many times faster than real time tasks run (default 8)",
-    )
+    add_backend_options(parser)
     return parser
 
 
@@ -113,19 +104,15 @@ def sweep_command(
         print(f"framepack: {exc}", file=err)
         return EXIT_BAD_INPUT
 
-    use_api = bool(os.environ.get("PIAPI_API_KEY"))
+    use_api = uses_api()
     print(f"framepack: sweep plan: {plan.describe()}", file=err)
     for k, inp in enumerate(plan.inputs, 1):
         neg = f"  (not: {inp.negative_prompt!r})" if inp.negative_prompt else ""
-        print(f"  {k:2d}. {inp.duration:2d} s  {inp.prompt!r}{neg}  {_money(inp.cost_usd)}", file=err)
+        print(f"  {k:2d}. {inp.duration:2d} s  {inp.prompt!r}{neg}  {money(inp.cost_usd)}", file=err)
     if use_api:
-        print(f"framepack: this sends {plan.count} tasks to PiAPI and costs {_money(plan.total_cost_usd)}.", file=err)
+        print(f"framepack: this sends {plan.count} tasks to PiAPI and costs {money(plan.total_cost_usd)}.", file=err)
     else:
-        print(
-            "framepack: no PIAPI_API_KEY set, using the offline simulator "
-            "(the videos are synthetic, not FramePack's; nothing is charged)",
-            file=err,
-        )
+        print(simulator_notice("the videos are"), file=err)
 
     if not args.yes:
         if not stdin.isatty():

@@ -1,0 +1,37 @@
+"""What every `framepack` command shares: the options and words about the backend.
+
+Without PIAPI_API_KEY a command runs on the offline simulator, and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+__all__ = ["add_backend_options", "money", "simulator_notice", "uses_api"]
+
+
+def uses_api() -> bool:
+    """True when a key is set, so tasks go to PiAPI (and cost money)."""
+    return bool(os.environ.get("PIAPI_API_KEY"))
+
+
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sim-time-scale",
+        type=float,
+        default=float(os.environ.get("FRAMEPACK_SIM_TIME_SCALE", "8")),
+        help="offline simulator only: how many times faster than real time tasks run (default 8)",
+    )
+
+
+def simulator_notice(what: str) -> str:
+    """The line that says the simulator is in use; `what`: "the video is" / "the videos are"."""
+    return (
+        "framepack: no PIAPI_API_KEY set, using the offline simulator "
+        f"({what} synthetic, not FramePack's; nothing is charged)"
+    )
+
+
+def money(value: float) -> str:
+    return f"${value:,.2f}"
