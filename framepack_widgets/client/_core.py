@@ -285,7 +285,7 @@ class BaseClient:
     def _build_request(
         self, http: "httpx.Client | httpx.AsyncClient", spec: RequestSpec, timeout: httpx.Timeout | None = None
     ) -> httpx.Request:
-        """One attempt at `spec` (built anew for each: httpx requests are not reusable)."""
+        """One attempt at `spec`: the key header and this attempt's timeout, built anew each time."""
         return http.build_request(
             spec.method, spec.url, json=spec.json, headers=self._headers(spec), timeout=timeout or self._settings.timeout
         )

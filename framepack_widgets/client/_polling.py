@@ -256,7 +256,7 @@ def check_expected_seconds(expected_seconds: "float | None") -> float | None:
 def poll_session(poll: PollStrategy, expected_seconds: "float | None" = None) -> PollStrategy:
     """`poll.session(expected_seconds=...)` when the strategy accepts the hint, else `poll.session()`
     (custom strategies written before the hint existed keep working; plain objects are used as is)."""
-    session = getattr(poll, "session", None)
+    session = getattr(poll, "session", None)  # a user's strategy may be any object with delay()
     if session is None:
         return poll
     if expected_seconds is None:
@@ -277,7 +277,7 @@ def coerce_poll(poll: "PollStrategy | float | None") -> PollStrategy:
         if poll <= 0:
             raise InvalidInputError(f"poll interval must be positive, not {poll!r}.")
         return FixedPoll(float(poll))
-    if not callable(getattr(poll, "delay", None)):
+    if not callable(getattr(poll, "delay", None)):  # duck-typed: need not subclass PollStrategy
         raise InvalidInputError("poll must be a PollStrategy (an object with delay(elapsed, attempt, task)).")
     return poll
 
