@@ -25,8 +25,7 @@ import time
 
 import httpx
 
-from framepack_widgets._base_client import AdaptivePoll, ExponentialPoll, FixedPoll, PollStrategy
-from framepack_widgets.client import Client
+from framepack_widgets.client import AdaptivePoll, Client, ExponentialPoll, FixedPoll, PollStrategy
 from framepack_widgets.task import parse_task
 
 LENGTHS = (20.0, 60.0, 180.0)

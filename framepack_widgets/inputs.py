@@ -538,3 +538,49 @@ class FramepackInput:
             "start_image": self.start_image.to_params(),
             "end_image": None if self.end_image is None else self.end_image.to_params(),
         }
+
+
+# --------------------------------------------------------------------------- a raw request input
+
+
+def check_request_input(value: Any) -> dict[str, Any]:
+    """Check a plain dict that is the create request's `input` object itself, by the same
+    rules as `FramepackInput`; returns the dict to send (or raises `InvalidInputError`).
+
+    Images must already be strings: an http(s) URL, base64 text, or a data: URI (a dict
+    is not decoded or resized; `FramepackInput` takes paths, bytes, PIL images and arrays).
+    Texts come back trimmed, the duration as an int; `end_image: None` is dropped; keys
+    this package does not know are passed on untouched.
+    """
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(
+            f"create_task() needs a FramepackInput or a dict for the request's input, not "
+            f"{type(value).__name__}. Nothing was sent."
+        )
+    data = dict(value)
+    data["prompt"] = _check_text(data.get("prompt", ""), "prompt", required=True)
+    if "negative_prompt" in data:
+        data["negative_prompt"] = _check_text(data["negative_prompt"], "negative prompt", required=False)
+    data["start_image"] = _check_request_image(data.get("start_image"), "start image")
+    if data.get("end_image") is None:
+        data.pop("end_image", None)
+    else:
+        data["end_image"] = _check_request_image(data["end_image"], "end image")
+    if "duration" in data:
+        data["duration"] = _check_duration(data["duration"])
+    return data
+
+
+def _check_request_image(value: Any, what: str) -> str:
+    """An image already in the request's form: an http(s) URL, base64 text or a data: URI."""
+    text = value.strip() if isinstance(value, str) else ""
+    scheme = _SCHEME_RE.match(text)
+    if scheme and scheme.group(1).lower() in ("http", "https"):
+        return _check_url(text, what)
+    if _DATA_URI_RE.match(text) or (text and not scheme and _BASE64_TEXT_RE.match(text)):
+        return text
+    shown = repr(value) if len(repr(value)) <= 60 else type(value).__name__
+    raise InvalidInputError(
+        f"The input's {what.replace(' ', '_')} must be an http(s) URL or a base64 string, not {shown}. "
+        "Nothing was sent. Tip: framepack_widgets.FramepackInput accepts paths, bytes, PIL images and arrays."
+    )

@@ -6,18 +6,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import email.utils
+import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from framepack_widgets import _base_client as bc
 from framepack_widgets.client import AsyncClient, Client
+from framepack_widgets.client import _polling as polling
+from framepack_widgets.client import _retry as retry
+from framepack_widgets.client import _settings as settings
 from framepack_widgets.errors import (
     APIConnectionError,
     APIError,
@@ -35,6 +37,7 @@ from framepack_widgets.errors import (
     TaskFailedError,
     TaskTimeoutError,
 )
+from framepack_widgets.inputs import FramepackInput, ImageSource
 from framepack_widgets.task import Task, TaskStatus, parse_task
 
 KEY = "sk-DISTINCTIVE-k3y-never-show-4711"
@@ -119,33 +122,13 @@ class VirtualClock:
         self.now += seconds
 
 
-@dataclass
-class FakeImage:
-    data: bytes | None = b"\x89PNG fake"
-    mime: str | None = "image/png"
-    url: str | None = None
-    sha256: str = "ab" * 32
-
-    def request_value(self, encoding: str = "base64") -> str:
-        if self.url:
-            return self.url
-        return base64.b64encode(self.data or b"").decode()
+def image(data: bytes = b"\x89PNG fake", mime: str = "image/png") -> ImageSource:
+    """Stored bytes as an ImageSource: nothing is decoded, so any bytes do."""
+    return ImageSource(data=data, mime=mime)
 
 
-class FakeInput:
-    """Duck-typed stand-in for FramepackInput (the contract's request_input + images)."""
-
-    def __init__(self, start: FakeImage, end: FakeImage | None = None, image_encoding: str = "base64") -> None:
-        self.start_image, self.end_image, self.image_encoding = start, end, image_encoding
-        self.prompt, self.duration = "a cat turns its head", 10
-
-    def request_input(self, *, encoding: str | None = None) -> dict:
-        enc = encoding or ("base64" if self.image_encoding == "upload" else self.image_encoding)
-        out = {"prompt": self.prompt, "negative_prompt": "", "start_image": self.start_image.request_value(enc)}
-        if self.end_image is not None:
-            out["end_image"] = self.end_image.request_value(enc)
-        out["duration"] = self.duration
-        return out
+def make_input(start: ImageSource, end: ImageSource | None = None, image_encoding: str = "base64") -> FramepackInput:
+    return FramepackInput("a cat turns its head", start, end_image=end, image_encoding=image_encoding)
 
 
 DICT_INPUT = {"prompt": "a cat", "start_image": "https://example.com/cat.png", "duration": 10}
@@ -266,7 +249,7 @@ def test_malformed_get_answer_is_api_error_after_retries(reply: httpx.Response) 
     with pytest.raises(APIError) as info:
         client.get_task("t-1")
     assert not isinstance(info.value, APIStatusError)
-    assert isinstance(info.value, bc.MalformedResponseError)
+    assert isinstance(info.value, retry.MalformedResponseError)
     assert server.count("GET") == 3 and len(sleeps) == 2
     assert "try again" in str(info.value)
 
@@ -277,7 +260,7 @@ def test_malformed_get_answer_is_api_error_after_retries(reply: httpx.Response) 
 def test_create_body_headers_and_timeouts() -> None:
     server = Server(("POST", CREATE, [ok("pending")]))
     client, _ = make_client(server, timeout=12.5)
-    task = client.create_task(FakeInput(FakeImage(), FakeImage(data=b"end")))
+    task = client.create_task(make_input(image(), image(b"end")))
     assert task.status is TaskStatus.PENDING and task.task_id == "t-1"
     request = server.requests[0]
     assert request.headers["x-api-key"] == KEY
@@ -346,9 +329,17 @@ def test_missing_key_is_a_clear_error_and_nothing_is_sent() -> None:
 
 
 def test_create_connect_error_is_retried() -> None:
-    server = Server(("POST", CREATE, [httpx.ConnectError("refused"), httpx.ConnectTimeout("slow"), ok()]))
+    failures = [httpx.ConnectError("refused"), httpx.ConnectTimeout("slow"), httpx.PoolTimeout("no free connection")]
+    server = Server(("POST", CREATE, [*failures, ok()]))
     client, sleeps = make_client(server)
     assert client.create_task(DICT_INPUT).task_id == "t-1"
+    assert server.count("POST") == 4 and len(sleeps) == 3
+
+
+async def test_async_create_that_never_got_a_connection_is_retried() -> None:
+    server = Server(("POST", CREATE, [httpx.PoolTimeout("no free connection"), httpx.ConnectError("refused"), ok()]))
+    client, sleeps = make_async(server)
+    assert (await client.create_task(DICT_INPUT)).task_id == "t-1"
     assert server.count("POST") == 3 and len(sleeps) == 2
 
 
@@ -498,7 +489,7 @@ def test_backoff_is_jittered_exponential_and_capped() -> None:
     import random
 
     rng = random.Random(3)
-    draws = [bc.backoff_delay(6, rng=rng) for _ in range(200)]
+    draws = [retry.backoff_delay(6, rng=rng) for _ in range(200)]
     assert max(draws) <= 8.0 and min(draws) >= 0.0 and len(set(draws)) > 150  # jittered, capped
 
 
@@ -534,7 +525,7 @@ def test_retry_after_is_capped() -> None:
 )
 def test_parse_retry_after(headers: dict, expected: float | None) -> None:
     now = email.utils.parsedate_to_datetime("Wed, 21 Oct 2015 07:28:00 GMT").timestamp()
-    assert bc.parse_retry_after(httpx.Headers(headers), now=now) == expected
+    assert retry.parse_retry_after(httpx.Headers(headers), now=now) == expected
 
 
 def test_cancel_and_account_info() -> None:
@@ -641,9 +632,9 @@ def test_key_never_appears_in_text(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_redact_helper() -> None:
-    assert bc.redact(f"a {KEY} b", KEY) == "a *** b"
-    assert bc.redact("nothing here", None, "") == "nothing here"
-    assert repr(bc.Secret(KEY)) == "Secret('***')"
+    assert settings.redact(f"a {KEY} b", KEY) == "a *** b"
+    assert settings.redact("nothing here", None, "") == "nothing here"
+    assert repr(settings.Secret(KEY)) == "Secret('***')"
 
 
 # --------------------------------------------------------------------------- settings
@@ -661,7 +652,8 @@ def test_environment_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert explicit.base_url == BASE and not explicit.is_simulator
     assert explicit.upload_url == "https://upload.theapi.app/api/ephemeral_resource"
     assert explicit.timeout.connect == 10.0 and explicit.timeout.read == 30.0
-    assert isinstance(explicit.poll, bc.AdaptivePoll)
+    assert explicit.timeout.pool is None  # queueing for a pooled connection never times out by itself
+    assert isinstance(explicit.poll, polling.AdaptivePoll)
     explicit.close()
     monkeypatch.delenv("PIAPI_BASE_URL")
     assert Client().base_url == BASE
@@ -898,8 +890,8 @@ async def test_async_client_many_waits_at_once_and_timeouts() -> None:
 
 
 def test_fixed_and_exponential_poll() -> None:
-    assert bc.FixedPoll(0.5).delay(10, 3, None) == 0.5
-    exp = bc.ExponentialPoll(1.0, 1.5, 30.0)
+    assert polling.FixedPoll(0.5).delay(10, 3, None) == 0.5
+    exp = polling.ExponentialPoll(1.0, 1.5, 30.0)
     assert [exp.delay(0, n, None) for n in range(4)] == [1.0, 1.5, 2.25, 3.375]
     assert exp.delay(0, 50, None) == 30.0
 
@@ -909,13 +901,13 @@ def _proc(percent: float | None) -> Task:
 
 
 def test_adaptive_poll_pending_grows_gently_and_is_capped() -> None:
-    poll = bc.AdaptivePoll().session()
+    poll = polling.AdaptivePoll().session()
     delays = [poll.delay(i, i, Task("t", TaskStatus.PENDING)) for i in range(10)]
     assert delays[0] == 1.0 and delays == sorted(delays) and max(delays) == 5.0
 
 
 def test_adaptive_poll_uses_percent_eta() -> None:
-    poll = bc.AdaptivePoll().session()
+    poll = polling.AdaptivePoll().session()
     poll.delay(0.0, 0, Task("t", TaskStatus.PENDING))
     # 10 % after at most 2 s of processing: at most 18 s left; first probe is short.
     first = poll.delay(2.0, 1, _proc(10))
@@ -932,13 +924,13 @@ def test_adaptive_poll_uses_percent_eta() -> None:
 
 
 def test_adaptive_poll_without_percent_grows_to_a_cap() -> None:
-    poll = bc.AdaptivePoll().session()
+    poll = polling.AdaptivePoll().session()
     delays = [poll.delay(i * 3, i, _proc(None)) for i in range(20)]
     assert delays == sorted(delays) and max(delays) == 5.0 and min(delays) >= 1.0
 
 
 def test_adaptive_poll_is_never_longer_than_max_and_sessions_are_independent() -> None:
-    shared = bc.AdaptivePoll()
+    shared = polling.AdaptivePoll()
     a, b = shared.session(), shared.session()
     a.delay(0, 0, Task("t", TaskStatus.PENDING))
     assert a.delay(1.0, 1, _proc(1)) <= 15.0
@@ -948,8 +940,8 @@ def test_adaptive_poll_is_never_longer_than_max_and_sessions_are_independent() -
 
 
 def test_poll_argument_accepts_number_or_strategy() -> None:
-    assert Client("k", poll=2).poll == bc.FixedPoll(2.0)
-    custom = bc.ExponentialPoll()
+    assert Client("k", poll=2).poll == polling.FixedPoll(2.0)
+    custom = polling.ExponentialPoll()
     assert Client("k", poll=custom).poll is custom
     with pytest.raises(InvalidInputError):
         Client("k", poll="fast")  # type: ignore[arg-type]
@@ -1073,16 +1065,17 @@ def upload_reply(request: httpx.Request) -> httpx.Response:
 def test_upload_mode_uploads_bytes_and_sends_urls() -> None:
     server = Server(("POST", UPLOAD, [upload_reply]), ("POST", CREATE, [ok()]))
     client, _ = make_client(server)
-    start = FakeImage(data=b"start-bytes", mime="image/jpeg", sha256="1" * 64)
-    end = FakeImage(data=None, url="https://example.com/end.png")
-    client.create_task(FakeInput(start, end, image_encoding="upload"))
+    start = image(b"start-bytes", "image/jpeg")
+    end = ImageSource(url="https://example.com/end.png")
+    client.create_task(make_input(start, end, image_encoding="upload"))
     uploads = [r for r in server.requests if str(r.url) == UPLOAD]
     assert len(uploads) == 1  # the URL image is passed through, not uploaded
     sent = json.loads(uploads[0].content)
-    assert sent == {"file_name": "1111111111111111.jpg", "file_data": base64.b64encode(b"start-bytes").decode()}
+    name = hashlib.sha256(b"start-bytes").hexdigest()[:16] + ".jpg"  # the image's own stable name
+    assert sent == {"file_name": name, "file_data": base64.b64encode(b"start-bytes").decode()}
     assert uploads[0].headers["x-api-key"] == KEY  # PiAPI's own upload host
     body = json.loads(server.requests[-1].content)
-    assert body["input"]["start_image"] == "https://img.theapi.app/ephemeral/1111111111111111.jpg"
+    assert body["input"]["start_image"] == f"https://img.theapi.app/ephemeral/{name}"
     assert body["input"]["end_image"] == "https://example.com/end.png"
 
 
@@ -1090,7 +1083,7 @@ def test_upload_403_says_uploads_need_a_paid_plan() -> None:
     server = Server(("POST", UPLOAD, [err(403, "Insufficient plan level")]), ("POST", CREATE, [ok()]))
     client, _ = make_client(server)
     with pytest.raises(AuthenticationError) as info:
-        client.create_task(FakeInput(FakeImage(), image_encoding="upload"))
+        client.create_task(make_input(image(), image_encoding="upload"))
     assert "paid" in str(info.value) and "base64" in str(info.value)
     assert server.count("POST", CREATE) == 0
 
@@ -1101,7 +1094,7 @@ def test_upload_url_follows_base_url() -> None:
         ("POST", "http://127.0.0.1:9/api/v1/task", [ok()]),
     )
     client = Client(KEY, base_url="http://127.0.0.1:9", http_client=httpx.Client(transport=httpx.MockTransport(server)))
-    client.create_task(FakeInput(FakeImage(), image_encoding="upload"))
+    client.create_task(make_input(image(), image_encoding="upload"))
     assert [r.url.path for r in server.requests] == ["/api/ephemeral_resource", "/api/v1/task"]
 
 
@@ -1119,7 +1112,7 @@ def test_upload_mode_with_the_real_framepack_input() -> None:
 async def test_async_upload_mode() -> None:
     server = Server(("POST", UPLOAD, [upload_reply]), ("POST", CREATE, [ok()]))
     client, _ = make_async(server)
-    await client.create_task(FakeInput(FakeImage(), FakeImage(data=b"e"), image_encoding="upload"))
+    await client.create_task(make_input(image(), image(b"e"), image_encoding="upload"))
     assert server.count("POST", UPLOAD) == 2 and server.count("POST", CREATE) == 1
 
 
@@ -1135,7 +1128,7 @@ def test_key_is_redacted_from_task_errors() -> None:
 # --------------------------------------------------------------------------- expected-duration hint
 
 
-def _schedule(poll: bc.PollStrategy, until: float, task: Any = None) -> list[tuple[float, float]]:
+def _schedule(poll: polling.PollStrategy, until: float, task: Any = None) -> list[tuple[float, float]]:
     """(time, delay) pairs a session asks for, on a virtual clock, while the task keeps running."""
     snapshot = task if task is not None else _proc(None)
     out: list[tuple[float, float]] = []
@@ -1148,12 +1141,12 @@ def _schedule(poll: bc.PollStrategy, until: float, task: Any = None) -> list[tup
 
 
 def test_hint_polls_rarely_early_and_densely_near_the_expected_end() -> None:
-    poll = bc.AdaptivePoll().session(expected_seconds=60.0)
+    poll = polling.AdaptivePoll().session(expected_seconds=60.0)
     schedule = _schedule(poll, 90.0)
     early = [d for t, d in schedule if t < 0.8 * 60]
     near = [d for t, d in schedule if 0.8 * 60 <= t <= 1.2 * 60]
     assert len(early) <= 6 and early[0] >= 10.0 - 1e-9  # a few long sleeps before the window
-    assert max(early) <= bc.AdaptivePoll().hint_max
+    assert max(early) <= polling.AdaptivePoll().hint_max
     assert near and max(near) <= 2.0  # dense (~1.5 s) around the expected end
     assert all(b <= a for a, b in zip(early, early[1:]))  # delays shrink towards the end
     # it arrives at the window's opening exactly, not late
@@ -1161,17 +1154,17 @@ def test_hint_polls_rarely_early_and_densely_near_the_expected_end() -> None:
 
 
 def test_hint_also_applies_while_pending() -> None:
-    poll = bc.AdaptivePoll().session(expected_seconds=100.0)
+    poll = polling.AdaptivePoll().session(expected_seconds=100.0)
     assert poll.delay(0.0, 0, Task("t", TaskStatus.PENDING)) == 10.0  # hint_max, not the 1 s pending start
-    assert bc.AdaptivePoll().session().delay(0.0, 0, Task("t", TaskStatus.PENDING)) == 1.0
+    assert polling.AdaptivePoll().session().delay(0.0, 0, Task("t", TaskStatus.PENDING)) == 1.0
 
 
 def test_without_a_hint_behaviour_is_unchanged() -> None:
     for task in (_proc(None), Task("t", TaskStatus.PENDING), None):
-        plain = _schedule(bc.AdaptivePoll().session(), 200.0, task)
-        none = _schedule(bc.AdaptivePoll().session(expected_seconds=None), 200.0, task)
+        plain = _schedule(polling.AdaptivePoll().session(), 200.0, task)
+        none = _schedule(polling.AdaptivePoll().session(expected_seconds=None), 200.0, task)
         assert plain == none
-    delays = [d for _, d in _schedule(bc.AdaptivePoll().session(expected_seconds=None), 60.0)]
+    delays = [d for _, d in _schedule(polling.AdaptivePoll().session(expected_seconds=None), 60.0)]
     assert delays[0] == pytest.approx(1.3) and max(delays) == 5.0  # the blind growth
 
 
@@ -1182,9 +1175,9 @@ def test_percent_overrides_the_hint() -> None:
             return Task("t", TaskStatus.PENDING)
         return _proc(min(99, int((t - 2.0) * 5)))
 
-    hinted = _schedule(bc.AdaptivePoll().session(expected_seconds=300.0), 30.0, snapshot)
+    hinted = _schedule(polling.AdaptivePoll().session(expected_seconds=300.0), 30.0, snapshot)
     # once percent shows up, the delays match a session without a hint (percent-based ETA)
-    plain = bc.AdaptivePoll().session()
+    plain = polling.AdaptivePoll().session()
     t_first_percent = next(t for t, _ in hinted if t >= 2.0)
     replay = []
     for t, d in hinted:
@@ -1199,27 +1192,27 @@ def test_percent_overrides_the_hint() -> None:
 
 @pytest.mark.parametrize("expected, true_end", [(10.0, 200.0), (20.0, 600.0), (0.0, 60.0)])
 def test_a_too_short_estimate_costs_few_extra_gets(expected: float, true_end: float) -> None:
-    schedule = _schedule(bc.AdaptivePoll().session(expected_seconds=expected), true_end)
+    schedule = _schedule(polling.AdaptivePoll().session(expected_seconds=expected), true_end)
     delays = [d for _, d in schedule]
     assert min(delays) >= 0.5  # never a storm
     late = [d for t, d in schedule if t > expected * 1.2 + 2.0]
     assert late == sorted(late) and max(late) <= 5.0  # grows gently, to the blind cap
-    blind = _schedule(bc.AdaptivePoll().session(), true_end)
+    blind = _schedule(polling.AdaptivePoll().session(), true_end)
     assert len(schedule) <= len(blind) + 8  # a few more GETs than no hint at all
     assert len(schedule) <= true_end / 3 + 10  # far fewer than polling every second
 
 
 @pytest.mark.parametrize("expected, true_end", [(600.0, 20.0), (200.0, 60.0)])
 def test_a_too_long_estimate_costs_bounded_delay(expected: float, true_end: float) -> None:
-    schedule = _schedule(bc.AdaptivePoll().session(expected_seconds=expected), true_end)
+    schedule = _schedule(polling.AdaptivePoll().session(expected_seconds=expected), true_end)
     seen_at = schedule[-1][0] + schedule[-1][1]  # the first GET at or after the true end
-    assert seen_at - true_end <= bc.AdaptivePoll().hint_max
+    assert seen_at - true_end <= polling.AdaptivePoll().hint_max
     assert len(schedule) <= true_end / 5 + 3
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -5.0])
 def test_unusable_hints_are_ignored_or_clamped(bad: float) -> None:
-    poll = bc.AdaptivePoll().session(expected_seconds=bad)
+    poll = polling.AdaptivePoll().session(expected_seconds=bad)
     if bad < 0:
         assert poll._expected == 0.0
     else:
@@ -1262,19 +1255,19 @@ def test_wait_rejects_a_non_number_hint_before_anything_is_sent() -> None:
     assert server.requests == []
 
 
-class _Recording(bc.PollStrategy):
+class _Recording(polling.PollStrategy):
     def __init__(self) -> None:
         self.sessions: list[Any] = []
 
     def delay(self, elapsed: float, attempt: int, task: Task | None) -> float:
         return 1.0
 
-    def session(self, expected_seconds: float | None = None) -> bc.PollStrategy:
+    def session(self, expected_seconds: float | None = None) -> polling.PollStrategy:
         self.sessions.append(expected_seconds)
         return self
 
 
-class _OldStyle(bc.PollStrategy):
+class _OldStyle(polling.PollStrategy):
     """A custom strategy written before the hint existed: session() takes no arguments."""
 
     def __init__(self) -> None:
@@ -1283,7 +1276,7 @@ class _OldStyle(bc.PollStrategy):
     def delay(self, elapsed: float, attempt: int, task: Task | None) -> float:
         return 1.0
 
-    def session(self) -> bc.PollStrategy:  # type: ignore[override]
+    def session(self) -> polling.PollStrategy:  # type: ignore[override]
         self.sessions += 1
         return self
 

@@ -7,12 +7,15 @@ that may have reached the server is never resent, and the simulator shows exactl
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
-from framepack_widgets._transport import LeanTransport
 from framepack_widgets.client import AsyncClient, Client
 from framepack_widgets.errors import (
     APIConnectionError,
@@ -35,6 +38,9 @@ Image = pytest.importorskip("PIL.Image")
 def sim():
     with Simulator(pending_seconds=0.2, processing_seconds=0.6, long_side=160) as simulator:
         yield simulator
+
+
+DICT_INPUT = {"prompt": "a cat", "start_image": "https://example.com/cat.png", "duration": 10}
 
 
 def make_input(duration: int = 10, *, end: bool = False, encoding: str = "base64") -> FramepackInput:
@@ -256,19 +262,20 @@ def test_upload_mode_against_simulator(sim: Simulator, tmp_path: Path) -> None:
 
 
 async def test_many_concurrent_waits_share_the_async_pool(sim: Simulator) -> None:
-    async with async_client_for(sim) as client:  # its own pool: requests queue at its gate
+    async with async_client_for(sim) as client:  # its own pool: requests queue inside httpx
         created = await asyncio.gather(*(client.create_task(make_input()) for _ in range(30)))
         done = await asyncio.gather(*(client.wait(t, timeout=60) for t in created))
     assert all(t.status is TaskStatus.COMPLETED for t in done)
     assert sim.count("create") == 30 and len(sim.tasks) == 30
 
 
-# -- the same rules through AsyncClient, whose own pool runs on LeanTransport
+# -- the same rules through AsyncClient on its own pool: httpx's transport, httpx's limits
 
 
-def lean_client_for(sim: Simulator, **kwargs) -> AsyncClient:
+def pooled_client_for(sim: Simulator, **kwargs) -> AsyncClient:
     client = async_client_for(sim, **kwargs)
-    assert isinstance(client._http._transport, LeanTransport)
+    assert type(client._http) is httpx.AsyncClient
+    assert type(client._http._transport) is httpx.AsyncHTTPTransport
 
     async def no_sleep(seconds: float) -> None:
         pass
@@ -279,7 +286,7 @@ def lean_client_for(sim: Simulator, **kwargs) -> AsyncClient:
 
 async def test_async_create_dropped_after_the_body_is_never_resent(sim: Simulator) -> None:
     sim.inject(Fault.drop_after_body("create"))
-    async with lean_client_for(sim) as client:
+    async with pooled_client_for(sim) as client:
         with pytest.raises(SubmissionUnknownError, match="may have created a task"):
             await client.create_task(make_input())
     assert sim.count("create") == 1 and len(sim.tasks) == 1
@@ -287,7 +294,7 @@ async def test_async_create_dropped_after_the_body_is_never_resent(sim: Simulato
 
 async def test_async_create_dropped_before_the_body_is_never_resent(sim: Simulator) -> None:
     sim.inject(Fault.drop_before_body("create"))
-    async with lean_client_for(sim) as client:
+    async with pooled_client_for(sim) as client:
         with pytest.raises(SubmissionUnknownError):
             await client.create_task(make_input())
     assert sim.count("create") == 1 and len(sim.tasks) == 0
@@ -295,7 +302,7 @@ async def test_async_create_dropped_before_the_body_is_never_resent(sim: Simulat
 
 async def test_async_create_retries_only_answers_that_created_nothing(sim: Simulator) -> None:
     sim.inject(Fault.status(503, "create", times=2))
-    async with lean_client_for(sim) as client:
+    async with pooled_client_for(sim) as client:
         await client.create_task(make_input())
         sim.inject(Fault.status(500, "create"))
         with pytest.raises(SubmissionUnknownError):
@@ -320,7 +327,7 @@ async def test_async_create_to_a_closed_port_is_retried_and_says_no_task_was_mad
 
 
 async def test_async_dropped_gets_are_retried(sim: Simulator) -> None:
-    async with lean_client_for(sim, max_retries=2) as client:
+    async with pooled_client_for(sim, max_retries=2) as client:
         task = await client.create_task(make_input())
         sim.inject(Fault.drop_before_body("get"))
         sim.inject(Fault.drop_after_body("get"))
@@ -329,7 +336,7 @@ async def test_async_dropped_gets_are_retried(sim: Simulator) -> None:
 
 
 async def test_async_slow_get_is_api_timeout_error(sim: Simulator) -> None:
-    async with lean_client_for(sim, timeout=0.3, max_retries=1) as client:
+    async with pooled_client_for(sim, timeout=0.3, max_retries=1) as client:
         task = await client.create_task(make_input())
         sim.inject(Fault.slow(1.5, "get", times=None))
         with pytest.raises(APITimeoutError):
@@ -338,7 +345,7 @@ async def test_async_slow_get_is_api_timeout_error(sim: Simulator) -> None:
 
 
 async def test_async_malformed_json_and_a_wait_through_faults(sim: Simulator) -> None:
-    async with lean_client_for(sim) as client:
+    async with pooled_client_for(sim) as client:
         sim.inject(Fault.malformed("create"))
         with pytest.raises(SubmissionUnknownError):
             await client.create_task(make_input())
@@ -352,7 +359,129 @@ async def test_async_malformed_json_and_a_wait_through_faults(sim: Simulator) ->
     assert done.status is TaskStatus.COMPLETED
 
 
-def test_one_async_client_across_two_event_loops(sim: Simulator) -> None:
-    client = AsyncClient(sim.api_key, base_url=sim.base_url)
-    assert asyncio.run(client.account_info()) == asyncio.run(client.account_info())  # a fresh connection
-    asyncio.run(client.close())
+def _connections(client: Client | AsyncClient) -> set:
+    """Records each response's local socket address: one entry per connection used."""
+    seen: set = set()
+
+    def note(response: httpx.Response) -> None:
+        seen.add(response.extensions["network_stream"].get_extra_info("client_addr"))
+
+    if isinstance(client, AsyncClient):
+        async def hook(response: httpx.Response) -> None:
+            note(response)
+
+        client._http.event_hooks["response"].append(hook)
+    else:
+        client._http.event_hooks["response"].append(note)
+    return seen
+
+
+def test_calls_and_the_download_share_one_kept_alive_connection(sim: Simulator, tmp_path: Path) -> None:
+    with client_for(sim) as client:
+        used = _connections(client)
+        task = client.generate(make_input(), timeout=60)
+        client.download(task, tmp_path / "v.mp4")
+    assert sim.count("get") >= 2 and sim.count("download") == 1
+    assert len(used) == 1
+
+
+def _recording_failures(client: Client | AsyncClient) -> list[BaseException]:
+    """Every transport failure the client meets, also those a wait rides out silently."""
+    failures: list[BaseException] = []
+    decide = client._after_exception
+
+    def record(spec, request, exc, attempt, max_retries=None):
+        failures.append(exc)
+        return decide(spec, request, exc, attempt, max_retries)
+
+    client._after_exception = record  # type: ignore[method-assign]
+    return failures
+
+
+async def test_async_waits_queue_for_six_connections_without_pool_timeouts() -> None:
+    # 100 waits through 6 connections, each GET held 0.1 s by the server: a round of the
+    # queue (~1.7 s) takes longer than the client's timeout (1 s), which must not matter.
+    with Simulator(time_scale=20, long_side=64) as sim:
+        async with async_client_for(sim, timeout=1.0) as client:
+            used = _connections(client)
+            failures = _recording_failures(client)
+            created = [await client.create_task(make_input()) for _ in range(10)]
+            sim.inject(Fault.slow(0.1, "get", times=None))
+            started = time.monotonic()
+            done = await asyncio.gather(*(client.wait(t, timeout=60) for t in created * 10))
+            waited = time.monotonic() - started
+    assert failures == []  # no PoolTimeout, nor anything else
+    assert len(done) == 100 and all(t.status is TaskStatus.COMPLETED for t in done)
+    assert sim.count("get") >= 100 and waited > 1.0
+    assert len(used) <= 6
+
+
+async def test_calls_wait_for_a_pool_held_longer_than_the_timeout(sim: Simulator) -> None:
+    # Six long downloads hold every connection for longer than the timeout: the calls
+    # queued behind them wait for a free connection instead of failing with PoolTimeout.
+    async with async_client_for(sim, timeout=0.5, max_retries=0) as client:
+        failures = _recording_failures(client)
+        task = await client.create_task(make_input())
+        async with contextlib.AsyncExitStack() as downloads:
+            for _ in range(6):
+                await downloads.enter_async_context(client._http.stream("GET", f"{sim.base_url}/account/info"))
+            queued = [asyncio.ensure_future(client.get_task(task)), asyncio.ensure_future(client.create_task(make_input()))]
+            await asyncio.sleep(1.0)
+            assert not any(call.done() for call in queued)
+        got, created = await asyncio.gather(*queued)
+    assert failures == []
+    assert got.task_id == task.task_id and created.task_id != task.task_id
+    assert sim.count("create") == 2 and len(sim.tasks) == 2
+
+
+def _close_after_each_answer_server(answers: int) -> tuple[int, list[bytes], threading.Event, threading.Thread]:
+    """A server that answers one request per connection, then hangs up (while the client's
+    pool still keeps that connection as idle); records what each connection received."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    answered = threading.Event()
+    seen: list[bytes] = []
+    body = b'{"code": 200, "message": "success", "data": {"task_id": "t-1", "status": "pending"}}'
+    reply = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    def serve() -> None:
+        with listener:
+            for _ in range(answers):
+                conn, _ = listener.accept()
+                with conn:
+                    conn.settimeout(5)
+                    received = b""
+                    while b"\r\n\r\n" not in received:
+                        received += conn.recv(65536)
+                    seen.append(received)
+                    conn.sendall(reply)
+                answered.set()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return port, seen, answered, thread
+
+
+def test_a_create_never_rides_a_connection_the_server_closed() -> None:
+    port, seen, answered, thread = _close_after_each_answer_server(2)
+    with Client("k", base_url=f"http://127.0.0.1:{port}", max_retries=0) as client:
+        assert client.get_task("t-1").task_id == "t-1"
+        answered.wait(5)
+        time.sleep(0.05)  # the hang-up has reached this machine
+        assert client.create_task(DICT_INPUT).task_id == "t-1"  # on a fresh connection
+    thread.join(5)
+    assert len(seen) == 2 and seen[1].startswith(b"POST ")
+
+
+async def test_async_create_never_rides_a_connection_the_kernel_knows_is_dead() -> None:
+    # The FIN is in the kernel but the event loop has not run since; httpx (httpcore) asks
+    # the socket before reusing an idle connection, so the create goes out on a fresh one
+    # instead of failing as "may have been created".
+    port, seen, answered, thread = _close_after_each_answer_server(2)
+    async with AsyncClient("k", base_url=f"http://127.0.0.1:{port}", max_retries=0) as client:
+        assert (await client.get_task("t-1")).task_id == "t-1"
+        answered.wait(5)  # blocks the loop: the hang-up stays unseen by asyncio
+        time.sleep(0.05)
+        assert (await client.create_task(DICT_INPUT)).task_id == "t-1"
+    thread.join(5)
+    assert len(seen) == 2 and seen[1].startswith(b"POST ")

@@ -1,0 +1,210 @@
+"""`AsyncClient`: the request core on `httpx.AsyncClient`, for the widget and many tasks at once.
+
+It only sends, sleeps and reads the clock; every decision is the core's (`_core`,
+`_polling`, `_downloads`). Its own pool is httpx's, limited by `httpx.Limits`: a hundred
+concurrent waits queue inside httpx for a handful of kept-alive connections, API calls
+and video downloads alike. Its twin is `_sync`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from ..errors import APIError
+from ..task import Task
+from ._core import BaseClient, RequestSpec
+from ._downloads import AtomicVideoFile, after_download_exception, after_download_response, download_request, download_target
+from ._polling import PollStrategy, check_expected_seconds
+from ._retry import Step
+from ._settings import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, POOL_LIMITS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..inputs import FramepackInput
+
+__all__ = ["AsyncClient"]
+
+OnUpdate = Callable[[Task], Any]
+
+
+class AsyncClient(BaseClient):
+    """The same client for asyncio, on `httpx.AsyncClient`; every method is a coroutine.
+
+    Many tasks can be awaited at once through one AsyncClient (e.g. with asyncio.gather).
+    `on_update` may be a plain function or a coroutine function. Arguments as `Client`.
+    Like every `httpx.AsyncClient`, it belongs to the event loop it first ran on (the
+    kernel's, in Jupyter); a script that calls `asyncio.run()` twice makes one per run.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: "float | httpx.Timeout | None" = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        upload_url: str | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        poll: "PollStrategy | float | None" = None,
+    ) -> None:
+        super().__init__(
+            api_key, base_url=base_url, timeout=timeout, max_retries=max_retries, upload_url=upload_url, poll=poll
+        )
+        if http_client is None:
+            self._http = httpx.AsyncClient(timeout=self.timeout, limits=POOL_LIMITS)
+            self._owns_http = True
+        elif isinstance(http_client, httpx.AsyncClient):
+            self._http = http_client
+            self._owns_http = False
+        else:
+            raise TypeError("http_client must be an httpx.AsyncClient for AsyncClient (use Client for httpx.Client).")
+        self._sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
+        self._clock: Callable[[], float] = time.monotonic
+
+    # -- lifecycle
+    async def close(self) -> None:
+        """Close the connection pool (only if this client created it)."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    aclose = close
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- the one place requests are sent
+    async def _send(
+        self, spec: RequestSpec, *, max_retries: int | None = None, timeout: httpx.Timeout | None = None
+    ) -> Any:
+        attempt = 0
+        while True:
+            request = self._build_request(self._http, spec, timeout)
+            try:
+                response = await self._http.send(request)
+            except httpx.TransportError as exc:
+                step = self._after_exception(spec, request, exc, attempt, max_retries)
+            else:
+                step = self._after_response(spec, request, response, attempt, max_retries)
+            if step.retry_in is not None:
+                await self._sleep(step.retry_in)
+                attempt += 1
+                continue
+            if step.error is not None:
+                raise step.error from step.cause
+            return step.value
+
+    # -- API calls
+    async def create_task(self, input: "FramepackInput | dict[str, Any]") -> Task:
+        """Submit one generation; returns the pending Task (see Client.create_task)."""
+        jobs = self._upload_jobs(input)
+        uploaded = {}
+        for job in jobs:
+            uploaded[job.field] = await self._send(self._upload_spec(job))
+        return await self._send(self._create_spec(input, uploaded))
+
+    async def get_task(self, task_id: "str | Task") -> Task:
+        return await self._send(self._get_spec(self._task_id(task_id)))
+
+    async def cancel(self, task_id: "str | Task") -> Task | None:
+        return await self._send(self._cancel_spec(self._task_id(task_id)))
+
+    async def account_info(self) -> dict:
+        return await self._send(self._account_spec())
+
+    async def _notify(self, on_update: OnUpdate | None, task: Task) -> None:
+        if on_update is None:
+            return
+        result = on_update(task)
+        if hasattr(result, "__await__"):
+            await result
+
+    async def wait(
+        self,
+        task_or_id: "Task | str",
+        *,
+        timeout: float | None = None,
+        on_update: OnUpdate | None = None,
+        expected_seconds: float | None = None,
+    ) -> Task:
+        """Poll until the task ends (see Client.wait); `on_update` may be sync or async."""
+        waiter = self._waiter(task_or_id, timeout, self._clock, expected_seconds)
+        if waiter.last is not None:
+            await self._notify(on_update, waiter.last)
+            if waiter.last.is_terminal:
+                return waiter.finish(waiter.last)
+        sleep_first = waiter.last is not None
+        spec = self._get_spec(waiter.task_id)
+        while True:
+            if sleep_first:
+                await self._sleep(waiter.next_delay())
+            sleep_first = True
+            waiter.gets += 1
+            try:
+                task = await self._send(spec, max_retries=0, timeout=waiter.request_timeout(self.timeout))
+            except APIError as exc:
+                waiter.on_error(exc)
+                continue
+            if waiter.observe(task):
+                await self._notify(on_update, task)
+            if task.is_terminal:
+                return waiter.finish(task)
+
+    async def generate(
+        self,
+        input: "FramepackInput | dict[str, Any]",
+        *,
+        timeout: float | None = None,
+        on_update: OnUpdate | None = None,
+        expected_seconds: float | None = None,
+    ) -> Task:
+        expected_seconds = check_expected_seconds(expected_seconds)  # before paying for a task
+        started = self._clock()
+        task = await self.create_task(input)
+        elapsed = self._clock() - started
+        remaining = None if timeout is None else max(0.0, timeout - elapsed)
+        expected = None if expected_seconds is None else max(0.0, expected_seconds - elapsed)
+        return await self.wait(task, timeout=remaining, on_update=on_update, expected_seconds=expected)
+
+    async def download(self, task: "Task | str", path: "str | os.PathLike[str]") -> Path:
+        """Save the video atomically, without the API key, through the same pool (see Client.download)."""
+        url, dest = download_target(task, path)
+        attempt = 0
+        while True:
+            sink: AtomicVideoFile | None = None
+            step: Step
+            try:
+                request = download_request(self._http, url, self.timeout)
+                response = await self._http.send(request, stream=True, follow_redirects=True)
+                try:
+                    step = after_download_response(url, response, attempt, max_retries=self.max_retries, rng=self._random)
+                    if step.value:
+                        sink = AtomicVideoFile(dest)
+                        async for chunk in response.aiter_bytes():
+                            sink.write(chunk)
+                        return sink.commit(url)
+                finally:
+                    await response.aclose()
+            except httpx.HTTPError as exc:
+                if sink is not None:
+                    sink.abort()
+                step = after_download_exception(
+                    url, exc, attempt, max_retries=self.max_retries, rng=self._random, redact=self._redact
+                )
+            except BaseException:
+                if sink is not None:
+                    sink.abort()
+                raise
+            if step.retry_in is not None:
+                await self._sleep(step.retry_in)
+                attempt += 1
+                continue
+            raise step.error from step.cause  # type: ignore[misc]

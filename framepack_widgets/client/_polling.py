@@ -1,0 +1,400 @@
+"""How often to ask about a running task, and the wait loop's bookkeeping.
+
+A notebook waits on a few tasks for minutes; these strategies keep status fresh (the
+finished video is seen about a second after it is ready) while sending few GETs. `Waiter`
+holds one wait's state (deadline, last snapshot, errors ridden out) so that both I/O
+shells run the same loop with only their sleep and GET differing.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from ..errors import InvalidInputError, NotFoundError, RateLimitError, TaskFailedError, TaskTimeoutError
+from ..task import Task, TaskStatus
+from ._retry import backoff_delay, is_transient
+
+__all__ = [
+    "DEFAULT_WAIT_TIMEOUT",
+    "AdaptivePoll",
+    "ExponentialPoll",
+    "FixedPoll",
+    "PollStrategy",
+    "Waiter",
+    "check_expected_seconds",
+    "coerce_poll",
+    "poll_session",
+]
+
+logger = logging.getLogger("framepack_widgets")
+
+DEFAULT_WAIT_TIMEOUT = 3600.0  # `timeout=None` waits at most an hour, then says how to re-attach
+
+
+class PollStrategy:
+    """How long to sleep before the next GET while waiting for a task.
+
+    `delay(elapsed, attempt, task)`: `elapsed` is seconds since the wait began, `attempt`
+    how many delays this wait has already asked for (0 for the first sleep), `task` the
+    latest snapshot (None if none was seen yet). Stateful strategies return a fresh copy
+    from `session()`, which the wait loop calls once per wait, so one strategy object can
+    serve many concurrent waits. A strategy whose `session` accepts `expected_seconds`
+    (or **kwargs) also receives wait()'s expected-duration hint that way (see `poll_session`).
+    """
+
+    def delay(self, elapsed: float, attempt: int, task: Task | None) -> float:
+        raise NotImplementedError
+
+    def session(self) -> "PollStrategy":
+        return self
+
+
+@dataclass(frozen=True)
+class FixedPoll(PollStrategy):
+    """The same interval every time (a reference point for the benchmark)."""
+
+    interval: float = 1.0
+
+    def delay(self, elapsed: float, attempt: int, task: Task | None) -> float:
+        return self.interval
+
+
+@dataclass(frozen=True)
+class ExponentialPoll(PollStrategy):
+    """initial * factor**attempt, capped at maximum (a reference point for the benchmark)."""
+
+    initial: float = 1.0
+    factor: float = 1.5
+    maximum: float = 30.0
+
+    def delay(self, elapsed: float, attempt: int, task: Task | None) -> float:
+        return min(self.maximum, self.initial * self.factor ** max(0, attempt))
+
+
+@dataclass
+class AdaptivePoll(PollStrategy):
+    """The default: few requests, yet the finished video is seen about a second after it is ready.
+
+    - pending (or not yet seen): start at `first` seconds, grow by `pending_growth` up to `pending_max`.
+    - processing with a percent: fit progress against time (least squares over this wait's
+      observations) to estimate the time left; far from the end sleep `fraction` of it
+      (at most `max_delay`), and once the estimate is trustworthy (the remaining time is no
+      longer than the span already observed) sleep until just after the expected end
+      (+`margin`). Past the expected end, poll quickly (`min_delay`), backing off gently
+      to `overdue_max` in case the last stretch (encoding, upload) is slow.
+    - processing without a percent: grow from `first` by `growth` up to `no_percent_max`.
+    - with an expected duration (`session(expected_seconds=...)`, e.g. learned from earlier
+      runs) and no percent (also while pending): the expectation is taken as uncertain by
+      ±`hint_spread` (20 %). Before that window opens, sleep `hint_fraction` of the time
+      left until it does (at most `hint_max`); inside it and until `hint_margin` seconds
+      past its end, poll every `hint_interval`; after that grow by `hint_growth` up to
+      `hint_overdue_max`. A bad estimate so costs a few GETs or a few seconds, never a storm.
+      A reported percent always wins over the hint.
+    """
+
+    first: float = 1.0
+    pending_growth: float = 1.5
+    pending_max: float = 5.0
+    growth: float = 1.3
+    no_percent_max: float = 5.0
+    fraction: float = 0.6
+    margin: float = 0.3
+    min_delay: float = 0.5
+    max_delay: float = 15.0
+    probe_max: float = 6.0
+    overdue_max: float = 2.5
+    hint_fraction: float = 0.6
+    hint_spread: float = 0.2
+    hint_interval: float = 1.5
+    hint_margin: float = 2.0
+    hint_growth: float = 1.2
+    hint_max: float = 10.0
+    hint_overdue_max: float = 5.0
+    _expected: float | None = field(default=None, repr=False, compare=False)
+    _last_pending: float | None = field(default=None, repr=False, compare=False)
+    _points: list[tuple[float, float]] = field(default_factory=list, repr=False, compare=False)
+    _pending_polls: int = field(default=0, repr=False, compare=False)
+    _blind_polls: int = field(default=0, repr=False, compare=False)
+    _overdue_polls: int = field(default=0, repr=False, compare=False)
+    _late_polls: int = field(default=0, repr=False, compare=False)
+
+    def session(self, expected_seconds: float | None = None) -> "AdaptivePoll":
+        """A fresh copy for one wait; `expected_seconds`: when the task is expected to end,
+        in seconds from the start of the wait (None: unknown)."""
+        return AdaptivePoll(
+            _expected=_clean_expected(expected_seconds),
+            first=self.first,
+            pending_growth=self.pending_growth,
+            pending_max=self.pending_max,
+            growth=self.growth,
+            no_percent_max=self.no_percent_max,
+            fraction=self.fraction,
+            margin=self.margin,
+            min_delay=self.min_delay,
+            max_delay=self.max_delay,
+            probe_max=self.probe_max,
+            overdue_max=self.overdue_max,
+            hint_fraction=self.hint_fraction,
+            hint_spread=self.hint_spread,
+            hint_interval=self.hint_interval,
+            hint_margin=self.hint_margin,
+            hint_growth=self.hint_growth,
+            hint_max=self.hint_max,
+            hint_overdue_max=self.hint_overdue_max,
+        )
+
+    def _clamp(self, value: float, high: float | None = None) -> float:
+        return max(self.min_delay, min(self.max_delay if high is None else high, value))
+
+    def delay(self, elapsed: float, attempt: int, task: Task | None) -> float:
+        status = task.status if task is not None else None
+        if status not in (TaskStatus.PROCESSING, TaskStatus.RUNNING):
+            if status is None or not status.is_terminal:
+                self._last_pending = elapsed
+            if self._expected is not None:
+                return self._hinted(elapsed)
+            self._pending_polls += 1
+            d = self.first * self.pending_growth ** (self._pending_polls - 1)
+            return self._clamp(d, self.pending_max)
+        percent = task.percent if task is not None else None
+        if percent is None:
+            return self._blind(elapsed)
+        if percent < 100.0 and float(percent).is_integer():
+            percent += 0.5  # whole percents are usually truncated: the true value is on average .5 higher
+        if not self._points or self._points[-1] != (elapsed, percent):
+            self._points.append((elapsed, percent))
+        remaining, trusted = self._estimate(elapsed)
+        if remaining is None:
+            return self._blind(elapsed)
+        if remaining <= 0:
+            self._overdue_polls += 1
+            return self._clamp(self.min_delay * 1.5 ** (self._overdue_polls - 1), self.overdue_max)
+        self._overdue_polls = 0
+        if trusted:
+            return self._clamp(remaining + self.margin)
+        if len(self._points) == 1:
+            return self._clamp(self.fraction * remaining, self.probe_max)
+        return self._clamp(self.fraction * remaining)
+
+    def _hinted(self, elapsed: float) -> float:
+        """No percent, but an expected end: few GETs early, dense around the end, then gentle growth."""
+        expected = self._expected
+        assert expected is not None
+        opens = expected * (1.0 - self.hint_spread)
+        closes = expected * (1.0 + self.hint_spread) + self.hint_margin
+        if elapsed < opens:
+            left = opens - elapsed
+            step = self.hint_fraction * left
+            if left - step < 2 * self.hint_interval:  # nearly there: go straight to the window
+                step = left
+            return self._clamp(step, self.hint_max)
+        if elapsed < closes:
+            return self._clamp(self.hint_interval)
+        self._late_polls += 1
+        grown = self.hint_interval * self.hint_growth ** self._late_polls
+        return self._clamp(grown, max(self.hint_interval, self.hint_overdue_max))
+
+    def _blind(self, elapsed: float) -> float:
+        if self._expected is not None:
+            return self._hinted(elapsed)
+        self._blind_polls += 1
+        return self._clamp(self.first * self.growth ** self._blind_polls, self.no_percent_max)
+
+    def _estimate(self, now: float) -> tuple[float | None, bool]:
+        """(seconds left, whether to trust it enough to aim straight at the end)."""
+        points = self._points
+        t_last, p_last = points[-1]
+        if p_last >= 100.0:
+            return 0.0, True
+        if len(points) >= 2:
+            n = len(points)
+            mean_t = sum(t for t, _ in points) / n
+            mean_p = sum(p for _, p in points) / n
+            var_t = sum((t - mean_t) ** 2 for t, _ in points)
+            if var_t > 0:
+                rate = sum((t - mean_t) * (p - mean_p) for t, p in points) / var_t
+                if rate > 0:
+                    fitted_now = mean_p + rate * (now - mean_t)
+                    remaining = (100.0 - fitted_now) / rate
+                    span = points[-1][0] - points[0][0]
+                    return remaining, remaining <= span
+        # One point: processing began after the last pending poll (if we saw one), so
+        # p / (now - last_pending) is a lower bound on the rate: an upper bound on time left.
+        if p_last > 0 and self._last_pending is not None and t_last > self._last_pending:
+            rate = p_last / (t_last - self._last_pending)
+            return (100.0 - p_last) / rate - (now - t_last), False
+        return None, False
+
+
+def _clean_expected(expected_seconds: "float | None") -> float | None:
+    """A usable expected duration (>= 0 s), or None when absent or not a finite number."""
+    if expected_seconds is None or isinstance(expected_seconds, bool):
+        return None
+    try:
+        value = float(expected_seconds)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, value) if math.isfinite(value) else None
+
+
+def check_expected_seconds(expected_seconds: "float | None") -> float | None:
+    """Validate a wait()'s `expected_seconds` hint: a number (NaN/inf are ignored, negatives mean 0) or None."""
+    if expected_seconds is not None and (
+        isinstance(expected_seconds, bool) or not isinstance(expected_seconds, (int, float))
+    ):
+        raise InvalidInputError(f"expected_seconds must be a number of seconds (or None), not {expected_seconds!r}.")
+    return _clean_expected(expected_seconds)
+
+
+def poll_session(poll: PollStrategy, expected_seconds: "float | None" = None) -> PollStrategy:
+    """`poll.session(expected_seconds=...)` when the strategy accepts the hint, else `poll.session()`
+    (custom strategies written before the hint existed keep working; plain objects are used as is)."""
+    session = getattr(poll, "session", None)  # a user's strategy may be any object with delay()
+    if session is None:
+        return poll
+    if expected_seconds is None:
+        return session()
+    try:
+        params = inspect.signature(session).parameters.values()
+    except (TypeError, ValueError):
+        return session()
+    if any(p.name == "expected_seconds" or p.kind is p.VAR_KEYWORD for p in params):
+        return session(expected_seconds=expected_seconds)
+    return session()
+
+
+def coerce_poll(poll: "PollStrategy | float | None") -> PollStrategy:
+    if poll is None:
+        return AdaptivePoll()
+    if isinstance(poll, (int, float)) and not isinstance(poll, bool):
+        if poll <= 0:
+            raise InvalidInputError(f"poll interval must be positive, not {poll!r}.")
+        return FixedPoll(float(poll))
+    if not callable(getattr(poll, "delay", None)):  # duck-typed: need not subclass PollStrategy
+        raise InvalidInputError("poll must be a PollStrategy (an object with delay(elapsed, attempt, task)).")
+    return poll
+
+
+class Waiter:
+    """The wait loop's bookkeeping, shared by both shells (which do the GETs and sleeps)."""
+
+    def __init__(
+        self,
+        task_or_id: "Task | str",
+        *,
+        timeout: float | None,
+        poll: PollStrategy,
+        clock: Callable[[], float],
+        rng: random.Random,
+        redact: Callable[[str], str] = lambda text: text,
+        expected_seconds: float | None = None,
+    ) -> None:
+        self._redact = redact
+        if isinstance(task_or_id, Task):
+            self.task_id = task_or_id.task_id
+            self.last: Task | None = task_or_id
+        elif isinstance(task_or_id, str) and task_or_id.strip():
+            self.task_id = task_or_id.strip()
+            self.last = None
+        else:
+            raise InvalidInputError(f"wait() needs a Task or a task id string, not {task_or_id!r}.")
+        if timeout is None:
+            timeout = DEFAULT_WAIT_TIMEOUT
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+            raise InvalidInputError(f"timeout must be a number of seconds >= 0, not {timeout!r}.")
+        self.timeout = float(timeout)
+        self.known_to_exist = self.last is not None
+        self._clock = clock
+        self._rng = rng
+        self.started = clock()
+        self.deadline = self.started + self.timeout
+        # The hint (seconds from now until the task is expected to end) goes to the strategy's session.
+        self.expected_seconds = check_expected_seconds(expected_seconds)
+        self.poll = poll_session(poll, self.expected_seconds)
+        self.gets = 0
+        self.sleeps = 0
+        self._errors = 0
+        self._not_found = 0
+        self._error_delay = 0.0
+        self.last_error: BaseException | None = None
+
+    def observe(self, task: Task) -> bool:
+        """Record a fresh snapshot; True when on_update should hear about it."""
+        self._errors = 0
+        self._not_found = 0
+        self._error_delay = 0.0
+        self.last_error = None
+        changed = task.changed_since(self.last)
+        self.last = task
+        return changed
+
+    def on_error(self, exc: BaseException) -> None:
+        """Ride out transient errors (and a task briefly not visible yet); re-raise the rest."""
+        if isinstance(exc, NotFoundError) and self.known_to_exist and self._not_found < 3:
+            self._not_found += 1
+        elif not is_transient(exc):
+            raise exc
+        self.last_error = exc
+        retry_after = exc.retry_after if isinstance(exc, RateLimitError) else None
+        self._error_delay = (
+            float(retry_after) if retry_after is not None else backoff_delay(self._errors, rng=self._rng)
+        )
+        self._errors += 1
+        logger.debug("waiting for task %s: %s; polling on", self.task_id, type(exc).__name__)
+
+    def next_delay(self) -> float:
+        """Seconds to sleep before the next GET; raises TaskTimeoutError at the deadline."""
+        now = self._clock()
+        remaining = self.deadline - now
+        if remaining <= 0:
+            raise self.timeout_error()
+        delay = float(self.poll.delay(now - self.started, self.sleeps, self.last))
+        self.sleeps += 1
+        if not delay >= 0:  # NaN or negative from a custom strategy
+            delay = 0.0
+        delay = max(delay, self._error_delay)
+        return min(delay, remaining)
+
+    def request_timeout(self, base: httpx.Timeout) -> httpx.Timeout:
+        """Per-GET timeout that does not run (much) past the overall deadline."""
+        remaining = max(0.5, self.deadline - self._clock())
+        read = base.read
+        if read is not None and read <= remaining:
+            return base
+        return httpx.Timeout(
+            remaining,
+            connect=min(remaining, base.connect or remaining),
+            pool=min(remaining, base.pool or remaining),
+        )
+
+    def timeout_error(self) -> TaskTimeoutError:
+        last = self.last
+        state = f"last status {last.status}" if last else "no status seen yet"
+        if last is not None and last.percent is not None:
+            state += f" at {last.percent:.0f}%"
+        extra = f" (last error: {type(self.last_error).__name__})" if self.last_error else ""
+        return TaskTimeoutError(
+            self._redact(f"Stopped waiting for task {self.task_id} after {self.timeout:.0f} s ({state}){extra}. "
+            f"It may still finish: call wait({self.task_id!r}) again later, or pass a longer timeout=."),
+            task_id=self.task_id,
+            last_task=last,
+        )
+
+    def finish(self, task: Task) -> Task:
+        if task.status is TaskStatus.COMPLETED:
+            return task
+        if task.status is TaskStatus.CANCELLED:
+            message = f"Task {task.task_id} was cancelled" + (f": {task.error}." if task.error else ".")
+        else:
+            reason = task.error or "PiAPI gave no error message"
+            message = f"Task {task.task_id} failed: {reason}. Check the prompt and images, then try again."
+        raise TaskFailedError(self._redact(message), task=task)
+
+

@@ -1,0 +1,209 @@
+"""What a client is configured with, and keeping its API key out of sight.
+
+Settings come from arguments first, then `PIAPI_API_KEY` / `PIAPI_BASE_URL`, then
+PiAPI's public defaults. The key lives in a `Secret` (no repr, no pickle) and `redact`
+takes it out of any text a person might see: messages, logs, carried requests.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from ..errors import InvalidInputError
+
+__all__ = [
+    "API_KEY_HEADER",
+    "CONNECT_TIMEOUT",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_UPLOAD_URL",
+    "POOL_LIMITS",
+    "POOL_SIZE",
+    "POOL_TIMEOUT",
+    "Secret",
+    "Settings",
+    "is_loopback_url",
+    "redact",
+    "redact_value",
+    "resolve_settings",
+    "short_url",
+    "USER_AGENT",
+]
+
+DEFAULT_BASE_URL = "https://api.piapi.ai"
+DEFAULT_UPLOAD_URL = "https://upload.theapi.app/api/ephemeral_resource"
+DEFAULT_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 10.0
+DEFAULT_MAX_RETRIES = 3
+#: The header that carries the key: only on requests to the API and its upload host.
+API_KEY_HEADER = "x-api-key"
+USER_AGENT = "framepack-widgets"
+
+#: The pool of a client that opens its own `httpx` client: a handful of kept-alive
+#: connections, like a browser's per host. A hundred concurrent waits queue for them.
+POOL_SIZE = 6
+POOL_LIMITS = httpx.Limits(max_connections=POOL_SIZE, max_keepalive_connections=POOL_SIZE)
+#: How long a request may queue for one of those connections: without limit. The queue
+#: moves as requests finish (API calls are bounded by their own timeouts, downloads by
+#: their size); a finite figure would only turn a busy pool (six long downloads, a
+#: hundred waits on a slow API) into spurious `PoolTimeout`s. A wait's deadline still
+#: bounds each of its polls, queueing included (`Waiter.request_timeout`).
+POOL_TIMEOUT: float | None = None
+
+_PIAPI_HOST_SUFFIXES = ("piapi.ai", "theapi.app")
+
+
+class Secret:
+    """Holds the API key so that no repr, log line or traceback-with-locals shows it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:  # pickling a client must not write the key somewhere
+        raise TypeError("the API key is not picklable")
+
+
+def redact(text: str, *secrets: "str | Secret | None") -> str:
+    """Replace every occurrence of each secret (and its obvious variants) with `***`."""
+    for secret in secrets:
+        value = secret.get() if isinstance(secret, Secret) else secret
+        if value:
+            text = text.replace(value, "***")
+            quoted = quote(value, safe="")
+            if quoted != value:
+                text = text.replace(quoted, "***")
+    return text
+
+
+def redact_value(value: Any, secret: "Secret | None") -> Any:
+    """Deep copy of a JSON body with the key replaced, only when it actually occurs."""
+    if secret is None or not secret.get():
+        return value
+    try:
+        if secret.get() not in json.dumps(value, default=str):
+            return value
+    except (TypeError, ValueError):
+        return value
+    if isinstance(value, str):
+        return redact(value, secret)
+    if isinstance(value, Mapping):
+        return {k: redact_value(v, secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_value(v, secret) for v in value]
+    return value
+
+
+def short_url(url: str) -> str:
+    """Drop the query string (signed tokens) from URLs shown in messages."""
+    return url.split("?", 1)[0]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a client was configured with, after the environment was consulted."""
+
+    api_key: Secret | None
+    base_url: str
+    upload_url: str
+    timeout: httpx.Timeout
+    max_retries: int
+
+
+def _env(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name)
+    return value.strip() if value and value.strip() else None
+
+
+def is_loopback_url(url: str) -> bool:
+    """True for http(s)://127.x / localhost / [::1]: the offline simulator, not PiAPI."""
+    try:
+        host = httpx.URL(url).host
+    except Exception:
+        return False
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_piapi(url: str) -> bool:
+    host = (httpx.URL(url).host or "").lower()
+    return any(host == s or host.endswith("." + s) for s in _PIAPI_HOST_SUFFIXES)
+
+
+def _make_timeout(timeout: "float | httpx.Timeout | None") -> httpx.Timeout:
+    if isinstance(timeout, httpx.Timeout):
+        return timeout
+    if timeout is None:
+        return httpx.Timeout(None, connect=CONNECT_TIMEOUT, pool=POOL_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise InvalidInputError(f"timeout must be a positive number of seconds, not {timeout!r}.")
+    return httpx.Timeout(float(timeout), connect=CONNECT_TIMEOUT, pool=POOL_TIMEOUT)
+
+
+def _check_url(url: str, what: str) -> str:
+    url = str(url).strip().rstrip("/")
+    if not url.lower().startswith(("http://", "https://")):
+        raise InvalidInputError(f"{what} must start with http:// or https://, not {url!r}.")
+    try:
+        httpx.URL(url)
+    except Exception as exc:
+        raise InvalidInputError(f"{what} is not a valid URL ({url!r}): {exc}") from None
+    return url
+
+
+def resolve_settings(
+    api_key: str | None = None,
+    *,
+    base_url: str | None = None,
+    timeout: "float | httpx.Timeout | None" = DEFAULT_TIMEOUT,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    upload_url: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Arguments win; then PIAPI_API_KEY / PIAPI_BASE_URL; then PiAPI's public defaults."""
+    environ = os.environ if environ is None else environ
+    key = api_key if api_key is not None else _env(environ, "PIAPI_API_KEY")
+    if key is not None and not isinstance(key, str):
+        raise InvalidInputError("api_key must be a string.")
+    key = key.strip() if key else None
+    base = _check_url(base_url or _env(environ, "PIAPI_BASE_URL") or DEFAULT_BASE_URL, "base_url")
+    if upload_url:
+        upload = _check_url(upload_url, "upload_url")
+    elif _is_piapi(base):
+        upload = DEFAULT_UPLOAD_URL
+    else:
+        upload = f"{base}/api/ephemeral_resource"
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise InvalidInputError(f"max_retries must be a whole number >= 0, not {max_retries!r}.")
+    return Settings(
+        api_key=Secret(key) if key else None,
+        base_url=base,
+        upload_url=upload,
+        timeout=_make_timeout(timeout),
+        max_retries=max_retries,
+    )
