@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import urlsplit
 
+from .constants import DEFAULT_MAX_SIDE, IMAGE_MIME_EXT, MAX_DURATION, MAX_PROMPT_CHARS, MIN_DURATION, cost_usd
 from .errors import InvalidInputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,22 +33,14 @@ if TYPE_CHECKING:  # pragma: no cover
     import PIL.Image
 
 __all__ = [
-    "COST_PER_SECOND",
-    "MIN_DURATION",
-    "MAX_DURATION",
-    "MAX_PROMPT_CHARS",
-    "DEFAULT_MAX_SIDE",
     "IMAGE_ENCODINGS",
     "ImageSource",
     "FramepackInput",
     "ImageLike",
     "normalize_image",
+    "check_request_input",
 ]
 
-COST_PER_SECOND = 0.03
-MIN_DURATION, MAX_DURATION = 10, 30
-MAX_PROMPT_CHARS = 2000
-DEFAULT_MAX_SIDE = 1280
 MIN_MAX_SIDE, MAX_MAX_SIDE = 64, 8192
 IMAGE_ENCODINGS = ("base64", "data_uri", "upload")
 
@@ -55,7 +48,6 @@ ImageLike = Union[
     "ImageSource", str, os.PathLike, bytes, bytearray, memoryview, "PIL.Image.Image", "numpy.ndarray"
 ]
 
-_MIME_EXT = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 # "C:\\x.png" must stay a path, so a scheme needs at least two letters.
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+):")
 _BASE64_TEXT_RE = re.compile(r"^[A-Za-z0-9+/=\s]+$")
@@ -114,7 +106,7 @@ class ImageSource:
     @property
     def filename(self) -> str:
         """A stable file name for uploads and caches, e.g. '3fa1c2...e9.jpg'."""
-        return f"{self.sha256[:16]}.{_MIME_EXT.get(self.mime or '', 'bin')}"
+        return f"{self.sha256[:16]}.{IMAGE_MIME_EXT.get(self.mime or '', 'bin')}"
 
     def request_value(self, encoding: str = "base64") -> str:
         """The string for the request's start_image/end_image field.
@@ -479,8 +471,8 @@ class FramepackInput:
 
     @property
     def cost_usd(self) -> float:
-        """What this request costs on PiAPI ($0.03 per second of video)."""
-        return round(COST_PER_SECOND * self.duration, 2)
+        """What this request costs on PiAPI (`constants.COST_PER_SECOND` per second of video)."""
+        return round(cost_usd(self.duration), 2)
 
     def images(self) -> dict[str, ImageSource]:
         """{"start_image": ..., "end_image": ...} for the images that are set."""

@@ -21,16 +21,9 @@ import pytest
 from PIL import Image, ImageCms, ImageFile
 
 from framepack_widgets import _images
+from framepack_widgets.constants import COST_PER_SECOND, MAX_DURATION, MAX_PROMPT_CHARS, MIN_DURATION
 from framepack_widgets.errors import InvalidInputError
-from framepack_widgets.inputs import (
-    COST_PER_SECOND,
-    MAX_DURATION,
-    MAX_PROMPT_CHARS,
-    MIN_DURATION,
-    FramepackInput,
-    ImageSource,
-    normalize_image,
-)
+from framepack_widgets.inputs import FramepackInput, ImageSource, normalize_image
 
 # --------------------------------------------------------------------------- helpers
 
