@@ -1,9 +1,11 @@
 """`AsyncClient`: the request core on `httpx.AsyncClient`, for the widget and many tasks at once.
 
 It only sends, sleeps and reads the clock; every decision is the core's (`_core`,
-`_polling`, `_downloads`). Its own pool is httpx's, limited by `httpx.Limits`: a hundred
-concurrent waits queue inside httpx for a handful of kept-alive connections, API calls
-and video downloads alike. Its twin is `_sync`.
+`_polling`, `_downloads`). Its pool is httpx's, limited by `httpx.Limits` for API calls and
+video downloads alike. API calls also queue at a semaphore of the pool's size before they
+reach httpx: httpcore's pool looks through every queued request each time a connection
+frees up, so a hundred concurrent waits queued inside it cost CPU on every hand-over,
+while queued here they cost nothing until a connection is theirs. Its twin is `_sync`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ._core import BaseClient, RequestSpec
 from ._downloads import AtomicVideoFile, after_download_exception, after_download_response, download_request, download_target
 from ._polling import PollStrategy, check_expected_seconds
 from ._retry import Step
-from ._settings import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, POOL_LIMITS
+from ._settings import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, POOL_LIMITS, POOL_SIZE
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..inputs import FramepackInput
@@ -64,6 +66,7 @@ class AsyncClient(BaseClient):
             self._owns_http = False
         else:
             raise TypeError("http_client must be an httpx.AsyncClient for AsyncClient (use Client for httpx.Client).")
+        self._gate = asyncio.Semaphore(POOL_SIZE)  # API calls in flight at once (see the module docstring)
         self._sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
         self._clock: Callable[[], float] = time.monotonic
 
@@ -89,7 +92,8 @@ class AsyncClient(BaseClient):
         while True:
             request = self._build_request(self._http, spec, timeout)
             try:
-                response = await self._http.send(request)
+                async with self._gate:
+                    response = await self._http.send(request)
             except httpx.TransportError as exc:
                 step = self._after_exception(spec, request, exc, attempt, max_retries)
             else:
