@@ -343,6 +343,26 @@ def test_migration_from_v0(tmp_path: Path) -> None:
         assert store.count() == 1
 
 
+def test_a_version_1_store_gains_the_new_columns_and_keeps_its_runs(tmp_path: Path) -> None:
+    folder = tmp_path / "store"
+    folder.mkdir()
+    db = sqlite3.connect(folder / "runs.sqlite3", isolation_level=None)
+    store_mod.MIGRATIONS[0](db)  # a store as version 1 left it, with one run
+    db.execute("PRAGMA user_version = 1")
+    db.execute(
+        "INSERT INTO runs (run_id, seq, created_at, updated_at, stage, prompt, params, backend) "
+        "VALUES ('old', 1, 1.0, 1.0, 'completed', 'kept', '{\"prompt\": \"kept\", \"duration\": 10}', 'piapi')"
+    )
+    db.close()
+    with RunStore(folder) as store:
+        old = store.get("old")
+        assert old.prompt == "kept" and old.parent_id is None and old.timeline_id is None
+        old.update(parent_id="p", timeline_id="t", segment=2, status_word="Succeeded")
+        store.save(old)
+        again = store.get("old")
+        assert (again.parent_id, again.timeline_id, again.segment, again.status_word) == ("p", "t", 2, "Succeeded")
+
+
 def test_a_later_migration_keeps_the_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "store"
     with RunStore(folder) as store:
@@ -352,9 +372,10 @@ def test_a_later_migration_keeps_the_data(tmp_path: Path, monkeypatch: pytest.Mo
         db.execute("ALTER TABLE runs ADD COLUMN rating INTEGER")
         db.execute("UPDATE runs SET rating = 5")
 
+    latest = store_mod.SCHEMA_VERSION
     monkeypatch.setattr(store_mod, "MIGRATIONS", [*store_mod.MIGRATIONS, v1_to_v2])
     with RunStore(folder) as store:
-        assert store.schema_version == 2
+        assert store.schema_version == latest + 1
         assert store.get(run.run_id).prompt == "kept"
         assert store._query("SELECT rating FROM runs")[0][0] == 5
 
@@ -366,7 +387,7 @@ def test_a_later_migration_keeps_the_data(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(RuntimeError, match="migration bug"):
         RunStore(folder)
     con = sqlite3.connect(folder / "runs.sqlite3")
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 2  # rolled back as a whole
+    assert con.execute("PRAGMA user_version").fetchone()[0] == latest + 1  # rolled back as a whole
     assert "half_done" not in [r[1] for r in con.execute("PRAGMA table_info(runs)")]
     con.close()
 

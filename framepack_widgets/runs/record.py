@@ -178,9 +178,13 @@ class Run:
     params: dict[str, Any]  # the input as FramepackInput.to_params() gives it: JSON, no bytes
     backend: str = "piapi"  # "piapi" or "simulator"
     sweep_id: str | None = None
+    parent_id: str | None = None  # the run this one continues from its last frame (extend)
+    timeline_id: str | None = None  # the timeline this run is a segment of, and which one
+    segment: int | None = None
     seq: int | None = None  # position in the store (newest = largest)
     stage: RunStage = RunStage.QUEUED
     status: TaskStatus | None = None
+    status_word: str | None = None  # the API's own word for the status, as it came
     task_id: str | None = None
     percent: float | None = None
     logs: tuple[str, ...] = ()
@@ -451,8 +455,12 @@ class Run:
             "params": dict(self.params),
             "backend": self.backend,
             "sweep_id": self.sweep_id,
+            "parent_id": self.parent_id,
+            "timeline_id": self.timeline_id,
+            "segment": self.segment,
             "stage": self.stage.value,
             "status": None if self.status is None else self.status.value,
+            "status_word": self.status_word,
             "task_id": self.task_id,
             "percent": self.percent,
             "logs": list(self.logs),
@@ -488,9 +496,13 @@ class Run:
             params=dict(data.get("params") or {}),
             backend=str(data.get("backend") or "piapi"),
             sweep_id=data.get("sweep_id"),
+            parent_id=data.get("parent_id"),
+            timeline_id=data.get("timeline_id"),
+            segment=data.get("segment"),
             seq=data.get("seq"),
             stage=RunStage.parse(data.get("stage") or "queued"),
             status=TaskStatus.parse(status) if status else None,
+            status_word=data.get("status_word"),
             task_id=data.get("task_id"),
             percent=data.get("percent"),
             logs=tuple(data.get("logs") or ()),

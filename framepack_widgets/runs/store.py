@@ -116,8 +116,23 @@ def _migrate_0_to_1(db: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_1_to_2(db: sqlite3.Connection) -> None:
+    """Runs that continue another (`parent_id`), timeline segments, and the API's own status word."""
+    _run_script(
+        db,
+        """
+        ALTER TABLE runs ADD COLUMN parent_id TEXT;
+        ALTER TABLE runs ADD COLUMN timeline_id TEXT;
+        ALTER TABLE runs ADD COLUMN segment INTEGER;
+        ALTER TABLE runs ADD COLUMN status_word TEXT;
+        CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_id) WHERE parent_id IS NOT NULL;
+        CREATE INDEX IF NOT EXISTS runs_timeline ON runs (timeline_id, segment) WHERE timeline_id IS NOT NULL
+        """,
+    )
+
+
 #: MIGRATIONS[v] brings a store from schema version v to v + 1. Append, never edit.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 #: The runs table: the keys of `Run.to_dict()` it keeps (a few derived ones are columns for
@@ -126,7 +141,7 @@ _RECORD_COLUMNS = (
     "run_id", "seq", "created_at", "updated_at", "stage", "status", "task_id", "prompt",
     "negative_prompt", "duration", "start_image_sha", "end_image_sha", "params", "percent",
     "logs", "error", "hint", "cost_usd", "backend", "sweep_id", "submitted_at", "finished_at",
-    "video_sha", "video_url",
+    "video_sha", "video_url", "parent_id", "timeline_id", "segment", "status_word",
 )  # fmt: skip
 _COLUMNS = (*_RECORD_COLUMNS, "owner", "heartbeat_at")
 _TIME_COLUMNS = frozenset({"created_at", "updated_at", "submitted_at", "finished_at"})
