@@ -160,19 +160,24 @@ _CONDITIONAL_UPDATE = (
 _UNFINISHED = tuple(stage.value for stage in UNFINISHED_STAGES)
 
 
-def _to_column(name: str, value: Any) -> Any:
-    if name in _TIME_COLUMNS:
-        time_value = as_time(value)
-        return None if time_value is None else time_value.timestamp()
-    if name in _JSON_COLUMNS:
-        return _dumps(value)
-    return value
+def _to_row(record: dict[str, Any]) -> dict[str, Any]:
+    """A `Run.to_dict()` as column values: times as epoch seconds, lists as JSON."""
+    row = {name: record[name] for name in _RECORD_COLUMNS}
+    for name in _TIME_COLUMNS:
+        value = as_time(row[name])
+        row[name] = None if value is None else value.timestamp()
+    for name in _JSON_COLUMNS:
+        row[name] = _dumps(row[name])
+    return row
 
 
-def _from_column(name: str, value: Any) -> Any:
-    if value is not None and name in _JSON_COLUMNS:
-        return json.loads(value)
-    return value
+def _from_row(values: Sequence[Any]) -> dict[str, Any]:
+    """Column values back as what `Run.from_dict()` reads (times stay epoch seconds)."""
+    record = dict(zip(_RECORD_COLUMNS, values))
+    for name in _JSON_COLUMNS:
+        if record[name] is not None:
+            record[name] = json.loads(record[name])
+    return record
 
 
 def default_folder() -> Path:
@@ -253,8 +258,7 @@ class RunStore:
 
     # ------------------------------------------------------------------ runs
     def _row(self, run: Run, owner: str | None) -> dict[str, Any]:
-        record = run.to_dict(history=False)
-        row = {name: _to_column(name, record[name]) for name in _RECORD_COLUMNS}
+        row = _to_row(run.to_dict(history=False))
         row["updated_at"] = row["updated_at"] or time.time()
         row["owner"], row["heartbeat_at"] = owner, (time.time() if owner else None)
         return row
@@ -294,7 +298,7 @@ class RunStore:
         """Runs from rows of `_SELECT` (each reads its history from here on first use)."""
         runs = []
         for row in rows:
-            record = {name: _from_column(name, value) for name, value in zip(_RECORD_COLUMNS, row)}
+            record = _from_row(row)
             sha = record["video_sha"]
             path = self.video_path_for(sha) if sha else None
             record["video_path"] = path if path is not None and path.exists() else None
