@@ -512,3 +512,97 @@ async def test_no_key_anywhere_in_the_store(store: RunStore, monkeypatch: pytest
             data = path.read_bytes()
             assert key not in data, path
             assert KEY.encode("utf-16-le") not in data, path
+
+
+# --------------------------------------------------------------------------- unusable folders, damage, permissions
+def test_a_home_that_is_a_file_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    home.write_text("not a folder")
+    monkeypatch.setenv("FRAMEPACK_HOME", str(home))
+    with pytest.raises(store_mod.StoreError, match="FRAMEPACK_HOME") as info:
+        RunStore()
+    assert str(home) in str(info.value) and "is a file" in str(info.value)
+    assert home.read_text() == "not a folder"  # left as it was
+
+
+def test_a_folder_that_cannot_be_created_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: Path, *args: Any, **kwargs: Any) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)  # (the tests run as root, who may write anywhere)
+    with pytest.raises(store_mod.StoreError, match="permission denied") as info:
+        RunStore(tmp_path / "nope")
+    assert str(tmp_path / "nope") in str(info.value) and "FRAMEPACK_HOME" in str(info.value)
+    with pytest.raises(store_mod.StoreError, match="Cannot create"):
+        RunStore(Path("/proc/framepack-test/store"))  # a real failure, not a permission one
+
+
+def test_a_damaged_database_is_moved_aside_and_a_new_one_started(tmp_path: Path) -> None:
+    folder = tmp_path / "store"
+    with RunStore(folder) as store:
+        add_run(store, "kept on disk")
+    damaged = b"this is not a database " * 100
+    (folder / "runs.sqlite3").write_bytes(damaged)
+    for suffix in ("-wal", "-shm"):
+        (folder / f"runs.sqlite3{suffix}").unlink(missing_ok=True)
+    with RunStore(folder) as store:
+        assert store.count() == 0 and store.notice is not None
+        assert "moved to runs.sqlite3.damaged-" in store.notice and "not deleted" in store.notice
+        [kept] = folder.glob("runs.sqlite3.damaged-*")
+        assert kept.read_bytes() == damaged  # never deleted
+        assert len(list(store.images_dir.iterdir())) == 1  # the images are untouched
+        add_run(store, "a new history")
+        assert store.count() == 1
+    with RunStore(folder) as store:
+        assert store.notice is None  # said once, when it happened
+
+
+async def test_the_widget_shows_that_a_damaged_store_was_moved_aside(tmp_path: Path) -> None:
+    import httpx
+
+    from framepack_widgets import FramepackWidget
+    from framepack_widgets.client import AsyncClient
+
+    folder = tmp_path / "store"
+    folder.mkdir()
+    (folder / "runs.sqlite3").write_bytes(b"garbage" * 500)
+    http = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(500)))
+    client = AsyncClient("k", base_url="http://127.0.0.1:9", http_client=http)
+    w = FramepackWidget(client, store=RunStore(folder))
+    assert "damaged" in w.notice and "kept, not deleted" in w.notice
+    w.close()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_the_store_is_private_to_its_user(tmp_path: Path, umask: int, mp4_bytes_path: Path) -> None:
+    old = os.umask(umask)
+    try:
+        folder = tmp_path / "store"
+        with RunStore(folder) as store:
+            add_run(store, "private")
+            video = store.add_video(mp4_bytes_path)
+            files = [store.db_path, video, *store.images_dir.iterdir()]
+            folders = [folder, store.images_dir, store.videos_dir, store.tmp_dir]
+            assert {oct(p.stat().st_mode & 0o777) for p in folders} == {"0o700"}
+            assert {oct(p.stat().st_mode & 0o777) for p in files} == {"0o600"}
+            assert oct(Path(f"{store.db_path}-wal").stat().st_mode & 0o777) == "0o600"
+    finally:
+        os.umask(old)
+
+
+def test_an_old_world_readable_store_is_made_private_when_opened(tmp_path: Path) -> None:
+    folder = tmp_path / "store"
+    with RunStore(folder):
+        pass
+    os.chmod(folder, 0o755)
+    os.chmod(folder / "runs.sqlite3", 0o644)
+    with RunStore(folder):
+        assert folder.stat().st_mode & 0o777 == 0o700
+        assert (folder / "runs.sqlite3").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.fixture
+def mp4_bytes_path(tmp_path: Path) -> Path:
+    path = tmp_path / "download.mp4"
+    path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
+    return path

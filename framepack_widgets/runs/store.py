@@ -17,6 +17,7 @@ Light to import: no PIL, numpy or av.
 from __future__ import annotations
 
 import hashlib
+import logging
 import json
 import os
 import shutil
@@ -39,16 +40,45 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..inputs import ImageSource
     from .eta import Estimate
 
-__all__ = ["RunStore", "StoreVersionError", "SCHEMA_VERSION", "MIGRATIONS", "default_folder"]
+__all__ = ["RunStore", "StoreError", "StoreVersionError", "SCHEMA_VERSION", "MIGRATIONS", "default_folder"]
 
 DB_NAME = "runs.sqlite3"
+
+log = logging.getLogger(__name__)
 #: Files in videos/ that no run refers to are left alone this long (a download may be
 #: between `add_video` and the save that records it).
 ORPHAN_GRACE_SECONDS = 600.0
 
 
-class StoreVersionError(FramepackError):
+class StoreError(FramepackError):
+    """The run store's folder cannot be used as it is; the message names it and what to do."""
+
+
+class StoreVersionError(StoreError):
     """The store was written by a newer framepack_widgets than this one."""
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the system allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o077)  # elsewhere: swap and restore (briefly process-wide)
+    os.umask(mask)
+    return mask
+
+
+def _private(path: Path, *, folder: bool = False) -> None:
+    """Only the user may read it: 0700 for folders, 0600 for files (or stricter, by umask)."""
+    mode = (0o700 if folder else 0o600) & ~_umask()
+    try:
+        os.chmod(path, mode)
+    except FileNotFoundError:
+        pass
 
 
 # --------------------------------------------------------------------------- schema
@@ -198,16 +228,87 @@ class RunStore:
         self.images_dir = self.folder / "images"
         self.videos_dir = self.folder / "videos"
         self.tmp_dir = self.folder / "tmp"
-        for path in (self.folder, self.images_dir, self.videos_dir, self.tmp_dir):
-            path.mkdir(parents=True, exist_ok=True)
         self.db_path = self.folder / DB_NAME
+        #: Said once to the person when something about the store needed fixing on open
+        #: (a damaged database moved aside); None otherwise.
+        self.notice: str | None = None
         self._lock = threading.RLock()
-        self._db = connect_wal(self.db_path, busy_timeout=busy_timeout, where="FRAMEPACK_HOME")
+        self._make_folders()
         try:
+            self._db = self._open(busy_timeout)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                raise self._unusable(exc) from None
+            self._move_damaged_aside(exc)
+            self._db = self._open(busy_timeout)
+
+    def _make_folders(self) -> None:
+        """The store's folders, private to the user (its files are made private as written)."""
+        where = "FRAMEPACK_HOME" if os.environ.get("FRAMEPACK_HOME", "").strip() else "the run store's folder"
+        try:
+            existed = self.folder.is_dir()
+            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for path in (self.images_dir, self.videos_dir, self.tmp_dir):
+                path.mkdir(mode=0o700, exist_ok=True)
+        except FileExistsError:
+            raise StoreError(
+                f"{where} ({self.folder}) is a file, not a folder. Point FRAMEPACK_HOME at a folder "
+                "(it is created if missing), or move that file away."
+            ) from None
+        except PermissionError:
+            raise StoreError(
+                f"Cannot create {where} ({self.folder}): permission denied. Choose a folder you can write "
+                "to: set FRAMEPACK_HOME, or pass RunStore(folder) / FramepackWidget(store=RunStore(folder))."
+            ) from None
+        except OSError as exc:
+            raise StoreError(
+                f"Cannot create {where} ({self.folder}): {exc.strerror or exc}. Choose another folder with "
+                "FRAMEPACK_HOME."
+            ) from None
+        if not existed or (self.folder / DB_NAME).exists():  # ours: a new folder, or a store
+            _private(self.folder, folder=True)
+        for path in (self.images_dir, self.videos_dir, self.tmp_dir):
+            _private(path, folder=True)
+
+    def _open(self, busy_timeout: float) -> sqlite3.Connection:
+        db = connect_wal(self.db_path, busy_timeout=busy_timeout, where="FRAMEPACK_HOME")
+        try:
+            for suffix in ("", "-wal", "-shm"):  # SQLite gives -wal and -shm the database's mode
+                _private(Path(f"{self.db_path}{suffix}"))
+            self._db = db
             self._migrate()
         except BaseException:
-            self._db.close()
+            db.close()
             raise
+        return db
+
+    def _unusable(self, exc: sqlite3.DatabaseError) -> StoreError:
+        return StoreError(
+            f"Cannot open the run store {self.db_path}: {exc}. Check that the folder is on a local disk "
+            "and that you may write to it, or choose another folder with FRAMEPACK_HOME."
+        )
+
+    def _move_damaged_aside(self, exc: sqlite3.DatabaseError) -> None:
+        """A damaged database is kept (renamed), never deleted, and a new one started."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        kept = self.db_path.with_name(f"{DB_NAME}.damaged-{stamp}")
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                old = Path(f"{self.db_path}{suffix}")
+                if old.exists():
+                    os.replace(old, Path(f"{kept}{suffix}"))
+        except OSError as move_error:
+            raise StoreError(
+                f"The run store {self.db_path} is damaged ({exc}) and could not be moved aside "
+                f"({move_error.strerror or move_error}). Move it away yourself, or choose another folder "
+                "with FRAMEPACK_HOME."
+            ) from None
+        self.notice = (
+            f"The run history in {self.db_path} was damaged ({exc}), so it was moved to {kept.name} "
+            "(kept, not deleted) and a new, empty history was started. Videos and images in the folder are "
+            "untouched."
+        )
+        log.warning("%s", self.notice)
 
     # ------------------------------------------------------------------ plumbing
     def _migrate(self) -> None:
@@ -451,7 +552,9 @@ class RunStore:
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
         tmp = self.tmp_dir / f"{uuid.uuid4().hex}.part"
-        tmp.write_bytes(data)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, path)
 
     # ------------------------------------------------------------------ videos
@@ -473,11 +576,13 @@ class RunStore:
         if final.exists():
             src.unlink()
             return final
+        _private(src)
         try:
             os.replace(src, final)
         except OSError:  # another disk: copy next to it, then rename into place
             tmp = self.tmp_dir / f"{uuid.uuid4().hex}.part"
             shutil.copyfile(src, tmp)
+            _private(tmp)
             os.replace(tmp, final)
             src.unlink()
         return final

@@ -126,6 +126,7 @@ class FramepackWidget(anywidget.AnyWidget):
     ) -> None:
         super().__init__(**kwargs)
         self._store = store if store is not None else RunStore()
+        self.notice = self._store.notice or ""  # e.g. a damaged history was moved aside
         self._sim: Simulator | None = None
         self._owns_client = client is None
         self._client = client if client is not None else self._default_client()
