@@ -845,3 +845,60 @@ async def test_runner_without_a_learned_estimate_passes_no_hint(
     run = await Runner(client, store).start(make_input())
     assert run.stage is RunStage.COMPLETED  # a store problem never breaks a run
     assert client.hints == [{}]
+
+
+# --------------------------------------------------------------------------- a full disk
+async def test_a_full_disk_after_the_create_keeps_the_task_id_and_saves_it_later(
+    store: RunStore, client: FakeClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import gc
+    import sqlite3
+
+    from framepack_widgets.runs import saving
+
+    original = RunStore.save
+    failures = {"left": 0}
+
+    def flaky(self: RunStore, run: Run, **kwargs: Any) -> bool:
+        if failures["left"] and kwargs.get("expect_stage") is None:
+            failures["left"] -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return original(self, run, **kwargs)
+
+    monkeypatch.setattr(RunStore, "save", flaky)
+    monkeypatch.setattr(saving, "FIRST_RETRY_SECONDS", 0.01)
+    client.on_create = lambda _input: failures.update(left=3)  # the disk fills while the create is in flight
+    client.wait_gate = asyncio.Event()
+    run = Runner(client, store).start(make_input())
+    for _ in range(500):
+        if run.task_id is not None and run.hint:
+            break
+        await asyncio.sleep(0.005)
+    assert run.task_id == "task-1" and "task-1" in run.hint and "disk is full" in run.hint
+    assert store.get(run.run_id).task_id is None  # not on disk yet, but not lost
+    for _ in range(500):
+        if store.get(run.run_id).task_id == "task-1":
+            break
+        await asyncio.sleep(0.01)
+    assert store.get(run.run_id).task_id == "task-1" and run.hint is None  # saved after all
+    client.wait_gate.set()
+    await asyncio.wait_for(run.wait(), 10)
+    assert run.stage is RunStage.COMPLETED and len(client.creates) == 1
+    assert store.get(run.run_id).stage is RunStage.COMPLETED
+    gc.collect()
+    assert "never retrieved" not in caplog.text
+
+
+async def test_a_full_disk_before_the_create_sends_nothing(store: RunStore, client: FakeClient,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    from framepack_widgets.runs.store import StoreError
+
+    def full(self: RunStore, run: Run, **kwargs: Any) -> bool:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(RunStore, "save", full)
+    with pytest.raises(StoreError, match="disk is full.*nothing was sent"):
+        Runner(client, store).start(make_input())
+    assert client.creates == []

@@ -31,6 +31,8 @@ from .live import DRIVES, KNOWN, Drive, alive, driven_here, owner_gone
 from .outcomes import HINT_INTERRUPTED_SUBMIT, HINT_SUBMISSION_UNKNOWN, HINT_TIMED_OUT, hint_for
 from .ownership import HEARTBEAT_SECONDS, new_owner, owner_is_stale
 from .record import Run, RunNotAttachedError, RunStage, stage_for_status, utcnow
+from .saving import SAVE_ERRORS, PendingSaves, describe_save_error
+from .store import StoreError
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..client import AsyncClient
@@ -110,6 +112,7 @@ class Runner:
         self._heartbeat: asyncio.Task[None] | None = None
         self._watchers: set[asyncio.Task[None]] = set()
         self._forwarding: set[str] = set()
+        self._unsaved = PendingSaves(store, self._changed)
 
     @property
     def backend(self) -> str:
@@ -128,7 +131,13 @@ class Runner:
         KNOWN[run.run_id] = run
         for source in input.images().values():
             self.store.put_image(source)
-        self.store.save(run, owner=self.owner)  # before anything is sent: nothing is lost
+        try:
+            self.store.save(run, owner=self.owner)  # before anything is sent: nothing is lost
+        except SAVE_ERRORS as exc:
+            raise StoreError(
+                f"Could not save the run to {self.store.db_path} ({describe_save_error(exc)}), so nothing "
+                "was sent. Free some disk space (or choose another folder with FRAMEPACK_HOME) and try again."
+            ) from None
         self._drive(run, submit=True)
         self._changed(run)
         return run
@@ -419,8 +428,23 @@ class Runner:
             except Exception:  # pragma: no cover - a busy store must not kill the runner
                 log.exception("heartbeat failed")
 
-    def _save(self, run: Run, *, expect_stage: RunStage | None = None) -> bool:
-        ok = self.store.save(run, owner=self.owner, expect_stage=expect_stage)
+    def _save(self, run: Run, *, expect_stage: RunStage | None = None, owner: str | None | bool = True) -> bool:
+        """Write the run (as driven by this runner, unless `owner` says otherwise) and tell
+        the observers. A failed write never loses what is in memory: the run is kept, says
+        so, and is written again later. Only the compare-and-set before a create fails
+        loudly, for then nothing may be sent."""
+        who = self.owner if owner is True else owner
+        if run in self._unsaved:  # earlier changes are not on disk yet: keep them in order
+            self._unsaved.owner_changed(run, who)
+            self._changed(run)
+            return expect_stage is None
+        try:
+            ok = self.store.save(run, owner=who, expect_stage=expect_stage)
+        except SAVE_ERRORS as exc:
+            if expect_stage is not None:
+                raise
+            self._unsaved.add(run, who, exc)
+            ok = True
         if ok:
             self._changed(run)
         return ok
@@ -441,8 +465,7 @@ class Runner:
                 **changes: Any) -> None:
         """The run reached a final stage: save it and let go of it."""
         run.update(stage=stage, error=error, hint=hint, **{"finished_at": utcnow(), **changes})
-        self.store.save(run, owner=None)
-        self._changed(run)
+        self._save(run, owner=None)
 
     def _finish_quietly(self, run: Run, stage: RunStage, error: str, hint: str) -> None:
         try:
@@ -516,7 +539,13 @@ class Runner:
             return None
         run.update(stage=RunStage.SUBMITTING, submitted_at=utcnow(), error=None, hint=None)
         # Compare-and-set on QUEUED -> SUBMITTING: a create request is sent at most once per run.
-        if not self._save(run, expect_stage=RunStage.QUEUED):
+        try:
+            stored = self._save(run, expect_stage=RunStage.QUEUED)
+        except SAVE_ERRORS as exc:
+            self._finish(run, RunStage.ERROR, error=f"The run could not be saved before sending: {describe_save_error(exc)}.",
+                         hint=f"Nothing was sent, so nothing was charged. Free some space in {self.store.folder}, then run.rerun().")
+            return None
+        if not stored:
             run.replace_state(self.store.get(run.run_id))
             log.warning("run %s was taken over by another runner; not sending it", run.run_id)
             return None
