@@ -305,10 +305,16 @@ def _from_data_uri(value: str, *, max_side: int, what: str) -> ImageSource:
             f"{_cap(what)} is a data: URI that isn't 'data:image/...;base64,...'; "
             "pass the image bytes or a file path instead."
         )
+    payload = re.sub(r"\s+", "", match.group(3))
+    if not payload:
+        raise InvalidInputError(f"{_cap(what)} is a data: URI with nothing after 'base64,'; pass the image itself.")
     try:
-        data = base64.b64decode(match.group(3), validate=False)
+        data = base64.b64decode(payload, validate=True)
     except (ValueError, TypeError) as exc:
-        raise InvalidInputError(f"{_cap(what)} data: URI has invalid base64 ({exc}).") from exc
+        raise InvalidInputError(
+            f"{_cap(what)} is a data: URI whose data is not valid base64 ({exc}). Pass the image's bytes or "
+            "its file path instead, or encode it again."
+        ) from None
     return _from_bytes(data, max_side=max_side, what=what, label="(data: URI)", original_size=len(data))
 
 

@@ -841,3 +841,18 @@ def test_import_does_not_load_pil_or_numpy() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("uri", "words"),
+    [
+        ("data:image/png;base64,@@@@", "not valid base64"),
+        ("data:image/png;base64,!!!!!!!!", "not valid base64"),
+        ("data:image/png;base64,iVBORw0KGgo=%%%", "not valid base64"),
+        ("data:image/png;base64,", "nothing after 'base64,'"),
+    ],
+)
+def test_a_data_uri_with_bad_base64_says_so_not_that_it_is_empty(uri: str, words: str) -> None:
+    with pytest.raises(InvalidInputError, match=words) as info:
+        FramepackInput("x", uri)
+    assert "0 bytes" not in str(info.value) and info.value.__cause__ is None
