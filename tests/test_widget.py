@@ -304,6 +304,25 @@ async def test_a_double_click_makes_one_task(widget: FramepackWidget, store: Run
     assert run.input.duration == 12
 
 
+async def test_two_quick_generate_calls_from_python_make_one_task(
+    widget: FramepackWidget, store: RunStore, sim: Simulator
+) -> None:
+    ready(widget)
+    creates_before = sim.count("create")
+    first = widget.generate()
+    again = widget.generate()  # while the first is still being submitted, same inputs
+    assert again is first and store.count() == 1
+    widget.prompt = "a different prompt"
+    other = widget.generate()  # different inputs: a new intent, a new run
+    assert other is not first
+    await first
+    await other
+    third = widget.generate()  # the first was accepted long ago: a new run again
+    assert third is not other
+    await third
+    assert sim.count("create") - creates_before == 3
+
+
 async def test_generate_end_to_end_streams_status_and_delivers_the_video(widget: FramepackWidget) -> None:
     rec = ready(widget)
     stages: list[str] = []

@@ -286,7 +286,10 @@ class FramepackWidget(anywidget.AnyWidget):
         """Start a run with the current inputs and return it at once (`await run` for the end).
 
         Needs the running event loop (any notebook cell has it). Raises InvalidInputError
-        for bad input, which the widget shows too; nothing is sent then.
+        for bad input, which the widget shows too; nothing is sent then. Like the button,
+        a second call while the previous run with the same inputs is still being submitted
+        returns that run instead of paying twice; for several takes of one input, use
+        `sweep(repeats=n)`.
         """
         try:
             inp = self._input()
@@ -294,6 +297,10 @@ class FramepackWidget(anywidget.AnyWidget):
             self.input_error = str(exc)
             raise
         self.input_error = ""
+        last = self._runs.get(self._generated[-1]) if self._generated else None
+        if last is not None and last.stage.in_flight and last.params == Run.from_input(inp).params:
+            log.info("generate(): run %s with the same inputs is still being submitted; not sending twice", last.run_id)
+            return last
         run = self._runner.start(inp)
         self._generated.append(run.run_id)
         del self._generated[:-20]
