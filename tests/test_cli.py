@@ -149,3 +149,102 @@ def test_simulator_subcommand_is_wired(capsys: pytest.CaptureFixture[str]) -> No
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "--port" in out and "--state-dir" in out
+
+
+# --------------------------------------------------------------------------- checked before anything is paid for
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--timeout", "0"], "--timeout must be a number above 0"),
+        (["--timeout", "-1"], "--timeout must be a number above 0"),
+        (["--sim-time-scale", "0"], "--sim-time-scale must be a number above 0"),
+        (["--sim-time-scale", "nan"], "--sim-time-scale must be a number above 0"),
+    ],
+)
+@pytest.mark.parametrize("command", ["generate", "sweep"])
+def test_bad_numbers_exit_2_before_anything_is_sent(
+    command: str, extra: list[str], words: str, photo: Path, tmp_path: Path, fast_sim: Simulator,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = [command, str(photo), "--prompt", "pan left", "-o", str(tmp_path / "o"), *extra]
+    code = cli.main(argv + (["--yes"] if command == "sweep" else []))
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_BAD_INPUT and words in err and "Traceback" not in err
+    assert fast_sim.count("create") == 0
+
+
+def test_an_output_under_a_file_exits_2_before_anything_is_sent(
+    photo: Path, tmp_path: Path, fast_sim: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code = cli.main(["generate", str(photo), "--prompt", "pan left", "-o", str(blocker / "out.mp4")])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_BAD_INPUT and "is a file" in err and err.count("\n") == 1
+    code = cli.main(["sweep", str(photo), "--prompt", "a", "--prompt", "b", "-o", str(blocker), "--yes"])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_BAD_INPUT and "is a file, not a folder" in err
+    assert fast_sim.count("create") == 0 and blocker.read_text() == "x"
+
+
+def test_a_bad_base_url_exits_2_with_one_line(photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PIAPI_API_KEY", "k-for-a-bad-url")
+    monkeypatch.setenv("PIAPI_BASE_URL", "ftp://x")
+    for argv in (["generate", str(photo), "--prompt", "pan", "-o", str(tmp_path / "o.mp4")],
+                 ["sweep", str(photo), "--prompt", "pan", "--yes", "-o", str(tmp_path / "s")]):
+        code = cli.main(argv)
+        err = capsys.readouterr().err
+        assert code == cli.EXIT_BAD_INPUT and "ftp://x" in err and "Traceback" not in err
+        assert "k-for-a-bad-url" not in err
+
+
+def test_a_video_that_cannot_be_written_still_names_the_task(
+    photo: Path, tmp_path: Path, fast_sim: Simulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from framepack_widgets.client import Client
+
+    def full(self: Client, task: object, path: object) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Client, "download", full)
+    code = cli.main(["generate", str(photo), "--prompt", "pan left", "-o", str(tmp_path / "out.mp4")])
+    err = capsys.readouterr().err
+    assert code != cli.EXIT_OK and "No space left" in err
+    [task_id] = [t for t in fast_sim.tasks]
+    assert f"the task is {task_id}" in err and "its video: http" in err
+
+
+def test_sigterm_during_a_sweep_cancels_what_was_not_sent_and_reports_every_run(
+    photo: Path, tmp_path: Path
+) -> None:
+    """A closed terminal or a `kill` is handled like Ctrl-C: queued runs are cancelled (never sent
+    later), runs already sent are reported with their task ids."""
+    import signal
+    import time
+
+    from framepack_widgets.runs import RunStage, RunStore
+
+    env = {**os.environ, "FRAMEPACK_HOME": str(tmp_path / "home"), "FRAMEPACK_SIM_TIME_SCALE": "1"}
+    env.pop("PIAPI_API_KEY", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "framepack_widgets.cli", "sweep", str(photo), "--prompt", "a", "--prompt", "b",
+         "--prompt", "c", "--max-concurrent", "1", "--yes", "-o", str(tmp_path / "out")],
+        env=env, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stderr is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        lines.append(line)
+        if "pending" in line:  # the first run is at the (simulated) API
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    assert proc.wait(30) == cli.EXIT_INTERRUPTED, "".join(lines) + rest
+    assert "2 run(s) not yet sent were cancelled" in rest and "interrupted" in rest
+    assert "run 2 ('b') ended cancelled" in rest and "run 3 ('c') ended cancelled" in rest
+    with RunStore(tmp_path / "home") as store:
+        stages = sorted(r.stage.value for r in store.list())
+    assert stages.count("cancelled") == 2 and RunStage.QUEUED.value not in stages

@@ -13,7 +13,7 @@ from typing import TextIO
 from .. import errors
 from ..inputs import FramepackInput
 from ..task import Task
-from ._common import add_backend_options, simulator_notice, uses_api
+from ._common import add_backend_options, positive, simulator_notice, uses_api, writable_file
 from ._exit import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, exit_code_for
 
 __all__ = ["add_generate_parser", "generate_command"]
@@ -89,55 +89,63 @@ def generate_command(args: argparse.Namespace) -> int:
     from ..client import Client
 
     err = sys.stderr
-    try:
-        duration: object = int(args.duration) if str(args.duration).strip().isdigit() else args.duration
-        request = FramepackInput(
-            args.prompt,
-            args.image,
-            end_image=args.end_image,
-            negative_prompt=args.negative_prompt,
-            duration=duration,
-        )
-    except errors.InvalidInputError as exc:
-        print(f"framepack: {exc}", file=err)
-        return EXIT_BAD_INPUT
-
-    output = Path(args.output) if args.output else _default_output(args.image)
-    if output.exists() and output.is_dir():
-        output = output / _default_output(args.image).name
-
     with ExitStack() as stack:
-        if uses_api():
-            client = stack.enter_context(Client())
+        try:  # everything that can be checked is checked before anything is sent
+            timeout = positive("--timeout", args.timeout)
+            time_scale = positive("--sim-time-scale", args.sim_time_scale)
+            duration: object = int(args.duration) if str(args.duration).strip().isdigit() else args.duration
+            request = FramepackInput(
+                args.prompt, args.image, end_image=args.end_image, negative_prompt=args.negative_prompt,
+                duration=duration,
+            )
+            output = Path(args.output) if args.output else _default_output(args.image)
+            if output.is_dir():
+                output = output / _default_output(args.image).name
+            output = writable_file(output)
+            client = stack.enter_context(Client()) if uses_api() else None
+        except errors.InvalidInputError as exc:
+            print(f"framepack: {exc}", file=err)
+            return EXIT_BAD_INPUT
+        if client is not None:
             where = "a simulator at " + client.base_url if client.is_simulator else "PiAPI"
             print(f"framepack: sending to {where} (costs ${request.cost_usd:.2f})", file=err)
         else:
             from ..simulator import Simulator
 
-            sim = stack.enter_context(Simulator(time_scale=args.sim_time_scale))
+            sim = stack.enter_context(Simulator(time_scale=time_scale))
             client = stack.enter_context(Client(sim.api_key, base_url=sim.base_url))
             print(simulator_notice("the video is"), file=err)
         line = StatusLine(err)
+        task: Task | None = None
         try:
             task = client.create_task(request)
             line.message(f"task {task.task_id} created")
             line.update(task)
-            task = client.wait(task, timeout=args.timeout, on_update=line.update)
+            task = client.wait(task, timeout=timeout, on_update=line.update)
             line.update(task)
             line.message("downloading the video")
             written = client.download(task, output)
         except KeyboardInterrupt:
             line.close()
             print("framepack: interrupted; the task may still run (and be billed) on the server.", file=err)
+            _say_task(task, err)
             return EXIT_INTERRUPTED
-        except errors.FramepackError as exc:
+        except (errors.FramepackError, OSError) as exc:
             line.close()
             print(f"framepack: {exc}", file=err)
+            _say_task(task, err)
             return exit_code_for(exc)
         line.close()
     print(f"framepack: wrote {written}", file=err)
     print(str(written))
     return EXIT_OK
+
+
+def _say_task(task: Task | None, err: TextIO) -> None:
+    """Whatever went wrong after the create, the person learns which task they paid for."""
+    if task is not None:
+        url = f"; its video: {task.video_url}" if task.video_url else ""
+        print(f"framepack: the task is {task.task_id} (status {task.status.value}){url}", file=err)
 
 
 def _default_output(image: str) -> Path:

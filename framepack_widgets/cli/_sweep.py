@@ -11,17 +11,24 @@ import asyncio
 import logging
 import re
 import shutil
+import signal
 import sys
+import uuid
 from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
-from typing import IO, Any
+from collections.abc import Coroutine
+from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError
 from ..inputs import FramepackInput
 from ..runs import Run, Runner, RunStage, RunStore
+from ..runs.store import StoreError
 from ..sweeps import Sweep, SweepPlan, plan_sweep, start_sweep
-from ._common import add_backend_options, money, simulator_notice, uses_api
-from ._exit import EXIT_BAD_INPUT, EXIT_INTERRUPTED, exit_code_for_stage, worst
+from ._common import add_backend_options, money, positive, simulator_notice, uses_api, writable_folder
+from ._exit import EXIT_API_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED, exit_code_for_stage, worst
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..client import AsyncClient
 
 __all__ = ["sweep_command"]
 
@@ -81,9 +88,13 @@ def sweep_command(
     except SystemExit as exc:  # argparse: 2 for usage errors, 0 for --help
         return int(exc.code or 0)
 
-    try:
+    from ..client import AsyncClient
+
+    try:  # everything that can be checked is checked before anything is sent
         if args.max_concurrent < 1:
             raise InvalidInputError("--max-concurrent must be at least 1")
+        positive("--timeout", args.timeout)
+        positive("--sim-time-scale", args.sim_time_scale)
         durations = _parse_durations(args.duration)
         base = FramepackInput(
             args.prompt[0],
@@ -100,11 +111,18 @@ def sweep_command(
             repeats=args.repeats,
             max_cost=args.max_cost,
         )
+        sweep_id = f"sweep-{uuid.uuid4().hex[:12]}"
+        folder = writable_folder(Path(args.output) if args.output else Path.cwd() / sweep_id)
+        client = AsyncClient() if uses_api() else None  # a bad PIAPI_BASE_URL is said now
+        store = RunStore()
     except InvalidInputError as exc:
         print(f"framepack: {exc}", file=err)
         return EXIT_BAD_INPUT
+    except StoreError as exc:
+        print(f"framepack: {exc}", file=err)
+        return EXIT_BAD_INPUT
 
-    use_api = uses_api()
+    use_api = client is not None
     print(f"framepack: sweep plan: {plan.describe()}", file=err)
     for k, inp in enumerate(plan.inputs, 1):
         neg = f"  (not: {inp.negative_prompt!r})" if inp.negative_prompt else ""
@@ -133,8 +151,9 @@ def sweep_command(
             return EXIT_BAD_INPUT
 
     try:
-        return asyncio.run(_run_sweep(plan, args, use_api=use_api, out=out, err=err, outdir=Path(args.output) if args.output else None))
-    except KeyboardInterrupt:
+        return asyncio.run(_stoppable(_run_sweep(plan, args, client=client, store=store, sweep_id=sweep_id,
+                                                 out=out, err=err, folder=folder)))
+    except (KeyboardInterrupt, asyncio.CancelledError):
         if use_api:
             note = ("runs already sent may still run (and be billed) at PiAPI; they are in the run "
                     "store: open the widget (or Runner.resume()) to finish them.")
@@ -142,6 +161,28 @@ def sweep_command(
             note = "the offline simulator stopped with it, so runs in progress there cannot finish."
         print(f"framepack: interrupted; {note}", file=err)
         return EXIT_INTERRUPTED
+    finally:
+        store.close()
+
+
+async def _stoppable(work: Coroutine[Any, Any, int]) -> int:
+    """Run `work`, cancelled (like Ctrl-C) when the terminal closes or the process is asked to stop."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    signals = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    for sig in signals:
+        try:
+            loop.add_signal_handler(sig, task.cancel)
+        except (NotImplementedError, RuntimeError):  # not on this platform, or not the main thread
+            pass
+    try:
+        return await task
+    finally:
+        for sig in signals:
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError):
+                pass
 
 
 async def _cancel_unsent(runner: Runner, sweep: Sweep, err: IO[str]) -> None:
@@ -163,20 +204,20 @@ async def _cancel_unsent(runner: Runner, sweep: Sweep, err: IO[str]) -> None:
 
 
 async def _run_sweep(
-    plan: SweepPlan, args: argparse.Namespace, *, use_api: bool, out: IO[str], err: IO[str], outdir: Path | None
+    plan: SweepPlan, args: argparse.Namespace, *, client: "AsyncClient | None", store: RunStore, sweep_id: str,
+    out: IO[str], err: IO[str], folder: Path,
 ) -> int:
     from ..client import AsyncClient
 
     with ExitStack() as sync_stack:
         async with AsyncExitStack() as stack:
-            if use_api:
-                client = await stack.enter_async_context(AsyncClient())
+            if client is not None:
+                client = await stack.enter_async_context(client)
             else:
                 from ..simulator import Simulator
 
                 sim = sync_stack.enter_context(Simulator(time_scale=args.sim_time_scale))
                 client = await stack.enter_async_context(AsyncClient(sim.api_key, base_url=sim.base_url))
-            store = sync_stack.enter_context(RunStore())
 
             shown: dict[str, tuple[str, int]] = {}
 
@@ -193,27 +234,41 @@ async def _run_sweep(
             runner = Runner(client, store, on_change=on_change, max_concurrent=args.max_concurrent, timeout=args.timeout)
             try:
                 print(f"framepack: starting the sweep (runs are stored in {store.folder})", file=err)
-                sweep = start_sweep(runner, plan, confirm=True, max_concurrent=args.max_concurrent)
+                sweep = start_sweep(runner, plan, confirm=True, max_concurrent=args.max_concurrent, sweep_id=sweep_id)
                 try:
                     runs = await sweep
-                except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels us first
-                    await _cancel_unsent(runner, sweep, err)
+                except asyncio.CancelledError:  # Ctrl-C, SIGTERM or a closed terminal
+                    await asyncio.shield(_cancel_unsent(runner, sweep, err))
+                    _report(plan, sweep.runs, folder, out, err)
                     raise
             finally:
                 await runner.aclose()
+    return _report(plan, runs, folder, out, err)
 
-    folder = outdir or (Path.cwd() / sweep.sweep_id)
-    folder.mkdir(parents=True, exist_ok=True)
+
+def _report(plan: SweepPlan, runs: list[Run], folder: Path, out: IO[str], err: IO[str]) -> int:
+    """Every run's outcome, one line each, and its video copied into `folder`; a copy that
+    fails is said and points at the video in the run store instead."""
     codes: list[int] = []
     for k, (inp, run) in enumerate(zip(plan.inputs, runs), 1):
         if run.stage is RunStage.COMPLETED and run.video_path is not None:
             target = folder / _video_name(k, inp)
-            shutil.copyfile(run.video_path, target)
+            try:
+                shutil.copyfile(run.video_path, target)
+            except OSError as exc:
+                print(f"framepack: run {k} ({inp.prompt!r}) completed, but its video could not be copied to "
+                      f"{target} ({exc.strerror or exc}); it is in the run store: {run.video_path}", file=err)
+                codes.append(EXIT_API_ERROR)
+                continue
             print(str(target), file=out)
             continue
         detail = " ".join(x for x in (run.error, run.hint) if x)
-        print(f"framepack: run {k} ({inp.prompt!r}) ended {run.stage}: {detail}", file=err)
+        task = f" (task {run.task_id})" if run.task_id else ""
+        print(f"framepack: run {k} ({inp.prompt!r}) ended {run.stage}{task}: {detail}", file=err)
         codes.append(exit_code_for_stage(run.stage))
+    for k in range(len(runs) + 1, plan.count + 1):
+        print(f"framepack: run {k} ({plan.inputs[k - 1].prompt!r}) was never started; nothing was sent for it.",
+              file=err)
     done = sum(1 for r in runs if r.stage is RunStage.COMPLETED)
-    print(f"framepack: {done} of {len(runs)} runs completed; videos in {folder}", file=err)
+    print(f"framepack: {done} of {plan.count} runs completed; videos in {folder}", file=err)
     return worst(codes)
