@@ -600,6 +600,28 @@ function mountSweep(ctx, box) {
   return s.close;
 }
 
+/** Runs a stopped kernel left stored but never sent: nothing sends them until the person says. */
+export function mountQueued(ctx, box) {
+  const s = scope(ctx.model), { get, send } = ctx;
+  const text = h("p", { class: "fpw-queued-text" });
+  const go = h("button", { type: "button", class: "fpw-primary", text: "Send" });
+  const drop = h("button", { type: "button", text: "Discard" });
+  const section = h("section", { class: "fpw-queued", "aria-label": "Queued runs", hidden: true },
+    text, h("div", { class: "fpw-actions" }, go, drop));
+  box.append(section);
+  s.on(go, "click", () => { go.disabled = drop.disabled = true; send({ type: "queued", action: "send" }); });
+  s.on(drop, "click", () => { go.disabled = drop.disabled = true; send({ type: "queued", action: "discard" }); });
+  function sync() {
+    const q = get("queued") || {};
+    section.hidden = !q.count;
+    go.disabled = drop.disabled = false;
+    text.textContent = q.count ? `${q.text} — stored but never sent (the kernel stopped before sending them). Send them now, or discard them?` : "";
+  }
+  s.watch("change:queued", sync);
+  sync();
+  return s.close;
+}
+
 /** Run cards (with posters), selection for comparison and paging of older runs. */
 function mountHistory(ctx, box) {
   const s = scope(ctx.model), { get, save, send, media } = ctx;
@@ -829,7 +851,7 @@ function render({ model, el }) {
   cleanups.push(mountInputs(ctx, main));
   main.append(output);
   cleanups.push(mountStatus(ctx, output), mountResult(ctx, output),
-    mountSweep(ctx, root), mountHistory(ctx, root), mountComparison(ctx, root));
+    mountSweep(ctx, root), mountQueued(ctx, root), mountHistory(ctx, root), mountComparison(ctx, root));
   ctx.send({ type: "hello" });
   return () => {
     for (const cleanup of cleanups.reverse()) cleanup();

@@ -446,6 +446,12 @@ async def test_resume_after_a_crash(store: RunStore, client: FakeClient) -> None
     by_id = {r.run_id: r for r in resumed}
     assert set(by_id) == {processing.run_id, downloading.run_id, queued.run_id, submitting.run_id, old_queued.run_id}
     assert done.run_id not in by_id
+    assert [r.run_id for r in runner.awaiting_consent] == [queued.run_id]  # never sent: not sent unasked
+    with pytest.raises(RunNotAttachedError, match="waits for your word"):
+        await by_id[queued.run_id]
+    await asyncio.sleep(0.05)
+    assert client.creates == []
+    assert runner.send() == [by_id[queued.run_id]]  # the person says "Send"
     await asyncio.gather(*(r.wait() for r in resumed))
 
     assert by_id[processing.run_id].stage is RunStage.COMPLETED
@@ -480,7 +486,9 @@ async def test_resume_never_sends_a_run_across_backends(store: RunStore, mp4_byt
     assert store.get(sim_queued.run_id).stage is RunStage.QUEUED  # left for a simulator runner
 
     simulator = FakeClient(mp4_bytes, is_simulator=True)
-    resumed = Runner(simulator, store).resume()
+    runner = Runner(simulator, store)
+    resumed = runner.resume()
+    runner.send()  # the queued one, once the person says so
     await asyncio.gather(*(r.wait() for r in resumed))
     assert {r.run_id for r in resumed} == {sim_queued.run_id, sim_processing.run_id}
     assert len(simulator.creates) == 1 and simulator.waits.count("sim-task") == 1
@@ -520,12 +528,16 @@ async def test_loop_shutdown_during_create_is_submission_unknown(store: RunStore
 
 async def test_two_runners_resuming_at_once_send_a_queued_run_once(store: RunStore, client: FakeClient) -> None:
     queued = _stored_run(store, RunStage.QUEUED, task_id=None, owner=_dead_owner())
-    a = Runner(client, store).resume()
-    b = Runner(client, store).resume()  # the same process: sees the live run and shares it
+    first, second = Runner(client, store), Runner(client, store)  # two widgets in one kernel
+    a, b = first.resume(), second.resume()
     assert a[0] is b[0]
     with RunStore(store.folder) as other_connection:
-        c = Runner(client, other_connection).resume()
-    await asyncio.gather(*(r.wait() for r in a + b + c))
+        third = Runner(client, other_connection)  # another kernel
+        c = third.resume()
+        # The person presses "Send" in all three at once: one create.
+        sent = first.send() + second.send() + third.send()
+        assert len(sent) == 1
+        await asyncio.gather(*(r.wait() for r in sent))
     assert store.get(queued.run_id).stage is RunStage.COMPLETED
     assert len(client.creates) == 1
 

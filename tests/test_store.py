@@ -269,9 +269,12 @@ async def test_crash_between_write_and_request_then_resume(tmp_path: Path) -> No
         assert stages == {"stored": RunStage.QUEUED, "in-flight": RunStage.SUBMITTING}
 
         client = MiniClient()
-        resumed = Runner(client, store).resume()
+        runner = Runner(client, store)
+        resumed = runner.resume()
         assert {r.prompt for r in resumed} == {"stored", "in-flight"}
-        await asyncio.gather(*(r.wait() for r in resumed))
+        assert [r.prompt for r in runner.awaiting_consent] == ["stored"]
+        runner.send()
+        await asyncio.gather(*(r.wait() for r in runner.active))
         final = {r.prompt: r for r in store.list()}
         assert final["stored"].stage is RunStage.COMPLETED  # certainly never sent: sent once now
         assert final["in-flight"].stage is RunStage.SUBMISSION_UNKNOWN  # may have been sent: never resent
@@ -289,6 +292,7 @@ def _resume_in_process(folder: str, log: str, barrier: Any) -> None:
         runner = Runner(MiniClient(Path(log)), store, max_concurrent=4)
         barrier.wait()
         runner.resume()
+        runner.send()  # both kernels' people say "Send" at once: each run still goes once
         await runner.wait_all()
         store.close()
 

@@ -405,8 +405,8 @@ asyncio.run(main())
 
 @pytest.mark.slow
 async def test_kernel_killed_mid_sweep_resumes_all_three_without_paying_twice(tmp_path: Path) -> None:
-    """The issue's "done when", at the Python level: kill the process driving a 3-prompt sweep
-    while its first task runs; a new Runner on the same store finishes all three."""
+    """Kill the process driving a 3-prompt sweep while its first task runs; a new Runner on the
+    same store follows the first and, once the person says "Send", sends the other two."""
     import subprocess
     import sys
 
@@ -440,6 +440,10 @@ async def test_kernel_killed_mid_sweep_resumes_all_three_without_paying_twice(tm
             runner = Runner(client, store)
             resumed = runner.resume()
             assert len(resumed) == 3
+            assert len(runner.awaiting_consent) == 2  # never sent: they wait for the person's word
+            await asyncio.sleep(0.1)
+            assert len([r for r in sim.requests if r.endpoint == "create"]) == 1
+            assert len(runner.send()) == 2  # "Send"
             sweep = reopen_sweep(runner, sweep_id)
             runs = await sweep
             await runner.aclose()

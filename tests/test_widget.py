@@ -604,3 +604,41 @@ def test_in_a_real_kernel_status_streams_while_the_kernel_is_idle(tmp_path: Path
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+async def test_runs_left_unsent_by_a_stopped_kernel_wait_for_send_or_discard(
+    client: AsyncClient, store: RunStore, sim: Simulator
+) -> None:
+    import subprocess
+    import sys
+
+    from framepack_widgets.runs.ownership import HOST
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = f"{HOST}:{gone.pid}:gone"  # the kernel that stored them has stopped
+    inp = FramepackInput("left queued", jpeg(), duration=10)
+    store.put_image(inp.start_image)
+    left = [Run.from_input(inp.replace(prompt=f"left queued {i}"), backend="simulator") for i in range(3)]
+    for run in left:
+        store.save(run, owner=dead)
+    creates = sim.count("create")
+    w = FramepackWidget(client, store=store)
+    assert w.queued["count"] == 3 and w.queued["cost_usd"] == 0.9
+    assert "3 queued runs, $0.90" in w.queued["text"]
+    await asyncio.sleep(0.2)
+    assert sim.count("create") == creates, "nothing is sent before the person says so"
+    msg(w, {"type": "queued", "action": "discard"})
+    assert w.queued == {}
+    assert {store.get(r.run_id).stage for r in left} == {RunStage.CANCELLED}
+    assert sim.count("create") == creates
+    w.close()
+
+    more = Run.from_input(inp.replace(prompt="left queued again"), backend="simulator")
+    store.save(more, owner=dead)
+    w = FramepackWidget(client, store=store)
+    assert w.queued["count"] == 1
+    [sent] = w.send_queued()
+    await sent
+    assert sent.stage is RunStage.COMPLETED and sim.count("create") == creates + 1 and w.queued == {}
+    w.close()

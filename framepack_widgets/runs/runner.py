@@ -113,6 +113,7 @@ class Runner:
         self._watchers: set[asyncio.Task[None]] = set()
         self._forwarding: set[str] = set()
         self._unsaved = PendingSaves(store, self._changed)
+        self._awaiting: dict[str, Run] = {}  # never sent, found by resume(): sent only when the person says
 
     @property
     def backend(self) -> str:
@@ -172,8 +173,9 @@ class Runner:
         """Re-attach the store's unfinished runs; returns them (including those needing attention).
 
         - PENDING/PROCESSING/DOWNLOADING/TIMED_OUT with a task id: followed again by task id.
-        - QUEUED (stored, certainly never sent): sent now, unless older than `queued_max_age`
-          (then CANCELLED: nothing was charged).
+        - QUEUED (stored, certainly never sent, e.g. the rest of a sweep whose kernel stopped):
+          never sent without the person's word: listed in `awaiting_consent` until `send()` or
+          `discard()`; older than `queued_max_age`, CANCELLED (nothing was charged).
         - SUBMITTING without a task id (the kernel stopped mid-request): SUBMISSION_UNKNOWN.
         - SUBMISSION_UNKNOWN: returned to be shown, never resent.
         - Runs driven by another live kernel are watched (their progress shows; they are
@@ -196,6 +198,42 @@ class Runner:
             else:
                 self._watch(run)
         return out
+
+    @property
+    def awaiting_consent(self) -> list[Run]:
+        """Runs stored but never sent, found by `resume()`: nothing sends them until `send()`."""
+        for run_id, run in list(self._awaiting.items()):
+            if run.stage is not RunStage.QUEUED or driven_here(run_id) is not None:
+                del self._awaiting[run_id]
+        return list(self._awaiting.values())
+
+    def send(self, runs: "list[Run] | None" = None) -> list[Run]:
+        """Send runs that wait for consent (default: all of `awaiting_consent`); each is sent
+        at most once, whichever kernel the person answers in."""
+        _running_loop("send")
+        sent = []
+        for run in self._consented(runs):
+            if self.store.claim(run.run_id, self.owner, owner_gone):
+                self._drive(run, submit=True)
+                sent.append(run)
+        return sent
+
+    def discard(self, runs: "list[Run] | None" = None) -> list[Run]:
+        """Cancel runs that wait for consent (default: all): they are never sent."""
+        discarded = []
+        for run in self._consented(runs):
+            if self.store.claim(run.run_id, self.owner, owner_gone):
+                self._finish(run, RunStage.CANCELLED, error="Discarded before it was sent.",
+                             hint="Nothing was sent, so nothing was charged; run.rerun() sends it again.")
+                discarded.append(run)
+        return discarded
+
+    def _consented(self, runs: "list[Run] | None") -> list[Run]:
+        chosen = self.awaiting_consent if runs is None else [r for r in runs if r.run_id in self._awaiting]
+        for run in chosen:
+            del self._awaiting[run.run_id]
+            run.replace_state(self.store.get(run.run_id))  # another kernel may have decided already
+        return [run for run in chosen if run.stage is RunStage.QUEUED]
 
     def reattach(self, run: Run) -> Run:
         """Follow a run with a task id again (after TIMED_OUT, a network ERROR or a failed download)."""
@@ -247,6 +285,11 @@ class Runner:
             run.replace_state(self.store.get(run.run_id))
             if run.done():
                 break
+            if run.run_id in self._awaiting:
+                raise RunNotAttachedError(
+                    f"run {run.run_id[:8]} was never sent and waits for your word: runner.send() sends it "
+                    "(and charges for it), runner.discard() drops it."
+                )
             owner, heartbeat_at = self.store.ownership(run.run_id)
             if owner_is_stale(owner, heartbeat_at, driven_here=False):
                 raise RunNotAttachedError(
@@ -344,8 +387,9 @@ class Runner:
                              error="Never sent: the kernel stopped before sending it.",
                              hint=f"Not sent automatically because it was queued {_ago(age)}. "
                                   "Nothing was charged; run.rerun() sends it now.")
-            else:
-                self._drive(run, submit=True)
+            else:  # certainly never sent: the person decides whether to pay for it now
+                self.store.save(run, owner=None)
+                self._awaiting[run.run_id] = run
         elif run.stage.is_final and run.stage is not RunStage.TIMED_OUT:
             self.store.save(run, owner=None)  # finished meanwhile: just let go of it
         elif run.task_id:

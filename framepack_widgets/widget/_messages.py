@@ -184,6 +184,13 @@ class Messages:
         if action in ("confirm", "cancel"):
             self._widget._sweep_action(str(content.get("sweep_id")), action)
 
+    def _on_queued(self, content: dict, buffers: list) -> None:
+        action = content.get("action")
+        if action == "send":
+            self._widget.send_queued()
+        elif action == "discard":
+            self._widget.discard_queued()
+
     def _on_export(self, content: dict, buffers: list) -> None:
         what = content.get("what")
         if what in ("comparison", "card"):
@@ -233,4 +240,5 @@ _HANDLERS = {
     "history": Messages._on_history,
     "sweep": Messages._on_sweep,
     "export": Messages._on_export,
+    "queued": Messages._on_queued,
 }

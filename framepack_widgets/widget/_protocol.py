@@ -19,6 +19,7 @@ Browser -> kernel (``content["type"]``; buffers only where noted):
     history     offset | before             a page of older run cards
     sweep       sweep_id, action            "confirm" | "cancel" the planned sweep
     export      what ("comparison" | "card"), run_id?
+    queued      action ("send" | "discard")  runs a stopped kernel left stored, never sent
 Kernel -> browser:
     image       slot, name, mime  + buffers[0] (thumbnail JPEG) | slot, url | slot, clear
     generated   request_id, run_id          the generate request became a run

@@ -112,6 +112,8 @@ class FramepackWidget(anywidget.AnyWidget):
     session_cost = t.Float(0.0).tag(sync=True)
     sweep_info = t.Dict().tag(sync=True)
     notice = t.Unicode("").tag(sync=True)
+    #: Runs stored but never sent (a kernel stopped mid-sweep): sent only when the person says.
+    queued = t.Dict().tag(sync=True)
 
     def __init__(
         self,
@@ -326,7 +328,35 @@ class FramepackWidget(anywidget.AnyWidget):
             return []
         for run in resumed:
             self._on_run_change(run)
+        self._update_queued()
         return resumed
+
+    def send_queued(self) -> list[Run]:
+        """Send the runs a stopped kernel left stored but never sent (see `queued`); they are
+        charged like any run. Each is sent at most once, whichever kernel says so first."""
+        sent = self._runner.send()
+        self._update_queued()
+        return sent
+
+    def discard_queued(self) -> list[Run]:
+        """Drop the runs a stopped kernel left stored but never sent: nothing is sent or charged."""
+        dropped = self._runner.discard()
+        self._update_queued()
+        return dropped
+
+    def _update_queued(self) -> None:
+        waiting = self._runner.awaiting_consent
+        if not waiting:
+            self.queued = {}
+            return
+        cost = round(sum(run.cost_usd for run in waiting), 2)
+        runs = f"{len(waiting)} queued run{'s' if len(waiting) != 1 else ''}"
+        self.queued = {
+            "count": len(waiting),
+            "cost_usd": cost,
+            "run_ids": [run.run_id for run in waiting][:100],
+            "text": f"{runs}, ${cost:,.2f}" + (" (simulated, nothing is charged)" if self.backend == "simulator" else ""),
+        }
 
     # ------------------------------------------------------------------ runs & history
     @property

@@ -7,7 +7,7 @@ import { setupDom, FakeModel, byName, flush } from "./fake.js";
 const env = setupDom();
 const mod = await import("../widget.js");
 const widget = mod.default;
-const MOUNTS = ["mountHeader", "mountInputs", "mountStatus", "mountResult", "mountSweep", "mountHistory", "mountComparison"];
+const MOUNTS = ["mountHeader", "mountInputs", "mountStatus", "mountResult", "mountSweep", "mountQueued", "mountHistory", "mountComparison"];
 
 const live = () => env.created.map((c) => c.url).filter((u) => !env.revoked.includes(u));
 const one = (root, name) => { const found = byName(root, name); assert.equal(found.length, 1, name); return found[0]; };
@@ -208,4 +208,20 @@ test("odd messages are ignored: unknown or inherited types, unknown slots, bad c
   assert.equal(root.querySelector(".fpw-input-error").textContent, "m");
   assert.equal(env.created.length, 0);
   assert.notEqual(before, "");
+});
+
+test("runs a stopped kernel left unsent are shown with their cost and sent or dropped only on a click", () => {
+  const { model, root } = view({ queued: { count: 3, cost_usd: 0.9, text: "3 queued runs, $0.90" } });
+  const box = root.querySelector(".fpw-queued");
+  assert.equal(box.hidden, false);
+  assert.match(box.textContent, /3 queued runs, \$0\.90/);
+  assert.equal(model.messages("queued").length, 0, "nothing is sent unasked");
+  one(root, "Send").click();
+  assert.deepEqual(model.messages("queued").map((m) => m.content.action), ["send"]);
+  assert.equal(one(root, "Discard").disabled, true, "one answer per question");
+  model.update({ queued: {} });
+  assert.equal(box.hidden, true);
+  model.update({ queued: { count: 1, cost_usd: 0.3, text: "1 queued run, $0.30" } });
+  one(root, "Discard").click();
+  assert.deepEqual(model.messages("queued").map((m) => m.content.action), ["send", "discard"]);
 });
