@@ -9,7 +9,6 @@ const STAGES = {
   cancelled: "Cancelled", submission_unknown: "Submission unknown", timed_out: "Timed out", error: "Error",
 };
 const SLOT_NAMES = { start: "Start image", end: "End image" };
-const MAX_UPLOAD = 900 * 1024; // stay under Colab's ~1 MB message limit
 const KEEP_VIDEOS = 8; // blob URLs of videos kept per view
 
 /** Only http(s) and blob: URLs may reach a src; anything else (javascript:, data:...) is refused. */
@@ -42,8 +41,9 @@ export function h(tag, attrs = {}, ...kids) {
   return e;
 }
 
-/** Downscale an image file in the browser (long side <= maxSide) and encode it as JPEG. */
-export async function downscale(file, maxSide) {
+/** Downscale an image file in the browser (long side <= maxSide) and encode it as JPEG,
+ * at a lower quality when needed to fit in `targetBytes` (one message chunk). */
+export async function downscale(file, maxSide, targetBytes = Infinity) {
   const bytes = async () => ({ buffer: await file.arrayBuffer(), mime: file.type || "application/octet-stream" });
   if (typeof createImageBitmap !== "function") return bytes();
   let bmp;
@@ -64,9 +64,17 @@ export async function downscale(file, maxSide) {
   let blob;
   for (const q of [0.9, 0.8, 0.7, 0.55]) {
     blob = await encode(q);
-    if (blob && blob.size <= MAX_UPLOAD) break;
+    if (blob && blob.size <= targetBytes) break;
   }
   return { buffer: await blob.arrayBuffer(), mime: "image/jpeg", width: w, height: hgt };
+}
+
+/** Send bytes to the kernel as messages of at most `size` bytes each (some front-ends drop
+ * messages around 1 MB); the kernel joins them by upload_id, index and count. */
+export function sendInChunks(send, head, buffer, size) {
+  const total = buffer.byteLength, count = Math.max(1, Math.ceil(total / size));
+  const upload_id = Math.random().toString(36).slice(2, 10);
+  for (let index = 0; index < count; index++) send({ ...head, upload_id, index, count, total }, [buffer.slice(index * size, (index + 1) * size)]);
 }
 
 /**
@@ -319,13 +327,15 @@ function mountSlots(ctx, box, say) {
     const t = slots[slot];
     t.meta.textContent = "Preparing\u2026";
     try {
-      const img = await downscale(file, get("limits").max_side);
+      const { max_side, chunk_bytes, max_upload_bytes } = get("limits");
+      const img = await downscale(file, max_side, chunk_bytes);
       if (s.closed) return;
-      if (img.buffer.byteLength > MAX_UPLOAD * 8) throw new Error("the file is too large to send from the browser; set widget.start_image from Python instead");
+      const mb = (img.buffer.byteLength / 2 ** 20).toFixed(1);
+      if (img.buffer.byteLength > max_upload_bytes) throw new Error(`the file is too large to send from the browser (${mb} MB); set widget.${slot}_image from Python instead`);
       s.drop(t.preview);
       t.preview = s.url(new Blob([img.buffer], { type: img.mime }));
       show(slot);
-      send({ type: "upload", slot, name: file.name || "pasted image", mime: img.mime, size: file.size, width: img.width, height: img.height }, [img.buffer]);
+      sendInChunks(send, { type: "upload", slot, name: file.name || "pasted image", mime: img.mime, size: file.size, width: img.width, height: img.height }, img.buffer, chunk_bytes);
     } catch (err) {
       t.meta.textContent = "";
       say(`${SLOT_NAMES[slot]} could not be read: ${err?.message || err}`);

@@ -17,6 +17,7 @@ import traitlets as t
 from ..constants import MAX_COMPARED
 from ..errors import InvalidInputError
 from . import _protocol as proto
+from ._uploads import UploadRefused, Uploads
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..runs import Run
@@ -38,6 +39,7 @@ class Messages:
         self._widget = widget
         self._seen_requests: OrderedDict[str, None] = OrderedDict()
         self._posters: OrderedDict[str, bytes] = OrderedDict()
+        self._uploads = Uploads()
         widget.on_msg(self._receive)
 
     # ------------------------------------------------------------------ sending
@@ -85,10 +87,18 @@ class Messages:
         if not buffers:
             self.error("The image arrived empty; try again.", slot=slot)
             return
+        try:
+            data = self._uploads.add(slot, content, buffers[0])
+        except UploadRefused as exc:
+            self._widget.input_error = str(exc)
+            self.error(str(exc), slot=slot)
+            return
+        if data is None:  # more chunks to come
+            return
         name = str(content.get("name") or "image")[:120]
         size = content.get("size") if isinstance(content.get("size"), int) else None
         try:
-            self._widget._set_image(slot, bytes(buffers[0]), name=name, size=size)
+            self._widget._set_image(slot, data, name=name, size=size)
         except InvalidInputError as exc:
             self.error(str(exc), slot=slot)
 

@@ -27,6 +27,8 @@ from ..constants import (
     MAX_COMPARED,
     MAX_DURATION,
     MAX_PROMPT_CHARS,
+    MAX_UPLOAD_BYTES,
+    MESSAGE_CHUNK_BYTES,
     MIN_DURATION,
 )
 from ..errors import InvalidInputError
@@ -95,7 +97,8 @@ class FramepackWidget(anywidget.AnyWidget):
     max_duration = t.Int(MAX_DURATION).tag(sync=True)
     #: The other fixed numbers the browser needs (it has no literal copy of any of them).
     limits = t.Dict(
-        {"fps": FPS, "max_side": DEFAULT_MAX_SIDE, "max_prompt_chars": MAX_PROMPT_CHARS, "max_compared": MAX_COMPARED}
+        {"fps": FPS, "max_side": DEFAULT_MAX_SIDE, "max_prompt_chars": MAX_PROMPT_CHARS, "max_compared": MAX_COMPARED,
+         "chunk_bytes": MESSAGE_CHUNK_BYTES, "max_upload_bytes": MAX_UPLOAD_BYTES}
     ).tag(sync=True)
     backend = t.Unicode("simulator").tag(sync=True)
     backend_label = t.Unicode("").tag(sync=True)
