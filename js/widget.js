@@ -11,11 +11,14 @@ const STAGES = {
 const SLOT_NAMES = { start: "Start image", end: "End image" };
 const KEEP_VIDEOS = 8; // blob URLs of videos kept per view
 
-/** Only http(s) and blob: URLs may reach a src; anything else (javascript:, data:...) is refused. */
-export function safeUrl(url, { blob = true } = {}) {
+/** Only http(s) and blob: URLs may reach a src; anything else (javascript:, data:...) is refused.
+ * `local` also lets through a plain relative path inside the page's folder (the shared gallery's
+ * own files): no scheme, no leading slash, no "..". */
+export function safeUrl(url, { blob = true, local = false } = {}) {
   if (typeof url !== "string") return null;
   const u = url.trim();
   if (/^https?:\/\//i.test(u) || (blob && /^blob:/i.test(u))) return u;
+  if (local && /^[\w-][\w.\/-]*$/.test(u) && !u.split("/").includes("..")) return u;
   return null;
 }
 
@@ -765,7 +768,7 @@ function mountComparison(ctx, box) {
       const rid = fig.dataset.runId, v = fig.querySelector("video"), note = fig.querySelector(".fpw-cell-note");
       const url = media.video(rid), poster = media.poster(rid), c = runs.get(rid);
       if (poster) v.setAttribute("poster", poster);
-      if (url) { if (v.getAttribute("src") !== url && safeUrl(url)) v.src = url; note.textContent = ""; }
+      if (url) { if (v.getAttribute("src") !== url && safeUrl(url, ctx.urlRules)) v.src = url; note.textContent = ""; }
       else if (!c || c.has_video) { media.request(rid); note.textContent = "Loading the video\u2026"; }
       else note.textContent = `No video yet (${STAGES[c.stage] || c.stage}).`;
     }
@@ -806,6 +809,25 @@ function mountComparison(ctx, box) {
   return s.close;
 }
 
+/** "Share": the selected runs (or every finished one) as a gallery folder that opens in any
+ * browser, with no kernel, key or package. The kernel writes it and the browser downloads it. */
+function mountShare(ctx, box) {
+  const s = scope(ctx.model), { get, send } = ctx;
+  const btn = h("button", { type: "button", class: "fpw-share", text: "Share", title: "A folder with a web page, the videos, posters and run cards: it opens in any browser, no kernel, key or package needed" });
+  const hint = h("span", { class: "fpw-share-hint" });
+  const row = h("div", { class: "fpw-actions fpw-share-row", hidden: true }, btn, hint);
+  box.append(row);
+  function sync() {
+    const n = (get("selected") || []).length, done = ctx.runs().filter((c) => c.has_video).length;
+    row.hidden = !done;
+    hint.textContent = n ? `a gallery of the ${n} selected run${n === 1 ? "" : "s"}` : "a gallery of the finished runs (select some to share only those)";
+  }
+  s.on(btn, "click", () => send({ type: "share", run_ids: get("selected") || [] }));
+  s.watch("change:selected change:history", sync);
+  sync();
+  return s.close;
+}
+
 // ------------------------------------------------------------------ the view
 
 /** What the mounts of one view share: model accessors, the view's id and root, the media
@@ -839,7 +861,7 @@ function render({ model, el }) {
   cleanups.push(mountInputs(ctx, main));
   main.append(output);
   cleanups.push(mountStatus(ctx, output), mountResult(ctx, output),
-    mountSweep(ctx, root), mountHistory(ctx, root), mountComparison(ctx, root));
+    mountSweep(ctx, root), mountHistory(ctx, root), mountShare(ctx, root), mountComparison(ctx, root));
   ctx.send({ type: "hello" });
   return () => {
     for (const cleanup of cleanups.reverse()) cleanup();
@@ -847,5 +869,5 @@ function render({ model, el }) {
   };
 }
 
-export { mountHeader, mountInputs, mountStatus, mountResult, mountSweep, mountHistory, mountComparison, mediaStore };
+export { STAGES, mountHeader, mountInputs, mountStatus, mountResult, mountSweep, mountHistory, mountComparison, mountShare, mediaStore };
 export default { initialize, render };

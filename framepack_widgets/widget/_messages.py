@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import traitlets as t
 
-from ..constants import MAX_COMPARED
+from ..constants import MAX_COMPARED, MAX_GALLERY_RUNS
 from ..errors import InvalidInputError
 from . import _protocol as proto
 from ._uploads import UploadRefused, Uploads
@@ -199,6 +199,10 @@ class Messages:
         if what in ("comparison", "card"):
             self._widget._start_export(what, content.get("run_id"))
 
+    def _on_share(self, content: dict, buffers: list) -> None:
+        ids = [str(i) for i in (content.get("run_ids") or [])][:MAX_GALLERY_RUNS]
+        self._widget._start_export("gallery", None, ids)
+
     # ------------------------------------------------------------------ posters
     def _poster(self, run: "Run") -> bytes | None:
         """A small JPEG for cards and the player: the start image, else the video's first frame."""
@@ -243,4 +247,5 @@ _HANDLERS = {
     "history": Messages._on_history,
     "sweep": Messages._on_sweep,
     "export": Messages._on_export,
+    "share": Messages._on_share,
 }

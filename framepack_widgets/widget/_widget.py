@@ -15,7 +15,7 @@ import logging
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Sequence
 
 import anywidget
 import traitlets as t
@@ -26,6 +26,7 @@ from ..constants import (
     FPS,
     MAX_COMPARED,
     MAX_DURATION,
+    MAX_GALLERY_RUNS,
     MAX_PROMPT_CHARS,
     MAX_UPLOAD_BYTES,
     MESSAGE_CHUNK_BYTES,
@@ -463,11 +464,47 @@ class FramepackWidget(anywidget.AnyWidget):
             raise ValueError("No run to export yet.")
         return export_run_card(target, folder if folder is not None else self._exports_dir())
 
+    def export_html(self, folder: str | os.PathLike[str], runs: "Sequence[Run | str] | None" = None) -> Path:
+        """Write a self-contained gallery of runs into `folder` and return the path of its
+        ``index.html`` (open it in any browser: no kernel, network or package needed).
+
+        `runs` (Run objects or run ids) default to the selected runs, else every run with a
+        video, newest first up to `MAX_GALLERY_RUNS`.
+        """
+        from ..gallery import export_gallery
+
+        return export_gallery(self._gallery_runs(runs), folder)
+
+    def _gallery_runs(self, runs: "Sequence[Run | str] | None") -> list[Run]:
+        if runs is None:
+            chosen = [r for r in map(self._lookup, self.selected) if r is not None]
+            if not chosen:
+                finished = [r for r in self.runs if r.video_path is not None]
+                chosen = finished[-MAX_GALLERY_RUNS:]
+            return chosen
+        resolved = []
+        for ref in runs:
+            run = self._lookup(ref)
+            if run is None:
+                raise ValueError(f"No run {ref!r} in this widget's history or store.")
+            resolved.append(run)
+        return resolved
+
+    def _share(self, run_ids: list[str]) -> Path:
+        """The Share button: a gallery folder beside the other exports, zipped for the browser."""
+        from ..gallery import zip_gallery
+
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        index = self.export_html(self._exports_dir() / f"gallery-{stamp}", run_ids or None)
+        return zip_gallery(index.parent)
+
     def _exports_dir(self) -> Path:
         return Path(self._store.folder) / "exports"
 
-    def _start_export(self, what: str, run_id: str | None) -> None:
-        if what == "comparison":
+    def _start_export(self, what: str, run_id: str | None, run_ids: list[str] | None = None) -> None:
+        if what == "gallery":
+            self._spawn(self._export(lambda: self._share(run_ids or []), "framepack-gallery.zip", "application/zip"))
+        elif what == "comparison":
             self._spawn(self._export(self.export_comparison, "comparison.mp4", "video/mp4"))
         else:
             self._spawn(self._export(lambda: self.export_run_card(run_id), "run-card.zip", "application/zip"))
