@@ -8,7 +8,7 @@
 import { h, clock, money, safeUrl, mountComparison, STAGES } from "./widget.js";
 
 /** The gallery's files are plain relative paths inside its folder: nothing else reaches a src. */
-const GALLERY_URLS = { blob: false, local: true };
+const GALLERY_URLS = { blob: false, local: true, web: false };
 
 /** A model-shaped object for the widget's mounts: the page's own state, no kernel behind it. */
 export function galleryModel(state) {

@@ -13,11 +13,11 @@ const KEEP_VIDEOS = 8; // blob URLs of videos kept per view
 
 /** Only http(s) and blob: URLs may reach a src; anything else (javascript:, data:...) is refused.
  * `local` also lets through a plain relative path inside the page's folder (the shared gallery's
- * own files): no scheme, no leading slash, no "..". */
-export function safeUrl(url, { blob = true, local = false } = {}) {
+ * own files): no scheme, no leading slash, no ".."; `web: false` refuses http(s). */
+export function safeUrl(url, { blob = true, local = false, web = true } = {}) {
   if (typeof url !== "string") return null;
   const u = url.trim();
-  if (/^https?:\/\//i.test(u) || (blob && /^blob:/i.test(u))) return u;
+  if ((web && /^https?:\/\//i.test(u)) || (blob && /^blob:/i.test(u))) return u;
   if (local && /^[\w-][\w.\/-]*$/.test(u) && !u.split("/").includes("..")) return u;
   return null;
 }
