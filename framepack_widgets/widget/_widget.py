@@ -37,6 +37,7 @@ from ..runs import Run, Runner, RunStage, RunStore
 from . import _protocol as proto
 from ._embedded import asset, shared_simulator
 from ._messages import Messages
+from ._snapshot import snapshot_html, snapshot_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..client import AsyncClient
@@ -163,6 +164,20 @@ class FramepackWidget(anywidget.AnyWidget):
             self.resume()
         if not simulated:
             self._spawn(self._fetch_balance())
+
+    # ------------------------------------------------------------------ display
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """The widget view, plus a static snapshot (text/html, text/plain) for wherever the
+        widget cannot be drawn, e.g. a notebook opened later without a kernel (`_snapshot`)."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if not bundle:
+            return bundle
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        run = self._runs.get(self._current) if self._current else None
+        facts = {"backend_label": self.backend_label, "total": self.history_total, "prompt": self.prompt}
+        data["text/plain"] = snapshot_text(run, **facts)
+        data["text/html"] = snapshot_html(run, simulated=self.backend == "simulator", **facts)
+        return data, metadata
 
     # ------------------------------------------------------------------ backend
     def _default_client(self) -> "AsyncClient":
