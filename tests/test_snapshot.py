@@ -51,3 +51,25 @@ async def test_the_output_carries_a_snapshot_of_the_last_run(sim: Simulator, tmp
 def test_a_widget_without_runs_shows_its_prompt() -> None:
     page = snapshot_html(None, backend_label="PiAPI", total=0, prompt="pan left")
     assert "Prompt: pan left" in page and "0 runs in the history" in page and "Last run" not in page
+
+
+def test_nbconvert_html_shows_the_snapshot_when_no_widget_state_was_saved(tmp_path: Path) -> None:
+    """What the README says of nbconvert (and viewers built on it), checked with the real tool."""
+    import subprocess
+    import sys
+
+    import nbformat
+
+    html = snapshot_html(None, backend_label="PiAPI", total=3, prompt="pan left across the hills")
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("w")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={
+        "text/plain": "plain snapshot", "text/html": html,
+        WIDGET_VIEW: {"version_major": 2, "version_minor": 0, "model_id": "0" * 32},
+    })]
+    nb.cells.append(cell)
+    nbformat.write(nb, tmp_path / "saved.ipynb")
+    subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", str(tmp_path / "saved.ipynb")],
+                   check=True, capture_output=True)
+    page = (tmp_path / "saved.html").read_text()
+    assert "Prompt: pan left across the hills" in page and "plain snapshot" not in page
