@@ -45,18 +45,27 @@ def _facts(run: "Run") -> list[str]:
     return facts
 
 
+def _rows(run: "Run | None", prompt: str) -> list[tuple[str, str]]:
+    """(label, text) of what the snapshot says about the current run (or the inputs)."""
+    if run is None:
+        return [("Prompt", _clip(prompt))] if prompt else []
+    rows = [("Last run", " \u00b7 ".join(_facts(run))), ("Prompt", _clip(run.prompt))]
+    if run.negative_prompt:
+        rows.append(("Negative prompt", _clip(run.negative_prompt)))
+    if run.error:
+        rows.append(("Error", _clip(run.error, 300)))
+    return rows
+
+
+def _count(total: int) -> str:
+    return f"{total} run{'' if total == 1 else 's'} in the history."
+
+
 def snapshot_text(run: "Run | None", *, backend_label: str, total: int, prompt: str = "") -> str:
     """The plain-text snapshot (for viewers that show only text)."""
     lines = [f"FramePack widget ({backend_label}): a snapshot. {RUN_THE_CELL}"]
-    if run is not None:
-        lines.append("Last run: " + " \u00b7 ".join(_facts(run)))
-        lines.append(f"Prompt: {_clip(run.prompt)}")
-        if run.error:
-            lines.append(f"Error: {_clip(run.error, 300)}")
-    elif prompt:
-        lines.append(f"Prompt: {_clip(prompt)}")
-    lines.append(f"{total} run{'' if total == 1 else 's'} in the history.")
-    return "\n".join(lines)
+    lines += [f"{label}: {text}" for label, text in _rows(run, prompt)]
+    return "\n".join([*lines, _count(total)])
 
 
 def snapshot_html(run: "Run | None", *, backend_label: str, total: int, prompt: str = "", simulated: bool = False) -> str:
@@ -68,14 +77,7 @@ def snapshot_html(run: "Run | None", *, backend_label: str, total: int, prompt: 
     ]
     if simulated:
         parts.append(f"<p><em>{e(backend_label)}</em></p>")
-    if run is not None:
-        parts.append(f"<p>Last run: <strong>{e(' · '.join(_facts(run)))}</strong></p>")
-        parts.append(f'<p class="fpw-snapshot-prompt">Prompt: {e(_clip(run.prompt))}</p>')
-        if run.negative_prompt:
-            parts.append(f"<p>Negative prompt: {e(_clip(run.negative_prompt))}</p>")
-        if run.error:
-            parts.append(f"<p>Error: {e(_clip(run.error, 300))}</p>")
-    elif prompt:
-        parts.append(f'<p class="fpw-snapshot-prompt">Prompt: {e(_clip(prompt))}</p>')
-    parts.append(f"<p>{total} run{'' if total == 1 else 's'} in the history.</p></div>")
+    parts += [f"<p>{e(label)}: <strong>{e(text)}</strong></p>" if label == "Last run" else f"<p>{e(label)}: {e(text)}</p>"
+              for label, text in _rows(run, prompt)]
+    parts.append(f"<p>{_count(total)}</p></div>")
     return "\n".join(parts)
