@@ -82,7 +82,7 @@ class FramepackWidget(anywidget.AnyWidget):
     With no `client` and no `PIAPI_API_KEY` it runs the offline simulator (its videos are
     synthetic, and the widget says so). Everything the buttons do is here in Python too:
     `prompt`, `negative_prompt`, `duration`, `start_image`, `end_image`, `generate()`,
-    `cancel()`, `runs`, `compare(*runs)`, `sweep(...)`, `export_comparison()`.
+    `cancel()`, `runs`, `compare(*runs)`, `sweep(...)`, `export_comparison()`, `export_html(folder)`.
     Runs are kept in a `RunStore` (FRAMEPACK_HOME, else ./.framepack); unfinished ones are
     picked up again when a widget opens.
     """
