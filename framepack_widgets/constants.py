@@ -17,6 +17,9 @@ __all__ = [
     "MAX_PROMPT_CHARS",
     "MAX_COMPARED",
     "DEFAULT_MAX_SIDE",
+    "MESSAGE_CHUNK_BYTES",
+    "MAX_UPLOAD_BYTES",
+    "MAX_GALLERY_RUNS",
     "IMAGE_MIME_EXT",
     "IMAGE_EXT_MIME",
     "UPLOAD_EXTENSIONS",
@@ -43,6 +46,14 @@ MAX_PROMPT_CHARS = 2000
 MAX_COMPARED = 4
 #: Images are downscaled so their long side is at most this many pixels before sending.
 DEFAULT_MAX_SIDE = 1280
+#: Largest piece of bytes in one widget message, either way: files are cut into chunks of
+#: this size (Colab drops widget messages around 1 MB).
+MESSAGE_CHUNK_BYTES = 512 * 1024
+#: Largest image the browser sends to the kernel (in chunks) after trying to shrink it;
+#: a bigger one is refused with a hint to set the image from Python.
+MAX_UPLOAD_BYTES = 8 * 1024 * 1024
+#: Most runs in one shared gallery (its page holds a word diff for each pair of prompts).
+MAX_GALLERY_RUNS = 48
 
 #: The image types sent to PiAPI and kept in the run store, with their file extensions.
 IMAGE_MIME_EXT = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}

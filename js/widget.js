@@ -9,14 +9,16 @@ const STAGES = {
   cancelled: "Cancelled", submission_unknown: "Submission unknown", timed_out: "Timed out", error: "Error",
 };
 const SLOT_NAMES = { start: "Start image", end: "End image" };
-const MAX_UPLOAD = 900 * 1024; // stay under Colab's ~1 MB message limit
 const KEEP_VIDEOS = 8; // blob URLs of videos kept per view
 
-/** Only http(s) and blob: URLs may reach a src; anything else (javascript:, data:...) is refused. */
-export function safeUrl(url, { blob = true } = {}) {
+/** Only http(s) and blob: URLs may reach a src; anything else (javascript:, data:...) is refused.
+ * `local` also lets through a plain relative path inside the page's folder (the shared gallery's
+ * own files): no scheme, no leading slash, no ".."; `web: false` refuses http(s). */
+export function safeUrl(url, { blob = true, local = false, web = true } = {}) {
   if (typeof url !== "string") return null;
   const u = url.trim();
-  if (/^https?:\/\//i.test(u) || (blob && /^blob:/i.test(u))) return u;
+  if ((web && /^https?:\/\//i.test(u)) || (blob && /^blob:/i.test(u))) return u;
+  if (local && /^[\w-][\w.\/-]*$/.test(u) && !u.split("/").includes("..")) return u;
   return null;
 }
 
@@ -42,8 +44,9 @@ export function h(tag, attrs = {}, ...kids) {
   return e;
 }
 
-/** Downscale an image file in the browser (long side <= maxSide) and encode it as JPEG. */
-export async function downscale(file, maxSide) {
+/** Downscale an image file in the browser (long side <= maxSide) and encode it as JPEG,
+ * at a lower quality when needed to fit in `targetBytes` (one message chunk). */
+export async function downscale(file, maxSide, targetBytes = Infinity) {
   const bytes = async () => ({ buffer: await file.arrayBuffer(), mime: file.type || "application/octet-stream" });
   if (typeof createImageBitmap !== "function") return bytes();
   let bmp;
@@ -64,9 +67,17 @@ export async function downscale(file, maxSide) {
   let blob;
   for (const q of [0.9, 0.8, 0.7, 0.55]) {
     blob = await encode(q);
-    if (blob && blob.size <= MAX_UPLOAD) break;
+    if (blob && blob.size <= targetBytes) break;
   }
   return { buffer: await blob.arrayBuffer(), mime: "image/jpeg", width: w, height: hgt };
+}
+
+/** Send bytes to the kernel as messages of at most `size` bytes each (some front-ends drop
+ * messages around 1 MB); the kernel joins them by upload_id, index and count. */
+export function sendInChunks(send, head, buffer, size) {
+  const total = buffer.byteLength, count = Math.max(1, Math.ceil(total / size));
+  const upload_id = Math.random().toString(36).slice(2, 10);
+  for (let index = 0; index < count; index++) send({ ...head, upload_id, index, count, total }, [buffer.slice(index * size, (index + 1) * size)]);
 }
 
 /**
@@ -319,13 +330,15 @@ function mountSlots(ctx, box, say) {
     const t = slots[slot];
     t.meta.textContent = "Preparing\u2026";
     try {
-      const img = await downscale(file, get("limits").max_side);
+      const { max_side, chunk_bytes, max_upload_bytes } = get("limits");
+      const img = await downscale(file, max_side, chunk_bytes);
       if (s.closed) return;
-      if (img.buffer.byteLength > MAX_UPLOAD * 8) throw new Error("the file is too large to send from the browser; set widget.start_image from Python instead");
+      const mb = (img.buffer.byteLength / 2 ** 20).toFixed(1);
+      if (img.buffer.byteLength > max_upload_bytes) throw new Error(`the file is too large to send from the browser (${mb} MB); set widget.${slot}_image from Python instead`);
       s.drop(t.preview);
       t.preview = s.url(new Blob([img.buffer], { type: img.mime }));
       show(slot);
-      send({ type: "upload", slot, name: file.name || "pasted image", mime: img.mime, size: file.size, width: img.width, height: img.height }, [img.buffer]);
+      sendInChunks(send, { type: "upload", slot, name: file.name || "pasted image", mime: img.mime, size: file.size, width: img.width, height: img.height }, img.buffer, chunk_bytes);
     } catch (err) {
       t.meta.textContent = "";
       say(`${SLOT_NAMES[slot]} could not be read: ${err?.message || err}`);
@@ -777,7 +790,7 @@ function mountComparison(ctx, box) {
       const rid = fig.dataset.runId, v = fig.querySelector("video"), note = fig.querySelector(".fpw-cell-note");
       const url = media.video(rid), poster = media.poster(rid), c = runs.get(rid);
       if (poster) v.setAttribute("poster", poster);
-      if (url) { if (v.getAttribute("src") !== url && safeUrl(url)) v.src = url; note.textContent = ""; }
+      if (url) { if (v.getAttribute("src") !== url && safeUrl(url, ctx.urlRules)) v.src = url; note.textContent = ""; }
       else if (!c || c.has_video) { media.request(rid); note.textContent = "Loading the video\u2026"; }
       else note.textContent = `No video yet (${STAGES[c.stage] || c.stage}).`;
     }
@@ -818,6 +831,25 @@ function mountComparison(ctx, box) {
   return s.close;
 }
 
+/** "Share": the selected runs (or every finished one) as a gallery folder that opens in any
+ * browser, with no kernel, key or package. The kernel writes it and the browser downloads it. */
+function mountShare(ctx, box) {
+  const s = scope(ctx.model), { get, send } = ctx;
+  const btn = h("button", { type: "button", class: "fpw-share", text: "Share", title: "A folder with a web page, the videos, posters and run cards: it opens in any browser, no kernel, key or package needed" });
+  const hint = h("span", { class: "fpw-share-hint" });
+  const row = h("div", { class: "fpw-actions fpw-share-row", hidden: true }, btn, hint);
+  box.append(row);
+  function sync() {
+    const n = (get("selected") || []).length, done = ctx.runs().filter((c) => c.has_video).length;
+    row.hidden = !done;
+    hint.textContent = n ? `a gallery of the ${n} selected run${n === 1 ? "" : "s"}` : "a gallery of the finished runs (select some to share only those)";
+  }
+  s.on(btn, "click", () => send({ type: "share", run_ids: get("selected") || [] }));
+  s.watch("change:selected change:history", sync);
+  sync();
+  return s.close;
+}
+
 // ------------------------------------------------------------------ the view
 
 /** What the mounts of one view share: model accessors, the view's id and root, the media
@@ -851,7 +883,7 @@ function render({ model, el }) {
   cleanups.push(mountInputs(ctx, main));
   main.append(output);
   cleanups.push(mountStatus(ctx, output), mountResult(ctx, output),
-    mountSweep(ctx, root), mountQueued(ctx, root), mountHistory(ctx, root), mountComparison(ctx, root));
+    mountSweep(ctx, root), mountQueued(ctx, root), mountHistory(ctx, root), mountShare(ctx, root), mountComparison(ctx, root));
   ctx.send({ type: "hello" });
   return () => {
     for (const cleanup of cleanups.reverse()) cleanup();
@@ -859,5 +891,5 @@ function render({ model, el }) {
   };
 }
 
-export { mountHeader, mountInputs, mountStatus, mountResult, mountSweep, mountHistory, mountComparison, mediaStore };
+export { STAGES, mountHeader, mountInputs, mountStatus, mountResult, mountSweep, mountHistory, mountComparison, mountShare, mediaStore };
 export default { initialize, render };

@@ -22,6 +22,7 @@ LAYERS = [
     ("errors", 1),
     ("task", 1),
     ("_sqlite", 1),
+    ("_assets", 1),
     ("_images", 2),
     ("inputs", 2),
     ("client", 3),
@@ -30,6 +31,7 @@ LAYERS = [
     ("sweeps", 5),
     ("timeline", 5),
     ("export", 6),
+    ("gallery", 6),
     ("widget", 7),
     ("cli", 7),
 ]

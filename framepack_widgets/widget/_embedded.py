@@ -12,6 +12,8 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._assets import frontend_file
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..simulator import Simulator
 
@@ -27,10 +29,9 @@ _simulator_lock = threading.Lock()
 
 def asset(name: str) -> Path | str:
     """The shipped frontend file: the wheel's static/ copy, else js/ of a source checkout."""
-    package = Path(__file__).resolve().parent.parent
-    for path in (package / "static" / name, package.parent / "js" / name):
-        if path.is_file():
-            return path
+    path = frontend_file(name)
+    if path is not None:
+        return path
     if name.endswith(".js"):  # a broken install: say so in the cell instead of failing at import
         return (
             "export default { render({ el }) { el.textContent = "

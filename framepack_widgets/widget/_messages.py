@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import traitlets as t
 
-from ..constants import MAX_COMPARED
+from ..constants import MAX_COMPARED, MAX_GALLERY_RUNS
 from ..errors import InvalidInputError
 from . import _protocol as proto
+from ._uploads import UploadRefused, Uploads
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..runs import Run
@@ -38,6 +39,7 @@ class Messages:
         self._widget = widget
         self._seen_requests: OrderedDict[str, None] = OrderedDict()
         self._posters: OrderedDict[str, bytes] = OrderedDict()
+        self._uploads = Uploads()
         widget.on_msg(self._receive)
 
     # ------------------------------------------------------------------ sending
@@ -85,10 +87,18 @@ class Messages:
         if not buffers:
             self.error("The image arrived empty; try again.", slot=slot)
             return
+        try:
+            data = self._uploads.add(slot, content, buffers[0])
+        except UploadRefused as exc:
+            self._widget.input_error = str(exc)
+            self.error(str(exc), slot=slot)
+            return
+        if data is None:  # more chunks to come
+            return
         name = str(content.get("name") or "image")[:120]
         size = content.get("size") if isinstance(content.get("size"), int) else None
         try:
-            self._widget._set_image(slot, bytes(buffers[0]), name=name, size=size)
+            self._widget._set_image(slot, data, name=name, size=size)
         except InvalidInputError as exc:
             self.error(str(exc), slot=slot)
 
@@ -196,6 +206,10 @@ class Messages:
         if what in ("comparison", "card"):
             self._widget._start_export(what, content.get("run_id"))
 
+    def _on_share(self, content: dict, buffers: list) -> None:
+        ids = [str(i) for i in (content.get("run_ids") or [])][:MAX_GALLERY_RUNS]
+        self._widget._start_export("gallery", None, ids)
+
     # ------------------------------------------------------------------ posters
     def _poster(self, run: "Run") -> bytes | None:
         """A small JPEG for cards and the player: the start image, else the video's first frame."""
@@ -241,4 +255,5 @@ _HANDLERS = {
     "sweep": Messages._on_sweep,
     "export": Messages._on_export,
     "queued": Messages._on_queued,
+    "share": Messages._on_share,
 }

@@ -7,7 +7,9 @@ into chunks small enough for every frontend (Colab drops messages over about 1 M
 
 Browser -> kernel (``content["type"]``; buffers only where noted):
     hello                                   a view appeared: resend the slot thumbnails
-    upload      slot, name, mime, size      buffers[0] = image the browser downscaled (JPEG)
+    upload      slot, name, mime, size, upload_id, index, count, total
+                                            buffers[0] = one chunk of the image the browser
+                                            downscaled (JPEG); the kernel joins the chunks
     image_url   slot, url                   an http(s) image URL
     clear_image slot
     generate    request_id, prompt?, negative_prompt?, duration?   duplicates are ignored
@@ -20,6 +22,7 @@ Browser -> kernel (``content["type"]``; buffers only where noted):
     sweep       sweep_id, action            "confirm" | "cancel" the planned sweep
     export      what ("comparison" | "card"), run_id?
     queued      action ("send" | "discard")  runs a stopped kernel left stored, never sent
+    share       run_ids?                    write a gallery of these runs (default: selected or all)
 Kernel -> browser:
     image       slot, name, mime  + buffers[0] (thumbnail JPEG) | slot, url | slot, clear
     generated   request_id, run_id          the generate request became a run
@@ -41,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..compare import diff_ops, differences, labels_for
+from ..constants import MESSAGE_CHUNK_BYTES
 from ..runs import Run, RunStage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,7 +63,7 @@ __all__ = [
     "thumbnail_jpeg",
 ]
 
-CHUNK_BYTES = 512 * 1024  # per custom message; Colab drops messages over about 1 MB
+CHUNK_BYTES = MESSAGE_CHUNK_BYTES  # per custom message; Colab drops messages over about 1 MB
 HISTORY_LIMIT = 50  # run cards kept in the synced trait; older ones are paged on request
 LOG_LINES = 4
 TEXT_LIMIT = 400  # characters of prompt kept in a card (the full prompt stays in Python)

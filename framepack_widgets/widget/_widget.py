@@ -15,7 +15,7 @@ import logging
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Sequence
 
 import anywidget
 import traitlets as t
@@ -26,7 +26,10 @@ from ..constants import (
     FPS,
     MAX_COMPARED,
     MAX_DURATION,
+    MAX_GALLERY_RUNS,
     MAX_PROMPT_CHARS,
+    MAX_UPLOAD_BYTES,
+    MESSAGE_CHUNK_BYTES,
     MIN_DURATION,
 )
 from ..errors import InvalidInputError
@@ -34,6 +37,7 @@ from ..runs import Run, Runner, RunStage, RunStore
 from . import _protocol as proto
 from ._embedded import asset, shared_simulator
 from ._messages import Messages
+from ._snapshot import snapshot_html, snapshot_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..client import AsyncClient
@@ -78,7 +82,7 @@ class FramepackWidget(anywidget.AnyWidget):
     With no `client` and no `PIAPI_API_KEY` it runs the offline simulator (its videos are
     synthetic, and the widget says so). Everything the buttons do is here in Python too:
     `prompt`, `negative_prompt`, `duration`, `start_image`, `end_image`, `generate()`,
-    `cancel()`, `runs`, `compare(*runs)`, `sweep(...)`, `export_comparison()`.
+    `cancel()`, `runs`, `compare(*runs)`, `sweep(...)`, `export_comparison()`, `export_html(folder)`.
     Runs are kept in a `RunStore` (FRAMEPACK_HOME, else ./.framepack); unfinished ones are
     picked up again when a widget opens.
     """
@@ -95,7 +99,8 @@ class FramepackWidget(anywidget.AnyWidget):
     max_duration = t.Int(MAX_DURATION).tag(sync=True)
     #: The other fixed numbers the browser needs (it has no literal copy of any of them).
     limits = t.Dict(
-        {"fps": FPS, "max_side": DEFAULT_MAX_SIDE, "max_prompt_chars": MAX_PROMPT_CHARS, "max_compared": MAX_COMPARED}
+        {"fps": FPS, "max_side": DEFAULT_MAX_SIDE, "max_prompt_chars": MAX_PROMPT_CHARS, "max_compared": MAX_COMPARED,
+         "chunk_bytes": MESSAGE_CHUNK_BYTES, "max_upload_bytes": MAX_UPLOAD_BYTES}
     ).tag(sync=True)
     backend = t.Unicode("simulator").tag(sync=True)
     backend_label = t.Unicode("").tag(sync=True)
@@ -162,6 +167,20 @@ class FramepackWidget(anywidget.AnyWidget):
             self.resume()
         if not simulated:
             self._spawn(self._fetch_balance())
+
+    # ------------------------------------------------------------------ display
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """The widget view, plus a static snapshot (text/html, text/plain) for wherever the
+        widget cannot be drawn, e.g. a notebook opened later without a kernel (`_snapshot`)."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if not bundle:
+            return bundle
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        run = self._runs.get(self._current) if self._current else None
+        facts = {"backend_label": self.backend_label, "total": self.history_total, "prompt": self.prompt}
+        data["text/plain"] = snapshot_text(run, **facts)
+        data["text/html"] = snapshot_html(run, simulated=self.backend == "simulator", **facts)
+        return data, metadata
 
     # ------------------------------------------------------------------ backend
     def _default_client(self) -> "AsyncClient":
@@ -498,11 +517,47 @@ class FramepackWidget(anywidget.AnyWidget):
             raise ValueError("No run to export yet.")
         return export_run_card(target, folder if folder is not None else self._exports_dir())
 
+    def export_html(self, folder: str | os.PathLike[str], runs: "Sequence[Run | str] | None" = None) -> Path:
+        """Write a self-contained gallery of runs into `folder` and return the path of its
+        ``index.html`` (open it in any browser: no kernel, network or package needed).
+
+        `runs` (Run objects or run ids) default to the selected runs, else every run with a
+        video, newest first up to `MAX_GALLERY_RUNS`.
+        """
+        from ..gallery import export_gallery
+
+        return export_gallery(self._gallery_runs(runs), folder)
+
+    def _gallery_runs(self, runs: "Sequence[Run | str] | None") -> list[Run]:
+        if runs is None:
+            chosen = [r for r in map(self._lookup, self.selected) if r is not None]
+            if not chosen:
+                finished = [r for r in self.runs if r.video_path is not None]
+                chosen = finished[-MAX_GALLERY_RUNS:]
+            return chosen
+        resolved = []
+        for ref in runs:
+            run = self._lookup(ref)
+            if run is None:
+                raise ValueError(f"No run {ref!r} in this widget's history or store.")
+            resolved.append(run)
+        return resolved
+
+    def _share(self, run_ids: list[str]) -> Path:
+        """The Share button: a gallery folder beside the other exports, zipped for the browser."""
+        from ..gallery import zip_gallery
+
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        index = self.export_html(self._exports_dir() / f"gallery-{stamp}", run_ids or None)
+        return zip_gallery(index.parent)
+
     def _exports_dir(self) -> Path:
         return Path(self._store.folder) / "exports"
 
-    def _start_export(self, what: str, run_id: str | None) -> None:
-        if what == "comparison":
+    def _start_export(self, what: str, run_id: str | None, run_ids: list[str] | None = None) -> None:
+        if what == "gallery":
+            self._spawn(self._export(lambda: self._share(run_ids or []), "framepack-gallery.zip", "application/zip"))
+        elif what == "comparison":
             self._spawn(self._export(self.export_comparison, "comparison.mp4", "video/mp4"))
         else:
             self._spawn(self._export(lambda: self.export_run_card(run_id), "run-card.zip", "application/zip"))

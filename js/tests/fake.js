@@ -25,7 +25,7 @@ export const DEFAULTS = {
   backend: "simulator", backend_label: "Offline simulator \u2014 videos are synthetic, not FramePack's", balance: "",
   start_image_info: null, end_image_info: null, input_error: "", busy: false, status: {},
   history: [], history_total: 0, selected: [], comparison: {}, session_cost: 0,
-  limits: { fps: 30, max_side: 1280, max_prompt_chars: 2000, max_compared: 4 },
+  limits: { fps: 30, max_side: 1280, max_prompt_chars: 2000, max_compared: 4, chunk_bytes: 524288, max_upload_bytes: 8388608 },
 };
 
 export class FakeModel {

@@ -1,0 +1,92 @@
+"""A notebook opened later without the kernel that drew its widget, in JupyterLab.
+
+The notebook is executed headless (nbclient, no widget state saved) with one finished run
+in the store, then opened in JupyterLab from a server that never ran it. What shows where
+the widget was (see framepack_widgets/widget/_snapshot.py):
+
+- not trusted (the server never signed it, as on another machine): JupyterLab renders only
+  safe MIME types, so the widget's text/html snapshot shows: the last run's status, its prompt
+  and how to get the widget back, instead of the bare repr;
+- trusted: JupyterLab's widget renderer takes the output whatever else it holds, and without
+  saved state says "Error displaying widget: model not found" (the README says so).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from fpw_browser import ARTIFACTS, UI_TIMEOUT_MS, JupyterServer, fast_simulator_env, start_server
+from gallery_runs import make_runs
+
+PROMPT = "the camera zooms in slowly on the red house"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
+    srv = start_server(tmp_path_factory.mktemp("srv"), app="lab", name="snapshot", env=fast_simulator_env())
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def notebook(server: JupyterServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    store, _ = make_runs(server.framepack_home, [{"prompt": PROMPT}])
+    store.close()
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells.append(nbformat.v4.new_code_cell("from framepack_widgets import FramepackWidget\nw = FramepackWidget()\nw"))
+    env = {**os.environ, "FRAMEPACK_HOME": str(server.framepack_home)}
+    old = dict(os.environ)
+    os.environ.update(env)
+    try:
+        NotebookClient(nb, kernel_name="python3", store_widget_state=False, startup_timeout=120,
+                       resources={"metadata": {"path": str(server.root / "notebooks")}}).execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    path = server.root / "notebooks" / "snapshot.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def first_output(page: object, server: JupyterServer) -> object:
+    page.goto(server.lab_url("snapshot.ipynb"), timeout=UI_TIMEOUT_MS)  # type: ignore[attr-defined]
+    out = page.locator(".jp-NotebookPanel .jp-OutputArea-output").first  # type: ignore[attr-defined]
+    out.wait_for(timeout=UI_TIMEOUT_MS)
+    return out
+
+
+def test_untrusted_notebook_shows_the_snapshot_not_an_error(page: object, server: JupyterServer, notebook: Path) -> None:
+    saved = nbformat.read(notebook, as_version=4).cells[0].outputs[0]["data"]
+    assert {"text/html", "text/plain", "application/vnd.jupyter.widget-view+json"} <= set(saved)
+    out = first_output(page, server)
+    page.wait_for_function("o => o.textContent.includes('snapshot')", arg=out.element_handle(), timeout=UI_TIMEOUT_MS)  # type: ignore[attr-defined]
+    assert out.get_attribute("data-mime-type") == "text/html"
+    text = out.inner_text()
+    out.screenshot(path=str(ARTIFACTS / "snapshot-untrusted.png"))
+    assert PROMPT in text and "completed" in text and "run this cell" in text, text
+    assert "synthetic" in text
+    assert "Error displaying widget" not in text
+
+
+def test_trusted_notebook_without_widget_state_gets_jupyterlabs_own_message(page: object, server: JupyterServer,
+                                                                             notebook: Path) -> None:
+    env = server.environment()
+    subprocess.run([sys.executable, "-m", "jupyter", "trust", str(notebook)], env=env, check=True, capture_output=True)
+    out = first_output(page, server)
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "o => /Error displaying widget|Loading widget/.test(o.textContent)", arg=out.element_handle(), timeout=UI_TIMEOUT_MS
+    )
+    page.wait_for_timeout(3000)  # type: ignore[attr-defined]  # the restore settles: "Loading" turns into the error
+    out.screenshot(path=str(ARTIFACTS / "snapshot-trusted.png"))
+    assert "Error displaying widget: model not found" in out.inner_text()
