@@ -22,6 +22,7 @@ LAYERS = [
     ("errors", 1),
     ("task", 1),
     ("_sqlite", 1),
+    ("_environment", 1),
     ("_assets", 1),
     ("_images", 2),
     ("inputs", 2),

@@ -11,6 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from .._environment import sim_time_scale
 from ..errors import InvalidInputError
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "money",
     "positive",
     "simulator_notice",
+    "time_scale",
     "uses_api",
     "writable_file",
     "writable_folder",
@@ -33,9 +35,17 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sim-time-scale",
         type=float,
-        default=float(os.environ.get("FRAMEPACK_SIM_TIME_SCALE", "8")),
-        help="offline simulator only: how many times faster than real time tasks run (default 8)",
+        default=None,
+        help="offline simulator only: how many times faster than real time tasks run "
+        "(default: FRAMEPACK_SIM_TIME_SCALE, else 8)",
     )
+
+
+def time_scale(args: argparse.Namespace) -> float:
+    """--sim-time-scale, else FRAMEPACK_SIM_TIME_SCALE, else 8; checked (InvalidInputError)."""
+    if args.sim_time_scale is None:
+        return sim_time_scale(8.0)
+    return positive("--sim-time-scale", args.sim_time_scale)
 
 
 def simulator_notice(what: str) -> str:

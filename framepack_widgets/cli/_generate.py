@@ -13,7 +13,7 @@ from typing import TextIO
 from .. import errors
 from ..inputs import FramepackInput
 from ..task import Task
-from ._common import add_backend_options, positive, simulator_notice, uses_api, writable_file
+from ._common import add_backend_options, positive, simulator_notice, time_scale, uses_api, writable_file
 from ._exit import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, exit_code_for
 
 __all__ = ["add_generate_parser", "generate_command"]
@@ -92,7 +92,7 @@ def generate_command(args: argparse.Namespace) -> int:
     with ExitStack() as stack:
         try:  # everything that can be checked is checked before anything is sent
             timeout = positive("--timeout", args.timeout)
-            time_scale = positive("--sim-time-scale", args.sim_time_scale)
+            scale = time_scale(args)
             duration: object = int(args.duration) if str(args.duration).strip().isdigit() else args.duration
             request = FramepackInput(
                 args.prompt, args.image, end_image=args.end_image, negative_prompt=args.negative_prompt,
@@ -112,7 +112,7 @@ def generate_command(args: argparse.Namespace) -> int:
         else:
             from ..simulator import Simulator
 
-            sim = stack.enter_context(Simulator(time_scale=time_scale))
+            sim = stack.enter_context(Simulator(time_scale=scale))
             client = stack.enter_context(Client(sim.api_key, base_url=sim.base_url))
             print(simulator_notice("the video is"), file=err)
         line = StatusLine(err)

@@ -24,7 +24,7 @@ from ..inputs import FramepackInput
 from ..runs import Run, Runner, RunStage, RunStore
 from ..runs.store import StoreError
 from ..sweeps import Sweep, SweepPlan, plan_sweep, start_sweep
-from ._common import add_backend_options, money, positive, simulator_notice, uses_api, writable_folder
+from ._common import add_backend_options, money, positive, simulator_notice, time_scale, uses_api, writable_folder
 from ._exit import EXIT_API_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED, exit_code_for_stage, worst
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -94,7 +94,7 @@ def sweep_command(
         if args.max_concurrent < 1:
             raise InvalidInputError("--max-concurrent must be at least 1")
         positive("--timeout", args.timeout)
-        positive("--sim-time-scale", args.sim_time_scale)
+        args.sim_time_scale = time_scale(args)
         durations = _parse_durations(args.duration)
         base = FramepackInput(
             args.prompt[0],

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 from .._assets import frontend_file
 
+from .._environment import sim_time_scale
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..simulator import Simulator
 
@@ -50,7 +52,7 @@ def shared_simulator(store_folder: "str | os.PathLike[str]") -> "Simulator":
 
             from ..simulator import Simulator
 
-            scale = float(os.environ.get("FRAMEPACK_SIM_TIME_SCALE", "") or DEMO_TIME_SCALE)
+            scale = sim_time_scale(DEMO_TIME_SCALE)
             sim = _simulators[state_dir] = Simulator(time_scale=scale, state_dir=state_dir).start()
             atexit.register(sim.stop)
         return sim
