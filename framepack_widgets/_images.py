@@ -210,13 +210,13 @@ def _open_bytes(data: bytes, *, what: str, label: str, max_side: int) -> tuple[I
             "claims more pixels than Pillow's safety limit allows; that usually means a damaged "
             "file or a decompression bomb. If it is a real picture, resize it below "
             f"{MAX_PIXELS / 1e6:.0f} megapixels first.",
-        ) from exc
+        ) from None
     except Image.UnidentifiedImageError as exc:
-        raise fail(what, label, _unidentified_problem(data)) from exc
+        raise fail(what, label, _unidentified_problem(data)) from None
     except Exception as exc:  # damaged headers raise all sorts of things
         raise fail(
             what, label, f"is truncated or damaged ({exc}); re-export or re-download it, or save it as PNG or JPEG."
-        ) from exc
+        ) from None
 
     fmt = img.format or "?"
     width, height = img.size
@@ -235,12 +235,12 @@ def _open_bytes(data: bytes, *, what: str, label: str, max_side: int) -> tuple[I
         with _StrictLoading():
             img.load()
     except MemoryError as exc:
-        raise fail(what, label, "is too large to decode in memory; resize it first.") from exc
+        raise fail(what, label, "is too large to decode in memory; resize it first.") from None
     except Exception as exc:  # OSError "image file is truncated", SyntaxError, struct.error...
         raise fail(
             what, label,
             f"is truncated or damaged ({fmt}: {exc}); re-export or re-download it.",
-        ) from exc
+        ) from None
     return img, fmt
 
 
@@ -391,7 +391,7 @@ def normalize_bytes(data: bytes, *, max_side: int, what: str, label: str) -> tup
             raise fail(
                 what, label,
                 f"uses a {fmt} variant that can't be converted ({exc}); save it as 8-bit RGB PNG or JPEG.",
-            ) from exc
+            ) from None
         if passthrough and len(data) <= len(encoded) * PASSTHROUGH_SLACK:
             encoded, mime = data, ("image/jpeg" if fmt == "JPEG" else "image/png")
         return encoded, mime, out.width, out.height
@@ -408,12 +408,12 @@ def normalize_pil(img: Any, *, max_side: int, what: str, label: str) -> tuple[by
         with _StrictLoading():
             img.load()
     except Exception as exc:
-        raise fail(what, label, f"can't be decoded ({exc}); re-open or re-create the image.") from exc
+        raise fail(what, label, f"can't be decoded ({exc}); re-open or re-create the image.") from None
     try:
         out = clean(img, max_side=max_side)
         encoded, mime = encode(out)
     except Exception as exc:
-        raise fail(what, label, f"can't be converted ({exc}); try img.convert('RGB') first.") from exc
+        raise fail(what, label, f"can't be converted ({exc}); try img.convert('RGB') first.") from None
     return encoded, mime, out.width, out.height
 
 

@@ -486,11 +486,11 @@ class FramepackWidget(anywidget.AnyWidget):
         for ref in runs:
             run = self._lookup(ref)
             if run is None:
-                raise ValueError(f"No run {ref!r} in this widget's history or store.")
+                raise InvalidInputError(f"No run {ref!r} in this widget's history or store: pass a Run, or a run id from widget.runs.")
             if all(r.run_id != run.run_id for r in resolved):
                 resolved.append(run)
         if not 2 <= len(resolved) <= MAX_COMPARED:
-            raise ValueError(f"Compare takes 2 to {MAX_COMPARED} different runs (got {len(resolved)}).")
+            raise InvalidInputError(f"Compare takes 2 to {MAX_COMPARED} different runs (got {len(resolved)}): pick others.")
         self.selected = [r.run_id for r in resolved]
         self.comparison = proto.comparison(resolved)
 
@@ -514,7 +514,7 @@ class FramepackWidget(anywidget.AnyWidget):
 
         target = self._lookup(run if run is not None else self._current)
         if target is None:
-            raise ValueError("No run to export yet.")
+            raise InvalidInputError("No run to export yet: generate one first, or pass a run.")
         return export_run_card(target, folder if folder is not None else self._exports_dir())
 
     def export_html(self, folder: str | os.PathLike[str], runs: "Sequence[Run | str] | None" = None) -> Path:
@@ -539,7 +539,7 @@ class FramepackWidget(anywidget.AnyWidget):
         for ref in runs:
             run = self._lookup(ref)
             if run is None:
-                raise ValueError(f"No run {ref!r} in this widget's history or store.")
+                raise InvalidInputError(f"No run {ref!r} in this widget's history or store: pass a Run, or a run id from widget.runs.")
             resolved.append(run)
         return resolved
 
