@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import IO
 
-__all__ = ["add_backend_options", "money", "simulator_notice", "uses_api"]
+__all__ = ["add_backend_options", "ask_to_start", "money", "simulator_notice", "uses_api"]
 
 
 def uses_api() -> bool:
@@ -35,3 +36,27 @@ def simulator_notice(what: str) -> str:
 
 def money(value: float) -> str:
     return f"${value:,.2f}"
+
+
+def ask_to_start(yes: bool, question: str, *, stdin: IO[str], err: IO[str]) -> bool:
+    """True when the person confirmed (or `--yes` was given). Off a terminal without `--yes`
+    nobody can confirm, so nothing starts; the reason is printed."""
+    if yes:
+        return True
+    if not stdin.isatty():
+        print(
+            "framepack: not starting: stdin is not a terminal, so nobody can confirm. "
+            "Add --yes to start without asking.",
+            file=err,
+        )
+        return False
+    err.write(f"{question} [y/N] ")
+    err.flush()
+    try:
+        answer = stdin.readline().strip().lower()
+    except KeyboardInterrupt:
+        answer = ""
+    if answer not in ("y", "yes"):
+        print("framepack: not started; nothing was sent.", file=err)
+        return False
+    return True

@@ -20,7 +20,7 @@ from ..errors import InvalidInputError
 from ..inputs import FramepackInput
 from ..runs import Run, Runner, RunStage, RunStore
 from ..sweeps import Sweep, SweepPlan, plan_sweep, start_sweep
-from ._common import add_backend_options, money, simulator_notice, uses_api
+from ._common import add_backend_options, ask_to_start, money, simulator_notice, uses_api
 from ._exit import EXIT_BAD_INPUT, EXIT_INTERRUPTED, exit_code_for_stage, worst
 
 __all__ = ["sweep_command"]
@@ -114,23 +114,8 @@ def sweep_command(
     else:
         print(simulator_notice("the videos are"), file=err)
 
-    if not args.yes:
-        if not stdin.isatty():
-            print(
-                "framepack: not starting: stdin is not a terminal, so nobody can confirm. "
-                "Add --yes to start the sweep without asking.",
-                file=err,
-            )
-            return EXIT_BAD_INPUT
-        err.write(f"Start {plan.count} run{'s' if plan.count != 1 else ''}? [y/N] ")
-        err.flush()
-        try:
-            answer = stdin.readline().strip().lower()
-        except KeyboardInterrupt:
-            answer = ""
-        if answer not in ("y", "yes"):
-            print("framepack: not started; nothing was sent.", file=err)
-            return EXIT_BAD_INPUT
+    if not ask_to_start(args.yes, f"Start {plan.count} run{'s' if plan.count != 1 else ''}?", stdin=stdin, err=err):
+        return EXIT_BAD_INPUT
 
     try:
         return asyncio.run(_run_sweep(plan, args, use_api=use_api, out=out, err=err, outdir=Path(args.output) if args.output else None))
