@@ -732,11 +732,11 @@ function mountTimeline(ctx, box) {
   const list = h("ol", { class: "fpw-segments" });
   const button = (text, cls) => h("button", { type: "button", class: cls, text });
   const add = button("Add segment"), start = button("Start timeline", "fpw-primary"), stop = button(""), again = button("New timeline");
-  const total = h("p", { class: "fpw-tl-total" }), note = h("p", { class: "fpw-tl-note", role: "status" });
+  const total = h("p", { class: "fpw-tl-total" }), note = h("p", { class: "fpw-notice", role: "status" });
   const video = h("video", { class: "fpw-tl-video", "aria-label": "Timeline video", controls: true, loop: true, playsinline: true, muted: true, hidden: true });
   video.muted = true;
   const panel = h("details", { class: "fpw-timeline" }, h("summary", { class: "fpw-h", text: "Timeline: several prompts, one video" }),
-    h("p", { class: "fpw-tl-note", text: "Each segment starts from the previous one's last frame." }),
+    h("p", { class: "fpw-notice", text: "Each segment starts from the previous one's last frame." }),
     list, h("div", { class: "fpw-actions" }, add, start, stop, again), total, note, video);
   box.append(panel);
   s.defer(() => clearTimeout(timer));

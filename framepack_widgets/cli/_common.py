@@ -7,9 +7,15 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import IO
+from collections.abc import AsyncIterator
+from contextlib import ExitStack, asynccontextmanager
+from typing import IO, TYPE_CHECKING
 
-__all__ = ["add_backend_options", "ask_to_start", "money", "simulator_notice", "uses_api"]
+if TYPE_CHECKING:  # pragma: no cover
+    from ..client import AsyncClient
+    from ..runs import RunStore
+
+__all__ = ["add_backend_options", "ask_to_start", "backend", "money", "simulator_notice", "uses_api"]
 
 
 def uses_api() -> bool:
@@ -60,3 +66,22 @@ def ask_to_start(yes: bool, question: str, *, stdin: IO[str], err: IO[str]) -> b
         print("framepack: not started; nothing was sent.", file=err)
         return False
     return True
+
+
+@asynccontextmanager
+async def backend(use_api: bool, sim_time_scale: float) -> AsyncIterator[tuple["AsyncClient", "RunStore"]]:
+    """The client (PiAPI with the key; else an offline simulator started here, stopped after)
+    and the run store (FRAMEPACK_HOME)."""
+    from ..client import AsyncClient
+    from ..runs import RunStore
+
+    with ExitStack() as stack:
+        if use_api:
+            client = AsyncClient()
+        else:
+            from ..simulator import Simulator
+
+            sim = stack.enter_context(Simulator(time_scale=sim_time_scale))
+            client = AsyncClient(sim.api_key, base_url=sim.base_url)
+        async with client:
+            yield client, stack.enter_context(RunStore())

@@ -12,15 +12,14 @@ import logging
 import re
 import shutil
 import sys
-from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
 from typing import IO, Any
 
 from ..errors import InvalidInputError
 from ..inputs import FramepackInput
-from ..runs import Run, Runner, RunStage, RunStore
+from ..runs import Run, Runner, RunStage
 from ..sweeps import Sweep, SweepPlan, plan_sweep, start_sweep
-from ._common import add_backend_options, ask_to_start, money, simulator_notice, uses_api
+from ._common import add_backend_options, ask_to_start, backend, money, simulator_notice, uses_api
 from ._exit import EXIT_BAD_INPUT, EXIT_INTERRUPTED, exit_code_for_stage, worst
 
 __all__ = ["sweep_command"]
@@ -150,42 +149,30 @@ async def _cancel_unsent(runner: Runner, sweep: Sweep, err: IO[str]) -> None:
 async def _run_sweep(
     plan: SweepPlan, args: argparse.Namespace, *, use_api: bool, out: IO[str], err: IO[str], outdir: Path | None
 ) -> int:
-    from ..client import AsyncClient
+    async with backend(use_api, args.sim_time_scale) as (client, store):
+        shown: dict[str, tuple[str, int]] = {}
 
-    with ExitStack() as sync_stack:
-        async with AsyncExitStack() as stack:
-            if use_api:
-                client = await stack.enter_async_context(AsyncClient())
-            else:
-                from ..simulator import Simulator
+        def on_change(run: Run) -> None:
+            # One line per stage change (and per quarter of progress), not per poll.
+            quarter = int((run.percent or 0) // 25) if not run.done() else 4
+            key = (run.stage.value, quarter)
+            if run.stage is RunStage.SUBMITTING or shown.get(run.run_id) == key:
+                return
+            shown[run.run_id] = key
+            pct = f" {run.percent:.0f}%" if run.percent is not None and not run.done() else ""
+            print(f"  [{run.run_id[:8]}] {run.stage}{pct}  {run.prompt[:50]!r}", file=err)
 
-                sim = sync_stack.enter_context(Simulator(time_scale=args.sim_time_scale))
-                client = await stack.enter_async_context(AsyncClient(sim.api_key, base_url=sim.base_url))
-            store = sync_stack.enter_context(RunStore())
-
-            shown: dict[str, tuple[str, int]] = {}
-
-            def on_change(run: Run) -> None:
-                # One line per stage change (and per quarter of progress), not per poll.
-                quarter = int((run.percent or 0) // 25) if not run.done() else 4
-                key = (run.stage.value, quarter)
-                if run.stage is RunStage.SUBMITTING or shown.get(run.run_id) == key:
-                    return
-                shown[run.run_id] = key
-                pct = f" {run.percent:.0f}%" if run.percent is not None and not run.done() else ""
-                print(f"  [{run.run_id[:8]}] {run.stage}{pct}  {run.prompt[:50]!r}", file=err)
-
-            runner = Runner(client, store, on_change=on_change, max_concurrent=args.max_concurrent, timeout=args.timeout)
+        runner = Runner(client, store, on_change=on_change, max_concurrent=args.max_concurrent, timeout=args.timeout)
+        try:
+            print(f"framepack: starting the sweep (runs are stored in {store.folder})", file=err)
+            sweep = start_sweep(runner, plan, confirm=True, max_concurrent=args.max_concurrent)
             try:
-                print(f"framepack: starting the sweep (runs are stored in {store.folder})", file=err)
-                sweep = start_sweep(runner, plan, confirm=True, max_concurrent=args.max_concurrent)
-                try:
-                    runs = await sweep
-                except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels us first
-                    await _cancel_unsent(runner, sweep, err)
-                    raise
-            finally:
-                await runner.aclose()
+                runs = await sweep
+            except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels us first
+                await _cancel_unsent(runner, sweep, err)
+                raise
+        finally:
+            await runner.aclose()
 
     folder = outdir or (Path.cwd() / sweep.sweep_id)
     folder.mkdir(parents=True, exist_ok=True)

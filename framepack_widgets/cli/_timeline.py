@@ -10,14 +10,13 @@ import argparse
 import asyncio
 import shutil
 import sys
-from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
 from typing import IO
 
 from ..errors import InvalidInputError
-from ..runs import Run, Runner, RunStage, RunStore
+from ..runs import Run, Runner, RunStage
 from ..timeline import Timeline, TimelinePlan, plan_timeline, start_timeline
-from ._common import add_backend_options, ask_to_start, money, simulator_notice, uses_api
+from ._common import add_backend_options, ask_to_start, backend, money, simulator_notice, uses_api
 from ._exit import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, exit_code_for_stage
 
 __all__ = ["timeline_command"]
@@ -90,37 +89,26 @@ def timeline_command(
 
 
 async def _run(plan: TimelinePlan, args: argparse.Namespace, *, use_api: bool, out: IO[str], err: IO[str]) -> int:
-    from ..client import AsyncClient
+    async with backend(use_api, args.sim_time_scale) as (client, store):
+        shown: dict[str, str] = {}
 
-    with ExitStack() as sync_stack:
-        async with AsyncExitStack() as stack:
-            if use_api:
-                client = await stack.enter_async_context(AsyncClient())
-            else:
-                from ..simulator import Simulator
+        def on_change(run: Run) -> None:  # one line per stage change, not per poll
+            if run.segment is None or shown.get(run.run_id) == run.stage.value or run.stage is RunStage.SUBMITTING:
+                return
+            shown[run.run_id] = run.stage.value
+            print(f"  segment {run.segment + 1}: {run.stage}  {run.prompt[:50]!r}", file=err)
 
-                sim = sync_stack.enter_context(Simulator(time_scale=args.sim_time_scale))
-                client = await stack.enter_async_context(AsyncClient(sim.api_key, base_url=sim.base_url))
-            store = sync_stack.enter_context(RunStore())
-            shown: dict[str, str] = {}
-
-            def on_change(run: Run) -> None:  # one line per stage change, not per poll
-                if run.segment is None or shown.get(run.run_id) == run.stage.value or run.stage is RunStage.SUBMITTING:
-                    return
-                shown[run.run_id] = run.stage.value
-                print(f"  segment {run.segment + 1}: {run.stage}  {run.prompt[:50]!r}", file=err)
-
-            runner = Runner(client, store, on_change=on_change, timeout=args.timeout)
+        runner = Runner(client, store, on_change=on_change, timeout=args.timeout)
+        try:
+            print(f"framepack: starting the timeline (runs are stored in {store.folder})", file=err)
+            timeline = start_timeline(runner, plan, confirm=True)
             try:
-                print(f"framepack: starting the timeline (runs are stored in {store.folder})", file=err)
-                timeline = start_timeline(runner, plan, confirm=True)
-                try:
-                    await timeline
-                except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels us first
-                    timeline.cancel(sent=False)
-                    raise
-            finally:
-                await runner.aclose()
+                await timeline
+            except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels us first
+                timeline.cancel(sent=False)
+                raise
+        finally:
+            await runner.aclose()
     return _report(timeline, args, out=out, err=err)
 
 

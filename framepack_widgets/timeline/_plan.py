@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import InvalidInputError
-from ..sweeps import CostLimitError
+from ..sweeps import CostLimitError, cost_cap
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..inputs import FramepackInput
@@ -85,15 +85,8 @@ class TimelinePlan:
 
     def check_cost(self, max_cost: float | None) -> None:
         """Raise CostLimitError when the total exceeds `max_cost` (None: no cap)."""
-        if max_cost is None:
-            return
-        try:
-            cap = float(max_cost)
-        except (TypeError, ValueError):
-            raise InvalidInputError(f"max_cost must be a number of US dollars, not {max_cost!r}") from None
-        if not cap >= 0:
-            raise InvalidInputError(f"max_cost must be zero or more US dollars, not {max_cost!r}")
-        if self.total_cost_usd > cap + 1e-9:
+        cap = cost_cap(max_cost)
+        if cap is not None and self.total_cost_usd > cap + 1e-9:
             raise CostLimitError(
                 f"This timeline would cost {money(self.total_cost_usd)} ({self.describe()}), more than the "
                 f"max_cost cap of {money(cap)}. Nothing was sent. Use fewer or shorter segments, or raise max_cost.",

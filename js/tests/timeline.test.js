@@ -74,7 +74,7 @@ test("segments are added, edited, reordered and removed; the total length and co
 test("Start timeline waits for a start image, a prompt per segment and valid durations; a double click sends one request", () => {
   const { model, root } = view({ prompt: "zoom in", duration: 10 });
   const panel = open(root);
-  const start = one(panel, "Start timeline"), note = panel.querySelector(".fpw-tl-note[role=status]");
+  const start = one(panel, "Start timeline"), note = panel.querySelector("[role=status]");
   assert.equal(start.disabled, true);
   assert.match(note.textContent, /start image/);
   model.update({ start_image_info: IMG });
@@ -133,7 +133,7 @@ test("a failed segment offers Retry segment, which asks the kernel to retry that
     segments: [info().segments[0], { ...info().segments[1], stage: "failed", percent: null, error: "the model refused", retry: true }] });
   model.update({ timeline_info: failed });
   const panel = panelOf(root);
-  assert.match(panel.querySelector(".fpw-tl-note[role=status]").textContent, /Segment 2 of 2 ended failed/);
+  assert.match(panel.querySelector("[role=status]").textContent, /Segment 2 of 2 ended failed/);
   one(panel, "Retry segment").click();
   assert.deepEqual(model.messages("timeline").at(-1).content, { type: "timeline", action: "retry", timeline_id: "timeline-1", segment: 1 });
 });
@@ -143,7 +143,7 @@ test("a plan made in Python fills the panel; Start confirms that plan, until the
   model.update({ timeline_info: info({ status: "pending", current: 0, segments: info().segments.map((s) => ({ ...s, stage: null, run_id: null })) }) });
   const panel = panelOf(root);
   assert.equal(one(panel, "Segment 2 prompt").value, "pan left");
-  assert.match(panel.querySelector(".fpw-tl-note[role=status]").textContent, /Nothing starts until you press Start timeline/);
+  assert.match(panel.querySelector("[role=status]").textContent, /Nothing starts until you press Start timeline/);
   one(panel, "Start timeline").click();
   assert.equal(model.messages("timeline")[0].content.timeline_id, "timeline-1");
   model.custom({ type: "timeline_started", request_id: model.messages("timeline")[0].content.request_id, timeline_id: "timeline-1" });

@@ -111,7 +111,7 @@ def test_a_two_segment_timeline_built_in_the_panel_plays_as_one_video(lab: Noteb
             break
         statuses.update(panel.locator(".fpw-seg-status").all_inner_texts())
         nb.page.wait_for_timeout(250)
-    assert panel.get_attribute("data-status") == "done", panel.locator(".fpw-tl-note").all_inner_texts()
+    assert panel.get_attribute("data-status") == "done", panel.locator("[role=status]").all_inner_texts()
     assert any(s.startswith("Waiting") for s in statuses) and "Done" in statuses, statuses
     assert panel.locator(".fpw-seg-status").all_inner_texts() == ["Done", "Done"]
 
