@@ -94,6 +94,7 @@ async def test_a_timeline_planned_in_python_waits_for_start_timeline_then_plays_
     info = widget.timeline_info
     assert info["status"] == "done" and info["has_video"] and sim.count("create") == 2
     assert [s["stage"] for s in info["segments"]] == ["completed", "completed"]
+    assert widget.status["run_id"] == timeline.runs[-1].run_id, "the status followed the segment in progress"
     assert_no_bytes_in_state(widget)
 
     msg(widget, {"type": "video", "run_id": timeline.timeline_id, "nonce": "n1"})

@@ -4,7 +4,9 @@ The fields are what the run *is* (its input, task id, stage, status history, loc
 `to_dict()` / `from_dict()` is the only way a run becomes data, and the store, the widget,
 export and the command line all read that dict. The live work (sending, polling,
 downloading, cancelling, resuming) belongs to the `Runner` linked in `run.runner`; the
-convenience methods here (`await run`, `rerun`, `cancel`) only hand over to it.
+convenience methods here (`await run`, `rerun`, `extend`, `cancel`) only hand over to it.
+Past 600 lines because the record's one serialisation, its status history and those
+hand-over methods belong with the fields they read.
 
 Light to import: PIL, numpy, av and IPython load only inside the methods that need them.
 """

@@ -5,7 +5,10 @@ every change, so a kernel restart loses nothing: `resume()` re-attaches unfinish
 by task id, and a create request whose outcome is unknown is kept as such and shown,
 never sent again automatically. Everything this process does for a run (the asyncio task
 driving it, or watching another kernel drive it, and who awaits it) lives here, in one
-`Drive` per run; the `Run` itself stays a record.
+`Drive` per run; the `Run` itself stays a record. Timeline segments are stored WAITING
+(`hold`) and sent later, at most once (`release`). Past 600 lines because every way a run
+moves (start, release, cancel, resume, take-over, watch) shares the one drive registry and
+the store's compare-and-set, so they stay in one class.
 """
 
 from __future__ import annotations

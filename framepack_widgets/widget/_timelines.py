@@ -157,8 +157,23 @@ class WidgetTimelines:
             return
         try:
             self._widget.timeline_info = proto.timeline_info(timeline)
+            self._follow_segment(timeline)
         except Exception:  # the panel is a view: never let it break the timeline
             log.exception("timeline panel update failed")
+
+    def _follow_segment(self, timeline: Timeline) -> None:
+        """The status and player show the segment in progress, unless the person is looking
+        at a run of their own (one not in this timeline)."""
+        index = timeline.current
+        if timeline.status != "running" or index is None or timeline.runs[index].stage is RunStage.WAITING:
+            return
+        segment = timeline.runs[index]
+        shown = self._widget.status.get("run_id")
+        if shown == segment.run_id:
+            return
+        looking_at = self._widget._lookup(shown) if shown else None
+        if looking_at is None or looking_at.timeline_id == timeline.timeline_id:
+            self._widget._make_current(segment)
 
     def reopen(self, resumed: list[Run]) -> None:
         """After resume(): carry on the store's unfinished timelines; the panel shows the newest."""

@@ -4,7 +4,8 @@ Small state lives in traits (prompt, duration, status, run cards); bytes move on
 custom messages (`_messages`). Generation runs as asyncio tasks on the kernel's own loop
 (through the `Runner`), so a cell returns at once and status keeps streaming while the
 kernel is idle. The API key is never a trait, never in widget state and never in a
-message: only the client holds it.
+message: only the client holds it. A little past 600 lines: every public method a button
+shares with Python starts here (Extend and the Timeline panel's work is `_timelines.py`).
 """
 
 from __future__ import annotations
