@@ -330,8 +330,8 @@ async def test_a_kernel_killed_mid_timeline_resumes_it_without_paying_twice(tmp_
     folder, key = tmp_path / "store", "sim-key-for-timeline-kill-test"
     sim_log = (tmp_path / "sim.log").open("w")
     sim = subprocess.Popen(
-        [sys.executable, "-m", "framepack_widgets.simulator", "--port", str(port), "--time-scale", "12",
-         "--api-key", key],
+        [sys.executable, "-m", "framepack_widgets.simulator", "--port", str(port), "--api-key", key,
+         "--time-scale", "12", "--processing-seconds", "12"],
         stdout=sim_log, stderr=subprocess.STDOUT,
     )
     child = None

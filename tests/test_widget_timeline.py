@@ -7,7 +7,6 @@ panel's ES module, tests/browser/test_timeline.py the real thing.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from pathlib import Path
@@ -20,7 +19,7 @@ from PIL import Image
 
 from framepack_widgets import FramepackWidget
 from framepack_widgets.client import AsyncClient
-from framepack_widgets.runs import RunStage, RunStore
+from framepack_widgets.runs import RunStore
 from framepack_widgets.simulator import Simulator
 
 

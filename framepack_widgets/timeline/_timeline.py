@@ -188,8 +188,10 @@ class Timeline:
                 ))
         except BaseException as exc:
             for run in held:
-                self.runner.withdraw(run, error="Never sent: the timeline could not be stored.", hint="Nothing was charged.")
-            self._set_status("cancelled", f"The timeline could not be stored ({type(exc).__name__}: {exc}); nothing was sent.")
+                self.runner.withdraw(run, error="Never sent: the timeline could not be stored.",
+                                     hint="Nothing was charged.")
+            self._set_status("cancelled",
+                             f"The timeline could not be stored ({type(exc).__name__}: {exc}); nothing was sent.")
             raise
         self.runs = held[::-1]
         TIMELINES[self.timeline_id] = self
@@ -207,7 +209,8 @@ class Timeline:
             return
         for run in self.runs:
             if run.stage is RunStage.WAITING:
-                self.runner.withdraw(run, error="Never sent: the timeline was cancelled.", hint="Nothing was charged for it.")
+                self.runner.withdraw(run, error="Never sent: the timeline was cancelled.",
+                                     hint="Nothing was charged for it.")
             elif not run.done() and (sent or run.stage is RunStage.QUEUED):
                 try:
                     self.runner.cancel(run)
@@ -336,7 +339,8 @@ class Timeline:
         cancelled = run.stage is RunStage.CANCELLED and not any(r.stage is RunStage.WAITING for r in self.runs)
         what = f"Segment {index + 1} of {len(self.runs)} ended {run.stage.value.replace('_', ' ')}"
         detail = f": {run.error}" if run.error else "."
-        follow = "" if cancelled else " The segments before it are kept; Retry segment (timeline.retry()) continues."
+        follow = "" if cancelled or self.kind == "chain" else (
+            " The segments before it are kept; Retry segment (timeline.retry()) continues.")
         self._set_status("cancelled" if cancelled else "failed", what + detail + follow)
 
     async def _stitch(self) -> None:

@@ -27,7 +27,11 @@ from fpw_browser import (
 # Pixels of a <video> frame at time t, or of an <img>, drawn small on a canvas (blob URLs are same-origin).
 FRAME_AT_JS = """async ([v, t]) => {
   v.pause();
-  if (Math.abs(v.currentTime - t) > 0.001) { const seeked = new Promise(r => v.addEventListener('seeked', r, {once: true})); v.currentTime = t; await seeked; }
+  if (Math.abs(v.currentTime - t) > 0.001) {
+    const seeked = new Promise(r => v.addEventListener('seeked', r, {once: true}));
+    v.currentTime = t;
+    await seeked;
+  }
   const c = document.createElement('canvas'); c.width = 32; c.height = 24;
   const g = c.getContext('2d'); g.drawImage(v, 0, 0, 32, 24);
   return [...g.getImageData(0, 0, 32, 24).data];
