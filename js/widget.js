@@ -4,7 +4,7 @@
 // ever set with textContent; only http(s) and blob: URLs reach a src.
 
 const STAGES = {
-  idle: "Ready", queued: "Queued", waiting: "Waiting for the previous segment", submitting: "Submitting", pending: "Pending: waiting in the queue",
+  idle: "Ready", queued: "Queued", waiting: "Waiting", submitting: "Submitting", pending: "Pending: waiting in the queue",
   processing: "Processing", downloading: "Downloading the video", completed: "Done", failed: "Failed",
   cancelled: "Cancelled", submission_unknown: "Submission unknown", timed_out: "Timed out", error: "Error",
 };
@@ -692,7 +692,7 @@ function mountHistory(ctx, box) {
   return s.close;
 }
 
-/** A card's Extend button and its chain ("part 2 of 3": plays the whole chain). */
+/** A card's Extend button, and its chain ("part 2 of 3"), which plays as one video. */
 function cardLinks(s, send, rid) {
   const extend = h("button", { type: "button", class: "fpw-card-extend", text: "Extend" });
   const chain = h("button", { type: "button", class: "fpw-card-chain", hidden: true });
@@ -710,7 +710,7 @@ function cardLinks(s, send, rid) {
   };
 }
 
-/** Extend on the finished result: its last frame becomes the start image; the prompt stays to edit. */
+/** Extend on the finished result: its last frame becomes the start image. */
 function mountExtend(ctx, box) {
   const s = scope(ctx.model), { get, send } = ctx;
   const btn = h("button", { type: "button", class: "fpw-extend", text: "Extend", hidden: true });
@@ -723,15 +723,14 @@ function mountExtend(ctx, box) {
   return s.close;
 }
 
-/** The Timeline panel: segments to add, edit, reorder and remove, their total length and cost,
- * Start timeline; then each segment's status, Retry segment and the stitched video. The draft
- * is this view's; the kernel's timeline is timeline_info. */
+/** The Timeline panel: the draft (this view's) to edit and start, then the kernel's
+ * timeline_info: each segment's status, Retry segment, the stitched video. */
 function mountTimeline(ctx, box) {
   const s = scope(ctx.model), { id, get, send, media } = ctx;
   let draft = [], editing = true, planId = null, shownId, pending = null, timer = 0;
   const list = h("ol", { class: "fpw-segments" });
   const button = (text, cls) => h("button", { type: "button", class: cls, text });
-  const add = button("Add segment"), start = button("Start timeline", "fpw-primary"), stop = button(""), again = button("New timeline");
+  const add = button("Add segment"), start = button("Start timeline", "fpw-primary"), stop = button("Cancel timeline"), again = button("New timeline");
   const total = h("p", { class: "fpw-tl-total" }), note = h("p", { class: "fpw-notice", role: "status" });
   const video = h("video", { class: "fpw-tl-video", "aria-label": "Timeline video", controls: true, loop: true, playsinline: true, muted: true, hidden: true });
   video.muted = true;
@@ -751,7 +750,7 @@ function mountTimeline(ctx, box) {
     const t = info(), on = live(), segs = on ? t.segments || [] : draft;
     list.replaceChildren(...segs.map((g, i) => {
       const name = `Segment ${i + 1}`, lo = name.toLowerCase();
-      const prompt = h("textarea", { class: "fpw-seg-prompt", rows: 2, "aria-label": `${name} prompt`, maxlength: get("limits").max_prompt_chars, disabled: on });
+      const prompt = h("textarea", { rows: 2, "aria-label": `${name} prompt`, maxlength: get("limits").max_prompt_chars, disabled: on });
       const dur = h("input", { type: "number", "aria-label": `${name} duration`, min: get("min_duration"), max: get("max_duration"), step: 1, disabled: on });
       prompt.value = g.prompt || "";
       dur.value = g.duration;
@@ -783,8 +782,7 @@ function mountTimeline(ctx, box) {
     panel.dataset.status = on ? t.status : "editing";
     add.hidden = start.hidden = on;
     again.hidden = !on || running;
-    stop.hidden = !running && !(editing && planId);
-    stop.textContent = running ? "Cancel timeline" : "Discard plan";
+    stop.hidden = !running;
     const reason = why();
     start.disabled = !!reason;
     const price = Number.isFinite(cps) ? ` \u00b7 ${money(secs() * cps)}${get("backend") === "simulator" ? " (simulated, nothing charged)" : ""}` : "";
@@ -826,7 +824,7 @@ function mountTimeline(ctx, box) {
   });
   s.on(add, "click", () => { draft.push({ prompt: "", duration: get("duration") }); planId = null; build([draft.length - 1]); });
   s.on(again, "click", () => { draft = copy(info().segments || []); editing = true; planId = null; build(); });
-  s.on(stop, "click", () => tell(live() ? "cancel" : "discard"));
+  s.on(stop, "click", () => tell("cancel"));
   s.on(start, "click", () => {
     if (why()) return;
     const cps = get("cost_per_second");

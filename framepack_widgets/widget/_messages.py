@@ -210,7 +210,7 @@ class Messages:
         action = content.get("action")
         timeline_id = str(content.get("timeline_id") or "")
         if action != "start":
-            if action in ("cancel", "retry", "discard"):
+            if action in ("cancel", "retry"):
                 try:
                     panel.act(timeline_id, action, content.get("segment"))
                 except InvalidInputError as exc:

@@ -21,7 +21,7 @@ Browser -> kernel (``content["type"]``; buffers only where noted):
     export      what ("comparison" | "card"), run_id?
     extend      run_id                      fill the inputs to continue this run from its last frame
     timeline    action: "start" (request_id, segments [{prompt, duration}], shown_cost, timeline_id?)
-                | "cancel" | "retry" (segment) | "discard", timeline_id      duplicates are ignored
+                | "cancel" | "retry" (segment), timeline_id      a repeated start is ignored
     chain       run_id                      show this run's chain in the timeline panel, as one video
 Kernel -> browser:
     image       slot, name, mime  + buffers[0] (thumbnail JPEG) | slot, url | slot, clear

@@ -128,13 +128,6 @@ class WidgetTimelines:
             timeline.cancel()
         elif action == "retry":
             timeline.retry(segment if isinstance(segment, int) and not isinstance(segment, bool) else None)
-        elif action == "discard":
-            if not timeline.confirmed:
-                timeline.cancel()
-            if not timeline.confirmed or timeline.done():
-                self.shown = None
-                self._widget.timeline_info = {}
-                return
         self._changed(timeline)
 
     def show(self, timeline: Timeline) -> None:
