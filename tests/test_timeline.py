@@ -148,6 +148,7 @@ def test_stitch_drops_the_repeated_frame_at_every_join(tmp_path: Path) -> None:
     want = levels(clips[0]) + levels(clips[1])[1:] + levels(clips[2])[1:]
     assert len(got) == len(want) and max(abs(g - w) for g, w in zip(got, want)) <= 2, (got, want)
     assert not list((tmp_path / "out").glob("*.part.mp4")), "no temporary file left behind"
+    assert result.path.stat().st_mode & 0o077 == 0, "private to its user, like the run store"
 
 
 def test_stitch_scales_a_segment_of_another_size(tmp_path: Path) -> None:

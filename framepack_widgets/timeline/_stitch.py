@@ -66,8 +66,9 @@ def stitch(
     if not paths:
         raise ValueError("nothing to stitch: give at least one video")
     target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.stem}.{uuid.uuid4().hex[:8]}.part.mp4")
+    tmp.touch(mode=0o600)  # private, like the run store's own files
     frames = _Frames(paths)  # decoded in a thread while this one encodes
     written = 0
     size: tuple[int, int] | None = None
