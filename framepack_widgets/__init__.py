@@ -19,7 +19,7 @@ _EXPORTS = {
     "Task": "framepack_widgets.task",
     "TaskStatus": "framepack_widgets.task",
     "Run": "framepack_widgets.runs",
-    "RunStore": "framepack_widgets.store",
+    "RunStore": "framepack_widgets.runs",
 }
 
 __all__ = [*_EXPORTS, "__version__"]
@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .client import AsyncClient, Client
     from .inputs import FramepackInput
     from .runs import Run
-    from .store import RunStore
+    from .runs import RunStore
     from .task import Task, TaskStatus
     from .widget import FramepackWidget
 

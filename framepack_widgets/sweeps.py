@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "CostLimitError",
+    "cost_cap",
     "SweepPlan",
     "Sweep",
     "plan_sweep",
@@ -73,6 +74,19 @@ class CostLimitError(InvalidInputError):
 
 def _money(value: float) -> str:
     return f"${value:,.2f}"
+
+
+def cost_cap(max_cost: float | None) -> float | None:
+    """A `max_cost` argument as US dollars (None: no cap), or InvalidInputError."""
+    if max_cost is None:
+        return None
+    try:
+        cap = float(max_cost)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"max_cost must be a number of US dollars, not {max_cost!r}") from None
+    if not cap >= 0:
+        raise InvalidInputError(f"max_cost must be zero or more US dollars, not {max_cost!r}")
+    return cap
 
 
 @dataclass(frozen=True)
@@ -137,15 +151,8 @@ class SweepPlan:
 
     def check_cost(self, max_cost: float | None) -> None:
         """Raise CostLimitError when the total exceeds `max_cost` (None: no cap)."""
-        if max_cost is None:
-            return
-        try:
-            cap = float(max_cost)
-        except (TypeError, ValueError):
-            raise InvalidInputError(f"max_cost must be a number of US dollars, not {max_cost!r}") from None
-        if not cap >= 0:
-            raise InvalidInputError(f"max_cost must be zero or more US dollars, not {max_cost!r}")
-        if self.total_cost_usd > cap + 1e-9:
+        cap = cost_cap(max_cost)
+        if cap is not None and self.total_cost_usd > cap + 1e-9:
             raise CostLimitError(
                 f"This sweep would cost {_money(self.total_cost_usd)} ({self.describe()}), more than "
                 f"the max_cost cap of {_money(cap)}. Nothing was sent. Use fewer prompts, durations or "

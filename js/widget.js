@@ -4,7 +4,7 @@
 // ever set with textContent; only http(s) and blob: URLs reach a src.
 
 const STAGES = {
-  idle: "Ready", queued: "Queued", submitting: "Submitting", pending: "Pending: waiting in the queue",
+  idle: "Ready", queued: "Queued", waiting: "Waiting", submitting: "Submitting", pending: "Pending: waiting in the queue",
   processing: "Processing", downloading: "Downloading the video", completed: "Done", failed: "Failed",
   cancelled: "Cancelled", submission_unknown: "Submission unknown", timed_out: "Timed out", error: "Error",
 };
@@ -655,8 +655,9 @@ function mountHistory(ctx, box) {
       const text = h("p", { class: "fpw-card-prompt" });
       const meta = h("p", { class: "fpw-card-meta" });
       const check = h("input", { type: "checkbox", class: "fpw-card-check" });
-      const e = h("div", { class: "fpw-card", role: "listitem", "data-run-id": c.id }, show, h("div", { class: "fpw-card-body" }, text, meta), h("label", { class: "fpw-card-sel" }, check));
-      r = { e, thumb, show, text, meta, check };
+      const more = cardLinks(s, send, c.id);
+      const e = h("div", { class: "fpw-card", role: "listitem", "data-run-id": c.id }, show, h("div", { class: "fpw-card-body" }, text, meta), h("label", { class: "fpw-card-sel" }, check), more.el);
+      r = { e, thumb, show, text, meta, check, more };
       s.on(show, "click", () => send({ type: "show", run_id: c.id }));
       s.on(check, "change", () => {
         const sel = (get("selected") || []).filter((x) => x !== c.id);
@@ -676,6 +677,7 @@ function mountHistory(ctx, box) {
     r.meta.textContent = bits.join(" \u00b7 ");
     r.show.setAttribute("aria-label", `Show run: ${excerpt}`);
     r.check.setAttribute("aria-label", `Select for comparison: ${excerpt}`);
+    r.more.sync(c, excerpt);
     const p = media.poster(c.id);
     if (p && r.thumb.getAttribute("src") !== p) r.thumb.src = p;
     r.e.classList.toggle("fpw-current", c.id === get("status")?.run_id);
@@ -722,6 +724,160 @@ function mountHistory(ctx, box) {
   s.watch("change:history change:history_total change:status", sync);
   s.watch("change:selected", syncSelection);
   sync();
+  return s.close;
+}
+
+/** A card's Extend button, and its chain ("part 2 of 3"), which plays as one video. */
+function cardLinks(s, send, rid) {
+  const extend = h("button", { type: "button", class: "fpw-card-extend", text: "Extend" });
+  const chain = h("button", { type: "button", class: "fpw-card-chain", hidden: true });
+  s.on(extend, "click", () => send({ type: "extend", run_id: rid }));
+  s.on(chain, "click", () => send({ type: "chain", run_id: rid }));
+  return {
+    el: h("div", { class: "fpw-card-links" }, chain, extend),
+    sync(c, excerpt) {
+      extend.hidden = !c.has_video;
+      chain.hidden = !c.chain;
+      if (!c.chain) return;
+      chain.textContent = `part ${c.chain.part} of ${c.chain.of}`;
+      chain.setAttribute("aria-label", `Play the whole chain, part ${c.chain.part} of ${c.chain.of}: ${excerpt}`);
+    },
+  };
+}
+
+/** Extend on the finished result: its last frame becomes the start image. */
+function mountExtend(ctx, box) {
+  const s = scope(ctx.model), { get, send } = ctx;
+  const btn = h("button", { type: "button", class: "fpw-extend", text: "Extend", hidden: true });
+  box.append(h("div", { class: "fpw-actions" }, btn));
+  const sync = () => { const st = get("status") || {}; btn.hidden = !(st.stage === "completed" && st.has_video); };
+  s.on(btn, "click", () => send({ type: "extend", run_id: get("status")?.run_id }));
+  s.messages({ extended() { ctx.root.querySelector(".fpw-prompt")?.focus(); } });
+  s.watch("change:status", sync);
+  sync();
+  return s.close;
+}
+
+/** The Timeline panel: the draft (this view's) to edit and start, then the kernel's
+ * timeline_info: each segment's status, Retry segment, the stitched video. */
+function mountTimeline(ctx, box) {
+  const s = scope(ctx.model), { id, get, send, media } = ctx;
+  let draft = [], editing = true, planId = null, shownId, pending = null, timer = 0;
+  const list = h("ol", { class: "fpw-segments" });
+  const button = (text, cls) => h("button", { type: "button", class: cls, text });
+  const add = button("Add segment"), start = button("Start timeline", "fpw-primary"), stop = button("Cancel timeline"), again = button("New timeline");
+  const total = h("p", { class: "fpw-tl-total" }), note = h("p", { class: "fpw-notice", role: "status" });
+  const video = h("video", { class: "fpw-tl-video", "aria-label": "Timeline video", controls: true, loop: true, playsinline: true, muted: true, hidden: true });
+  video.muted = true;
+  const panel = h("details", { class: "fpw-timeline" }, h("summary", { class: "fpw-h", text: "Timeline: several prompts, one video" }),
+    h("p", { class: "fpw-notice", text: "Each segment starts from the previous one's last frame." }),
+    list, h("div", { class: "fpw-actions" }, add, start, stop, again), total, note, video);
+  box.append(panel);
+  s.defer(() => clearTimeout(timer));
+  const info = () => get("timeline_info") || {};
+  const live = () => !editing && !!info().timeline_id;
+  const secs = () => draft.reduce((a, g) => a + (Number(g.duration) || 0), 0);
+  const copy = (segs) => segs.map((g) => ({ prompt: g.prompt, duration: g.duration }));
+  const settle = () => { pending = null; clearTimeout(timer); };
+  const tell = (action, more) => send({ type: "timeline", action, timeline_id: info().timeline_id, ...more });
+
+  function build(focus) {
+    const t = info(), on = live(), segs = on ? t.segments || [] : draft;
+    list.replaceChildren(...segs.map((g, i) => {
+      const name = `Segment ${i + 1}`, lo = name.toLowerCase();
+      const prompt = h("textarea", { rows: 2, "aria-label": `${name} prompt`, maxlength: get("limits").max_prompt_chars, disabled: on });
+      const dur = h("input", { type: "number", "aria-label": `${name} duration`, min: get("min_duration"), max: get("max_duration"), step: 1, disabled: on });
+      prompt.value = g.prompt || "";
+      dur.value = g.duration;
+      const li = h("li", { class: "fpw-seg", "data-i": i, "data-stage": (on && g.stage) || "" }, prompt, dur);
+      const act = (a, text, label, off) => h("button", { type: "button", "data-act": a, text, "aria-label": `${label} ${lo}`, disabled: off });
+      if (!on) li.append(act("up", "\u2191", "Move up", !i), act("down", "\u2193", "Move down", i === segs.length - 1), act("remove", "\u00d7", "Remove", segs.length === 1));
+      else {
+        const pct = g.percent != null && g.stage !== "completed" ? ` ${Math.round(g.percent)}%` : "";
+        li.append(h("span", { class: "fpw-seg-status", text: `${STAGES[g.stage] || g.stage || ""}${pct}` }));
+        if (g.error) li.append(h("span", { class: "fpw-error", text: g.error }));
+        if (g.retry) li.append(h("button", { type: "button", "data-act": "retry", text: "Retry segment" }));
+      }
+      return li;
+    }));
+    const row = focus && list.children[focus[0]];
+    if (row) (row.querySelector(`[data-act="${focus[1]}"]:not(:disabled)`) || row.querySelector("[data-act]:not(:disabled)") || row.firstChild).focus();
+    sync();
+  }
+  function why() {
+    const d = (g) => Number(g.duration), lo = get("min_duration"), hi = get("max_duration");
+    if (pending) return "Starting\u2026";
+    if (!get("start_image_info")) return "Add a start image first.";
+    if (draft.some((g) => !String(g.prompt || "").trim())) return "Write a prompt for every segment.";
+    if (draft.some((g) => !Number.isInteger(d(g)) || d(g) < lo || d(g) > hi)) return `Durations: ${lo} to ${hi} s.`;
+    return draft.length ? "" : "Add a segment.";
+  }
+  function sync() {
+    const t = info(), on = live(), cps = get("cost_per_second"), running = on && ["running", "stitching"].includes(t.status);
+    panel.dataset.status = on ? t.status : "editing";
+    add.hidden = start.hidden = on;
+    again.hidden = !on || running;
+    stop.hidden = !running;
+    const reason = why();
+    start.disabled = !!reason;
+    const price = Number.isFinite(cps) ? ` \u00b7 ${money(secs() * cps)}${get("backend") === "simulator" ? " (simulated, nothing charged)" : ""}` : "";
+    total.textContent = on ? t.description : `${draft.length} segment${draft.length === 1 ? "" : "s"} \u00b7 ${secs()} s${price}`;
+    note.textContent = on ? { running: `Segment ${(t.current ?? 0) + 1} of ${t.count}\u2026`, stitching: "Stitching\u2026" }[t.status] || t.error || ""
+      : reason || (planId ? "Nothing starts until you press Start timeline." : "");
+    const want = on && t.status === "done" && t.has_video, url = want && media.video(t.timeline_id);
+    if (want && !url) media.request(t.timeline_id);
+    video.hidden = !url;
+    if (url && video.getAttribute("src") !== url && safeUrl(url)) video.src = url;
+  }
+  function onInfo() {
+    const t = info();
+    if (t.timeline_id !== shownId) {
+      shownId = t.timeline_id;
+      editing = !t.timeline_id || t.status === "pending";
+      planId = t.status === "pending" ? t.timeline_id : null;
+      if (planId) draft = copy(t.segments);
+      if (t.timeline_id) panel.open = true;
+    }
+    if (!t.timeline_id) planId = null;
+    build();
+  }
+  s.on(panel, "toggle", () => { if (panel.open && !draft.length) { draft = [{ prompt: get("prompt"), duration: get("duration") }]; build(); } });
+  s.on(list, "input", (e) => {
+    const g = draft[e.target.closest("li").dataset.i];
+    if (!g || live()) return;
+    g[e.target.tagName === "TEXTAREA" ? "prompt" : "duration"] = e.target.value;
+    planId = null;
+    sync();
+  });
+  s.on(list, "click", (e) => {
+    const b = e.target.closest("button[data-act]"), a = b?.dataset.act, i = Number(b?.closest("li").dataset.i), j = a === "up" ? i - 1 : i + 1;
+    if (!b) return;
+    if (a === "retry") return tell("retry", { segment: i });
+    if (a === "remove") draft.splice(i, 1); else [draft[i], draft[j]] = [draft[j], draft[i]];
+    planId = null;
+    build(a === "remove" ? [Math.min(i, draft.length - 1), a] : [j, a]);
+  });
+  s.on(add, "click", () => { draft.push({ prompt: "", duration: get("duration") }); planId = null; build([draft.length - 1]); });
+  s.on(again, "click", () => { draft = copy(info().segments || []); editing = true; planId = null; build(); });
+  s.on(stop, "click", () => tell("cancel"));
+  s.on(start, "click", () => {
+    if (why()) return;
+    const cps = get("cost_per_second");
+    pending = `${id}-tl-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    clearTimeout(timer);
+    timer = setTimeout(() => { settle(); sync(); }, 60000);
+    tell("start", { request_id: pending, timeline_id: planId, segments: draft.map((g) => ({ prompt: g.prompt, duration: Number(g.duration) })),
+      shown_cost: Number.isFinite(cps) ? Math.round(secs() * cps * 100) / 100 : null });
+    sync();
+  });
+  s.messages({
+    timeline_started(msg) { if (msg.request_id === pending) { settle(); editing = false; planId = null; shownId = null; onInfo(); } },
+    error(msg) { if (msg.request_id && msg.request_id === pending) { settle(); sync(); note.textContent = msg.message || ""; } },
+  });
+  s.defer(media.subscribe((what, rid) => { if (what === "video" && rid === info().timeline_id) sync(); }));
+  s.watch("change:timeline_info", onInfo);
+  s.watch("change:start_image_info change:cost_per_second change:backend", sync);
+  onInfo();
   return s.close;
 }
 
@@ -882,8 +1038,9 @@ function render({ model, el }) {
   root.append(main);
   cleanups.push(mountInputs(ctx, main));
   main.append(output);
-  cleanups.push(mountStatus(ctx, output), mountResult(ctx, output),
-    mountSweep(ctx, root), mountQueued(ctx, root), mountHistory(ctx, root), mountShare(ctx, root), mountComparison(ctx, root));
+  cleanups.push(mountStatus(ctx, output), mountResult(ctx, output), mountExtend(ctx, output),
+    mountSweep(ctx, root), mountQueued(ctx, root), mountTimeline(ctx, root), mountHistory(ctx, root), mountShare(ctx, root),
+    mountComparison(ctx, root));
   ctx.send({ type: "hello" });
   return () => {
     for (const cleanup of cleanups.reverse()) cleanup();
@@ -891,5 +1048,5 @@ function render({ model, el }) {
   };
 }
 
-export { STAGES, mountHeader, mountInputs, mountStatus, mountResult, mountSweep, mountHistory, mountComparison, mountShare, mediaStore };
+export { STAGES, mountHeader, mountInputs, mountStatus, mountResult, mountExtend, mountSweep, mountTimeline, mountHistory, mountComparison, mountShare, mediaStore };
 export default { initialize, render };

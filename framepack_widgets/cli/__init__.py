@@ -1,7 +1,8 @@
-"""The `framepack` command: generate a video, sweep prompts, or run the simulator.
+"""The `framepack` command: generate a video, sweep prompts, a timeline, or run the simulator.
 
 - `_generate`: `framepack generate`, one image and a prompt to one MP4.
 - `_sweep`: `framepack sweep`, several prompts or durations, priced and confirmed first.
+- `_timeline`: `framepack timeline`, several prompts as one video, priced and confirmed first.
 - `_exit`: the exit codes every command shares.
 """
 
@@ -49,6 +50,11 @@ def _build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     sub.add_parser(
+        "timeline",
+        help='several prompts as one video, each from the last frame (framepack timeline --help)',
+        add_help=False,
+    )
+    sub.add_parser(
         "simulator",
         help="run the offline PiAPI simulator in the foreground (framepack simulator --help)",
         add_help=False,
@@ -62,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         from ._sweep import sweep_command
 
         return sweep_command(argv[1:])
+    if argv and argv[0] == "timeline":  # its own parser: repeatable --segment "PROMPT:SECONDS"
+        from ._timeline import timeline_command
+
+        return timeline_command(argv[1:])
     if argv and argv[0] == "simulator":  # its own parser: --port, --time-scale, --state-dir, ...
         from ..simulator.__main__ import main as simulator_main
 

@@ -6,19 +6,32 @@ Without PIAPI_API_KEY a command runs on the offline simulator, and says so.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import math
 import os
+import signal
 import tempfile
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 from .._environment import sim_time_scale
 from ..errors import InvalidInputError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..client import AsyncClient
+    from ..runs import RunStore
+
 __all__ = [
     "add_backend_options",
+    "ask_to_start",
+    "backend",
     "money",
+    "open_backend",
     "positive",
     "simulator_notice",
+    "stoppable",
     "time_scale",
     "uses_api",
     "writable_file",
@@ -99,3 +112,73 @@ def writable_folder(path: Path, option: str = "-o/--output") -> Path:
         raise InvalidInputError(f"{option}: cannot create {path} ({exc.strerror or exc}). Nothing was sent.") from None
     _probe(path, option)
     return path
+
+
+def ask_to_start(yes: bool, question: str, *, stdin: IO[str], err: IO[str]) -> bool:
+    """True when the person confirmed (or `--yes` was given). Off a terminal without `--yes`
+    nobody can confirm, so nothing starts; the reason is printed."""
+    if yes:
+        return True
+    if not stdin.isatty():
+        print(
+            "framepack: not starting: stdin is not a terminal, so nobody can confirm. "
+            "Add --yes to start without asking.",
+            file=err,
+        )
+        return False
+    err.write(f"{question} [y/N] ")
+    err.flush()
+    try:
+        answer = stdin.readline().strip().lower()
+    except KeyboardInterrupt:
+        answer = ""
+    if answer not in ("y", "yes"):
+        print("framepack: not started; nothing was sent.", file=err)
+        return False
+    return True
+
+
+def open_backend() -> tuple["AsyncClient | None", "RunStore"]:
+    """The PiAPI client (None without a key: the simulator is started later) and the run store,
+    made before anything is sent, so a bad PIAPI_BASE_URL or FRAMEPACK_HOME is one clear line
+    (InvalidInputError / StoreError) and nothing else."""
+    from ..client import AsyncClient
+    from ..runs import RunStore
+
+    client = AsyncClient() if uses_api() else None
+    return client, RunStore()
+
+
+@asynccontextmanager
+async def backend(client: "AsyncClient | None", sim_time_scale: float) -> AsyncIterator["AsyncClient"]:
+    """The client to use: `client` (PiAPI), else an offline simulator started here, stopped after."""
+    from ..client import AsyncClient
+
+    with ExitStack() as stack:
+        if client is None:
+            from ..simulator import Simulator
+
+            sim = stack.enter_context(Simulator(time_scale=sim_time_scale))
+            client = AsyncClient(sim.api_key, base_url=sim.base_url)
+        async with client:
+            yield client
+
+
+async def stoppable(work: Coroutine[Any, Any, int]) -> int:
+    """Run `work`, cancelled (like Ctrl-C) when the terminal closes or the process is asked to stop."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    signals = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    for sig in signals:
+        try:
+            loop.add_signal_handler(sig, task.cancel)
+        except (NotImplementedError, RuntimeError):  # not on this platform, or not the main thread
+            pass
+    try:
+        return await task
+    finally:
+        for sig in signals:
+            try:
+                loop.remove_signal_handler(sig)
+            except (NotImplementedError, RuntimeError):
+                pass

@@ -11,12 +11,9 @@ import asyncio
 import logging
 import re
 import shutil
-import signal
 import sys
 import uuid
-from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
-from collections.abc import Coroutine
 from typing import IO, TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError
@@ -24,7 +21,18 @@ from ..inputs import FramepackInput
 from ..runs import Run, Runner, RunStage, RunStore
 from ..runs.store import StoreError
 from ..sweeps import Sweep, SweepPlan, plan_sweep, start_sweep
-from ._common import add_backend_options, money, positive, simulator_notice, time_scale, uses_api, writable_folder
+from ._common import (
+    add_backend_options,
+    stoppable,
+    ask_to_start,
+    backend,
+    money,
+    open_backend,
+    positive,
+    simulator_notice,
+    time_scale,
+    writable_folder,
+)
 from ._exit import EXIT_API_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED, exit_code_for_stage, worst
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,8 +96,6 @@ def sweep_command(
     except SystemExit as exc:  # argparse: 2 for usage errors, 0 for --help
         return int(exc.code or 0)
 
-    from ..client import AsyncClient
-
     try:  # everything that can be checked is checked before anything is sent
         if args.max_concurrent < 1:
             raise InvalidInputError("--max-concurrent must be at least 1")
@@ -113,15 +119,18 @@ def sweep_command(
         )
         sweep_id = f"sweep-{uuid.uuid4().hex[:12]}"
         folder = writable_folder(Path(args.output) if args.output else Path.cwd() / sweep_id)
-        client = AsyncClient() if uses_api() else None  # a bad PIAPI_BASE_URL is said now
-        store = RunStore()
-    except InvalidInputError as exc:
+        client, store = open_backend()
+    except (InvalidInputError, StoreError) as exc:
         print(f"framepack: {exc}", file=err)
         return EXIT_BAD_INPUT
-    except StoreError as exc:
-        print(f"framepack: {exc}", file=err)
-        return EXIT_BAD_INPUT
+    with store:
+        return _confirm_and_run(plan, args, client, store, sweep_id, folder, stdin=stdin, out=out, err=err)
 
+
+def _confirm_and_run(
+    plan: SweepPlan, args: argparse.Namespace, client: "AsyncClient | None", store: RunStore, sweep_id: str,
+    folder: Path, *, stdin: IO[str], out: IO[str], err: IO[str],
+) -> int:
     use_api = client is not None
     print(f"framepack: sweep plan: {plan.describe()}", file=err)
     for k, inp in enumerate(plan.inputs, 1):
@@ -132,26 +141,11 @@ def sweep_command(
     else:
         print(simulator_notice("the videos are"), file=err)
 
-    if not args.yes:
-        if not stdin.isatty():
-            print(
-                "framepack: not starting: stdin is not a terminal, so nobody can confirm. "
-                "Add --yes to start the sweep without asking.",
-                file=err,
-            )
-            return EXIT_BAD_INPUT
-        err.write(f"Start {plan.count} run{'s' if plan.count != 1 else ''}? [y/N] ")
-        err.flush()
-        try:
-            answer = stdin.readline().strip().lower()
-        except KeyboardInterrupt:
-            answer = ""
-        if answer not in ("y", "yes"):
-            print("framepack: not started; nothing was sent.", file=err)
-            return EXIT_BAD_INPUT
+    if not ask_to_start(args.yes, f"Start {plan.count} run{'s' if plan.count != 1 else ''}?", stdin=stdin, err=err):
+        return EXIT_BAD_INPUT
 
     try:
-        return asyncio.run(_stoppable(_run_sweep(plan, args, client=client, store=store, sweep_id=sweep_id,
+        return asyncio.run(stoppable(_run_sweep(plan, args, client=client, store=store, sweep_id=sweep_id,
                                                  out=out, err=err, folder=folder)))
     except (KeyboardInterrupt, asyncio.CancelledError):
         if use_api:
@@ -161,28 +155,6 @@ def sweep_command(
             note = "the offline simulator stopped with it, so runs in progress there cannot finish."
         print(f"framepack: interrupted; {note}", file=err)
         return EXIT_INTERRUPTED
-    finally:
-        store.close()
-
-
-async def _stoppable(work: Coroutine[Any, Any, int]) -> int:
-    """Run `work`, cancelled (like Ctrl-C) when the terminal closes or the process is asked to stop."""
-    task = asyncio.ensure_future(work)
-    loop = asyncio.get_running_loop()
-    signals = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
-    for sig in signals:
-        try:
-            loop.add_signal_handler(sig, task.cancel)
-        except (NotImplementedError, RuntimeError):  # not on this platform, or not the main thread
-            pass
-    try:
-        return await task
-    finally:
-        for sig in signals:
-            try:
-                loop.remove_signal_handler(sig)
-            except (NotImplementedError, RuntimeError):
-                pass
 
 
 async def _cancel_unsent(runner: Runner, sweep: Sweep, err: IO[str]) -> None:
@@ -207,42 +179,31 @@ async def _run_sweep(
     plan: SweepPlan, args: argparse.Namespace, *, client: "AsyncClient | None", store: RunStore, sweep_id: str,
     out: IO[str], err: IO[str], folder: Path,
 ) -> int:
-    from ..client import AsyncClient
+    async with backend(client, args.sim_time_scale) as client:
+        shown: dict[str, tuple[str, int]] = {}
 
-    with ExitStack() as sync_stack:
-        async with AsyncExitStack() as stack:
-            if client is not None:
-                client = await stack.enter_async_context(client)
-            else:
-                from ..simulator import Simulator
+        def on_change(run: Run) -> None:
+            # One line per stage change (and per quarter of progress), not per poll.
+            quarter = int((run.percent or 0) // 25) if not run.done() else 4
+            key = (run.stage.value, quarter)
+            if run.stage is RunStage.SUBMITTING or shown.get(run.run_id) == key:
+                return
+            shown[run.run_id] = key
+            pct = f" {run.percent:.0f}%" if run.percent is not None and not run.done() else ""
+            print(f"  [{run.run_id[:8]}] {run.stage}{pct}  {run.prompt[:50]!r}", file=err)
 
-                sim = sync_stack.enter_context(Simulator(time_scale=args.sim_time_scale))
-                client = await stack.enter_async_context(AsyncClient(sim.api_key, base_url=sim.base_url))
-
-            shown: dict[str, tuple[str, int]] = {}
-
-            def on_change(run: Run) -> None:
-                # One line per stage change (and per quarter of progress), not per poll.
-                quarter = int((run.percent or 0) // 25) if not run.done() else 4
-                key = (run.stage.value, quarter)
-                if run.stage is RunStage.SUBMITTING or shown.get(run.run_id) == key:
-                    return
-                shown[run.run_id] = key
-                pct = f" {run.percent:.0f}%" if run.percent is not None and not run.done() else ""
-                print(f"  [{run.run_id[:8]}] {run.stage}{pct}  {run.prompt[:50]!r}", file=err)
-
-            runner = Runner(client, store, on_change=on_change, max_concurrent=args.max_concurrent, timeout=args.timeout)
+        runner = Runner(client, store, on_change=on_change, max_concurrent=args.max_concurrent, timeout=args.timeout)
+        try:
+            print(f"framepack: starting the sweep (runs are stored in {store.folder})", file=err)
+            sweep = start_sweep(runner, plan, confirm=True, max_concurrent=args.max_concurrent, sweep_id=sweep_id)
             try:
-                print(f"framepack: starting the sweep (runs are stored in {store.folder})", file=err)
-                sweep = start_sweep(runner, plan, confirm=True, max_concurrent=args.max_concurrent, sweep_id=sweep_id)
-                try:
-                    runs = await sweep
-                except asyncio.CancelledError:  # Ctrl-C, SIGTERM or a closed terminal
-                    await asyncio.shield(_cancel_unsent(runner, sweep, err))
-                    _report(plan, sweep.runs, folder, out, err)
-                    raise
-            finally:
-                await runner.aclose()
+                runs = await sweep
+            except asyncio.CancelledError:  # Ctrl-C, SIGTERM or a closed terminal
+                await asyncio.shield(_cancel_unsent(runner, sweep, err))
+                _report(plan, sweep.runs, folder, out, err)
+                raise
+        finally:
+            await runner.aclose()
     return _report(plan, runs, folder, out, err)
 
 

@@ -4,7 +4,9 @@ The fields are what the run *is* (its input, task id, stage, status history, loc
 `to_dict()` / `from_dict()` is the only way a run becomes data, and the store, the widget,
 export and the command line all read that dict. The live work (sending, polling,
 downloading, cancelling, resuming) belongs to the `Runner` linked in `run.runner`; the
-convenience methods here (`await run`, `rerun`, `cancel`) only hand over to it.
+convenience methods here (`await run`, `rerun`, `extend`, `cancel`) only hand over to it.
+Past 600 lines because the record's one serialisation, its status history and those
+hand-over methods belong with the fields they read.
 
 Light to import: PIL, numpy, av and IPython load only inside the methods that need them.
 """
@@ -39,6 +41,9 @@ class RunStage(str, enum.Enum):
     """Where a run is in its life. The API's own status is kept apart (`Run.status`)."""
 
     QUEUED = "queued"  # stored, create request not sent (waiting for a slot)
+    #: A timeline segment stored when the timeline was confirmed, waiting for the previous
+    #: segment's last frame (its start image). Only its Timeline sends it; Runner.resume() never.
+    WAITING = "waiting"
     SUBMITTING = "submitting"  # create request being sent: outcome unknown until it answers
     PENDING = "pending"  # task created, waiting at PiAPI
     PROCESSING = "processing"  # task running at PiAPI
@@ -112,7 +117,7 @@ class RunEvent(NamedTuple):
 class Driver(Protocol):
     """What a run asks of the `Runner` linked to it."""
 
-    def start(self, input: "FramepackInput") -> "Run": ...
+    def start(self, input: "FramepackInput", *, parent_id: str | None = None) -> "Run": ...
 
     def cancel(self, run: "Run") -> None: ...
 
@@ -218,14 +223,57 @@ class Run:
         backend: str = "piapi",
         sweep_id: str | None = None,
         run_id: str | None = None,
+        parent_id: str | None = None,
+        timeline_id: str | None = None,
+        segment: int | None = None,
     ) -> "Run":
         """A new, queued run for `input` (not stored, not sent: `Runner.start` does both)."""
-        params = dict(input.to_params())
-        params["image_encoding"], params["max_side"] = input.image_encoding, input.max_side
-        run = cls(run_id or uuid.uuid4().hex, params, backend=backend, sweep_id=sweep_id)
+        run = cls(run_id or uuid.uuid4().hex, _params_of(input), backend=backend, sweep_id=sweep_id,
+                  parent_id=parent_id, timeline_id=timeline_id, segment=segment)
         run._history = [RunEvent(run.created_at, run.stage, None, None)]
         run._input = input
         return run
+
+    @classmethod
+    def waiting(
+        cls,
+        template: "FramepackInput",
+        *,
+        backend: str,
+        timeline_id: str,
+        segment: int,
+        parent_id: str | None,
+        run_id: str | None = None,
+        with_start_image: bool = False,
+    ) -> "Run":
+        """A timeline segment that is not to be sent yet (WAITING): `template`'s prompt,
+        negative prompt, duration and end image. Its start image is the previous segment's
+        last frame, so it has none yet, unless `with_start_image` (the first segment, or a
+        segment sent again). Not stored: `Runner.hold` stores it."""
+        params = _params_of(template)
+        if not with_start_image:
+            params["start_image"] = None
+        run = cls(run_id or uuid.uuid4().hex, params, backend=backend, parent_id=parent_id,
+                  timeline_id=timeline_id, segment=segment, stage=RunStage.WAITING)
+        run._history = [RunEvent(run.created_at, run.stage, None, None)]
+        if with_start_image:
+            run._input = template
+        return run
+
+    @property
+    def has_start_image(self) -> bool:
+        return bool(self.params.get("start_image"))
+
+    def segment_input(self, start_image: Any) -> "FramepackInput":
+        """This (waiting) segment's input once its start image is known: the previous segment's last frame."""
+        return _input_from_params(self.params, self.store, start_image=start_image)
+
+    def begin(self, input: "FramepackInput") -> None:
+        """Give a WAITING segment its full input (the runner then queues and sends it)."""
+        if self.stage is not RunStage.WAITING:
+            raise ValueError(f"run {self.run_id[:8]} is {self.stage}, not waiting: its input is fixed")
+        self.params = _params_of(input)
+        self._input = input
 
     # ----------------------------------------------------------------- what it is
     @property
@@ -244,6 +292,11 @@ class Run:
     def input(self) -> "FramepackInput":
         """The validated input. For stored runs it is rebuilt on first use from the stored images."""
         if self._input is None:
+            if not self.has_start_image:
+                raise RunNotAttachedError(
+                    f"run {self.run_id[:8]} is a timeline segment waiting for the previous segment's "
+                    "last frame, so it has no start image yet; its timeline sends it."
+                )
             self._input = _input_from_params(self.params, self.store)
         return self._input
 
@@ -355,6 +408,40 @@ class Run:
         """Start a new run with this input, changed as given (e.g. `prompt=`, `duration=`)."""
         new_input = self.input.replace(**changes) if changes else self.input
         return self._attached("rerun it").start(new_input)
+
+    def extend(
+        self,
+        prompt: str | None = None,
+        negative_prompt: str | None = None,
+        duration: int | None = None,
+        end_image: Any = None,
+    ) -> "Run":
+        """Start a new run whose start image is this run's exact last frame (decoded from the
+        video file) and return it; the new run records this one as its parent. The prompt,
+        negative prompt and duration default to this run's; the end image to none (this run
+        already ended on its own)."""
+        driver = self._attached("extend it")
+        return driver.start(self.extension_input(prompt, negative_prompt, duration, end_image), parent_id=self.run_id)
+
+    def extension_input(
+        self,
+        prompt: str | None = None,
+        negative_prompt: str | None = None,
+        duration: int | None = None,
+        end_image: Any = None,
+    ) -> "FramepackInput":
+        """The input of a run continuing this one (see `extend`); validated, nothing sent."""
+        from ..inputs import FramepackInput
+
+        kwargs: dict[str, Any] = {name: self.params[name] for name in ("image_encoding", "max_side") if self.params.get(name)}
+        return FramepackInput(
+            self.prompt if prompt is None else prompt,
+            self.last_frame(),
+            end_image=end_image,
+            negative_prompt=self.negative_prompt if negative_prompt is None else negative_prompt,
+            duration=self.duration if duration is None else duration,
+            **kwargs,
+        )
 
     def cancel(self) -> None:
         """Cancel this run (see `Runner.cancel`)."""
@@ -532,8 +619,18 @@ def _image_sha(info: object) -> str | None:
     return info.get("sha256") if isinstance(info, Mapping) else None
 
 
-def _input_from_params(params: Mapping[str, Any], store: ImageStore | None) -> "FramepackInput":
-    """Rebuild a FramepackInput from stored params and the store's normalised image files."""
+def _params_of(input: "FramepackInput") -> dict[str, Any]:
+    """A run's `params`: the input as `to_params()` gives it, plus how its images are sent."""
+    params = dict(input.to_params())
+    params["image_encoding"], params["max_side"] = input.image_encoding, input.max_side
+    return params
+
+
+def _input_from_params(
+    params: Mapping[str, Any], store: ImageStore | None, *, start_image: Any = None
+) -> "FramepackInput":
+    """Rebuild a FramepackInput from stored params and the store's normalised image files
+    (with `start_image` instead of the stored one, when given)."""
     from ..inputs import FramepackInput
 
     def image(key: str) -> Any:
@@ -554,7 +651,8 @@ def _input_from_params(params: Mapping[str, Any], store: ImageStore | None) -> "
     for name in ("image_encoding", "max_side"):
         if params.get(name):
             kwargs[name] = params[name]
-    return FramepackInput(params.get("prompt", ""), image("start_image"), **kwargs)
+    start = image("start_image") if start_image is None else start_image
+    return FramepackInput(params.get("prompt", ""), start, **kwargs)
 
 
 def _decode_last_frame(path: Path) -> "Image.Image":

@@ -5,7 +5,10 @@ every change, so a kernel restart loses nothing: `resume()` re-attaches unfinish
 by task id, and a create request whose outcome is unknown is kept as such and shown,
 never sent again automatically. Everything this process does for a run (the asyncio task
 driving it, or watching another kernel drive it, and who awaits it) lives here, in one
-`Drive` per run; the `Run` itself stays a record.
+`Drive` per run; the `Run` itself stays a record. Timeline segments are stored WAITING
+(`hold`) and sent later, at most once (`release`). Past 600 lines because every way a run
+moves (start, release, cancel, resume, take-over, watch) shares the one drive registry and
+the store's compare-and-set, so they stay in one class.
 """
 
 from __future__ import annotations
@@ -73,6 +76,13 @@ def _accepts_hint(wait: Callable[..., Any]) -> bool:
     return any(p.name == "expected_seconds" or p.kind is p.VAR_KEYWORD for p in params)
 
 
+def _check_input(input: object, what: str) -> None:
+    from ..inputs import FramepackInput
+
+    if not isinstance(input, FramepackInput):
+        raise TypeError(f"Runner.{what}() takes a FramepackInput, not {type(input).__name__}")
+
+
 def _ago(delta: timedelta) -> str:
     hours = delta.total_seconds() / 3600
     return f"{hours:.0f} hours ago" if hours < 48 else f"{hours / 24:.0f} days ago"
@@ -120,14 +130,23 @@ class Runner:
         return "simulator" if self.client.is_simulator else "piapi"
 
     # ----------------------------------------------------------------- starting and stopping runs
-    def start(self, input: "FramepackInput", *, sweep_id: str | None = None) -> Run:
-        """Store a new run (QUEUED) and schedule it; returns at once. Await the run for its end."""
-        _running_loop("start")
-        from ..inputs import FramepackInput
+    def start(
+        self,
+        input: "FramepackInput",
+        *,
+        sweep_id: str | None = None,
+        parent_id: str | None = None,
+        timeline_id: str | None = None,
+        segment: int | None = None,
+    ) -> Run:
+        """Store a new run (QUEUED) and schedule it; returns at once. Await the run for its end.
 
-        if not isinstance(input, FramepackInput):
-            raise TypeError(f"Runner.start() takes a FramepackInput, not {type(input).__name__}")
-        run = Run.from_input(input, backend=self.backend, sweep_id=sweep_id)
+        `parent_id`: the run this one continues from its last frame (`Run.extend`);
+        `timeline_id` and `segment`: the timeline it is a segment of."""
+        _running_loop("start")
+        _check_input(input, "start")
+        run = Run.from_input(input, backend=self.backend, sweep_id=sweep_id, parent_id=parent_id,
+                             timeline_id=timeline_id, segment=segment)
         run.store, run.runner = self.store, self
         KNOWN[run.run_id] = run
         for source in input.images().values():
@@ -142,6 +161,92 @@ class Runner:
         self._drive(run, submit=True)
         self._changed(run)
         return run
+
+    # ----------------------------------------------------------------- timeline segments
+    def hold(
+        self,
+        template: "FramepackInput",
+        *,
+        timeline_id: str,
+        segment: int,
+        parent_id: str | None,
+        run_id: str | None = None,
+        with_start_image: bool = False,
+    ) -> Run:
+        """Store a timeline segment that is not to be sent yet (WAITING: unless
+        `with_start_image`, its start image will be the previous segment's last frame).
+        Nothing is sent; `release` sends it, at most once."""
+        _check_input(template, "hold")
+        run = Run.waiting(template, backend=self.backend, timeline_id=timeline_id, segment=segment,
+                          parent_id=parent_id, run_id=run_id, with_start_image=with_start_image)
+        run.store, run.runner = self.store, self
+        KNOWN[run.run_id] = run
+        images = template.images() if with_start_image else {"end": template.end_image}
+        for source in images.values():
+            if source is not None:
+                self.store.put_image(source)
+        self.store.save(run, owner=None)  # nobody drives it until it is released
+        self._changed(run)
+        return run
+
+    def release(self, run: Run, input: "FramepackInput", *, parent_id: str | None = None) -> Run:
+        """Send a WAITING segment with its full `input` (start image included); returns at once.
+
+        At most once, whatever happens: the segment is claimed, then moved WAITING -> QUEUED
+        by a compare-and-set in the store. If another kernel released it first, it is
+        followed (or taken over if that kernel is gone) instead, and nothing is sent here."""
+        _running_loop("release")
+        _check_input(input, "release")
+        run.store, run.runner = run.store or self.store, self
+        KNOWN.setdefault(run.run_id, run)
+        if not self.store.claim(run.run_id, self.owner, owner_gone):
+            run.replace_state(self.store.get(run.run_id))
+            self._watch(run)
+            return run
+        fresh = self.store.get(run.run_id)
+        if fresh.stage is not RunStage.WAITING:  # released (or withdrawn) meanwhile
+            self._take_over(run)
+            return run
+        run.replace_state(fresh)
+        run.begin(input)
+        run.update(stage=RunStage.QUEUED, parent_id=parent_id or run.parent_id)
+        for source in input.images().values():
+            self.store.put_image(source)
+        if not self._save(run, expect_stage=RunStage.WAITING):
+            self._take_over(run)
+            return run
+        self._drive(run, submit=True)
+        return run
+
+    def withdraw(self, run: Run, *, error: str, hint: str) -> bool:
+        """Mark a WAITING segment CANCELLED (its timeline stopped): it is never sent. False
+        when it is not waiting any more (released meanwhile)."""
+        changed = self._change_waiting(run, stage=RunStage.CANCELLED, error=error, hint=hint, finished_at=utcnow())
+        if changed:
+            self._changed(run)
+        return changed
+
+    def relink(self, run: Run, parent_id: str) -> bool:
+        """Point a WAITING segment at the run it will continue (a retried previous segment).
+        False when it is not waiting any more."""
+        changed = self._change_waiting(run, parent_id=parent_id)
+        if changed:
+            self._changed(run)
+        return changed
+
+    def _change_waiting(self, run: Run, **changes: Any) -> bool:
+        """Change a stored WAITING run, only while it is still waiting (claim, compare-and-set
+        on the stage, then let go of it)."""
+        run.store, run.runner = run.store or self.store, self
+        run.replace_state(self.store.get(run.run_id))
+        if run.stage is not RunStage.WAITING or not self.store.claim(run.run_id, self.owner, owner_gone):
+            return False
+        run.update(**changes)
+        if not self.store.save(run, owner=self.owner, expect_stage=RunStage.WAITING):
+            run.replace_state(self.store.get(run.run_id))
+            return False
+        self.store.save(run, owner=None)
+        return True
 
     def cancel(self, run: Run) -> None:
         """Cancel a run. Before sending: nothing is charged. While the create request is in

@@ -120,12 +120,8 @@ class Messages:
     def _on_generate(self, content: dict, buffers: list) -> None:
         widget = self._widget
         request_id = str(content.get("request_id") or "")[:80]
-        if request_id:
-            if request_id in self._seen_requests:  # a double click or a second view: one task
-                return
-            self._seen_requests[request_id] = None
-            while len(self._seen_requests) > SEEN_REQUESTS:
-                self._seen_requests.popitem(last=False)
+        if self._seen(request_id):  # a double click or a second view: one task
+            return
         if widget.busy:
             self.error("A submission is already in flight; wait until it has been accepted.", request_id=request_id)
             return
@@ -147,6 +143,17 @@ class Messages:
             return
         self.post({"type": "generated", "request_id": request_id, "run_id": run.run_id})
 
+    def _seen(self, request_id: str) -> bool:
+        """Whether this request id came before (it is remembered now)."""
+        if not request_id:
+            return False
+        if request_id in self._seen_requests:
+            return True
+        self._seen_requests[request_id] = None
+        while len(self._seen_requests) > SEEN_REQUESTS:
+            self._seen_requests.popitem(last=False)
+        return False
+
     def _on_cancel(self, content: dict, buffers: list) -> None:
         self._widget.cancel(content.get("run_id") or None)
 
@@ -165,7 +172,7 @@ class Messages:
     def _on_video(self, content: dict, buffers: list) -> None:
         run_id = str(content.get("run_id"))
         run = self._widget._lookup(run_id)
-        path = run.video_path if run is not None else None
+        path = run.video_path if run is not None else self._widget._timelines.video(run_id)
         if path is None or not path.is_file():
             self.post({"type": "video_error", "run_id": run_id,
                        "message": "This run's video is not in the local cache (it may have been pruned)."})
@@ -187,7 +194,7 @@ class Messages:
         else:
             runs = widget.runner.list(limit=proto.HISTORY_LIMIT, offset=max(0, int(content.get("offset") or 0)))
         widget._remember(runs)
-        self.post({"type": "history_page", "total": widget.store.count(), "runs": [proto.run_card(r) for r in runs]})
+        self.post({"type": "history_page", "total": widget.store.count(), "runs": widget._timelines.cards(runs)})
 
     def _on_sweep(self, content: dict, buffers: list) -> None:
         action = content.get("action")
@@ -209,6 +216,43 @@ class Messages:
     def _on_share(self, content: dict, buffers: list) -> None:
         ids = [str(i) for i in (content.get("run_ids") or [])][:MAX_GALLERY_RUNS]
         self._widget._start_export("gallery", None, ids)
+    def _on_extend(self, content: dict, buffers: list) -> None:
+        run_id = str(content.get("run_id") or "")
+        try:
+            self._widget.extend_from(run_id or None)
+        except (InvalidInputError, ValueError, OSError) as exc:
+            self.error(f"Could not extend that run: {exc}")
+            return
+        self.post({"type": "extended", "run_id": run_id})
+
+    def _on_timeline(self, content: dict, buffers: list) -> None:
+        panel = self._widget._timelines
+        action = content.get("action")
+        timeline_id = str(content.get("timeline_id") or "")
+        if action != "start":
+            if action in ("cancel", "retry"):
+                try:
+                    panel.act(timeline_id, action, content.get("segment"))
+                except InvalidInputError as exc:
+                    self.error(str(exc), timeline_id=timeline_id)
+            return
+        request_id = str(content.get("request_id") or "")[:80]
+        if self._seen(request_id):  # a double click or a second view: one timeline
+            return
+        segments = content.get("segments")
+        try:
+            timeline = panel.start_from_panel(segments if isinstance(segments, list) else [], content.get("shown_cost"),
+                                              timeline_id or None)
+        except InvalidInputError as exc:
+            self.error(str(exc), request_id=request_id)
+            return
+        self.post({"type": "timeline_started", "request_id": request_id, "timeline_id": timeline.timeline_id})
+
+    def _on_chain(self, content: dict, buffers: list) -> None:
+        try:
+            self._widget.show_chain(str(content.get("run_id") or ""))
+        except (ValueError, InvalidInputError) as exc:
+            self.error(str(exc))
 
     # ------------------------------------------------------------------ posters
     def _poster(self, run: "Run") -> bytes | None:
@@ -256,4 +300,7 @@ _HANDLERS = {
     "export": Messages._on_export,
     "queued": Messages._on_queued,
     "share": Messages._on_share,
+    "extend": Messages._on_extend,
+    "timeline": Messages._on_timeline,
+    "chain": Messages._on_chain,
 }

@@ -23,6 +23,10 @@ Browser -> kernel (``content["type"]``; buffers only where noted):
     export      what ("comparison" | "card"), run_id?
     queued      action ("send" | "discard")  runs a stopped kernel left stored, never sent
     share       run_ids?                    write a gallery of these runs (default: selected or all)
+    extend      run_id                      fill the inputs to continue this run from its last frame
+    timeline    action: "start" (request_id, segments [{prompt, duration}], shown_cost, timeline_id?)
+                | "cancel" | "retry" (segment), timeline_id      a repeated start is ignored
+    chain       run_id                      show this run's chain in the timeline panel, as one video
 Kernel -> browser:
     image       slot, name, mime  + buffers[0] (thumbnail JPEG) | slot, url | slot, clear
     generated   request_id, run_id          the generate request became a run
@@ -32,6 +36,9 @@ Kernel -> browser:
     poster      run_id, mime  + buffers[0]
     history_page total, runs
     download    key, name, index, count, size, mime  + buffers[0] (a file for the browser to save)
+    extended    run_id                      the inputs now continue this run (start image = its last frame)
+    timeline_started request_id, timeline_id
+A stitched timeline (or chain) video is asked for and sent like a run's, its id in place of a run id.
 """
 
 from __future__ import annotations
@@ -44,16 +51,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..compare import diff_ops, differences, labels_for
-from ..constants import MESSAGE_CHUNK_BYTES
+from ..constants import MESSAGE_CHUNK_BYTES, cost_usd
 from ..runs import Run, RunStage
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
+    from ..timeline import Timeline
+
 __all__ = [
     "CHUNK_BYTES",
     "HISTORY_LIMIT",
     "SLOTS",
+    "chain_fields",
     "chunks",
     "comparison",
     "first_frame",
@@ -61,6 +71,7 @@ __all__ = [
     "run_card",
     "run_status",
     "thumbnail_jpeg",
+    "timeline_info",
 ]
 
 CHUNK_BYTES = MESSAGE_CHUNK_BYTES  # per custom message; Colab drops messages over about 1 MB
@@ -129,6 +140,58 @@ def run_card(run: Run) -> dict[str, Any]:
     if record["sweep_id"]:
         card["sweep_id"] = record["sweep_id"]
     return card
+
+
+def chain_fields(run: Run, position: tuple[int, int] | None) -> dict[str, Any]:
+    """What a card adds for a run in a chain: its links, and "part k of n" (`position`)."""
+    fields: dict[str, Any] = {}
+    for name in ("parent_id", "timeline_id", "segment"):
+        value = getattr(run, name)
+        if value is not None:
+            fields[name] = value
+    if position is not None:
+        fields["chain"] = {"part": position[0], "of": position[1]}
+    return fields
+
+
+def _finite(value: Any) -> float | None:
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def timeline_info(timeline: "Timeline") -> dict[str, Any]:
+    """The timeline panel's state: the plan (or the segments' runs) with each one's status."""
+    segments = []
+    if timeline.runs:
+        for index, run in enumerate(timeline.runs):
+            record = run.to_dict(history=False)
+            segments.append({
+                "prompt": _clip(record["prompt"]),
+                "duration": record["duration"] or 0,
+                "cost": round(record["cost_usd"], 2),
+                "run_id": record["run_id"],
+                "stage": record["stage"],
+                "percent": 100.0 if run.stage is RunStage.COMPLETED else _finite(record["percent"]),
+                "error": _clip(record["error"], 300) or None,
+                "retry": timeline.can_retry(index),
+            })
+    else:
+        segments = [{"prompt": _clip(s.prompt), "duration": s.duration, "cost": round(cost_usd(s.duration), 2),
+                     "run_id": None, "stage": None, "percent": None, "error": None, "retry": False}
+                    for s in timeline.segments]
+    return {
+        "timeline_id": timeline.timeline_id,
+        "kind": timeline.kind,
+        "status": timeline.status,
+        "description": timeline.describe(),
+        "count": timeline.count,
+        "total_seconds": timeline.total_seconds,
+        "total_cost_usd": timeline.total_cost_usd,
+        "simulated": timeline.simulated,
+        "segments": segments,
+        "current": timeline.current,
+        "error": _clip(timeline.error, 600) or None,
+        "has_video": timeline.video_path is not None and Path(timeline.video_path).is_file(),
+    }
 
 
 def run_status(run: Run, *, eta: float | None = None, eta_text: str | None = None) -> dict[str, Any]:

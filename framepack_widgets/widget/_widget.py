@@ -4,7 +4,8 @@ Small state lives in traits (prompt, duration, status, run cards); bytes move on
 custom messages (`_messages`). Generation runs as asyncio tasks on the kernel's own loop
 (through the `Runner`), so a cell returns at once and status keeps streaming while the
 kernel is idle. The API key is never a trait, never in widget state and never in a
-message: only the client holds it.
+message: only the client holds it. A little past 600 lines: every public method a button
+shares with Python starts here (Extend and the Timeline panel's work is `_timelines.py`).
 """
 
 from __future__ import annotations
@@ -38,12 +39,14 @@ from . import _protocol as proto
 from ._embedded import asset, shared_simulator
 from ._messages import Messages
 from ._snapshot import snapshot_html, snapshot_text
+from ._timelines import WidgetTimelines
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..client import AsyncClient
     from ..inputs import FramepackInput, ImageSource
     from ..simulator import Simulator
     from ..sweeps import Sweep
+    from ..timeline import Timeline
 
 __all__ = ["FramepackWidget", "SIMULATOR_LABEL"]
 
@@ -82,7 +85,8 @@ class FramepackWidget(anywidget.AnyWidget):
     With no `client` and no `PIAPI_API_KEY` it runs the offline simulator (its videos are
     synthetic, and the widget says so). Everything the buttons do is here in Python too:
     `prompt`, `negative_prompt`, `duration`, `start_image`, `end_image`, `generate()`,
-    `cancel()`, `runs`, `compare(*runs)`, `sweep(...)`, `export_comparison()`, `export_html(folder)`.
+    `cancel()`, `runs`, `compare(*runs)`, `sweep(...)`, `timeline(...)`, `extend_from(run)`,
+    `export_comparison()`, `export_html(folder)`.
     Runs are kept in a `RunStore` (FRAMEPACK_HOME, else ./.framepack); unfinished ones are
     picked up again when a widget opens.
     """
@@ -116,6 +120,7 @@ class FramepackWidget(anywidget.AnyWidget):
     comparison = t.Dict().tag(sync=True)
     session_cost = t.Float(0.0).tag(sync=True)
     sweep_info = t.Dict().tag(sync=True)
+    timeline_info = t.Dict().tag(sync=True)
     notice = t.Unicode("").tag(sync=True)
     #: Runs stored but never sent (a kernel stopped mid-sweep): sent only when the person says.
     queued = t.Dict().tag(sync=True)
@@ -156,6 +161,7 @@ class FramepackWidget(anywidget.AnyWidget):
         self._sweep: Sweep | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._eta_cache: dict[int, tuple[float, str]] = {}
+        self._timelines = WidgetTimelines(self)
         self.observe(self._on_input_edit, names=["prompt", "negative_prompt", "duration"])
 
         if start_image is not None:
@@ -322,7 +328,7 @@ class FramepackWidget(anywidget.AnyWidget):
         if last is not None and last.stage.in_flight and last.params == Run.from_input(inp).params:
             log.info("generate(): run %s with the same inputs is still being submitted; not sending twice", last.run_id)
             return last
-        run = self._runner.start(inp)
+        run = self._runner.start(inp, parent_id=self._timelines.extending(inp))
         self._generated.append(run.run_id)
         del self._generated[:-20]
         self._current = run.run_id
@@ -347,6 +353,7 @@ class FramepackWidget(anywidget.AnyWidget):
             return []
         for run in resumed:
             self._on_run_change(run)
+        self._timelines.reopen(resumed)
         self._update_queued()
         return resumed
 
@@ -412,7 +419,7 @@ class FramepackWidget(anywidget.AnyWidget):
             log.warning("could not read the run history: %s", exc)
             runs = []
         self._remember(runs)
-        self.history = [proto.run_card(r) for r in runs]
+        self.history = self._timelines.cards(runs)
         if runs and self._current is None:
             self._make_current(runs[0])
 
@@ -420,6 +427,7 @@ class FramepackWidget(anywidget.AnyWidget):
         """Runner's hook: called on the loop thread after every saved change of any run."""
         try:
             self._runs[run.run_id] = run
+            self._timelines.note(run)
             self._update_card(run)
             if self._current is None or run.run_id == self._current:
                 self._make_current(run)
@@ -428,7 +436,7 @@ class FramepackWidget(anywidget.AnyWidget):
             log.exception("widget update failed for run %s", run.run_id)
 
     def _update_card(self, run: Run) -> None:
-        card = proto.run_card(run)
+        card = self._timelines.card(run)
         cards = list(self.history)
         for index, old in enumerate(cards):
             if old.get("id") == card["id"]:
@@ -634,6 +642,36 @@ class FramepackWidget(anywidget.AnyWidget):
                     self.comparison = {**self.comparison, "sweep_id": sweep.sweep_id}
         except Exception:
             log.exception("sweep update failed")
+
+    # ------------------------------------------------------------------ extend & timelines
+    def extend_from(self, run: "Run | str | None" = None) -> None:
+        """Fill the inputs to continue `run` (default: the current one): its exact last frame
+        (decoded from its video) becomes the start image, and its prompt, negative prompt and
+        duration are kept for editing; the end image is cleared. Nothing is sent: press
+        Generate (or call `generate()`), and the new run records `run` as its parent.
+        `run.extend(...)` does the same in one call, without the widget's inputs."""
+        self._timelines.extend_from(run)
+
+    def timeline(
+        self,
+        segments: Any,
+        *,
+        end_image: Any = None,
+        max_cost: float | None = None,
+        confirm: bool = False,
+    ) -> "Timeline":
+        """Plan a timeline: `segments` is a list of (prompt, duration) pairs, run one after
+        another, each from the previous one's last frame (the first from the start image,
+        with the current negative prompt; `end_image` goes to the last one). It shows the
+        plan, total length and cost in the Timeline panel and starts nothing until it is
+        confirmed: the panel's "Start timeline", `timeline.confirm()`, or `confirm=True`.
+        `max_cost` refuses a dearer plan. `await timeline` for `.video_path`, one MP4."""
+        return self._timelines.plan(segments, end_image=end_image, max_cost=max_cost, confirm=confirm)
+
+    def show_chain(self, run: "Run | str") -> "Timeline":
+        """Show `run`'s chain (the runs it continues and that continue it) in the Timeline
+        panel, where it plays as one video once every part has completed."""
+        return self._timelines.show_chain(run)
 
     # ------------------------------------------------------------------ inputs from the browser
     def _on_input_edit(self, change: dict[str, Any]) -> None:
