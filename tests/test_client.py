@@ -559,7 +559,7 @@ def test_account_info_top_level_fields() -> None:
 @pytest.mark.parametrize(
     "status,cls,words",
     [
-        (400, BadRequestError, "duration"),
+        (400, BadRequestError, "400 Bad Request"),
         (401, AuthenticationError, "PIAPI_API_KEY"),
         (403, AuthenticationError, "plan"),
         (404, NotFoundError, "t-1"),
@@ -1411,3 +1411,14 @@ async def test_async_wait_and_generate_pass_the_hint() -> None:
         await client.generate(DICT_INPUT, expected_seconds=40.0)
     assert recording.sessions[0] == 12.5 and 39.0 < recording.sessions[1] <= 40.0
     assert sleeps == [1.0, 1.0]
+
+
+def test_a_refused_create_says_what_to_check_a_refused_read_does_not() -> None:
+    server = Server(("POST", CREATE, [err(400, "duration out of range")]), ("GET", GET, [err(400, "bad id")]))
+    client, _ = make_client(server)
+    with pytest.raises(BadRequestError) as created:
+        client.create_task(DICT_INPUT)
+    assert "duration (10 to 30 s)" in str(created.value)
+    with pytest.raises(BadRequestError) as read:
+        client.get_task("t-1")
+    assert "duration" not in str(read.value) and "bad id" in str(read.value)
