@@ -911,46 +911,30 @@ def _times(poll: polling.PollStrategy, snapshot: Any, until: float) -> list[floa
     return out
 
 
-def test_adaptive_poll_pending_looks_once_quickly_then_keeps_a_three_second_beat() -> None:
+def test_adaptive_poll_pending_keeps_a_three_second_beat() -> None:
     times = _times(polling.AdaptivePoll().session(), lambda t: Task("t", TaskStatus.PENDING), 30.0)
-    assert times == [1.0, 3.0, 6.0, 9.0, 12.0, 15.0, 18.0, 21.0, 24.0, 27.0, 30.0]
+    assert times == [3.0, 6.0, 9.0, 12.0, 15.0, 18.0, 21.0, 24.0, 27.0, 30.0]
 
 
-def test_adaptive_poll_uses_percent_eta() -> None:
-    poll = polling.AdaptivePoll().session()
-    poll.delay(0.0, 0, Task("t", TaskStatus.PENDING))
-    # 10 % after at most 2 s of processing: at most 18 s left; first probe is short.
-    first = poll.delay(2.0, 1, _proc(10))
-    assert 0.5 <= first <= 6.0
-    # linear progress at 5 %/s: 10.5 % at t=2, 40.5 % at t=8 -> ~12 s left: sleep a fraction
-    second = poll.delay(8.0, 2, _proc(40))
-    assert 5.0 <= second <= 9.0
-    # 80.5 % at t=16: 3.9 s left, trusted: aim just past the end
-    third = poll.delay(16.0, 3, _proc(80))
-    assert 3.5 <= third <= 4.6
-    # past the expected end: poll quickly, backing off gently
-    overdue = [poll.delay(21.0 + i, 4 + i, _proc(99)) for i in range(6)]
-    assert overdue[0] == 0.5 and overdue == sorted(overdue) and max(overdue) <= 2.5
-
-
-def test_adaptive_poll_without_percent_skips_beats_only_while_rendering_just_began() -> None:
+def test_adaptive_poll_without_percent_skips_one_beat_when_rendering_just_began() -> None:
     def task(t: float) -> Task:  # pending until 2.5 s, then rendering, no percent
         return Task("t", TaskStatus.PENDING) if t < 2.5 else _proc(None)
 
     times = _times(polling.AdaptivePoll().session(), task, 40.0)
-    # the quick look (pending), processing seen at 3 s: beats 6 and 12 skipped (rendering just
-    # began), then every beat of fixed 3 s polling, at the same moments
-    assert times == [1.0, 3.0, 9.0, 15.0, 18.0, 21.0, 24.0, 27.0, 30.0, 33.0, 36.0, 39.0, 42.0]
+    # rendering seen at 3 s: the beat at 6 s is skipped, then every beat of fixed 3 s polling,
+    # at the same moments (so the video is seen exactly when fixed polling would see it)
+    assert times == [3.0, 9.0, 12.0, 15.0, 18.0, 21.0, 24.0, 27.0, 30.0, 33.0, 36.0, 39.0, 42.0]
     fixed = _times(polling.FixedPoll(3.0), task, 40.0)
-    assert set(times) - {1.0} <= set(fixed) and len(times) < len(fixed)
+    assert set(times) <= set(fixed) and len(times) == len(fixed) - 1
 
 
 def test_adaptive_poll_keeps_the_beat_when_answers_are_slow() -> None:
     poll = polling.AdaptivePoll().session()
-    assert poll.delay(0.0, 0, _proc(None)) == 1.0
+    pending = Task("t", TaskStatus.PENDING)
+    assert poll.delay(0.0, 0, pending) == 3.0
     # a GET that took 0.4 s: the next look is still on the beat, not 3 s after the answer
-    assert poll.delay(1.4, 1, Task("t", TaskStatus.PENDING)) == pytest.approx(1.6)
-    assert poll.delay(5.8, 2, Task("t", TaskStatus.PENDING)) == pytest.approx(3.2)  # too close to 6: the next beat
+    assert poll.delay(3.4, 1, pending) == pytest.approx(2.6)
+    assert poll.delay(5.8, 2, pending) == pytest.approx(3.2)  # too close to 6: the next beat
 
 
 def test_adaptive_poll_asks_again_soon_when_the_url_lags() -> None:
@@ -1235,8 +1219,8 @@ def test_hint_polls_rarely_early_and_densely_near_the_expected_end() -> None:
 
 def test_hint_also_applies_while_pending() -> None:
     poll = polling.AdaptivePoll().session(expected_seconds=100.0)
-    assert poll.delay(0.0, 0, Task("t", TaskStatus.PENDING)) == 10.0  # hint_max, not the 1 s pending start
-    assert polling.AdaptivePoll().session().delay(0.0, 0, Task("t", TaskStatus.PENDING)) == 1.0
+    assert poll.delay(0.0, 0, Task("t", TaskStatus.PENDING)) == 10.0  # hint_max, not the 3 s beat
+    assert polling.AdaptivePoll().session().delay(0.0, 0, Task("t", TaskStatus.PENDING)) == 3.0
 
 
 def test_without_a_hint_behaviour_is_unchanged() -> None:
@@ -1245,7 +1229,7 @@ def test_without_a_hint_behaviour_is_unchanged() -> None:
         none = _schedule(polling.AdaptivePoll().session(expected_seconds=None), 200.0, task)
         assert plain == none
     delays = [d for _, d in _schedule(polling.AdaptivePoll().session(expected_seconds=None), 60.0)]
-    assert delays[0] == 1.0 and max(delays) == 6.0 and delays[-1] == 3.0  # the quick look, then the beat
+    assert delays[0] == 6.0 and max(delays) == 6.0 and set(delays[1:]) == {3.0}  # a beat skipped, then the beat
 
 
 def test_percent_overrides_the_hint() -> None:

@@ -193,8 +193,9 @@ def test_defaults_and_repr_hide_the_key() -> None:
         Simulator(time_scale=0)
 
 
-def test_pending_envelope_is_exactly_the_reference_shape(make_sim) -> None:
-    sim = make_sim(pending_seconds=1000)
+@pytest.mark.parametrize("profile, blank", [("realistic", None), ("rich", {"video_url": ""})])
+def test_pending_envelope_is_exactly_the_reference_shape(make_sim, profile: str, blank: object) -> None:
+    sim = make_sim(pending_seconds=1000, profile=profile)
     with _client(sim) as client:
         response = client.post("/api/v1/task", json=_body())
         assert response.status_code == 200
@@ -205,7 +206,7 @@ def test_pending_envelope_is_exactly_the_reference_shape(make_sim) -> None:
         created = envelope["data"]
         for data in (created, client.get(f"/api/v1/task/{created['task_id']}").json()["data"]):
             _check_common(data, "pending")
-            assert data["output"] == {"video_url": ""}
+            assert data["output"] == blank
             assert data["meta"]["started_at"] == ZERO and data["meta"]["ended_at"] == ZERO
             assert data["meta"]["usage"] == {"type": "point", "frozen": 3_000_000, "consume": 0}
             assert data["logs"] == []
@@ -215,8 +216,21 @@ def test_pending_envelope_is_exactly_the_reference_shape(make_sim) -> None:
         assert sim.task_status(created["task_id"]) == "pending"
 
 
-def test_processing_envelope_has_percent_and_logs(make_sim) -> None:
+def test_realistic_processing_envelope_has_no_percent_no_output_and_no_logs(make_sim) -> None:
     sim = make_sim(pending_seconds=0, processing_seconds=4, time_scale=2)
+    assert sim.profile == "realistic"  # the default
+    with _client(sim) as client:
+        task_id = _create(client)["task_id"]
+        data = _wait(client, task_id, lambda d: d["status"] == "processing")
+        _check_common(data, "processing")
+        assert data["output"] is None and data["logs"] == []
+        assert RFC3339_NANOS.match(data["meta"]["started_at"]) and data["meta"]["ended_at"] == ZERO
+        task = Task.from_data(data)
+        assert task.percent is None and task.video_url is None and task.logs == ()
+
+
+def test_processing_envelope_has_percent_and_logs(make_sim) -> None:
+    sim = make_sim(pending_seconds=0, processing_seconds=4, time_scale=2, profile="rich")
     with _client(sim) as client:
         task_id = _create(client)["task_id"]
         data = _wait(client, task_id, lambda d: d["status"] == "processing" and d["output"]["percent"] >= 25)
@@ -402,7 +416,7 @@ def test_upload_and_use_the_url_as_an_image(make_sim) -> None:
 
 
 def test_data_uri_and_foreign_url_images(make_sim) -> None:
-    sim = make_sim(pending_seconds=0, processing_seconds=2)
+    sim = make_sim(pending_seconds=0, processing_seconds=2, profile="rich")
     with _client(sim) as client:
         created = _create(client, start_image="data:image/png;base64," + START_B64, end_image=REMOVE)
         assert created["input"]["start_image"] == f"<base64 image, {len(START_BYTES)} bytes>"
@@ -533,8 +547,10 @@ def test_malformed_json_answers(make_sim) -> None:
         assert client.get(f"/api/v1/task/{task_id}").json()["data"]["status"] == "pending"
 
 
-def test_fail_task_fault(make_sim) -> None:
-    sim = make_sim(pending_seconds=0, processing_seconds=0.6, faults=[Fault.fail_task("GPU out of memory")])
+@pytest.mark.parametrize("profile", ["realistic", "rich"])
+def test_fail_task_fault(make_sim, profile: str) -> None:
+    sim = make_sim(pending_seconds=0, processing_seconds=0.6, faults=[Fault.fail_task("GPU out of memory")],
+                   profile=profile)
     with _client(sim) as client:
         failing = _create(client)["task_id"]
         fine = _create(client)["task_id"]  # times=1: only the first task fails
@@ -542,10 +558,10 @@ def test_fail_task_fault(make_sim) -> None:
         assert data["status"] == "failed"
         assert data["error"]["code"] != 0
         assert data["error"]["message"] == "GPU out of memory" == data["error"]["raw_message"]
-        assert data["output"] == {"video_url": ""}
+        assert data["output"] == ({"video_url": ""} if profile == "rich" else None)
         assert data["meta"]["usage"] == {"type": "point", "frozen": 0, "consume": 0}
         assert data["meta"]["started_at"] != ZERO and data["meta"]["ended_at"] != ZERO
-        assert data["logs"][-1] == "error: GPU out of memory"
+        assert data["logs"][-1:] == (["error: GPU out of memory"] if profile == "rich" else [])
         task = Task.from_data(data)
         assert task.status is TaskStatus.FAILED and task.error == "GPU out of memory"
         assert _wait(client, fine, lambda d: d["status"] in ("failed", "completed"))["status"] == "completed"
@@ -620,7 +636,7 @@ def test_status_stays_processing_until_the_render_is_done(make_sim, monkeypatch)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(_render, "render_video", held)
-    sim = make_sim(pending_seconds=0, processing_seconds=0)
+    sim = make_sim(pending_seconds=0, processing_seconds=0, profile="rich")
     with _client(sim) as client:
         # A clip no other test renders, so it is not in the shared cache yet.
         task_id = _create(client, prompt="the camera tilts down", end_image=REMOVE)["task_id"]

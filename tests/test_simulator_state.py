@@ -144,7 +144,8 @@ def _interrupted_render(*args: object, should_stop=None, **kwargs: object):
 def test_a_task_survives_its_simulator_and_completes_on_the_next(sims, tmp_path: Path, monkeypatch) -> None:
     state = tmp_path / "state"
     monkeypatch.setattr(_render, "render_video", _interrupted_render)
-    a = sims(state_dir=state, pending_seconds=0, processing_seconds=4, time_scale=2, long_side=160, credits_usd=5)
+    a = sims(state_dir=state, pending_seconds=0, processing_seconds=4, time_scale=2, long_side=160, credits_usd=5,
+             profile="rich")  # percent and log lines: stored with the task, so the next simulator keeps them
     created = _create(a)
     task_id = created["task_id"]
     seen = _wait(a, task_id, lambda d: d["status"] == "processing" and d["output"]["percent"] >= 25)

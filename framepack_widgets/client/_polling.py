@@ -85,13 +85,12 @@ class AdaptivePoll(PollStrategy):
     """The default: few requests, yet the finished video is seen soon after it is ready.
 
     - no percent, nothing known of how long the task takes (the first run; what PiAPI
-      documents for Framepack): one quick look after `first` seconds (a tiny task is done
-      by then), then a steady beat of `blind_interval` seconds counted from the start of the
-      wait, the beat that sees a video half a beat after it is ready on average. While the
-      task has been processing for less than `blind_quiet` seconds, as far as the polls
-      tell, every other beat is skipped: a video is not ready that soon after rendering
-      starts. A wait so costs fewer GETs than fixed polling at that beat, and sees the
-      video no later.
+      documents for Framepack): a steady beat of `blind_interval` seconds counted from the
+      start of the wait (fixed polling's moments, whatever each answer's latency), which
+      sees a video half a beat after it is ready on average; the one beat right after the
+      task is first seen rendering is skipped, for a video is not ready seconds after its
+      render starts. A wait so costs fewer GETs than fixed polling at that beat, and sees
+      the video no later.
     - processing with a percent: fit progress against time (least squares over this wait's
       observations) to estimate the time left; far from the end sleep `fraction` of it
       (at most `max_delay`), and once the estimate is trustworthy (the remaining time is no
@@ -112,7 +111,6 @@ class AdaptivePoll(PollStrategy):
 
     first: float = 1.0
     blind_interval: float = 3.0
-    blind_quiet: float = 9.0
     fraction: float = 0.6
     margin: float = 0.3
     min_delay: float = 0.5
@@ -129,7 +127,7 @@ class AdaptivePoll(PollStrategy):
     _expected: float | None = field(default=None, repr=False, compare=False)
     _last_pending: float | None = field(default=None, repr=False, compare=False)
     _points: list[tuple[float, float]] = field(default_factory=list, repr=False, compare=False)
-    _looked: bool = field(default=False, repr=False, compare=False)
+    _seen_rendering: bool = field(default=False, repr=False, compare=False)
     _overdue_polls: int = field(default=0, repr=False, compare=False)
     _late_polls: int = field(default=0, repr=False, compare=False)
     _lag_polls: int = field(default=0, repr=False, compare=False)
@@ -154,14 +152,14 @@ class AdaptivePoll(PollStrategy):
             return self._hinted(elapsed) if self._expected is not None else self._blind(elapsed)
         percent = task.percent if task is not None else None
         if percent is None:
-            return self._hinted(elapsed) if self._expected is not None else self._blind(elapsed)
+            return self._hinted(elapsed) if self._expected is not None else self._blind(elapsed, rendering=True)
         if percent < 100.0 and float(percent).is_integer():
             percent += 0.5  # whole percents are usually truncated: the true value is on average .5 higher
         if not self._points or self._points[-1] != (elapsed, percent):
             self._points.append((elapsed, percent))
         remaining, trusted = self._estimate(elapsed)
         if remaining is None:
-            return self._blind(elapsed)
+            return self._blind(elapsed, rendering=True)
         if remaining <= 0:
             self._overdue_polls += 1
             return self._clamp(self.min_delay * 1.5 ** (self._overdue_polls - 1), self.overdue_max)
@@ -172,20 +170,15 @@ class AdaptivePoll(PollStrategy):
             return self._clamp(self.fraction * remaining, self.probe_max)
         return self._clamp(self.fraction * remaining)
 
-    def _blind(self, elapsed: float) -> float:
-        """No percent and no expectation: a quick first look, then the beat (see the class)."""
-        if not self._looked:
-            self._looked = True
-            if elapsed < self.first:
-                return max(self.first - elapsed, 0.0)
+    def _blind(self, elapsed: float, rendering: bool = False) -> float:
+        """No percent and no expectation: the next beat (see the class)."""
         beat = self.blind_interval
         beats = math.floor(elapsed / beat + 1e-6) + 1  # the next beat, counted from the start of the wait
         if beats * beat - elapsed < self.min_delay:  # too close (a slow answer): the one after
             beats += 1
-        started = self._last_pending or 0.0  # processing began after the last pending look
-        pending = self._last_pending is not None and self._last_pending >= elapsed - 1e-9
-        if not pending and elapsed < started + self.blind_quiet:
-            beats += 1  # rendering only just began: skip a beat
+        if rendering and not self._seen_rendering:  # rendering only just began: skip a beat
+            self._seen_rendering = True
+            beats += 1
         return beats * beat - elapsed
 
     def _hinted(self, elapsed: float) -> float:
