@@ -850,3 +850,121 @@ def test_command_line_prints_how_to_use_it_and_stops_on_ctrl_c() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# ----------------------------------------------------------------------------- profiles and answer shapes
+
+
+def test_profile_default_environment_and_validation(monkeypatch) -> None:
+    monkeypatch.delenv("FRAMEPACK_SIM_PROFILE", raising=False)
+    assert Simulator().profile == "realistic"
+    assert Simulator(profile="RICH").profile == "rich"
+    monkeypatch.setenv("FRAMEPACK_SIM_PROFILE", "rich")
+    assert Simulator().profile == "rich" and Simulator(profile="realistic").profile == "realistic"
+    monkeypatch.setenv("FRAMEPACK_SIM_PROFILE", "fancy")
+    with pytest.raises(ValueError, match="FRAMEPACK_SIM_PROFILE"):
+        Simulator()
+    with pytest.raises(ValueError, match="realistic, rich"):
+        Simulator(profile="fancy")
+
+
+def test_new_fault_validation() -> None:
+    with pytest.raises(ValueError, match="code="):
+        Fault("envelope", "create")
+    with pytest.raises(ValueError, match="must be 'create'"):
+        Fault("url_lag", "get", count=1)
+    with pytest.raises(ValueError, match="count="):
+        Fault("url_lag", "create")
+    with pytest.raises(ValueError, match="unknown status"):
+        Fault.status_words({"thinking": "x"})
+    with pytest.raises(ValueError, match="unknown output shape"):
+        Fault.output_shape("somewhere")
+    assert Fault.envelope(400, "create").refuses and not Fault.envelope(500, "create").refuses
+    assert not Fault.envelope(400, "create", handled=True).refuses
+    book = FaultBook()
+    book.add(Fault.output_shape("video", times=2))
+    book.add(Fault.url_lag(3))
+    assert set(book.pick_task_faults()) == {"output_shape", "url_lag"}
+    assert set(book.pick_task_faults()) == {"output_shape"}
+    assert book.pick_task_faults() == {} and book.pick("create") is None
+
+
+def test_envelope_faults_on_create_refuse_or_make_a_task(make_sim) -> None:
+    sim = make_sim(pending_seconds=1000, faults=[
+        Fault.envelope(400, "create", message="prompt refused"),
+        Fault.envelope(500, "create", after=1),
+        Fault.envelope(500, "create", with_data=True, after=2),
+    ])
+    with _client(sim) as client:
+        refused = client.post("/api/v1/task", json=_body())
+        assert refused.status_code == 200 and refused.json() == {"code": 400, "message": "prompt refused", "data": None}
+        assert sim.tasks == {}
+        lost = client.post("/api/v1/task", json=_body())
+        assert lost.status_code == 200 and lost.json()["code"] == 500 and lost.json()["data"] is None
+        assert len(sim.tasks) == 1  # made, but the answer names no task
+        named = client.post("/api/v1/task", json=_body()).json()
+        assert named["code"] == 500 and named["data"]["task_id"] in sim.tasks
+        task_id = named["data"]["task_id"]
+        sim.inject(Fault.envelope(503, "get", message="busy"))
+        assert client.get(f"/api/v1/task/{task_id}").json() == {"code": 503, "message": "busy", "data": None}
+        assert client.get(f"/api/v1/task/{task_id}").json()["code"] == 200
+
+
+def test_bare_reply_status_words_and_url_lag(make_sim) -> None:
+    sim = make_sim(pending_seconds=0.2, processing_seconds=0, faults=[
+        Fault.bare_reply(), Fault.capitalised_statuses(), Fault.url_lag(2)])
+    with _client(sim) as client:
+        reply = client.post("/api/v1/task", json=_body()).json()
+        assert set(reply) == {"task_id", "status", "created_at"} and reply["status"] == "Pending"
+        assert RFC3339_NANOS.match(reply["created_at"])
+        done = _wait(client, reply["task_id"], lambda d: d["status"] not in ("Pending", "Processing"))
+        assert done["status"] == "Completed" and done["output"] == {"video_url": ""}  # the URL lags
+        second = client.get(f"/api/v1/task/{reply['task_id']}").json()["data"]
+        assert second["output"] == {"video_url": ""}
+        third = client.get(f"/api/v1/task/{reply['task_id']}").json()["data"]
+        assert third["output"]["video_url"].endswith(f"/files/{reply['task_id']}.mp4")
+        other = _create(client)  # the faults applied once each
+        assert other["status"] == "pending" and "code" not in other
+
+
+@pytest.mark.parametrize("shape", ["video_url", "video", "video_object", "video_resource", "video_list",
+                                   "video_urls", "works_video", "works_resource", "nested"])
+def test_every_output_shape_is_served_and_found(make_sim, shape: str) -> None:
+    sim = make_sim(pending_seconds=0, processing_seconds=0, faults=[Fault.output_shape(shape)])
+    with _client(sim) as client:
+        task_id = _create(client)["task_id"]
+        data = _wait(client, task_id, lambda d: d["status"] == "completed")
+    url = f"{sim.base_url}/files/{task_id}.mp4"
+    assert url in json.dumps(data["output"])
+    assert Task.from_data(data).video_url == url  # the unwatermarked one, wherever it is
+
+
+def test_command_line_profile_and_replay(tmp_path: Path) -> None:
+    trace = Path(__file__).parent / "traces" / "luma-video-object.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "framepack_widgets.simulator", "--port", "0", "--profile", "rich",
+         "--replay", str(trace)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if "export" in line:
+                break
+        text = "".join(lines)
+        assert "rich answers" in text and "Replaying the trace" in text
+        base_url, key = re.search(r"export PIAPI_BASE_URL=(\S+) PIAPI_API_KEY=(\S+)", text).groups()
+        with httpx.Client(base_url=base_url, headers={"x-api-key": key}) as client:
+            created = client.post("/api/v1/task", json=_body()).json()["data"]
+            assert created["task_id"] == "f7a6d8e5-249f-4a9e-a8f4-1e8af806ea15" and created["logs"] is None
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    bad = subprocess.run([sys.executable, "-m", "framepack_widgets.simulator", "--port", "0", "--replay",
+                          str(tmp_path / "missing.json")], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "no trace at" in bad.stderr

@@ -166,14 +166,19 @@ class TraceRecorder:
         self.on_response(response)
 
     # -- clients that record
-    def http_client(self, timeout: float = DEFAULT_TIMEOUT) -> httpx.Client:
-        """An `httpx.Client` for `Client(http_client=...)` that records every answer."""
-        return httpx.Client(timeout=timeout, limits=POOL_LIMITS,
+    def http_client(
+        self, timeout: float = DEFAULT_TIMEOUT, transport: httpx.BaseTransport | None = None
+    ) -> httpx.Client:
+        """An `httpx.Client` for `Client(http_client=...)` that records every answer
+        (`transport`: httpx's, by default)."""
+        return httpx.Client(timeout=timeout, limits=POOL_LIMITS, transport=transport,
                             event_hooks={"request": [self.on_request], "response": [self.on_response]})
 
-    def async_http_client(self, timeout: float = DEFAULT_TIMEOUT) -> httpx.AsyncClient:
+    def async_http_client(
+        self, timeout: float = DEFAULT_TIMEOUT, transport: httpx.AsyncBaseTransport | None = None
+    ) -> httpx.AsyncClient:
         """The same for `AsyncClient(http_client=...)`."""
-        return httpx.AsyncClient(timeout=timeout, limits=POOL_LIMITS,
+        return httpx.AsyncClient(timeout=timeout, limits=POOL_LIMITS, transport=transport,
                                  event_hooks={"request": [self.aon_request], "response": [self.aon_response]})
 
     # -- the trace
