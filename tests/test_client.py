@@ -911,9 +911,9 @@ def _times(poll: polling.PollStrategy, snapshot: Any, until: float) -> list[floa
     return out
 
 
-def test_adaptive_poll_pending_keeps_a_three_second_beat() -> None:
+def test_adaptive_poll_pending_looks_once_quickly_then_keeps_a_three_second_beat() -> None:
     times = _times(polling.AdaptivePoll().session(), lambda t: Task("t", TaskStatus.PENDING), 30.0)
-    assert times == [3.0, 6.0, 9.0, 12.0, 15.0, 18.0, 21.0, 24.0, 27.0, 30.0]
+    assert times == [1.0, 6.0, 9.0, 12.0, 15.0, 18.0, 21.0, 24.0, 27.0, 30.0]  # the look stands in for 3 s
 
 
 def test_adaptive_poll_without_percent_skips_one_beat_when_rendering_just_began() -> None:
@@ -921,20 +921,29 @@ def test_adaptive_poll_without_percent_skips_one_beat_when_rendering_just_began(
         return Task("t", TaskStatus.PENDING) if t < 2.5 else _proc(None)
 
     times = _times(polling.AdaptivePoll().session(), task, 40.0)
-    # rendering seen at 3 s: the beat at 6 s is skipped, then every beat of fixed 3 s polling,
+    # rendering seen at 6 s: the beat at 9 s is skipped, then every beat of fixed 3 s polling,
     # at the same moments (so the video is seen exactly when fixed polling would see it)
-    assert times == [3.0, 9.0, 12.0, 15.0, 18.0, 21.0, 24.0, 27.0, 30.0, 33.0, 36.0, 39.0, 42.0]
+    assert times == [1.0, 6.0, 12.0, 15.0, 18.0, 21.0, 24.0, 27.0, 30.0, 33.0, 36.0, 39.0, 42.0]
     fixed = _times(polling.FixedPoll(3.0), task, 40.0)
-    assert set(times) <= set(fixed) and len(times) == len(fixed) - 1
+    assert set(times) - {1.0} <= set(fixed) and len(times) == len(fixed) - 1
+
+
+def test_adaptive_poll_a_task_rendering_at_once_costs_no_more_than_fixed_polling() -> None:
+    times = _times(polling.AdaptivePoll().session(), lambda t: _proc(None), 40.0)
+    # rendering at the first look: the beat at 3 s (a tiny task is seen there), then 6 s skipped
+    assert times[:4] == [1.0, 3.0, 9.0, 12.0]
+    fixed = _times(polling.FixedPoll(3.0), lambda t: _proc(None), 40.0)
+    assert len(times) == len(fixed) and set(times) - {1.0} <= set(fixed)
 
 
 def test_adaptive_poll_keeps_the_beat_when_answers_are_slow() -> None:
     poll = polling.AdaptivePoll().session()
     pending = Task("t", TaskStatus.PENDING)
-    assert poll.delay(0.0, 0, pending) == 3.0
+    assert poll.delay(0.0, 0, pending) == 1.0
+    assert poll.delay(1.3, 1, pending) == pytest.approx(4.7)
     # a GET that took 0.4 s: the next look is still on the beat, not 3 s after the answer
-    assert poll.delay(3.4, 1, pending) == pytest.approx(2.6)
-    assert poll.delay(5.8, 2, pending) == pytest.approx(3.2)  # too close to 6: the next beat
+    assert poll.delay(6.4, 2, pending) == pytest.approx(2.6)
+    assert poll.delay(8.8, 3, pending) == pytest.approx(3.2)  # too close to 9: the next beat
 
 
 def test_adaptive_poll_asks_again_soon_when_the_url_lags() -> None:
@@ -1219,8 +1228,8 @@ def test_hint_polls_rarely_early_and_densely_near_the_expected_end() -> None:
 
 def test_hint_also_applies_while_pending() -> None:
     poll = polling.AdaptivePoll().session(expected_seconds=100.0)
-    assert poll.delay(0.0, 0, Task("t", TaskStatus.PENDING)) == 10.0  # hint_max, not the 3 s beat
-    assert polling.AdaptivePoll().session().delay(0.0, 0, Task("t", TaskStatus.PENDING)) == 3.0
+    assert poll.delay(0.0, 0, Task("t", TaskStatus.PENDING)) == 10.0  # hint_max, not the 1 s first look
+    assert polling.AdaptivePoll().session().delay(0.0, 0, Task("t", TaskStatus.PENDING)) == 1.0
 
 
 def test_without_a_hint_behaviour_is_unchanged() -> None:
@@ -1229,7 +1238,7 @@ def test_without_a_hint_behaviour_is_unchanged() -> None:
         none = _schedule(polling.AdaptivePoll().session(expected_seconds=None), 200.0, task)
         assert plain == none
     delays = [d for _, d in _schedule(polling.AdaptivePoll().session(expected_seconds=None), 60.0)]
-    assert delays[0] == 6.0 and max(delays) == 6.0 and set(delays[1:]) == {3.0}  # a beat skipped, then the beat
+    assert delays[:3] == [1.0, 2.0, 6.0] and set(delays[3:]) == {3.0}  # the first look, then the beat
 
 
 def test_percent_overrides_the_hint() -> None:

@@ -124,6 +124,7 @@ class AsyncClient(BaseClient):
         return await self._send(self._get_spec(self._task_id(task_id)))
 
     async def cancel(self, task_id: "str | Task") -> Task | None:
+        """Ask PiAPI to cancel a task (see Client.cancel: pending tasks only; a running one is still charged)."""
         return await self._send(self._cancel_spec(self._task_id(task_id)))
 
     async def account_info(self) -> dict:

@@ -85,12 +85,14 @@ class AdaptivePoll(PollStrategy):
     """The default: few requests, yet the finished video is seen soon after it is ready.
 
     - no percent, nothing known of how long the task takes (the first run; what PiAPI
-      documents for Framepack): a steady beat of `blind_interval` seconds counted from the
-      start of the wait (fixed polling's moments, whatever each answer's latency), which
-      sees a video half a beat after it is ready on average; the one beat right after the
-      task is first seen rendering is skipped, for a video is not ready seconds after its
-      render starts. A wait so costs fewer GETs than fixed polling at that beat, and sees
-      the video no later.
+      documents for Framepack): a first look after `first` seconds (a tiny task is done by
+      then, and a person sees it start), then a steady beat of `blind_interval` seconds
+      counted from the start of the wait (fixed polling's moments, whatever each answer's
+      latency), which sees a video half a beat after it is ready on average. A first look
+      that finds the task still pending stands in for the first beat, and the beat after
+      the first beat that finds it rendering is skipped, for a video is not ready seconds
+      after its render starts. A wait so costs no more GETs than fixed polling at that beat
+      (one fewer when the task queued a moment), and sees the video no later.
     - processing with a percent: fit progress against time (least squares over this wait's
       observations) to estimate the time left; far from the end sleep `fraction` of it
       (at most `max_delay`), and once the estimate is trustworthy (the remaining time is no
@@ -127,7 +129,8 @@ class AdaptivePoll(PollStrategy):
     _expected: float | None = field(default=None, repr=False, compare=False)
     _last_pending: float | None = field(default=None, repr=False, compare=False)
     _points: list[tuple[float, float]] = field(default_factory=list, repr=False, compare=False)
-    _seen_rendering: bool = field(default=False, repr=False, compare=False)
+    _looked: bool = field(default=False, repr=False, compare=False)
+    _skipped: bool = field(default=False, repr=False, compare=False)
     _overdue_polls: int = field(default=0, repr=False, compare=False)
     _late_polls: int = field(default=0, repr=False, compare=False)
     _lag_polls: int = field(default=0, repr=False, compare=False)
@@ -171,13 +174,20 @@ class AdaptivePoll(PollStrategy):
         return self._clamp(self.fraction * remaining)
 
     def _blind(self, elapsed: float, rendering: bool = False) -> float:
-        """No percent and no expectation: the next beat (see the class)."""
+        """No percent and no expectation: the first look, then the beat (see the class).
+        `rendering`: the latest look found the task processing."""
         beat = self.blind_interval
+        if not self._looked:
+            self._looked = True
+            if elapsed < self.first:
+                return self.first - elapsed
         beats = math.floor(elapsed / beat + 1e-6) + 1  # the next beat, counted from the start of the wait
+        if beats == 1 and not rendering:  # still pending at the first look: it stood in for the first beat
+            beats = 2
         if beats * beat - elapsed < self.min_delay:  # too close (a slow answer): the one after
             beats += 1
-        if rendering and not self._seen_rendering:  # rendering only just began: skip a beat
-            self._seen_rendering = True
+        if rendering and not self._skipped and elapsed >= beat - 1e-6:  # rendering only just began
+            self._skipped = True
             beats += 1
         return beats * beat - elapsed
 

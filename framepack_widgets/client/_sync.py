@@ -120,8 +120,10 @@ class Client(BaseClient):
         return self._send(self._get_spec(self._task_id(task_id)))
 
     def cancel(self, task_id: "str | Task") -> Task | None:
-        """Ask PiAPI to cancel a task (documented for pending tasks of some models only).
-        Returns the task snapshot when the answer contains one."""
+        """Ask PiAPI to cancel a task. PiAPI documents cancelling for some models only (not
+        Framepack) and only while the task is pending: a task that keeps running is still
+        charged. Returns the task snapshot when the answer contains one (its status says
+        whether it was cancelled); a refusal raises with the API's words."""
         return self._send(self._cancel_spec(self._task_id(task_id)))
 
     def account_info(self) -> dict:
