@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import re
@@ -825,11 +826,12 @@ def test_output_size_keeps_aspect_and_even_sides() -> None:
 # ----------------------------------------------------------------------------- command line
 
 
-def test_command_line_prints_how_to_use_it_and_stops_on_ctrl_c() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "framepack_widgets.simulator", "--port", "0", "--time-scale", "5"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+@contextlib.contextmanager
+def _command_line(*args: str):
+    """`python -m framepack_widgets.simulator ARGS` until it prints how to use it: (its text,
+    base_url, key, the process); killed afterwards if it is still running."""
+    process = subprocess.Popen([sys.executable, "-m", "framepack_widgets.simulator", "--port", "0", *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
         lines = []
@@ -837,19 +839,24 @@ def test_command_line_prints_how_to_use_it_and_stops_on_ctrl_c() -> None:
             lines.append(line)
             if "export" in line:
                 break
-        match = re.search(r"export PIAPI_BASE_URL=(\S+) PIAPI_API_KEY=(\S+)", "".join(lines))
-        assert match, "".join(lines)
-        base_url, key = match.groups()
-        assert base_url.startswith("http://127.0.0.1:")
-        assert httpx.get(f"{base_url}/account/info", headers={"x-api-key": key}).status_code == 200
-        assert httpx.get(f"{base_url}/account/info").status_code == 401
-        assert "SYNTHETIC" in "".join(lines)
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=20) == 0
+        text = "".join(lines)
+        match = re.search(r"export PIAPI_BASE_URL=(\S+) PIAPI_API_KEY=(\S+)", text)
+        assert match, text
+        yield text, match.group(1), match.group(2), process
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_command_line_prints_how_to_use_it_and_stops_on_ctrl_c() -> None:
+    with _command_line("--time-scale", "5") as (text, base_url, key, process):
+        assert base_url.startswith("http://127.0.0.1:")
+        assert httpx.get(f"{base_url}/account/info", headers={"x-api-key": key}).status_code == 200
+        assert httpx.get(f"{base_url}/account/info").status_code == 401
+        assert "SYNTHETIC" in text
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0
 
 
 # ----------------------------------------------------------------------------- profiles and answer shapes
@@ -941,30 +948,13 @@ def test_every_output_shape_is_served_and_found(make_sim, shape: str) -> None:
 
 def test_command_line_profile_and_replay(tmp_path: Path) -> None:
     trace = Path(__file__).parent / "traces" / "luma-video-object.json"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "framepack_widgets.simulator", "--port", "0", "--profile", "rich",
-         "--replay", str(trace)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        assert process.stdout is not None
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            if "export" in line:
-                break
-        text = "".join(lines)
+    with _command_line("--profile", "rich", "--replay", str(trace)) as (text, base_url, key, process):
         assert "rich answers" in text and "Replaying the trace" in text
-        base_url, key = re.search(r"export PIAPI_BASE_URL=(\S+) PIAPI_API_KEY=(\S+)", text).groups()
         with httpx.Client(base_url=base_url, headers={"x-api-key": key}) as client:
             created = client.post("/api/v1/task", json=_body()).json()["data"]
             assert created["task_id"] == "f7a6d8e5-249f-4a9e-a8f4-1e8af806ea15" and created["logs"] is None
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=20) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     bad = subprocess.run([sys.executable, "-m", "framepack_widgets.simulator", "--port", "0", "--replay",
                           str(tmp_path / "missing.json")], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "no trace at" in bad.stderr

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -204,6 +203,8 @@ class TraceRecorder:
 
     def write(self, path: "str | os.PathLike[str]", *, outcome: str | None = None, note: str | None = None) -> Path:
         """Write the trace as JSON (atomically); returns the path written."""
+        import tempfile  # imports shutil and the compressors: only when a trace is written
+
         dest = Path(os.fspath(path)).expanduser()
         dest.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(self.to_dict(outcome=outcome, note=note), indent=2, ensure_ascii=False) + "\n"
