@@ -21,6 +21,7 @@ __all__ = [
     "APIStatusError",
     "BadRequestError",
     "AuthenticationError",
+    "PaymentRequiredError",
     "NotFoundError",
     "RateLimitError",
     "ServerError",
@@ -74,6 +75,10 @@ class BadRequestError(APIStatusError):
 
 class AuthenticationError(APIStatusError):
     """401/403: the key is missing, wrong, or the plan does not allow this."""
+
+
+class PaymentRequiredError(APIStatusError):
+    """402: the account's balance is too low for this; top up the PiAPI account, then retry."""
 
 
 class NotFoundError(APIStatusError):

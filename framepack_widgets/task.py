@@ -1,19 +1,30 @@
 """`Task`: an immutable snapshot of PiAPI's task envelope, parsed defensively.
 
 Everything the reference marks unverified (status spelling, where the video URL lives,
-`code` 0 versus 200, Go's zero time) is decided here and nowhere else.
+`code` 0 versus 200, Go's zero time) is decided here and nowhere else. PiAPI's docs, its
+official CLI and its MCP server show many shapes for one envelope; each is accepted here:
+
+| what | accepted |
+|---|---|
+| status | any case; `success`/`succeeded`/`finished` = completed, `error` = failed, `queued`/`starting`/`retry` = pending, `staged`, `canceled`/`cancelled`; an unknown word with a video URL = completed, without one = UNKNOWN (polled on) |
+| video | `video_url`; `video` (string, `{url}`, `{resource_without_watermark, resource}` or a list); `video_urls`; `works[].video.{resource_without_watermark, resource}`; `works[].resource.{resourceWithoutWatermark, resource}`; else the first http(s) URL anywhere in `output` (a video-looking one first) |
+| times | `meta.*` or top level; `ended_at` or `completed_at`; `""` and Go's zero time = None |
+| usage | `consume`/`frozen` as numbers or numeric strings |
+| error | `message`, else `raw_message`, else a string; a bare code counts only on a failed task |
+| logs | null, strings, or objects (`message`/`msg`/`log`/`text`/`content`) |
 """
 
 from __future__ import annotations
 
 import enum
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["Task", "TaskStatus", "parse_task", "find_video_url", "parse_time"]
+__all__ = ["Task", "TaskStatus", "parse_task", "find_video_url", "output_keys", "parse_time"]
 
 
 class TaskStatus(str, enum.Enum):
@@ -28,12 +39,14 @@ class TaskStatus(str, enum.Enum):
 
     @classmethod
     def parse(cls, value: object) -> "TaskStatus":
-        """Case-insensitive; anything unrecognised is UNKNOWN, never an exception."""
+        """Case-insensitive, with the synonyms other PiAPI clients see; anything
+        unrecognised is UNKNOWN, never an exception."""
         if isinstance(value, TaskStatus):
             return value
-        text = str(value or "").strip().lower()
-        if text == "canceled":
-            text = "cancelled"
+        if not isinstance(value, str):
+            return cls.UNKNOWN
+        text = value.strip().lower()
+        text = _SYNONYMS.get(text, text)
         try:
             return cls(text)
         except ValueError:
@@ -53,6 +66,14 @@ class TaskStatus(str, enum.Enum):
 
 
 _TERMINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+#: Words other PiAPI models, its CLI and community clients use for the same states.
+_SYNONYMS = {
+    "success": "completed", "succeeded": "completed", "succeed": "completed", "finished": "completed",
+    "error": "failed",
+    "queued": "pending", "starting": "pending", "retry": "pending",
+    "canceled": "cancelled",
+}
 
 
 _FROMISOFORMAT_IS_RFC3339 = sys.version_info >= (3, 11)  # Z and any number of fraction digits
@@ -102,27 +123,91 @@ def _http_url(value: object) -> str | None:
     return None
 
 
-def find_video_url(output: object) -> str | None:
-    """Look where the reference says, in its order; the first http(s) URL wins."""
-    if not isinstance(output, Mapping):
-        return None
+_VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".m4v")
+_WALK_LIMIT = 2000  # nodes looked at in the last-resort walk (a hostile answer cannot stall a poll)
+
+
+def _resource_urls(holder: object, *keys: str) -> list[object]:
+    """`holder[key]` for each key when holder is a mapping; a plain value is itself the candidate."""
+    if isinstance(holder, Mapping):
+        return [holder.get(key) for key in keys]
+    if isinstance(holder, list):
+        return [url for item in holder for url in _resource_urls(item, *keys)]
+    return [holder]
+
+
+def _documented_candidates(output: Mapping[str, Any]) -> list[object]:
+    """The documented places, in the order the reference gives."""
     candidates: list[object] = [output.get("video_url")]
-    video = output.get("video")
-    if isinstance(video, Mapping):
-        candidates.append(video.get("url"))
-    else:
-        candidates.append(video)
+    candidates += _resource_urls(output.get("video"), "url", "resource_without_watermark", "resource")
+    candidates += _resource_urls(output.get("video_urls"), "url")
     works = output.get("works")
     if isinstance(works, list):
         for work in works:
-            if isinstance(work, Mapping) and isinstance(work.get("video"), Mapping):
-                candidates.append(work["video"].get("resource_without_watermark"))
-                candidates.append(work["video"].get("resource"))
-    for candidate in candidates:
+            if isinstance(work, Mapping):
+                candidates += _resource_urls(work.get("video"), "resource_without_watermark", "resource")
+                candidates += _resource_urls(work.get("resource"), "resourceWithoutWatermark",
+                                             "resource_without_watermark", "resource")
+    return candidates
+
+
+def _walk_urls(output: object) -> list[str]:
+    """Every http(s) URL in the tree, depth first in key order (what PiAPI's own CLI does)."""
+    found: list[str] = []
+    stack: list[object] = [output]
+    seen = 0
+    while stack and seen < _WALK_LIMIT:
+        node = stack.pop()
+        seen += 1
+        if isinstance(node, Mapping):
+            stack.extend(reversed(list(node.values())))
+        elif isinstance(node, list):
+            stack.extend(reversed(node))
+        else:
+            url = _http_url(node)
+            if url:
+                found.append(url)
+    return found
+
+
+def _looks_like_video(url: str) -> bool:
+    return url.split("?", 1)[0].split("#", 1)[0].lower().endswith(_VIDEO_SUFFIXES)
+
+
+def find_video_url(output: object, *, walk: bool = True) -> str | None:
+    """Look where the reference says, in its order; then (with `walk`), as a last resort,
+    the first http(s) URL anywhere in `output`, one that looks like a video before any other."""
+    if not isinstance(output, Mapping):
+        return None
+    for candidate in _documented_candidates(output):
         url = _http_url(candidate)
         if url:
             return url
-    return None
+    if not walk:
+        return None
+    urls = _walk_urls(output)
+    return next((url for url in urls if _looks_like_video(url)), urls[0] if urls else None)
+
+
+def _video_of(output: object, status: "TaskStatus") -> tuple[str | None, bool]:
+    """(the video URL, whether it surely is the video). The walk through the whole output
+    is only for a task that says it completed (or says something unknown): a running task's
+    output may hold other URLs (a cover, the input image) that are not its video."""
+    documented = find_video_url(output, walk=False)
+    if documented or status not in (TaskStatus.COMPLETED, TaskStatus.UNKNOWN):
+        return documented, documented is not None
+    urls = _walk_urls(output) if isinstance(output, Mapping) else []
+    video = next((url for url in urls if _looks_like_video(url)), None)
+    if video is not None:
+        return video, True
+    return (urls[0] if urls and status is TaskStatus.COMPLETED else None), False
+
+
+def output_keys(output: object) -> list[str]:
+    """The keys of `output` that hold something, for messages ("it had: status, works")."""
+    if not isinstance(output, Mapping):
+        return []
+    return [str(key) for key, value in output.items() if value not in (None, "", [], {})]
 
 
 def _as_percent(value: object) -> float | None:
@@ -138,6 +223,7 @@ def _as_percent(value: object) -> float | None:
 
 
 def _as_logs(value: object) -> tuple[str, ...]:
+    """Log lines from null, a list of strings, or a list of objects (empty objects skipped)."""
     if not isinstance(value, list):
         return ()
     lines: list[str] = []
@@ -145,11 +231,31 @@ def _as_logs(value: object) -> tuple[str, ...]:
         if isinstance(item, str):
             lines.append(item)
         elif isinstance(item, Mapping):
-            text = item.get("message") or item.get("msg") or item.get("log")
+            if not item:
+                continue
+            text = next((item[k] for k in ("message", "msg", "log", "text", "content") if item.get(k)), None)
             lines.append(str(text) if text is not None else str(dict(item)))
         elif item is not None:
             lines.append(str(item))
     return tuple(lines)
+
+
+def _as_number(value: object) -> int | float | None:
+    """A count PiAPI may send as a number or a numeric string ("3000000")."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        number: float = value
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    if not math.isfinite(number):
+        return None
+    return int(number) if float(number).is_integer() else number
 
 
 _ECHO_LIMIT = 512
@@ -168,7 +274,9 @@ def _slim(data: Mapping[str, Any]) -> dict[str, Any]:
     return raw
 
 
-def _error_message(error: object) -> str | None:
+def _error_message(error: object, *, failed: bool) -> str | None:
+    """The API's words for an error: `message`, else `raw_message`. A bare code is a
+    placeholder PiAPI also sends on tasks that did not fail: it counts only on a failed task."""
     if isinstance(error, str):
         return error.strip() or None
     if not isinstance(error, Mapping):
@@ -178,8 +286,17 @@ def _error_message(error: object) -> str | None:
         if isinstance(text, str) and text.strip():
             return text.strip()
     code = error.get("code")
-    if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+    if failed and isinstance(code, int) and not isinstance(code, bool) and code != 0:
         return f"error code {code}"
+    return None
+
+
+def _first_time(*values: object) -> datetime | None:
+    """The first value that parses as a time (`""` and Go's zero time do not)."""
+    for value in values:
+        parsed = parse_time(value)
+        if parsed is not None:
+            return parsed
     return None
 
 
@@ -198,18 +315,22 @@ class Task:
     ended_at: datetime | None = None
     usage: Mapping[str, Any] | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: The API's own word for the status, as it came ("Completed", "succeeded", "generating").
+    status_word: str | None = None
 
     @property
     def is_terminal(self) -> bool:
         return self.status.is_terminal
 
     @property
-    def consume(self) -> int | None:
+    def consume(self) -> int | float | None:
         """The charge in the account's units (`meta.usage.consume`), when reported."""
-        if not self.usage:
-            return None
-        value = self.usage.get("consume")
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
+        return _as_number(self.usage.get("consume")) if self.usage else None
+
+    @property
+    def frozen(self) -> int | float | None:
+        """Credits held while the task runs (`meta.usage.frozen`), when reported."""
+        return _as_number(self.usage.get("frozen")) if self.usage else None
 
     def changed_since(self, other: "Task | None") -> bool:
         """True when status, percent, logs, video or error differ: what `on_update` reports."""
@@ -221,6 +342,7 @@ class Task:
             or self.logs != other.logs
             or self.video_url != other.video_url
             or self.error != other.error
+            or self.status_word != other.status_word
         )
 
     @classmethod
@@ -236,19 +358,25 @@ class Task:
                 percent = _as_percent(holder.get("percent"))
                 if percent is None:
                     percent = _as_percent(holder.get("progress"))
-        status = TaskStatus.parse(data.get("status"))
+        word = data.get("status")
+        status = TaskStatus.parse(word)
+        video_url, surely_video = _video_of(output, status)
+        if status is TaskStatus.UNKNOWN and surely_video:
+            status = TaskStatus.COMPLETED  # an unknown word, but the video is there
         return cls(
             task_id=str(data.get("task_id") or data.get("id") or ""),
             status=status,
-            video_url=find_video_url(output),
-            error=_error_message(data.get("error")),
+            video_url=video_url,
+            error=_error_message(data.get("error"), failed=status is TaskStatus.FAILED),
             logs=_as_logs(data.get("logs")),
             percent=percent,
-            created_at=parse_time(meta.get("created_at", data.get("created_at"))),
-            started_at=parse_time(meta.get("started_at", data.get("started_at"))),
-            ended_at=parse_time(meta.get("ended_at", data.get("ended_at"))),
+            created_at=_first_time(meta.get("created_at"), data.get("created_at")),
+            started_at=_first_time(meta.get("started_at"), data.get("started_at")),
+            ended_at=_first_time(meta.get("ended_at"), data.get("ended_at"), meta.get("completed_at"),
+                                 data.get("completed_at")),
             usage=dict(usage) if usage else None,
             raw=_slim(data),
+            status_word=str(word) if isinstance(word, (str, int, float)) and not isinstance(word, bool) else None,
         )
 
 

@@ -559,7 +559,7 @@ def test_account_info_top_level_fields() -> None:
 @pytest.mark.parametrize(
     "status,cls,words",
     [
-        (400, BadRequestError, "duration"),
+        (400, BadRequestError, "400 Bad Request"),
         (401, AuthenticationError, "PIAPI_API_KEY"),
         (403, AuthenticationError, "plan"),
         (404, NotFoundError, "t-1"),
@@ -738,7 +738,9 @@ def test_wait_on_a_task_sleeps_first_and_terminal_task_needs_no_request() -> Non
 
 
 def test_unknown_status_keeps_polling() -> None:
-    server = progress_server([{"status": "queued-somewhere"}, {"status": "Running"}, {"status": "COMPLETED"}])
+    server = progress_server([
+        {"status": "queued-somewhere"}, {"status": "Running"}, {"status": "COMPLETED", "output": {"video_url": VIDEO}},
+    ])
     client, _ = make_client(server)
     assert client.wait("t-1").status is TaskStatus.COMPLETED
     assert server.count("GET") == 3
@@ -751,7 +753,7 @@ def test_wait_rides_out_transient_errors() -> None:
         httpx.Response(200, content=b"{broken"), err(500),
         ok("completed", output={"video_url": VIDEO}),
     ]))
-    client, sleeps = make_client(server, max_retries=0)
+    client, sleeps = make_client(server, max_retries=0, poll=0.5)
     assert client.wait("t-1", timeout=600).status is TaskStatus.COMPLETED
     assert server.count("GET") == 8
     assert 4.0 in sleeps  # Retry-After honoured while waiting
@@ -900,33 +902,54 @@ def _proc(percent: float | None) -> Task:
     return Task("t", TaskStatus.PROCESSING, percent=percent)
 
 
-def test_adaptive_poll_pending_grows_gently_and_is_capped() -> None:
+def _times(poll: polling.PollStrategy, snapshot: Any, until: float) -> list[float]:
+    """When a session polls, on a virtual clock (`snapshot(t)` is the task it sees at t)."""
+    t, out = 0.0, []
+    while t < until:
+        t += poll.delay(t, len(out), snapshot(t))
+        out.append(round(t, 6))
+    return out
+
+
+def test_adaptive_poll_pending_looks_once_quickly_then_keeps_a_three_second_beat() -> None:
+    times = _times(polling.AdaptivePoll().session(), lambda t: Task("t", TaskStatus.PENDING), 30.0)
+    assert times == [1.0, 6.0, 9.0, 12.0, 15.0, 18.0, 21.0, 24.0, 27.0, 30.0]  # the look stands in for 3 s
+
+
+def test_adaptive_poll_without_percent_skips_one_beat_when_rendering_just_began() -> None:
+    def task(t: float) -> Task:  # pending until 2.5 s, then rendering, no percent
+        return Task("t", TaskStatus.PENDING) if t < 2.5 else _proc(None)
+
+    times = _times(polling.AdaptivePoll().session(), task, 40.0)
+    # rendering seen at 6 s: the beat at 9 s is skipped, then every beat of fixed 3 s polling,
+    # at the same moments (so the video is seen exactly when fixed polling would see it)
+    assert times == [1.0, 6.0, 12.0, 15.0, 18.0, 21.0, 24.0, 27.0, 30.0, 33.0, 36.0, 39.0, 42.0]
+    fixed = _times(polling.FixedPoll(3.0), task, 40.0)
+    assert set(times) - {1.0} <= set(fixed) and len(times) == len(fixed) - 1
+
+
+def test_adaptive_poll_a_task_rendering_at_once_costs_no_more_than_fixed_polling() -> None:
+    times = _times(polling.AdaptivePoll().session(), lambda t: _proc(None), 40.0)
+    # rendering at the first look: the beat at 3 s (a tiny task is seen there), then 6 s skipped
+    assert times[:4] == [1.0, 3.0, 9.0, 12.0]
+    fixed = _times(polling.FixedPoll(3.0), lambda t: _proc(None), 40.0)
+    assert len(times) == len(fixed) and set(times) - {1.0} <= set(fixed)
+
+
+def test_adaptive_poll_keeps_the_beat_when_answers_are_slow() -> None:
     poll = polling.AdaptivePoll().session()
-    delays = [poll.delay(i, i, Task("t", TaskStatus.PENDING)) for i in range(10)]
-    assert delays[0] == 1.0 and delays == sorted(delays) and max(delays) == 5.0
+    pending = Task("t", TaskStatus.PENDING)
+    assert poll.delay(0.0, 0, pending) == 1.0
+    assert poll.delay(1.3, 1, pending) == pytest.approx(4.7)
+    # a GET that took 0.4 s: the next look is still on the beat, not 3 s after the answer
+    assert poll.delay(6.4, 2, pending) == pytest.approx(2.6)
+    assert poll.delay(8.8, 3, pending) == pytest.approx(3.2)  # too close to 9: the next beat
 
 
-def test_adaptive_poll_uses_percent_eta() -> None:
+def test_adaptive_poll_asks_again_soon_when_the_url_lags() -> None:
     poll = polling.AdaptivePoll().session()
-    poll.delay(0.0, 0, Task("t", TaskStatus.PENDING))
-    # 10 % after at most 2 s of processing: at most 18 s left; first probe is short.
-    first = poll.delay(2.0, 1, _proc(10))
-    assert 0.5 <= first <= 6.0
-    # linear progress at 5 %/s: 10.5 % at t=2, 40.5 % at t=8 -> ~12 s left: sleep a fraction
-    second = poll.delay(8.0, 2, _proc(40))
-    assert 5.0 <= second <= 9.0
-    # 80.5 % at t=16: 3.9 s left, trusted: aim just past the end
-    third = poll.delay(16.0, 3, _proc(80))
-    assert 3.5 <= third <= 4.6
-    # past the expected end: poll quickly, backing off gently
-    overdue = [poll.delay(21.0 + i, 4 + i, _proc(99)) for i in range(6)]
-    assert overdue[0] == 0.5 and overdue == sorted(overdue) and max(overdue) <= 2.5
-
-
-def test_adaptive_poll_without_percent_grows_to_a_cap() -> None:
-    poll = polling.AdaptivePoll().session()
-    delays = [poll.delay(i * 3, i, _proc(None)) for i in range(20)]
-    assert delays == sorted(delays) and max(delays) == 5.0 and min(delays) >= 1.0
+    lag = Task("t", TaskStatus.COMPLETED)
+    assert [poll.delay(10.0 + i, i, lag) for i in range(4)] == [1.0, 1.5, 2.25, 3.375]
 
 
 def test_adaptive_poll_is_never_longer_than_max_and_sessions_are_independent() -> None:
@@ -1079,13 +1102,62 @@ def test_upload_mode_uploads_bytes_and_sends_urls() -> None:
     assert body["input"]["end_image"] == "https://example.com/end.png"
 
 
-def test_upload_403_says_uploads_need_a_paid_plan() -> None:
+def test_upload_403_falls_back_to_inline_base64_with_a_notice(caplog: pytest.LogCaptureFixture) -> None:
+    server = Server(("POST", UPLOAD, [err(403, "Insufficient plan level")]), ("POST", CREATE, [ok()]))
+    client, _ = make_client(server)
+    start, end = image(b"\x89PNG start"), image(b"\x89PNG end")
+    with caplog.at_level(logging.WARNING, logger="framepack_widgets"):
+        assert client.create_task(make_input(start, end, image_encoding="upload")).task_id == "t-1"
+    sent = json.loads(server.requests[-1].content)["input"]
+    assert sent["start_image"] == base64.b64encode(b"\x89PNG start").decode()
+    assert sent["end_image"] == base64.b64encode(b"\x89PNG end").decode()
+    assert server.count("POST", UPLOAD) == 1  # refused once: the end image is not even tried
+    notices = [r.getMessage() for r in caplog.records if "inline" in r.getMessage()]
+    assert len(notices) == 1 and "Insufficient plan level" in notices[0] and "\n" not in notices[0]
+    client.create_task(make_input(start, image_encoding="upload"))  # later runs go inline at once
+    assert server.count("POST", UPLOAD) == 1 and len([r for r in caplog.records if "inline" in r.getMessage()]) == 1
+
+
+def test_upload_403_for_an_image_too_large_to_inline_says_uploads_need_a_paid_plan(monkeypatch) -> None:
+    from framepack_widgets.client import _core
+
+    monkeypatch.setattr(_core, "INLINE_IMAGE_LIMIT", 8)
     server = Server(("POST", UPLOAD, [err(403, "Insufficient plan level")]), ("POST", CREATE, [ok()]))
     client, _ = make_client(server)
     with pytest.raises(AuthenticationError) as info:
         client.create_task(make_input(image(), image_encoding="upload"))
     assert "paid" in str(info.value) and "base64" in str(info.value)
     assert server.count("POST", CREATE) == 0
+
+
+def test_upload_403_in_a_200_envelope_also_falls_back() -> None:
+    refused = httpx.Response(200, json={"code": 403, "message": "Insufficient plan level"})
+    server = Server(("POST", UPLOAD, [refused]), ("POST", CREATE, [ok()]))
+    client, _ = make_client(server)
+    assert client.create_task(make_input(image(), image_encoding="upload")).task_id == "t-1"
+    assert not json.loads(server.requests[-1].content)["input"]["start_image"].startswith("http")
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("3fa1c2e9.jpg", "3fa1c2e9.jpg"),
+        ("photo.JPEG", "photo.jpeg"),
+        ("my photo (1).webp", "my_photo_1.webp"),
+        ("x" * 300 + ".png", "x" * 124 + ".png"),
+        (".png", "image.png"),
+        ("scan.tiff", None),
+        ("noextension", None),
+        ("clip.mp4", None),  # the endpoint takes videos, but never as an input image
+    ],
+)
+def test_upload_file_names_follow_the_documented_rules(name: str, expected: str | None) -> None:
+    from framepack_widgets.client._core import upload_file_name
+
+    got = upload_file_name(name)
+    assert got == expected
+    if got is not None:
+        assert len(got) <= 128
 
 
 def test_upload_url_follows_base_url() -> None:
@@ -1143,19 +1215,20 @@ def _schedule(poll: polling.PollStrategy, until: float, task: Any = None) -> lis
 def test_hint_polls_rarely_early_and_densely_near_the_expected_end() -> None:
     poll = polling.AdaptivePoll().session(expected_seconds=60.0)
     schedule = _schedule(poll, 90.0)
-    early = [d for t, d in schedule if t < 0.8 * 60]
-    near = [d for t, d in schedule if 0.8 * 60 <= t <= 1.2 * 60]
+    # an estimate off by up to 20 % puts the end between 60/1.2 = 50 s and 60/0.8 = 75 s
+    early = [d for t, d in schedule if t < 50.0]
+    near = [d for t, d in schedule if 50.0 <= t <= 75.0]
     assert len(early) <= 6 and early[0] >= 10.0 - 1e-9  # a few long sleeps before the window
     assert max(early) <= polling.AdaptivePoll().hint_max
-    assert near and max(near) <= 2.0  # dense (~1.5 s) around the expected end
+    assert near and max(near) <= 1.5  # dense around the expected end
     assert all(b <= a for a, b in zip(early, early[1:]))  # delays shrink towards the end
     # it arrives at the window's opening exactly, not late
-    assert any(abs(t - 48.0) < 1e-9 for t, _ in schedule)
+    assert any(abs(t - 50.0) < 1e-9 for t, _ in schedule)
 
 
 def test_hint_also_applies_while_pending() -> None:
     poll = polling.AdaptivePoll().session(expected_seconds=100.0)
-    assert poll.delay(0.0, 0, Task("t", TaskStatus.PENDING)) == 10.0  # hint_max, not the 1 s pending start
+    assert poll.delay(0.0, 0, Task("t", TaskStatus.PENDING)) == 10.0  # hint_max, not the 1 s first look
     assert polling.AdaptivePoll().session().delay(0.0, 0, Task("t", TaskStatus.PENDING)) == 1.0
 
 
@@ -1165,7 +1238,7 @@ def test_without_a_hint_behaviour_is_unchanged() -> None:
         none = _schedule(polling.AdaptivePoll().session(expected_seconds=None), 200.0, task)
         assert plain == none
     delays = [d for _, d in _schedule(polling.AdaptivePoll().session(expected_seconds=None), 60.0)]
-    assert delays[0] == pytest.approx(1.3) and max(delays) == 5.0  # the blind growth
+    assert delays[:3] == [1.0, 2.0, 6.0] and set(delays[3:]) == {3.0}  # the first look, then the beat
 
 
 def test_percent_overrides_the_hint() -> None:
@@ -1195,8 +1268,8 @@ def test_a_too_short_estimate_costs_few_extra_gets(expected: float, true_end: fl
     schedule = _schedule(polling.AdaptivePoll().session(expected_seconds=expected), true_end)
     delays = [d for _, d in schedule]
     assert min(delays) >= 0.5  # never a storm
-    late = [d for t, d in schedule if t > expected * 1.2 + 2.0]
-    assert late == sorted(late) and max(late) <= 5.0  # grows gently, to the blind cap
+    late = [d for t, d in schedule if t > expected / 0.8 + 2.0]
+    assert late == sorted(late) and max(late) <= 5.0  # grows gently, to a cap
     blind = _schedule(polling.AdaptivePoll().session(), true_end)
     assert len(schedule) <= len(blind) + 8  # a few more GETs than no hint at all
     assert len(schedule) <= true_end / 3 + 10  # far fewer than polling every second
@@ -1331,3 +1404,14 @@ async def test_async_wait_and_generate_pass_the_hint() -> None:
         await client.generate(DICT_INPUT, expected_seconds=40.0)
     assert recording.sessions[0] == 12.5 and 39.0 < recording.sessions[1] <= 40.0
     assert sleeps == [1.0, 1.0]
+
+
+def test_a_refused_create_says_what_to_check_a_refused_read_does_not() -> None:
+    server = Server(("POST", CREATE, [err(400, "duration out of range")]), ("GET", GET, [err(400, "bad id")]))
+    client, _ = make_client(server)
+    with pytest.raises(BadRequestError) as created:
+        client.create_task(DICT_INPUT)
+    assert "duration (10 to 30 s)" in str(created.value)
+    with pytest.raises(BadRequestError) as read:
+        client.get_task("t-1")
+    assert "duration" not in str(read.value) and "bad id" in str(read.value)

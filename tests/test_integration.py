@@ -35,9 +35,15 @@ Image = pytest.importorskip("PIL.Image")
 
 
 @pytest.fixture
-def sim():
-    with Simulator(pending_seconds=0.2, processing_seconds=0.6, long_side=160) as simulator:
+def sim(request: pytest.FixtureRequest):
+    """The simulator with its default (realistic) profile, or the one `both_profiles` names."""
+    profile = getattr(request, "param", "realistic")
+    with Simulator(pending_seconds=0.2, processing_seconds=0.6, long_side=160, profile=profile) as simulator:
         yield simulator
+
+
+#: Tests where the shape of the answers matters run on both simulator profiles.
+both_profiles = pytest.mark.parametrize("sim", ["realistic", "rich"], indirect=True)
 
 
 DICT_INPUT = {"prompt": "a cat", "start_image": "https://example.com/cat.png", "duration": 10}
@@ -71,6 +77,7 @@ def check_mp4(path: Path, duration: int) -> None:
     assert abs(frames / 30 - duration) <= 1 / 30 + 1e-9
 
 
+@both_profiles
 def test_generate_and_download_with_client(sim: Simulator, tmp_path: Path) -> None:
     seen: list[TaskStatus] = []
     with client_for(sim, poll=None) as client:  # the default adaptive strategy
@@ -84,6 +91,7 @@ def test_generate_and_download_with_client(sim: Simulator, tmp_path: Path) -> No
     assert sim.count("create") == 1 and len(sim.tasks) == 1
 
 
+@both_profiles
 async def test_generate_and_download_with_async_client(sim: Simulator, tmp_path: Path) -> None:
     updates: list[float | None] = []
 
@@ -98,7 +106,10 @@ async def test_generate_and_download_with_async_client(sim: Simulator, tmp_path:
         paths = [await client.download(t, tmp_path / f"{i}.mp4") for i, t in enumerate(tasks)]
     check_mp4(paths[0], 11)
     check_mp4(paths[1], 10)
-    assert any(p is not None for p in updates)
+    if sim.profile == "rich":
+        assert any(p is not None for p in updates)
+    else:  # what PiAPI documents for Framepack: no percent at all
+        assert updates and all(p is None for p in updates)
 
 
 async def test_sync_client_inside_running_loop_against_simulator(sim: Simulator) -> None:
@@ -179,6 +190,7 @@ def test_dropped_gets_are_retried(sim: Simulator) -> None:
     assert sim.count("get") == 3
 
 
+@both_profiles
 def test_failed_task_raises_task_failed_with_message(sim: Simulator) -> None:
     sim.inject(Fault.fail_task("GPU out of memory on the simulated worker"))
     with client_for(sim) as client, pytest.raises(TaskFailedError) as info:
@@ -187,6 +199,7 @@ def test_failed_task_raises_task_failed_with_message(sim: Simulator) -> None:
     assert info.value.task.status is TaskStatus.FAILED
 
 
+@both_profiles
 async def test_async_failed_task(sim: Simulator) -> None:
     sim.inject(Fault.fail_task("content filter"))
     async with async_client_for(sim) as client:
@@ -214,6 +227,7 @@ def test_slow_create_is_submission_unknown_and_the_task_appears(sim: Simulator) 
     assert sim.count("create") == 1 and len(sim.tasks) == 1
 
 
+@both_profiles
 def test_wait_rides_out_faults_while_polling(sim: Simulator) -> None:
     with client_for(sim) as client:
         task = client.create_task(make_input())
@@ -253,6 +267,7 @@ def test_wrong_key_unknown_task_account_and_cancel(sim: Simulator) -> None:
             client.wait(task.task_id, timeout=10)
 
 
+@both_profiles
 def test_upload_mode_against_simulator(sim: Simulator, tmp_path: Path) -> None:
     with client_for(sim) as client:
         assert client.upload_url == f"{sim.base_url}/api/ephemeral_resource"
@@ -261,6 +276,7 @@ def test_upload_mode_against_simulator(sim: Simulator, tmp_path: Path) -> None:
     assert sim.count("upload") == 2 and sim.count("create") == 1
 
 
+@both_profiles
 async def test_many_concurrent_waits_share_the_async_pool(sim: Simulator) -> None:
     async with async_client_for(sim) as client:  # its own pool: requests queue inside httpx
         created = await asyncio.gather(*(client.create_task(make_input()) for _ in range(30)))
@@ -344,6 +360,7 @@ async def test_async_slow_get_is_api_timeout_error(sim: Simulator) -> None:
     assert sim.count("get") == 2
 
 
+@both_profiles
 async def test_async_malformed_json_and_a_wait_through_faults(sim: Simulator) -> None:
     async with pooled_client_for(sim) as client:
         sim.inject(Fault.malformed("create"))
@@ -485,3 +502,101 @@ async def test_async_create_never_rides_a_connection_the_kernel_knows_is_dead() 
         assert (await client.create_task(DICT_INPUT)).task_id == "t-1"
     thread.join(5)
     assert len(seen) == 2 and seen[1].startswith(b"POST ")
+
+
+# -- every answer shape PiAPI documents, served by the simulator's faults, taken by the client
+
+
+async def test_every_output_shape_gives_the_video(sim: Simulator, tmp_path: Path) -> None:
+    from framepack_widgets.simulator import OUTPUT_SHAPES
+
+    shapes = list(OUTPUT_SHAPES)
+    for shape in shapes:  # one task each, in order
+        sim.inject(Fault.output_shape(shape))
+    async with async_client_for(sim) as client:
+        created = [await client.create_task(make_input()) for _ in shapes]
+        done = await asyncio.gather(*(client.wait(t, timeout=60) for t in created))
+        for shape, task in zip(shapes, done):
+            assert task.video_url == f"{sim.base_url}/files/{task.task_id}.mp4", shape  # never the watermarked one
+        check_mp4(await client.download(done[-1], tmp_path / "nested.mp4"), 10)
+
+
+@both_profiles
+def test_status_words_capitalised_unknown_and_unknown_with_a_video(sim: Simulator) -> None:
+    sim.inject(Fault.capitalised_statuses())
+    sim.inject(Fault.status_words({"pending": "queued", "processing": "generating", "completed": "delivered"}, after=1))
+    words: list[str | None] = []
+    with client_for(sim) as client:
+        first = client.create_task(make_input())
+        assert first.status_word == "Pending" and first.status is TaskStatus.PENDING
+        assert client.wait(first, timeout=60).status_word == "Completed"
+        second = client.create_task(make_input())
+        done = client.wait(second, timeout=60, on_update=lambda t: words.append(t.status_word))
+    # "delivered" is no word a client knows, but the video is there: completed
+    assert done.status is TaskStatus.COMPLETED and done.status_word == "delivered" and done.video_url
+    assert words[0] == "queued" and "delivered" in words
+
+
+@both_profiles
+def test_a_bare_create_reply_is_followed(sim: Simulator) -> None:
+    sim.inject(Fault.bare_reply())
+    with client_for(sim) as client:
+        task = client.create_task(make_input())
+        assert task.status is TaskStatus.PENDING and task.created_at is not None and task.raw.keys() == {
+            "task_id", "status", "created_at"}
+        assert client.wait(task, timeout=60).video_url
+
+
+@both_profiles
+def test_completed_without_a_url_for_a_few_polls_then_with_one(sim: Simulator) -> None:
+    sim.inject(Fault.url_lag(2))
+    with client_for(sim) as client:
+        task = client.create_task(make_input())
+        client._sleep = lambda s: time.sleep(min(s, 0.3))
+        done = client.wait(task, timeout=60)
+    assert done.video_url and sim.count("get") >= 3
+
+
+def test_completed_without_a_url_for_too_long_names_what_it_saw(sim: Simulator) -> None:
+    from framepack_widgets.errors import APIError
+
+    sim.inject(Fault.url_lag(50))
+    with client_for(sim) as client:
+        task = client.create_task(make_input())
+        client._sleep = lambda s: time.sleep(min(s, 0.1))
+        with pytest.raises(APIError, match="no video URL") as info:
+            client.wait(task, timeout=60)
+    assert "video_url" not in str(info.value) or "output had" in str(info.value) or "empty" in str(info.value)
+
+
+def test_a_200_envelope_with_a_code_on_create_never_says_nothing_was_made(sim: Simulator) -> None:
+    from framepack_widgets.errors import BadRequestError, PaymentRequiredError
+
+    with client_for(sim) as client:
+        sim.inject(Fault.envelope(500, "create", handled=True))  # a task is made, the answer names none
+        with pytest.raises(SubmissionUnknownError):
+            client.create_task(make_input())
+        assert len(sim.tasks) == 1
+        sim.inject(Fault.envelope(500, "create", handled=True, with_data=True))  # made, and named: followed
+        kept = client.create_task(make_input())
+        assert kept.task_id in sim.tasks and client.wait(kept, timeout=60).video_url
+        sim.inject(Fault.envelope(400, "create", message="prompt refused"))  # refused: nothing made
+        with pytest.raises(BadRequestError, match="prompt refused"):
+            client.create_task(make_input())
+        sim.inject(Fault.envelope(402, "create", message="insufficient credits"))
+        with pytest.raises(PaymentRequiredError, match="Top up"):
+            client.create_task(make_input())
+    assert len(sim.tasks) == 2 and sim.count("create") == 4
+
+
+@both_profiles
+def test_a_wait_rides_out_200_envelopes_with_error_codes(sim: Simulator) -> None:
+    with client_for(sim) as client:
+        task = client.create_task(make_input())
+        sim.inject(Fault.envelope(503, "get", times=2))
+        sim.inject(Fault.envelope(429, "get", after=2))
+        assert client.wait(task, timeout=60).video_url
+    with client_for(sim) as client:
+        sim.inject(Fault.envelope(401, "get", message="key revoked"))
+        with pytest.raises(AuthenticationError, match="key revoked"):
+            client.wait(task.task_id, timeout=60)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import re
@@ -193,8 +194,9 @@ def test_defaults_and_repr_hide_the_key() -> None:
         Simulator(time_scale=0)
 
 
-def test_pending_envelope_is_exactly_the_reference_shape(make_sim) -> None:
-    sim = make_sim(pending_seconds=1000)
+@pytest.mark.parametrize("profile, blank", [("realistic", None), ("rich", {"video_url": ""})])
+def test_pending_envelope_is_exactly_the_reference_shape(make_sim, profile: str, blank: object) -> None:
+    sim = make_sim(pending_seconds=1000, profile=profile)
     with _client(sim) as client:
         response = client.post("/api/v1/task", json=_body())
         assert response.status_code == 200
@@ -205,7 +207,7 @@ def test_pending_envelope_is_exactly_the_reference_shape(make_sim) -> None:
         created = envelope["data"]
         for data in (created, client.get(f"/api/v1/task/{created['task_id']}").json()["data"]):
             _check_common(data, "pending")
-            assert data["output"] == {"video_url": ""}
+            assert data["output"] == blank
             assert data["meta"]["started_at"] == ZERO and data["meta"]["ended_at"] == ZERO
             assert data["meta"]["usage"] == {"type": "point", "frozen": 3_000_000, "consume": 0}
             assert data["logs"] == []
@@ -215,8 +217,21 @@ def test_pending_envelope_is_exactly_the_reference_shape(make_sim) -> None:
         assert sim.task_status(created["task_id"]) == "pending"
 
 
-def test_processing_envelope_has_percent_and_logs(make_sim) -> None:
+def test_realistic_processing_envelope_has_no_percent_no_output_and_no_logs(make_sim) -> None:
     sim = make_sim(pending_seconds=0, processing_seconds=4, time_scale=2)
+    assert sim.profile == "realistic"  # the default
+    with _client(sim) as client:
+        task_id = _create(client)["task_id"]
+        data = _wait(client, task_id, lambda d: d["status"] == "processing")
+        _check_common(data, "processing")
+        assert data["output"] is None and data["logs"] == []
+        assert RFC3339_NANOS.match(data["meta"]["started_at"]) and data["meta"]["ended_at"] == ZERO
+        task = Task.from_data(data)
+        assert task.percent is None and task.video_url is None and task.logs == ()
+
+
+def test_processing_envelope_has_percent_and_logs(make_sim) -> None:
+    sim = make_sim(pending_seconds=0, processing_seconds=4, time_scale=2, profile="rich")
     with _client(sim) as client:
         task_id = _create(client)["task_id"]
         data = _wait(client, task_id, lambda d: d["status"] == "processing" and d["output"]["percent"] >= 25)
@@ -402,7 +417,7 @@ def test_upload_and_use_the_url_as_an_image(make_sim) -> None:
 
 
 def test_data_uri_and_foreign_url_images(make_sim) -> None:
-    sim = make_sim(pending_seconds=0, processing_seconds=2)
+    sim = make_sim(pending_seconds=0, processing_seconds=2, profile="rich")
     with _client(sim) as client:
         created = _create(client, start_image="data:image/png;base64," + START_B64, end_image=REMOVE)
         assert created["input"]["start_image"] == f"<base64 image, {len(START_BYTES)} bytes>"
@@ -533,8 +548,10 @@ def test_malformed_json_answers(make_sim) -> None:
         assert client.get(f"/api/v1/task/{task_id}").json()["data"]["status"] == "pending"
 
 
-def test_fail_task_fault(make_sim) -> None:
-    sim = make_sim(pending_seconds=0, processing_seconds=0.6, faults=[Fault.fail_task("GPU out of memory")])
+@pytest.mark.parametrize("profile", ["realistic", "rich"])
+def test_fail_task_fault(make_sim, profile: str) -> None:
+    sim = make_sim(pending_seconds=0, processing_seconds=0.6, faults=[Fault.fail_task("GPU out of memory")],
+                   profile=profile)
     with _client(sim) as client:
         failing = _create(client)["task_id"]
         fine = _create(client)["task_id"]  # times=1: only the first task fails
@@ -542,10 +559,10 @@ def test_fail_task_fault(make_sim) -> None:
         assert data["status"] == "failed"
         assert data["error"]["code"] != 0
         assert data["error"]["message"] == "GPU out of memory" == data["error"]["raw_message"]
-        assert data["output"] == {"video_url": ""}
+        assert data["output"] == ({"video_url": ""} if profile == "rich" else None)
         assert data["meta"]["usage"] == {"type": "point", "frozen": 0, "consume": 0}
         assert data["meta"]["started_at"] != ZERO and data["meta"]["ended_at"] != ZERO
-        assert data["logs"][-1] == "error: GPU out of memory"
+        assert data["logs"][-1:] == (["error: GPU out of memory"] if profile == "rich" else [])
         task = Task.from_data(data)
         assert task.status is TaskStatus.FAILED and task.error == "GPU out of memory"
         assert _wait(client, fine, lambda d: d["status"] in ("failed", "completed"))["status"] == "completed"
@@ -620,7 +637,7 @@ def test_status_stays_processing_until_the_render_is_done(make_sim, monkeypatch)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(_render, "render_video", held)
-    sim = make_sim(pending_seconds=0, processing_seconds=0)
+    sim = make_sim(pending_seconds=0, processing_seconds=0, profile="rich")
     with _client(sim) as client:
         # A clip no other test renders, so it is not in the shared cache yet.
         task_id = _create(client, prompt="the camera tilts down", end_image=REMOVE)["task_id"]
@@ -809,11 +826,12 @@ def test_output_size_keeps_aspect_and_even_sides() -> None:
 # ----------------------------------------------------------------------------- command line
 
 
-def test_command_line_prints_how_to_use_it_and_stops_on_ctrl_c() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "framepack_widgets.simulator", "--port", "0", "--time-scale", "5"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+@contextlib.contextmanager
+def _command_line(*args: str):
+    """`python -m framepack_widgets.simulator ARGS` until it prints how to use it: (its text,
+    base_url, key, the process); killed afterwards if it is still running."""
+    process = subprocess.Popen([sys.executable, "-m", "framepack_widgets.simulator", "--port", "0", *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
         lines = []
@@ -821,16 +839,122 @@ def test_command_line_prints_how_to_use_it_and_stops_on_ctrl_c() -> None:
             lines.append(line)
             if "export" in line:
                 break
-        match = re.search(r"export PIAPI_BASE_URL=(\S+) PIAPI_API_KEY=(\S+)", "".join(lines))
-        assert match, "".join(lines)
-        base_url, key = match.groups()
-        assert base_url.startswith("http://127.0.0.1:")
-        assert httpx.get(f"{base_url}/account/info", headers={"x-api-key": key}).status_code == 200
-        assert httpx.get(f"{base_url}/account/info").status_code == 401
-        assert "SYNTHETIC" in "".join(lines)
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=20) == 0
+        text = "".join(lines)
+        match = re.search(r"export PIAPI_BASE_URL=(\S+) PIAPI_API_KEY=(\S+)", text)
+        assert match, text
+        yield text, match.group(1), match.group(2), process
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_command_line_prints_how_to_use_it_and_stops_on_ctrl_c() -> None:
+    with _command_line("--time-scale", "5") as (text, base_url, key, process):
+        assert base_url.startswith("http://127.0.0.1:")
+        assert httpx.get(f"{base_url}/account/info", headers={"x-api-key": key}).status_code == 200
+        assert httpx.get(f"{base_url}/account/info").status_code == 401
+        assert "SYNTHETIC" in text
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0
+
+
+# ----------------------------------------------------------------------------- profiles and answer shapes
+
+
+def test_profile_default_environment_and_validation(monkeypatch) -> None:
+    monkeypatch.delenv("FRAMEPACK_SIM_PROFILE", raising=False)
+    assert Simulator().profile == "realistic"
+    assert Simulator(profile="RICH").profile == "rich"
+    monkeypatch.setenv("FRAMEPACK_SIM_PROFILE", "rich")
+    assert Simulator().profile == "rich" and Simulator(profile="realistic").profile == "realistic"
+    monkeypatch.setenv("FRAMEPACK_SIM_PROFILE", "fancy")
+    with pytest.raises(ValueError, match="FRAMEPACK_SIM_PROFILE"):
+        Simulator()
+    with pytest.raises(ValueError, match="realistic, rich"):
+        Simulator(profile="fancy")
+
+
+def test_new_fault_validation() -> None:
+    with pytest.raises(ValueError, match="code="):
+        Fault("envelope", "create")
+    with pytest.raises(ValueError, match="must be 'create'"):
+        Fault("url_lag", "get", count=1)
+    with pytest.raises(ValueError, match="count="):
+        Fault("url_lag", "create")
+    with pytest.raises(ValueError, match="unknown status"):
+        Fault.status_words({"thinking": "x"})
+    with pytest.raises(ValueError, match="unknown output shape"):
+        Fault.output_shape("somewhere")
+    assert Fault.envelope(400, "create").refuses and not Fault.envelope(500, "create").refuses
+    assert not Fault.envelope(400, "create", handled=True).refuses
+    book = FaultBook()
+    book.add(Fault.output_shape("video", times=2))
+    book.add(Fault.url_lag(3))
+    assert set(book.pick_task_faults()) == {"output_shape", "url_lag"}
+    assert set(book.pick_task_faults()) == {"output_shape"}
+    assert book.pick_task_faults() == {} and book.pick("create") is None
+
+
+def test_envelope_faults_on_create_refuse_or_make_a_task(make_sim) -> None:
+    sim = make_sim(pending_seconds=1000, faults=[
+        Fault.envelope(400, "create", message="prompt refused"),
+        Fault.envelope(500, "create", after=1),
+        Fault.envelope(500, "create", with_data=True, after=2),
+    ])
+    with _client(sim) as client:
+        refused = client.post("/api/v1/task", json=_body())
+        assert refused.status_code == 200 and refused.json() == {"code": 400, "message": "prompt refused", "data": None}
+        assert sim.tasks == {}
+        lost = client.post("/api/v1/task", json=_body())
+        assert lost.status_code == 200 and lost.json()["code"] == 500 and lost.json()["data"] is None
+        assert len(sim.tasks) == 1  # made, but the answer names no task
+        named = client.post("/api/v1/task", json=_body()).json()
+        assert named["code"] == 500 and named["data"]["task_id"] in sim.tasks
+        task_id = named["data"]["task_id"]
+        sim.inject(Fault.envelope(503, "get", message="busy"))
+        assert client.get(f"/api/v1/task/{task_id}").json() == {"code": 503, "message": "busy", "data": None}
+        assert client.get(f"/api/v1/task/{task_id}").json()["code"] == 200
+
+
+def test_bare_reply_status_words_and_url_lag(make_sim) -> None:
+    sim = make_sim(pending_seconds=0.2, processing_seconds=0, faults=[
+        Fault.bare_reply(), Fault.capitalised_statuses(), Fault.url_lag(2)])
+    with _client(sim) as client:
+        reply = client.post("/api/v1/task", json=_body()).json()
+        assert set(reply) == {"task_id", "status", "created_at"} and reply["status"] == "Pending"
+        assert RFC3339_NANOS.match(reply["created_at"])
+        done = _wait(client, reply["task_id"], lambda d: d["status"] not in ("Pending", "Processing"))
+        assert done["status"] == "Completed" and done["output"] == {"video_url": ""}  # the URL lags
+        second = client.get(f"/api/v1/task/{reply['task_id']}").json()["data"]
+        assert second["output"] == {"video_url": ""}
+        third = client.get(f"/api/v1/task/{reply['task_id']}").json()["data"]
+        assert third["output"]["video_url"].endswith(f"/files/{reply['task_id']}.mp4")
+        other = _create(client)  # the faults applied once each
+        assert other["status"] == "pending" and "code" not in other
+
+
+@pytest.mark.parametrize("shape", ["video_url", "video", "video_object", "video_resource", "video_list",
+                                   "video_urls", "works_video", "works_resource", "nested"])
+def test_every_output_shape_is_served_and_found(make_sim, shape: str) -> None:
+    sim = make_sim(pending_seconds=0, processing_seconds=0, faults=[Fault.output_shape(shape)])
+    with _client(sim) as client:
+        task_id = _create(client)["task_id"]
+        data = _wait(client, task_id, lambda d: d["status"] == "completed")
+    url = f"{sim.base_url}/files/{task_id}.mp4"
+    assert url in json.dumps(data["output"])
+    assert Task.from_data(data).video_url == url  # the unwatermarked one, wherever it is
+
+
+def test_command_line_profile_and_replay(tmp_path: Path) -> None:
+    trace = Path(__file__).parent / "traces" / "luma-video-object.json"
+    with _command_line("--profile", "rich", "--replay", str(trace)) as (text, base_url, key, process):
+        assert "rich answers" in text and "Replaying the trace" in text
+        with httpx.Client(base_url=base_url, headers={"x-api-key": key}) as client:
+            created = client.post("/api/v1/task", json=_body()).json()["data"]
+            assert created["task_id"] == "f7a6d8e5-249f-4a9e-a8f4-1e8af806ea15" and created["logs"] is None
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0
+    bad = subprocess.run([sys.executable, "-m", "framepack_widgets.simulator", "--port", "0", "--replay",
+                          str(tmp_path / "missing.json")], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "no trace at" in bad.stderr

@@ -144,7 +144,8 @@ def _interrupted_render(*args: object, should_stop=None, **kwargs: object):
 def test_a_task_survives_its_simulator_and_completes_on_the_next(sims, tmp_path: Path, monkeypatch) -> None:
     state = tmp_path / "state"
     monkeypatch.setattr(_render, "render_video", _interrupted_render)
-    a = sims(state_dir=state, pending_seconds=0, processing_seconds=4, time_scale=2, long_side=160, credits_usd=5)
+    a = sims(state_dir=state, pending_seconds=0, processing_seconds=4, time_scale=2, long_side=160, credits_usd=5,
+             profile="rich")  # percent and log lines: stored with the task, so the next simulator keeps them
     created = _create(a)
     task_id = created["task_id"]
     seen = _wait(a, task_id, lambda d: d["status"] == "processing" and d["output"]["percent"] >= 25)
@@ -470,3 +471,16 @@ async def test_kill_a_kernel_with_its_embedded_simulator_then_resume(tmp_path: P
         assert sim.count("create") == 0  # nothing sent twice
         info = info.get("data", info)
         assert info["spent_in_usd"] == pytest.approx(0.30) and info["frozen_credits"] == 0, info
+
+
+def test_profile_and_task_faults_are_kept_with_the_task(sims, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    a = sims(state_dir=state, pending_seconds=0, processing_seconds=0, long_side=160, profile="rich",
+             faults=[Fault.output_shape("works_video"), Fault.capitalised_statuses(), Fault.url_lag(1)])
+    task_id = _create(a, end=None)["task_id"]
+    a.stop()
+    b = sims(state_dir=state, profile="realistic")  # another simulator, another default: the task keeps its own
+    done = _wait(b, task_id, lambda d: d["status"] == "Completed")
+    assert done["output"] == {"video_url": ""}  # the lagging URL, once
+    again = _get(b, task_id).json()["data"]
+    assert again["output"]["works"][0]["video"]["resource_without_watermark"] == f"{b.base_url}/files/{task_id}.mp4"

@@ -196,3 +196,159 @@ def test_raw_keeps_the_envelope_but_not_the_echoed_image() -> None:
     assert task.raw["input"]["prompt"] == "zoom in" and task.raw["input"]["duration"] == 10
     assert task.raw["input"]["start_image"] == "<200000 characters>"
     assert task.raw["model"] == "Qubico/framepack"
+
+
+# --------------------------------------------------------------------------- every documented shape
+
+V = "https://cdn.example/v.mp4"
+
+
+@pytest.mark.parametrize(
+    ("output", "url"),
+    [
+        ({"video": V}, V),
+        ({"video": {"url": V, "width": 1360}}, V),
+        ({"video": {"resource": "https://x/wm.mp4", "resource_without_watermark": V}}, V),
+        ({"video": {"resource": V, "resource_without_watermark": ""}}, V),
+        ({"video": [V, "https://x/second.mp4"]}, V),
+        ({"video": [{"url": V}]}, V),
+        ({"video_urls": [V]}, V),
+        ({"video_urls": ["", V]}, V),
+        # Kling: the cover (an image) comes first in each work; the video is what counts
+        ({"works": [{"cover": {"resource": "https://x/cover.png"},
+                     "video": {"resource": "https://x/wm.mp4", "resource_without_watermark": V}}]}, V),
+        ({"works": [{"resource": {"resource": "https://x/wm.mp4", "resourceWithoutWatermark": V}}]}, V),
+        ({"works": [{"resource": {"resource": V}}]}, V),
+        ({"works": ["junk", {"video": None}, {"video": {"resource": V}}]}, V),
+        # the last resort: walk the tree, a video-looking URL before any other
+        ({"result": {"files": [{"thumb": "https://x/t.jpg"}, {"href": V}]}}, V),
+        ({"status": 99, "assets": {"url": "https://x/render?id=7"}}, "https://x/render?id=7"),
+        ({"video_url": "", "percent": 100}, None),
+        ({}, None),
+    ],
+)
+def test_every_documented_place_for_the_video(output: object, url: str | None) -> None:
+    assert find_video_url(output) == url
+    task = parse_task(envelope(status="completed", output=output))
+    assert task.video_url == url
+
+
+def test_a_running_task_never_takes_a_walked_url_for_its_video() -> None:
+    output = {"video_url": "", "cover_url": "https://x/cover.png", "prompt_img_url": "https://x/in.jpg"}
+    assert parse_task(envelope(status="processing", output=output)).video_url is None
+    assert find_video_url(output, walk=False) is None
+
+
+def test_the_walk_is_bounded() -> None:
+    deep: dict = {"video_url": ""}
+    node = deep
+    for _ in range(5000):
+        node["next"] = {"x": 1}
+        node = node["next"]
+    node["url"] = V
+    assert find_video_url(deep) is None  # too deep to look at: not a stall
+
+
+@pytest.mark.parametrize(
+    ("word", "status"),
+    [
+        ("Completed", TaskStatus.COMPLETED), ("completed", TaskStatus.COMPLETED), ("success", TaskStatus.COMPLETED),
+        ("SUCCEEDED", TaskStatus.COMPLETED), ("finished", TaskStatus.COMPLETED), ("error", TaskStatus.FAILED),
+        ("Failed", TaskStatus.FAILED), ("queued", TaskStatus.PENDING), ("starting", TaskStatus.PENDING),
+        ("retry", TaskStatus.PENDING), ("Staged", TaskStatus.STAGED), ("Pending", TaskStatus.PENDING),
+        ("canceled", TaskStatus.CANCELLED), ("Cancelled", TaskStatus.CANCELLED), (" processing ", TaskStatus.PROCESSING),
+    ],
+)
+def test_status_words_other_clients_see(word: str, status: TaskStatus) -> None:
+    task = parse_task(envelope(status=word))
+    assert task.status is status
+    assert task.status_word == word  # the API's own word is kept, as it came
+
+
+def test_not_started_words_are_not_terminal_and_final_words_are() -> None:
+    for word in ("queued", "starting", "staged", "retry"):
+        assert not parse_task(envelope(status=word)).is_terminal
+    for word in ("canceled", "cancelled", "success", "error"):
+        assert parse_task(envelope(status=word)).is_terminal
+
+
+def test_an_unknown_status_with_a_video_is_completed_without_one_it_is_unknown() -> None:
+    done = parse_task(envelope(status="rendered", output={"video": {"url": V}}))
+    assert done.status is TaskStatus.COMPLETED and done.video_url == V and done.status_word == "rendered"
+    walked = parse_task(envelope(status="delivered", output={"files": [{"href": V}]}))
+    assert walked.status is TaskStatus.COMPLETED
+    # an image anywhere in the output is not proof that the video is there
+    image_only = parse_task(envelope(status="generating", output={"cover": "https://x/c.png"}))
+    assert image_only.status is TaskStatus.UNKNOWN and image_only.video_url is None
+    running = parse_task(envelope(status="generating", output=None))
+    assert running.status is TaskStatus.UNKNOWN and not running.is_terminal and running.status_word == "generating"
+    assert parse_task(envelope(status="")).status is TaskStatus.UNKNOWN  # AI Hug's create reply: status ""
+
+
+def test_a_changed_status_word_is_a_change() -> None:
+    a = parse_task(envelope(status="generating"))
+    b = parse_task(envelope(status="encoding"))
+    assert a.status is b.status is TaskStatus.UNKNOWN and b.changed_since(a)
+
+
+def test_meta_completed_at_empty_strings_and_zero_times() -> None:
+    task = parse_task(envelope(status="Completed", output={"video_url": V},
+                               meta={"created_at": "2025-06-30T07:11:30Z", "started_at": "",
+                                     "completed_at": "2025-06-30T07:12:03.38Z"}))
+    assert task.started_at is None
+    assert task.ended_at == datetime(2025, 6, 30, 7, 12, 3, 380000, tzinfo=timezone.utc)
+    zero = parse_task(envelope(meta={"created_at": "", "started_at": ZERO, "ended_at": ZERO, "completed_at": ZERO}))
+    assert zero.created_at is zero.started_at is zero.ended_at is None
+    both = parse_task(envelope(meta={"ended_at": "2025-06-30T07:12:00Z", "completed_at": "2025-06-30T07:13:00Z"}))
+    assert both.ended_at == datetime(2025, 6, 30, 7, 12, tzinfo=timezone.utc)  # ended_at first
+    top = parse_task(envelope(meta=None, created_at="2019-08-24T14:15:22Z"))  # the bare create reply keeps it on top
+    assert top.created_at == datetime(2019, 8, 24, 14, 15, 22, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize(
+    ("usage", "consume", "frozen"),
+    [
+        ({"consume": 3000000, "frozen": 0}, 3000000, 0),
+        ({"consume": "3000000", "frozen": "2000000"}, 3000000, 2000000),
+        ({"consume": 2.5, "frozen": "1e6"}, 2.5, 1000000),
+        ({"consume": "", "frozen": None}, None, None),
+        ({"consume": "lots", "frozen": True}, None, None),
+        ({"consume": float("nan")}, None, None),
+    ],
+)
+def test_usage_as_numbers_or_numeric_strings(usage: dict, consume: object, frozen: object) -> None:
+    task = parse_task(envelope(meta={"usage": {"type": "point", **usage}}))
+    assert task.consume == consume and task.frozen == frozen
+
+
+def test_error_from_raw_message_and_placeholders_on_tasks_that_did_not_fail() -> None:
+    raw = parse_task(envelope(status="failed", error={"code": 10000, "message": "", "raw_message": "nsfw detected"}))
+    assert raw.error == "nsfw detected"
+    for status in ("pending", "processing", "completed"):
+        placeholder = parse_task(envelope(status=status, output={"video_url": V},
+                                          error={"code": 10000, "raw_message": "", "message": ""}))
+        assert placeholder.error is None  # a code with no message on a task that did not fail: not an error
+    assert parse_task(envelope(status="error", error={"code": 500})).error == "error code 500"
+    assert parse_task(envelope(status="failed", error={"code": 0, "message": ""})).error is None
+
+
+@pytest.mark.parametrize(
+    ("logs", "lines"),
+    [
+        (None, ()),
+        ([], ()),
+        (["a", "b"], ("a", "b")),
+        ([{}], ()),  # the unified schema's example
+        ([{"message": "m"}, {"msg": "n"}, {"log": "o"}, {"text": "p"}, {"content": "q"}], ("m", "n", "o", "p", "q")),
+        ([{"level": "info"}], ("{'level': 'info'}",)),
+        ([None, 3], ("3",)),
+        ("not a list", ()),
+    ],
+)
+def test_logs_null_strings_or_objects(logs: object, lines: tuple) -> None:
+    assert parse_task(envelope(status="processing", logs=logs)).logs == lines
+
+
+def test_bare_create_reply_from_the_framepack_page() -> None:
+    task = parse_task({"task_id": "abc", "status": "pending", "created_at": "2019-08-24T14:15:22Z"})
+    assert task.task_id == "abc" and task.status is TaskStatus.PENDING and task.created_at is not None

@@ -3,6 +3,7 @@
 - `_generate`: `framepack generate`, one image and a prompt to one MP4.
 - `_sweep`: `framepack sweep`, several prompts or durations, priced and confirmed first.
 - `_timeline`: `framepack timeline`, several prompts as one video, priced and confirmed first.
+- `_record`: `framepack record`, one run written as a trace for bug reports.
 - `_exit`: the exit codes every command shares.
 """
 
@@ -55,6 +56,11 @@ def _build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     sub.add_parser(
+        "record",
+        help="one run, its whole exchange with PiAPI written as a trace for bug reports (framepack record --help)",
+        add_help=False,
+    )
+    sub.add_parser(
         "simulator",
         help="run the offline PiAPI simulator in the foreground (framepack simulator --help)",
         add_help=False,
@@ -72,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         from ._timeline import timeline_command
 
         return timeline_command(argv[1:])
+    if argv and argv[0] == "record":  # its own parser: the trace and video paths
+        from ._record import record_command
+
+        return record_command(argv[1:])
     if argv and argv[0] == "simulator":  # its own parser: --port, --time-scale, --state-dir, ...
         from ..simulator.__main__ import main as simulator_main
 

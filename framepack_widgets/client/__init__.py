@@ -12,7 +12,8 @@ object (`prompt`, `start_image` as an http(s) URL or base64, optional `end_image
 The package, one concept a module: `_settings` (configuration, the key kept secret),
 `_retry` (what is retried and when: the money rule's classification), `_polling` (poll
 strategies and the wait loop's state), `_downloads` (saving videos), `_core` (requests,
-answers, errors: every decision) and the two thin I/O shells `_sync` and `_async`.
+answers, errors: every decision), `_trace` (recording a run's answers for bug reports) and
+the two thin I/O shells `_sync` and `_async`.
 """
 
 from __future__ import annotations
@@ -20,5 +21,6 @@ from __future__ import annotations
 from ._async import AsyncClient
 from ._polling import AdaptivePoll, ExponentialPoll, FixedPoll, PollStrategy
 from ._sync import Client
+from ._trace import TraceRecorder
 
-__all__ = ["Client", "AsyncClient", "PollStrategy", "AdaptivePoll", "FixedPoll", "ExponentialPoll"]
+__all__ = ["Client", "AsyncClient", "PollStrategy", "AdaptivePoll", "FixedPoll", "ExponentialPoll", "TraceRecorder"]

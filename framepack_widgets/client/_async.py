@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ..errors import APIError
+from ..errors import APIError, AuthenticationError
 from ..task import Task
 from ._core import BaseClient, RequestSpec
 from ._downloads import AtomicVideoFile, after_download_exception, after_download_response, download_request, download_target
@@ -109,16 +109,22 @@ class AsyncClient(BaseClient):
     # -- API calls
     async def create_task(self, input: "FramepackInput | dict[str, Any]") -> Task:
         """Submit one generation; returns the pending Task (see Client.create_task)."""
-        jobs = self._upload_jobs(input)
         uploaded = {}
-        for job in jobs:
-            uploaded[job.field] = await self._send(self._upload_spec(job))
+        for job in self._upload_jobs(input):
+            if self._goes_inline(job):
+                continue
+            try:
+                uploaded[job.field] = await self._send(self._upload_spec(job))
+            except AuthenticationError as exc:  # no uploads on this plan: inline when it fits
+                if not self._inline_instead(exc, job):
+                    raise
         return await self._send(self._create_spec(input, uploaded))
 
     async def get_task(self, task_id: "str | Task") -> Task:
         return await self._send(self._get_spec(self._task_id(task_id)))
 
     async def cancel(self, task_id: "str | Task") -> Task | None:
+        """Ask PiAPI to cancel a task (see Client.cancel: pending tasks only; a running one is still charged)."""
         return await self._send(self._cancel_spec(self._task_id(task_id)))
 
     async def account_info(self) -> dict:
@@ -143,7 +149,7 @@ class AsyncClient(BaseClient):
         waiter = self._waiter(task_or_id, timeout, self._clock, expected_seconds)
         if waiter.last is not None:
             await self._notify(on_update, waiter.last)
-            if waiter.last.is_terminal:
+            if waiter.is_final(waiter.last):
                 return waiter.finish(waiter.last)
         sleep_first = waiter.last is not None
         spec = self._get_spec(waiter.task_id)
@@ -159,7 +165,7 @@ class AsyncClient(BaseClient):
                 continue
             if waiter.observe(task):
                 await self._notify(on_update, task)
-            if task.is_terminal:
+            if waiter.is_final(task):
                 return waiter.finish(task)
 
     async def generate(

@@ -9,7 +9,13 @@ running event loop) without writing any rule twice.
 The money rule is enforced in `BaseClient._after_exception` and `_after_response`: a
 create request is retried only when it certainly did not create a task (the connection
 never opened, or the API answered 429/503); otherwise `SubmissionUnknownError` is raised
-and nothing is resent.
+and nothing is resent. An answer's `code` counts as much as its HTTP status: an HTTP 200
+envelope with code 404 is a 404. A create's error answer that still names a task id means
+a task exists: the client keeps that id and follows it, whatever the code says.
+
+Why past 600 lines: the decisions have to sit together (each answer is classified once,
+for creates, reads, uploads and cancels alike), and splitting the error texts from the
+rules that pick them would only scatter one table over two files.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import base64
 import logging
 import random
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +31,7 @@ from urllib.parse import quote
 
 import httpx
 
-from ..constants import MODEL, TASK_TYPE
+from ..constants import MODEL, TASK_TYPE, UPLOAD_EXTENSIONS
 from ..errors import (
     APIConnectionError,
     APIError,
@@ -34,6 +41,7 @@ from ..errors import (
     BadRequestError,
     InvalidInputError,
     NotFoundError,
+    PaymentRequiredError,
     RateLimitError,
     ServerError,
     SubmissionUnknownError,
@@ -64,7 +72,7 @@ from ._settings import (
     short_url,
 )
 
-__all__ = ["BaseClient", "RequestSpec", "UploadJob", "upload_jobs"]
+__all__ = ["BaseClient", "INLINE_IMAGE_LIMIT", "RequestSpec", "UploadJob", "upload_file_name", "upload_jobs"]
 
 logger = logging.getLogger("framepack_widgets")
 
@@ -74,6 +82,13 @@ NO_KEY_MESSAGE = (
 )
 
 _SUCCESS_CODES = (200, 0)
+_SUCCESS_WORDS = ("success", "ok")
+#: The longest base64 image sent inline when uploads are refused. PiAPI documents no limit
+#: for a base64 image in the create body; its upload limit (10 MB of base64) is the one it gives.
+INLINE_IMAGE_LIMIT = 10 * 1024 * 1024
+#: PiAPI's File Upload API: at most this many characters in `file_name`.
+UPLOAD_NAME_LIMIT = 128
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True)
@@ -110,13 +125,30 @@ def _api_message(body: Any, response: httpx.Response | None = None) -> str:
 
 
 def _envelope_code(body: Mapping[str, Any]) -> int | None:
+    """The envelope's `code` as a number (200 for "success"/"ok"); None when it has none."""
     code = body.get("code")
     if code is None or isinstance(code, bool):
         return None
+    if isinstance(code, str) and code.strip().lower() in _SUCCESS_WORDS:
+        return 200
     try:
         return int(code)
     except (TypeError, ValueError):
         return -1
+
+
+def _task_in(body: Any) -> Task | None:
+    """The task an answer names, if it names one (whatever its code says)."""
+    if not isinstance(body, Mapping):
+        return None
+    try:
+        return parse_task(body)
+    except ValueError:
+        return None
+
+
+def _http_like(code: int) -> bool:
+    return 400 <= code <= 599
 
 
 def _safe_request(request: httpx.Request) -> httpx.Request:
@@ -148,15 +180,33 @@ class UploadJob:
     data: bytes
 
 
+def upload_file_name(name: str) -> str | None:
+    """`name` as PiAPI's upload endpoint takes it (safe characters, at most 128 of them,
+    extension jpg/jpeg/png/webp); None when its type is not one the endpoint accepts."""
+    stem, dot, extension = name.strip().rpartition(".")
+    extension = extension.lower()
+    if not dot or extension not in UPLOAD_EXTENSIONS:
+        return None
+    stem = _UNSAFE_NAME.sub("_", stem).strip("._-") or "image"
+    return f"{stem[: UPLOAD_NAME_LIMIT - len(extension) - 1]}.{extension}"
+
+
 def upload_jobs(value: FramepackInput) -> list[UploadJob]:
-    """The images of an input in image_encoding="upload" mode that are bytes (URLs pass through)."""
+    """The images of an input in image_encoding="upload" mode that are bytes (URLs pass
+    through; an image whose type the upload endpoint refuses is sent inline as base64)."""
     if value.image_encoding != "upload":
         return []
-    return [
-        UploadJob(field=name, file_name=source.filename, data=source.data)
-        for name, source in value.images().items()
-        if source.data is not None
-    ]
+    jobs = []
+    for name, source in value.images().items():
+        file_name = upload_file_name(source.filename)
+        if source.data is not None and file_name is not None:
+            jobs.append(UploadJob(field=name, file_name=file_name, data=source.data))
+    return jobs
+
+
+def fits_inline(job: UploadJob) -> bool:
+    """Whether the image may go inline (base64) in the create request instead."""
+    return 4 * ((len(job.data) + 2) // 3) <= INLINE_IMAGE_LIMIT
 
 
 class BaseClient:
@@ -177,6 +227,7 @@ class BaseClient:
         )
         self.poll: PollStrategy = coerce_poll(poll)
         self._random = random.Random()
+        self._uploads_refused = False  # the plan has no uploads (403): send images inline from now on
 
     # -- public, read-only configuration
     @property
@@ -236,6 +287,24 @@ class BaseClient:
         check_request_input(input_obj)
         return []
 
+    def _goes_inline(self, job: UploadJob) -> bool:
+        """Uploads were refused once (no uploads on this plan): only an image too large to
+        go inline is tried again."""
+        return self._uploads_refused and fits_inline(job)
+
+    def _inline_instead(self, exc: AuthenticationError, job: UploadJob) -> bool:
+        """After an upload was refused: True to send the image inline as base64 instead (a 403
+        "insufficient plan level" and an image that fits), with a one-line notice."""
+        if exc.status_code != 403 or not fits_inline(job):
+            return False
+        if not self._uploads_refused:
+            self._uploads_refused = True
+            logger.warning(
+                "%s refused the image upload (403: %s); sending images inline as base64 instead.",
+                self._service, _api_message(exc.body),
+            )
+        return True
+
     def _create_spec(
         self, input_obj: "FramepackInput | Mapping[str, Any]", uploaded: Mapping[str, str] | None = None
     ) -> RequestSpec:
@@ -291,20 +360,6 @@ class BaseClient:
         )
 
     # -- body parsing (ValueError = malformed)
-    def _check_envelope(self, body: Any, spec: RequestSpec) -> Mapping[str, Any]:
-        if not isinstance(body, Mapping):
-            raise ValueError("the response is not a JSON object")
-        code = _envelope_code(body)
-        if code is not None and code not in _SUCCESS_CODES:
-            message = _api_message(body)
-            raise APIError(
-                self._redact(
-                    f"{self._service} could not {spec.what}: {message} (code {code}). "
-                    "Check the request; if it persists, try again later."
-                )
-            )
-        return body
-
     def _parse_task_body(self, body: Any) -> Task:
         return parse_task(body)
 
@@ -343,31 +398,73 @@ class BaseClient:
                 body = response.json()
             except ValueError:
                 body = None
-            retry_after = parse_retry_after(response.headers) if status in (429, 503) else None
-            can_retry = attempt < retries and (
-                status in RETRYABLE_CREATE_STATUS if spec.creates else read_retryable_status(status)
-            )
-            if can_retry:
-                delay = retry_after if retry_after is not None else backoff_delay(attempt, rng=self._random)
-                return Step(retry_in=delay)
-            if spec.creates and status >= 500 and status != 503:
-                return Step(error=self._submission_unknown(request, f"the server answered {status}"))
-            return Step(error=self._status_error(spec, request, response, body, retry_after, attempt))
+            return self._after_error(spec, request, response, body, status, attempt, retries)
         if status < 200 or status >= 300:  # 1xx/3xx: not an answer we understand
             return self._malformed(spec, request, attempt, retries, f"an unexpected HTTP {status} answer")
         try:
             body = response.json()
         except ValueError:
             return self._malformed(spec, request, attempt, retries, "an answer that is not valid JSON")
+        if not isinstance(body, Mapping):
+            return self._malformed(spec, request, attempt, retries, "an answer that is not a JSON object")
+        code = _envelope_code(body)
+        if code is not None and code not in _SUCCESS_CODES:  # HTTP 200, but the envelope says otherwise
+            return self._after_error(spec, request, response, body, code, attempt, retries, in_envelope=True)
         try:
-            checked = self._check_envelope(body, spec)
-            value = spec.parse(checked) if spec.parse else checked
-        except APIError as exc:
-            return Step(error=exc)
+            value = spec.parse(body) if spec.parse else body
         except ValueError as exc:
             what = f"an answer the API's format does not explain ({exc})"
             return self._malformed(spec, request, attempt, retries, what)
         return Step(value=value)
+
+    def _after_error(
+        self,
+        spec: RequestSpec,
+        request: httpx.Request,
+        response: httpx.Response,
+        body: Any,
+        code: int,
+        attempt: int,
+        retries: int,
+        *,
+        in_envelope: bool = False,
+    ) -> Step:
+        """An error answer: an HTTP error status, or an HTTP 200 whose envelope `code` is one.
+
+        The money rule first: a create's answer that names a task means a task exists, so
+        the run keeps that id and follows it (never resent, never "nothing was charged").
+        """
+        if spec.creates:
+            named = _task_in(body)
+            if named is not None:
+                logger.warning(
+                    "%s answered the create request with %s (%s) but named task %s: following that task.",
+                    self._service, f"code {code}" if in_envelope else f"HTTP {code}",
+                    self._redact(_api_message(body)), named.task_id,
+                )
+                return Step(value=named)
+        if not _http_like(code):  # PiAPI's own numbers (10002, -1, ...): no HTTP meaning to lean on
+            if spec.creates:
+                return Step(error=self._submission_unknown(
+                    request, f"the server answered code {code}: {_api_message(body)}, without a task id"))
+            return Step(error=APIError(
+                self._redact(
+                    f"{self._service} could not {spec.what}: {_api_message(body)} (code {code}). "
+                    "Check the request; if it persists, try again later."
+                ),
+                request=_safe_request(request),
+            ))
+        retry_after = parse_retry_after(response.headers) if code in (429, 503) else None
+        can_retry = attempt < retries and (
+            code in RETRYABLE_CREATE_STATUS if spec.creates else read_retryable_status(code)
+        )
+        if can_retry:
+            delay = retry_after if retry_after is not None else backoff_delay(attempt, rng=self._random)
+            return Step(retry_in=delay)
+        if spec.creates and code >= 500 and code != 503:
+            answered = f"code {code} in an HTTP 200 answer" if in_envelope else str(code)
+            return Step(error=self._submission_unknown(request, f"the server answered {answered}"))
+        return Step(error=self._status_error(spec, request, response, body, retry_after, attempt, code, in_envelope))
 
     def _malformed(self, spec: RequestSpec, request: httpx.Request, attempt: int, retries: int, what: str) -> Step:
         if spec.creates:
@@ -463,12 +560,14 @@ class BaseClient:
         body: Any,
         retry_after: float | None,
         attempt: int,
+        status: int,
+        in_envelope: bool = False,
     ) -> APIStatusError:
-        status = response.status_code
+        """The error for status `status` (an HTTP status, or an envelope's code classified like one)."""
         api_message = _api_message(body, response)
         tries = f" (after {attempt + 1} attempts)" if attempt else ""
         kwargs: dict[str, Any] = {
-            "status_code": status,
+            "status_code": status,  # an envelope's code stands for the HTTP status it names
             "body": redact_value(body, self._settings.api_key),
             "request": _safe_request(request),
         }
@@ -476,9 +575,14 @@ class BaseClient:
         cls: type[APIStatusError]
         if status == 400:
             cls = BadRequestError
+            text = f"{self._service} refused the request to {spec.what} (400 Bad Request): {api_message}."
+            if spec.creates:
+                text += " Check the prompt, images and duration (10 to 30 s)."
+        elif status == 402:
+            cls = PaymentRequiredError
             text = (
-                f"{self._service} refused the request to {spec.what} (400 Bad Request): {api_message}. "
-                "Check the prompt, images and duration (10 to 30 s)."
+                f"{self._service} refused to {spec.what}: the account's balance is too low (402 Payment "
+                f"Required){tries}: {api_message}. Top up your PiAPI account (workspace, billing), then try again."
             )
         elif status in (401, 403):
             cls = AuthenticationError
@@ -522,8 +626,10 @@ class BaseClient:
             )
         else:
             cls = APIStatusError
-            reason = response.reason_phrase or "error"
-            text = f"{self._service} answered {status} {reason} to the request to {spec.what}: {api_message}."
+            reason = httpx.codes.get_reason_phrase(status) or "error"
+            text = f"{self._service} answered {status} {reason}{tries} to the request to {spec.what}: {api_message}."
+        if in_envelope:
+            text += f" (It came as code {status} in an HTTP 200 answer.)"
         return cls(self._redact(text), **kwargs)
 
     # -- waiting

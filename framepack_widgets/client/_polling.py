@@ -13,12 +13,12 @@ import logging
 import math
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import httpx
 
-from ..errors import InvalidInputError, NotFoundError, RateLimitError, TaskFailedError, TaskTimeoutError
-from ..task import Task, TaskStatus
+from ..errors import APIError, InvalidInputError, NotFoundError, RateLimitError, TaskFailedError, TaskTimeoutError
+from ..task import Task, TaskStatus, output_keys
 from ._retry import backoff_delay, is_transient
 
 __all__ = [
@@ -36,6 +36,8 @@ __all__ = [
 logger = logging.getLogger("framepack_widgets")
 
 DEFAULT_WAIT_TIMEOUT = 3600.0  # `timeout=None` waits at most an hour, then says how to re-attach
+#: A task that says "completed" without a video URL is asked this many more times (the URL can lag).
+URL_LAG_POLLS = 4
 
 
 class PollStrategy:
@@ -80,37 +82,44 @@ class ExponentialPoll(PollStrategy):
 
 @dataclass
 class AdaptivePoll(PollStrategy):
-    """The default: few requests, yet the finished video is seen about a second after it is ready.
+    """The default: few requests, yet the finished video is seen soon after it is ready.
 
-    - pending (or not yet seen): start at `first` seconds, grow by `pending_growth` up to `pending_max`.
+    - no percent, nothing known of how long the task takes (the first run; what PiAPI
+      documents for Framepack): a first look after `first` seconds (a tiny task is done by
+      then, and a person sees it start), then a steady beat of `blind_interval` seconds
+      counted from the start of the wait (fixed polling's moments, whatever each answer's
+      latency), which sees a video half a beat after it is ready on average. A first look
+      that finds the task still pending stands in for the first beat, and the beat after
+      the first beat that finds it rendering is skipped, for a video is not ready seconds
+      after its render starts. A wait so costs no more GETs than fixed polling at that beat
+      (one fewer when the task queued a moment), and sees the video no later.
     - processing with a percent: fit progress against time (least squares over this wait's
       observations) to estimate the time left; far from the end sleep `fraction` of it
       (at most `max_delay`), and once the estimate is trustworthy (the remaining time is no
       longer than the span already observed) sleep until just after the expected end
       (+`margin`). Past the expected end, poll quickly (`min_delay`), backing off gently
       to `overdue_max` in case the last stretch (encoding, upload) is slow.
-    - processing without a percent: grow from `first` by `growth` up to `no_percent_max`.
     - with an expected duration (`session(expected_seconds=...)`, e.g. learned from earlier
-      runs) and no percent (also while pending): the expectation is taken as uncertain by
-      ±`hint_spread` (20 %). Before that window opens, sleep `hint_fraction` of the time
-      left until it does (at most `hint_max`); inside it and until `hint_margin` seconds
-      past its end, poll every `hint_interval`; after that grow by `hint_growth` up to
-      `hint_overdue_max`. A bad estimate so costs a few GETs or a few seconds, never a storm.
-      A reported percent always wins over the hint.
+      runs) and no percent (also while pending): the expectation is taken as off by up to
+      ±`hint_spread` (20 %), so the task ends between expected/1.2 and expected/0.8. Before
+      that window opens, sleep `hint_fraction` of the time left until it does (at most
+      `hint_max`); inside it and until `hint_margin` seconds past its end, poll every
+      `hint_interval`; after that grow by `hint_growth` up to `hint_overdue_max`. A bad
+      estimate so costs a few GETs or a few seconds, never a storm. A reported percent
+      always wins over the hint.
+    - completed but no video URL yet (it can lag): ask again after `first` seconds, growing
+      by half each time.
     """
 
     first: float = 1.0
-    pending_growth: float = 1.5
-    pending_max: float = 5.0
-    growth: float = 1.3
-    no_percent_max: float = 5.0
+    blind_interval: float = 3.0
     fraction: float = 0.6
     margin: float = 0.3
     min_delay: float = 0.5
     max_delay: float = 15.0
     probe_max: float = 6.0
     overdue_max: float = 2.5
-    hint_fraction: float = 0.6
+    hint_fraction: float = 0.7
     hint_spread: float = 0.2
     hint_interval: float = 1.5
     hint_margin: float = 2.0
@@ -120,59 +129,40 @@ class AdaptivePoll(PollStrategy):
     _expected: float | None = field(default=None, repr=False, compare=False)
     _last_pending: float | None = field(default=None, repr=False, compare=False)
     _points: list[tuple[float, float]] = field(default_factory=list, repr=False, compare=False)
-    _pending_polls: int = field(default=0, repr=False, compare=False)
-    _blind_polls: int = field(default=0, repr=False, compare=False)
+    _looked: bool = field(default=False, repr=False, compare=False)
+    _skipped: bool = field(default=False, repr=False, compare=False)
     _overdue_polls: int = field(default=0, repr=False, compare=False)
     _late_polls: int = field(default=0, repr=False, compare=False)
+    _lag_polls: int = field(default=0, repr=False, compare=False)
 
     def session(self, expected_seconds: float | None = None) -> "AdaptivePoll":
         """A fresh copy for one wait; `expected_seconds`: when the task is expected to end,
         in seconds from the start of the wait (None: unknown)."""
-        return AdaptivePoll(
-            _expected=_clean_expected(expected_seconds),
-            first=self.first,
-            pending_growth=self.pending_growth,
-            pending_max=self.pending_max,
-            growth=self.growth,
-            no_percent_max=self.no_percent_max,
-            fraction=self.fraction,
-            margin=self.margin,
-            min_delay=self.min_delay,
-            max_delay=self.max_delay,
-            probe_max=self.probe_max,
-            overdue_max=self.overdue_max,
-            hint_fraction=self.hint_fraction,
-            hint_spread=self.hint_spread,
-            hint_interval=self.hint_interval,
-            hint_margin=self.hint_margin,
-            hint_growth=self.hint_growth,
-            hint_max=self.hint_max,
-            hint_overdue_max=self.hint_overdue_max,
-        )
+        settings = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+        return AdaptivePoll(**settings, _expected=_clean_expected(expected_seconds))
 
     def _clamp(self, value: float, high: float | None = None) -> float:
         return max(self.min_delay, min(self.max_delay if high is None else high, value))
 
     def delay(self, elapsed: float, attempt: int, task: Task | None) -> float:
         status = task.status if task is not None else None
+        if status is TaskStatus.COMPLETED:  # completed, but its video URL is not there yet
+            self._lag_polls += 1
+            return self._clamp(self.first * 1.5 ** (self._lag_polls - 1))
         if status not in (TaskStatus.PROCESSING, TaskStatus.RUNNING):
             if status is None or not status.is_terminal:
                 self._last_pending = elapsed
-            if self._expected is not None:
-                return self._hinted(elapsed)
-            self._pending_polls += 1
-            d = self.first * self.pending_growth ** (self._pending_polls - 1)
-            return self._clamp(d, self.pending_max)
+            return self._hinted(elapsed) if self._expected is not None else self._blind(elapsed)
         percent = task.percent if task is not None else None
         if percent is None:
-            return self._blind(elapsed)
+            return self._hinted(elapsed) if self._expected is not None else self._blind(elapsed, rendering=True)
         if percent < 100.0 and float(percent).is_integer():
             percent += 0.5  # whole percents are usually truncated: the true value is on average .5 higher
         if not self._points or self._points[-1] != (elapsed, percent):
             self._points.append((elapsed, percent))
         remaining, trusted = self._estimate(elapsed)
         if remaining is None:
-            return self._blind(elapsed)
+            return self._blind(elapsed, rendering=True)
         if remaining <= 0:
             self._overdue_polls += 1
             return self._clamp(self.min_delay * 1.5 ** (self._overdue_polls - 1), self.overdue_max)
@@ -183,12 +173,30 @@ class AdaptivePoll(PollStrategy):
             return self._clamp(self.fraction * remaining, self.probe_max)
         return self._clamp(self.fraction * remaining)
 
+    def _blind(self, elapsed: float, rendering: bool = False) -> float:
+        """No percent and no expectation: the first look, then the beat (see the class).
+        `rendering`: the latest look found the task processing."""
+        beat = self.blind_interval
+        if not self._looked:
+            self._looked = True
+            if elapsed < self.first:
+                return self.first - elapsed
+        beats = math.floor(elapsed / beat + 1e-6) + 1  # the next beat, counted from the start of the wait
+        if beats == 1 and not rendering:  # still pending at the first look: it stood in for the first beat
+            beats = 2
+        if beats * beat - elapsed < self.min_delay:  # too close (a slow answer): the one after
+            beats += 1
+        if rendering and not self._skipped and elapsed >= beat - 1e-6:  # rendering only just began
+            self._skipped = True
+            beats += 1
+        return beats * beat - elapsed
+
     def _hinted(self, elapsed: float) -> float:
-        """No percent, but an expected end: few GETs early, dense around the end, then gentle growth."""
+        """No percent, but an expected end: few GETs early, dense in the window, then gentle growth."""
         expected = self._expected
         assert expected is not None
-        opens = expected * (1.0 - self.hint_spread)
-        closes = expected * (1.0 + self.hint_spread) + self.hint_margin
+        opens = expected / (1.0 + self.hint_spread)
+        closes = expected / max(1.0 - self.hint_spread, 0.05) + self.hint_margin
         if elapsed < opens:
             left = opens - elapsed
             step = self.hint_fraction * left
@@ -200,12 +208,6 @@ class AdaptivePoll(PollStrategy):
         self._late_polls += 1
         grown = self.hint_interval * self.hint_growth ** self._late_polls
         return self._clamp(grown, max(self.hint_interval, self.hint_overdue_max))
-
-    def _blind(self, elapsed: float) -> float:
-        if self._expected is not None:
-            return self._hinted(elapsed)
-        self._blind_polls += 1
-        return self._clamp(self.first * self.growth ** self._blind_polls, self.no_percent_max)
 
     def _estimate(self, now: float) -> tuple[float | None, bool]:
         """(seconds left, whether to trust it enough to aim straight at the end)."""
@@ -320,6 +322,8 @@ class Waiter:
         self.poll = poll_session(poll, self.expected_seconds)
         self.gets = 0
         self.sleeps = 0
+        self.url_lag_polls = 0  # GETs that found the task completed but its video URL not there yet
+        self._unknown_words: set[str] = set()
         self._errors = 0
         self._not_found = 0
         self._error_delay = 0.0
@@ -333,7 +337,21 @@ class Waiter:
         self.last_error = None
         changed = task.changed_since(self.last)
         self.last = task
+        if task.status is TaskStatus.UNKNOWN and task.status_word not in self._unknown_words:
+            self._unknown_words.add(str(task.status_word))
+            logger.warning("task %s: PiAPI reports a status this client does not know (%r); polling on.",
+                           self.task_id, task.status_word)
         return changed
+
+    def is_final(self, task: Task) -> bool:
+        """True when the wait is over: the task ended, and a completed one has its video URL
+        (or was asked `URL_LAG_POLLS` more times without getting one)."""
+        if not task.is_terminal:
+            return False
+        if task.status is TaskStatus.COMPLETED and not task.video_url and self.url_lag_polls < URL_LAG_POLLS:
+            self.url_lag_polls += 1
+            return False
+        return True
 
     def on_error(self, exc: BaseException) -> None:
         """Ride out transient errors (and a task briefly not visible yet); re-raise the rest."""
@@ -388,8 +406,16 @@ class Waiter:
         )
 
     def finish(self, task: Task) -> Task:
-        if task.status is TaskStatus.COMPLETED:
+        if task.status is TaskStatus.COMPLETED and task.video_url:
             return task
+        if task.status is TaskStatus.COMPLETED:
+            keys = output_keys(task.raw.get("output"))
+            seen = f"its output had {', '.join(keys)}" if keys else "its output was empty"
+            raise APIError(self._redact(
+                f"Task {task.task_id} completed but PiAPI gave no video URL after {self.url_lag_polls + 1} "
+                f"looks ({seen}). Follow it again later (wait({task.task_id!r})), and please report this "
+                "with a trace (framepack record) so the client learns where this answer keeps the video."
+            ))
         if task.status is TaskStatus.CANCELLED:
             message = f"Task {task.task_id} was cancelled" + (f": {task.error}." if task.error else ".")
         else:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ..errors import APIError
+from ..errors import APIError, AuthenticationError
 from ..task import Task
 from ._core import BaseClient, RequestSpec
 from ._downloads import AtomicVideoFile, after_download_exception, after_download_response, download_request, download_target
@@ -104,8 +104,15 @@ class Client(BaseClient):
     def create_task(self, input: "FramepackInput | dict[str, Any]") -> Task:
         """Submit one generation; returns the pending Task. Never sends the create twice
         unless the first certainly created nothing (else SubmissionUnknownError)."""
-        jobs = self._upload_jobs(input)
-        uploaded = {job.field: self._send(self._upload_spec(job)) for job in jobs}
+        uploaded = {}
+        for job in self._upload_jobs(input):
+            if self._goes_inline(job):
+                continue
+            try:
+                uploaded[job.field] = self._send(self._upload_spec(job))
+            except AuthenticationError as exc:  # no uploads on this plan: inline when it fits
+                if not self._inline_instead(exc, job):
+                    raise
         return self._send(self._create_spec(input, uploaded))
 
     def get_task(self, task_id: "str | Task") -> Task:
@@ -113,8 +120,10 @@ class Client(BaseClient):
         return self._send(self._get_spec(self._task_id(task_id)))
 
     def cancel(self, task_id: "str | Task") -> Task | None:
-        """Ask PiAPI to cancel a task (documented for pending tasks of some models only).
-        Returns the task snapshot when the answer contains one."""
+        """Ask PiAPI to cancel a task. PiAPI documents cancelling for some models only (not
+        Framepack) and only while the task is pending: a task that keeps running is still
+        charged. Returns the task snapshot when the answer contains one (its status says
+        whether it was cancelled); a refusal raises with the API's words."""
         return self._send(self._cancel_spec(self._task_id(task_id)))
 
     def account_info(self) -> dict:
@@ -142,7 +151,7 @@ class Client(BaseClient):
         if waiter.last is not None:
             if on_update is not None:
                 on_update(waiter.last)
-            if waiter.last.is_terminal:
+            if waiter.is_final(waiter.last):
                 return waiter.finish(waiter.last)
         sleep_first = waiter.last is not None
         spec = self._get_spec(waiter.task_id)
@@ -158,7 +167,7 @@ class Client(BaseClient):
                 continue
             if waiter.observe(task) and on_update is not None:
                 on_update(task)
-            if task.is_terminal:
+            if waiter.is_final(task):
                 return waiter.finish(task)
 
     def generate(

@@ -365,6 +365,7 @@ class Run:
         """Take in a snapshot of the run's task."""
         return self.update(
             status=task.status,
+            status_word=task.status_word or self.status_word,
             percent=task.percent if task.percent is not None else self.percent,
             logs=tuple(task.logs) or self.logs,
             video_url=task.video_url or self.video_url,

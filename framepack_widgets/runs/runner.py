@@ -764,20 +764,26 @@ class Runner:
                          hint="The task had already completed at PiAPI, so it was billed. "
                               "runner.reattach(run) downloads the video after all.")
             return
+        # Cancel stops the waiting here; PiAPI cancels only while the task is pending (and
+        # documents it for some models only): say what it answered, and what that costs.
         try:
             answer = await self.client.cancel(run.task_id)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # not supported, not pending any more, network...
-            note = (f"PiAPI did not confirm the cancel ({type(exc).__name__}: {exc}); the task may "
-                    "still run and be billed. Check your PiAPI task list.")
+            note = (f"PiAPI did not accept the cancel ({type(exc).__name__}: {exc}) Waiting stopped here; the "
+                    "task may still run and be billed. Check your PiAPI task list.")
         else:
             if answer is not None and answer.status is TaskStatus.CANCELLED:
                 run.apply_task(answer)
-                note = "Cancelled at PiAPI before it started."
+                note = "Cancelled at PiAPI before it started: nothing is charged."
+            elif answer is not None:
+                note = (f"PiAPI answered that the task is {answer.status_word or answer.status.value}, not cancelled "
+                        "(it cancels only tasks that have not started): it may still run and be billed. Waiting "
+                        "stopped here; runner.reattach(run) follows it again.")
             else:
-                note = ("Cancelled here; PiAPI did not confirm it, so the task may still run and be "
-                        "billed. Check your PiAPI task list.")
+                note = ("PiAPI answered the cancel without saying whether the task stopped. Waiting stopped here; "
+                        "the task may still run and be billed. Check your PiAPI task list.")
         self._finish(run, RunStage.CANCELLED, error="Cancelled.", hint=note)
 
     async def _cancel_undriven(self, run: Run) -> None:

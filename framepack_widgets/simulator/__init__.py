@@ -9,6 +9,11 @@ tasks, their input images and their videos are kept in `folder` (see `_state.py`
 later (or concurrent) Simulator over the same folder serves them by id. The folder grows
 until `Simulator.prune_state(older_than=...)` is called.
 
+By default it answers as PiAPI documents Framepack (`profile="realistic"`: no percent,
+`output: null` until the video exists, empty logs); `profile="rich"` (or the environment
+variable FRAMEPACK_SIM_PROFILE=rich) adds a percent and log lines. `replay=trace.json`
+serves a trace written by `framepack record` (see `_replay.py`).
+
 Videos it makes are synthetic (camera moves over the start image, cross-fading to the end
 image): they are not FramePack's, and the UI must say so. Importing this package does not
 import PIL, numpy or av; rendering does, in worker threads.
@@ -25,6 +30,8 @@ from ._clock import (
 )
 from ._faults import ENDPOINTS, Fault
 from ._http import RequestRecord
+from ._replay import TRACE_FORMAT, TRACE_VERSION, Trace, TraceError, load_trace
+from ._shapes import OUTPUT_SHAPES, PROFILE_ENV, PROFILES
 from ._simulator import Simulator
 
 __all__ = [
@@ -33,8 +40,16 @@ __all__ = [
     "DEFAULT_PROCESSING_PER_VIDEO_SECOND",
     "ENDPOINTS",
     "Fault",
+    "OUTPUT_SHAPES",
+    "PROFILES",
+    "PROFILE_ENV",
     "RequestRecord",
     "SimTask",
     "Simulator",
+    "TRACE_FORMAT",
+    "TRACE_VERSION",
+    "Trace",
+    "TraceError",
     "default_processing_seconds",
+    "load_trace",
 ]

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from ..constants import MIN_DURATION
 from ._clock import DEFAULT_PENDING_SECONDS, default_processing_seconds
+from ._shapes import PROFILE_ENV, PROFILES
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +33,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--state-dir", default=None, metavar="DIR",
                         help="keep tasks, their input images and videos in DIR, so a later simulator over the "
                              "same DIR (or one running beside this) serves them; implies --workdir DIR")
+    parser.add_argument("--profile", choices=PROFILES, default=None,
+                        help="how answers look: realistic (what PiAPI documents for Framepack: no percent, "
+                             "output null until the video exists) or rich (percent and log lines); "
+                             f"default: ${PROFILE_ENV}, else realistic")
+    parser.add_argument("--replay", default=None, metavar="TRACE.json",
+                        help="answer with a trace written by 'framepack record' (each GET gets the next "
+                             "recorded answer) instead of simulating tasks")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request to stderr")
     return parser
 
@@ -47,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sim = Simulator(
             port=args.port, host=args.host, time_scale=args.time_scale, api_key=args.api_key,
             pending_seconds=args.pending_seconds, processing_seconds=args.processing_seconds,
-            workdir=args.workdir, state_dir=args.state_dir,
+            workdir=args.workdir, state_dir=args.state_dir, profile=args.profile, replay=args.replay,
         )
         sim.start()
     except (ValueError, RuntimeError) as exc:
@@ -64,7 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, lambda *_: done.set())
         except (ValueError, OSError):  # pragma: no cover - unusual embedding
             pass
-    print(f"FramePack simulator listening on {sim.base_url} (time scale {sim.time_scale:g}x).", flush=True)
+    print(f"FramePack simulator listening on {sim.base_url} (time scale {sim.time_scale:g}x, "
+          f"{sim.profile} answers).", flush=True)
+    if args.replay:
+        print(f"Replaying the trace {args.replay}: every create and GET gets its recorded answers.", flush=True)
     if sim.state_dir is not None:
         print(f"Tasks are kept in {sim.state_dir} (inputs and videos too; prune with Simulator.prune_state()).",
               flush=True)

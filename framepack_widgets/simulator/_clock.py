@@ -5,7 +5,8 @@ clock on each request: pending for `pending_seconds`, processing for `processing
 then completed, all in simulated seconds divided by `time_scale`; a fault may fail it part
 way, a cancel ends it while pending, and it stays "processing" (99 %) until its video is
 rendered. Every process that knows a task's clock therefore agrees on its status, which is
-what lets several simulators over one state folder serve the same tasks.
+what lets several simulators over one state folder serve the same tasks. How an answer
+words that state (the profile, status words, where the video goes) is `_shapes`'.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from ..constants import COST_PER_SECOND, FPS, MODEL, TASK_TYPE
 from ._render import LONG_SIDE
 from ._renderpool import RenderJob
+from ._shapes import DEFAULT_PROFILE, video_output, word_for
 
 __all__ = [
     "DEFAULT_PENDING_SECONDS",
@@ -80,6 +82,12 @@ class SimTask:
     long_side: int = LONG_SIDE
     label: bool = True
     persisted: bool = False  # stored in a state_dir (then other processes may cancel it)
+    # How its answers word the state (see `_shapes`): the profile, and task-level faults.
+    profile: str = DEFAULT_PROFILE
+    status_words: dict[str, str] | None = None
+    output_shape: str | None = None
+    url_lag: int = 0  # GETs that find it completed without a video URL yet
+    lagged: int = 0  # of those, how many were answered so far (in this process)
 
     def _wall_at(self, simulated: float) -> int:
         return self.created_ns + int(simulated / self.time_scale * 1e9)
@@ -142,16 +150,22 @@ class SimTask:
         schedule.append((0.96, "decoding latents to frames"))
         return [text for at, text in schedule if fraction >= at]
 
-    def data(self, base_url: str) -> dict[str, Any]:
-        """The envelope's `data` for this task as of now; its video is served under `base_url`."""
+    def data(self, base_url: str, *, poll: bool = False) -> dict[str, Any]:
+        """The envelope's `data` for this task as of now; its video is served under `base_url`.
+        `poll`: a client's GET (it counts towards a lagging video URL)."""
         state = self.state()
         status = state["status"]
+        rich = self.profile == "rich"
         units = round(COST_PER_SECOND * self.duration * UNITS_PER_USD)
-        output: dict[str, Any] = {"video_url": ""}
-        if status == "processing":
-            output["percent"] = max(0, min(99, int(state["fraction"] * 100)))
+        output: dict[str, Any] | None = {"video_url": ""} if rich else None
+        if status == "processing" and rich:
+            output = {"video_url": "", "percent": max(0, min(99, int(state["fraction"] * 100)))}
         elif status == "completed":
-            output["video_url"] = f"{base_url}/files/{self.task_id}.mp4"
+            if poll and self.lagged < self.url_lag:  # it says completed; the URL is not there yet
+                self.lagged += 1
+                output = {"video_url": ""}
+            else:
+                output = video_output(f"{base_url}/files/{self.task_id}.mp4", self.output_shape)
         if status in ("pending", "processing"):
             usage = {"type": "point", "frozen": units, "consume": 0}
         elif status == "completed":
@@ -166,7 +180,7 @@ class SimTask:
             "task_id": self.task_id,
             "model": MODEL,
             "task_type": TASK_TYPE,
-            "status": status,
+            "status": word_for(status, self.status_words),
             "config": json.loads(json.dumps(self.config_echo)),
             "input": dict(self.input_echo),
             "output": output,
@@ -178,6 +192,6 @@ class SimTask:
                 "is_using_private_pool": False,
             },
             "detail": None,
-            "logs": list(state["logs"]),
+            "logs": list(state["logs"]) if rich else [],
             "error": error,
         }

@@ -3,22 +3,29 @@
 A `Fault` is a small frozen description ("answer the next two create requests with 503
 and Retry-After: 2"); `FaultBook` holds the active ones and decides, under a lock, which
 fault (if any) applies to each incoming request, so concurrent clients see exactly
-`times` faulty answers.
+`times` faulty answers. Request faults apply to one request each; task faults
+(`TASK_KINDS`) are picked when a task is created and shape every answer about it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-__all__ = ["ENDPOINTS", "Fault", "FaultBook", "FaultKind"]
+from ._shapes import capitalised, check_output_shape, check_status_words
+
+__all__ = ["ENDPOINTS", "TASK_KINDS", "Fault", "FaultBook", "FaultKind"]
 
 ENDPOINTS = ("create", "get", "cancel", "account", "upload", "download")
-FaultKind = Literal["status", "slow", "drop_before_body", "drop_after_body", "malformed", "fail_task"]
-_KINDS = ("status", "slow", "drop_before_body", "drop_after_body", "malformed", "fail_task")
+FaultKind = Literal["status", "slow", "drop_before_body", "drop_after_body", "malformed", "envelope",
+                    "bare_reply", "fail_task", "url_lag", "status_words", "output_shape"]
+#: Faults picked once per created task (the others apply to one request each).
+TASK_KINDS = ("fail_task", "url_lag", "status_words", "output_shape")
+_KINDS = ("status", "slow", "drop_before_body", "drop_after_body", "malformed", "envelope", "bare_reply",
+          *TASK_KINDS)
 
 _DEFAULT_MESSAGES = {
     400: "bad request",
@@ -50,9 +57,20 @@ class Fault:
         then close the connection without an answer.
       - "malformed": handle the request (a create makes a task), answer 200 with a
         truncated JSON body.
-      - "fail_task": (create only) the task is made normally but fails `delay` simulated
-        seconds into processing (default: a third of the way through) with `message`.
-    `after` skips the first N matching requests; `times` is how many it applies to
+      - "envelope": answer HTTP 200 with PiAPI's envelope carrying error `code` and `message`.
+        With `handled` the request is handled first (a create DOES make a task) and, with
+        `with_data`, the answer still carries the task's data; without `handled` nothing is
+        made (default: handled for codes that are not 4xx).
+      - "bare_reply": (create) make the task, answer only `{task_id, status, created_at}`,
+        as PiAPI's Framepack page shows the create reply.
+      Task faults, picked when a task is created (`times` counts tasks):
+      - "fail_task": the task is made normally but fails `delay` simulated seconds into
+        processing (default: a third of the way through) with `message`.
+      - "url_lag": the task says completed without a video URL for its first `count` GETs.
+      - "status_words": its answers say `words[status]` instead of the status ("Completed",
+        or a word no client knows).
+      - "output_shape": its video is where `shape` puts it (see `_shapes.OUTPUT_SHAPES`).
+    `after` skips the first N matching requests (tasks); `times` is how many it applies to
     (None: every one after that).
     """
 
@@ -65,6 +83,12 @@ class Fault:
     message: str | None = None
     times: int | None = 1
     after: int = 0
+    code: int | None = None  # "envelope": the envelope's code
+    handled: bool | None = None  # "envelope": handle the request before answering the code
+    with_data: bool = False  # "envelope": the answer still carries the task's data
+    count: int | None = None  # "url_lag": GETs without the URL
+    words: tuple[tuple[str, str], ...] | None = None  # "status_words": (status, word) pairs
+    shape: str | None = None  # "output_shape"
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -75,8 +99,16 @@ class Fault:
             raise ValueError("a status fault needs an HTTP error status between 400 and 599")
         if self.kind == "slow" and (self.delay is None or self.delay < 0):
             raise ValueError("a slow fault needs delay= (seconds, >= 0)")
-        if self.kind == "fail_task" and self.endpoint not in ("create", "*"):
-            raise ValueError("fail_task applies to tasks, so its endpoint must be 'create'")
+        if self.kind in TASK_KINDS + ("bare_reply",) and self.endpoint not in ("create", "*"):
+            raise ValueError(f"{self.kind} applies to tasks, so its endpoint must be 'create'")
+        if self.kind == "envelope" and (self.code is None or isinstance(self.code, bool)):
+            raise ValueError("an envelope fault needs code= (the envelope's error code)")
+        if self.kind == "url_lag" and (self.count is None or self.count < 0):
+            raise ValueError("a url_lag fault needs count= (GETs without the URL, >= 0)")
+        if self.kind == "status_words":
+            check_status_words(dict(self.words or ()))
+        if self.kind == "output_shape":
+            check_output_shape(str(self.shape))
         if self.times is not None and self.times < 0:
             raise ValueError("times must be >= 0 or None (forever)")
         if self.after < 0:
@@ -124,12 +156,61 @@ class Fault:
         """The next created task fails `after_seconds` (simulated) into processing."""
         return cls("fail_task", "create", delay=after_seconds, message=message, times=times, after=after)
 
+    @classmethod
+    def envelope(
+        cls,
+        code: int,
+        endpoint: str = "*",
+        *,
+        message: str | None = None,
+        handled: bool | None = None,
+        with_data: bool = False,
+        times: int | None = 1,
+        after: int = 0,
+    ) -> "Fault":
+        """HTTP 200 with an error code in the envelope, e.g. `Fault.envelope(500, "create",
+        handled=True)`: the task is made, the answer says 500 and names no task."""
+        return cls("envelope", endpoint, code=int(code), message=message, handled=handled,
+                   with_data=with_data, times=times, after=after)
+
+    @classmethod
+    def bare_reply(cls, *, times: int | None = 1, after: int = 0) -> "Fault":
+        return cls("bare_reply", "create", times=times, after=after)
+
+    @classmethod
+    def url_lag(cls, polls: int = 2, *, times: int | None = 1, after: int = 0) -> "Fault":
+        """The next task says completed without its video URL for `polls` GETs."""
+        return cls("url_lag", "create", count=int(polls), times=times, after=after)
+
+    @classmethod
+    def status_words(cls, words: Mapping[str, str], *, times: int | None = 1, after: int = 0) -> "Fault":
+        """The next task's answers use `words[status]`, e.g. `{"processing": "generating"}`."""
+        pairs = tuple(sorted(check_status_words(words).items()))
+        return cls("status_words", "create", words=pairs, times=times, after=after)
+
+    @classmethod
+    def capitalised_statuses(cls, *, times: int | None = 1, after: int = 0) -> "Fault":
+        return cls.status_words(capitalised(), times=times, after=after)
+
+    @classmethod
+    def output_shape(cls, shape: str, *, times: int | None = 1, after: int = 0) -> "Fault":
+        """The next task puts its video where `shape` does (e.g. "works_video")."""
+        return cls("output_shape", "create", shape=check_output_shape(shape), times=times, after=after)
+
+    @property
+    def refuses(self) -> bool:
+        """An envelope fault that answers without handling the request (nothing is made)."""
+        if self.kind != "envelope":
+            return False
+        handled = self.handled if self.handled is not None else not (400 <= int(self.code or 0) <= 499)
+        return not handled
+
     # Error answers -------------------------------------------------------------------
 
     def error_message(self) -> str:
         if self.message:
             return self.message
-        return _DEFAULT_MESSAGES.get(int(self.status or 500), "error")
+        return _DEFAULT_MESSAGES.get(int(self.status or self.code or 500), "error")
 
     def matches(self, endpoint: str | None) -> bool:
         return endpoint is not None and (self.endpoint == "*" or self.endpoint == endpoint)
@@ -171,7 +252,7 @@ class _Slot:
 
 @dataclass
 class FaultBook:
-    """The active faults; `pick` and `pick_task_failure` are atomic."""
+    """The active faults; `pick` and `pick_task_faults` are atomic."""
 
     _slots: list[_Slot] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -196,11 +277,16 @@ class FaultBook:
 
         Every matching fault counts the request (for `after`), whether or not it wins.
         """
-        return self._pick(lambda fault: fault.kind != "fail_task" and fault.matches(endpoint))
+        return self._pick(lambda fault: fault.kind not in TASK_KINDS and fault.matches(endpoint))
 
-    def pick_task_failure(self) -> Fault | None:
-        """Called once per task actually created."""
-        return self._pick(lambda fault: fault.kind == "fail_task")
+    def pick_task_faults(self) -> dict[str, Fault]:
+        """Called once per task actually created: kind -> the task fault of that kind it gets."""
+        picked: dict[str, Fault] = {}
+        for kind in TASK_KINDS:
+            fault = self._pick(lambda f, kind=kind: f.kind == kind)
+            if fault is not None:
+                picked[kind] = fault
+        return picked
 
     def _pick(self, applies: Callable[[Fault], bool]) -> Fault | None:
         """The first unspent fault that `applies` and takes this one; the others that apply count it."""

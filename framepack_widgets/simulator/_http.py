@@ -181,6 +181,8 @@ class _Handler(BaseHTTPRequestHandler):
                 response = body
             elif fault is not None and fault.kind == "status":
                 response = _fault_response(fault)
+            elif fault is not None and fault.refuses:  # an error code in a 200 envelope; nothing made
+                response = json_response(200, {"code": fault.code, "message": fault.error_message(), "data": None})
             else:
                 if fault is not None and fault.kind == "slow":
                     if server.stopping.wait(float(fault.delay or 0.0)):
@@ -200,6 +202,8 @@ class _Handler(BaseHTTPRequestHandler):
                     raise _Dropped
                 if fault is not None and fault.kind == "malformed":
                     response = _malformed(response)
+                if fault is not None and fault.kind in ("envelope", "bare_reply"):
+                    response = _rewritten(fault, response)
         except _Dropped:
             self._drop()
             return
@@ -305,6 +309,26 @@ def _fault_response(fault: Fault) -> Response:
             headers["Retry-After"] = str(int(number)) if number.is_integer() else repr(number)
     status = int(fault.status or 500)
     return error_response(status, fault.error_message(), headers)
+
+
+def _rewritten(fault: Fault, response: Response) -> Response:
+    """A handled request's 200 answer, reworded: an error code in the envelope (the task's
+    data kept or dropped), or the bare `{task_id, status, created_at}` create reply."""
+    if response.status != 200 or response.file is not None:
+        return response
+    try:
+        envelope = json.loads(response.body)
+    except ValueError:
+        return response
+    data = envelope.get("data") if isinstance(envelope, dict) else None
+    if fault.kind == "bare_reply" and isinstance(data, dict):
+        meta = data.get("meta") or {}
+        return json_response(200, {"task_id": data.get("task_id"), "status": data.get("status"),
+                                   "created_at": meta.get("created_at")})
+    if fault.kind == "envelope":
+        return json_response(200, {"code": fault.code, "message": fault.error_message(),
+                                   "data": data if fault.with_data else None})
+    return response
 
 
 def _malformed(response: Response) -> Response:

@@ -6,7 +6,8 @@ pool of `_renderpool`, the faults of `_faults`, the state folder of `_state`), s
 stops them together, and answers each endpoint as PiAPI's FramePack service does: create
 takes a request `_bodies` accepts and makes a task on the clock of `_clock`; get and
 cancel look the task up; account derives the ledger from the tasks; upload and download
-keep and serve files.
+keep and serve files. In replay mode (`_replay`) create, get and cancel answer from a
+recorded trace instead; that second set of answers is why the module runs past 600 lines.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..constants import MODEL
-from ._bodies import parse_create, parse_upload
+from ._bodies import CreateRequest, parse_create, parse_upload
 from ._clock import DEFAULT_PENDING_SECONDS, UNITS_PER_USD, SimTask, default_processing_seconds
 from ._faults import Fault, FaultBook
 from ._http import RequestRecord, Response, SimHTTPServer, error_response, file_response, json_response, route
 from ._render import LONG_SIDE
 from ._renderpool import RenderJob, RenderPool
+from ._replay import Replay, load_trace
+from ._shapes import resolve_profile
 from ._tasks import TaskBook
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,6 +57,12 @@ class Simulator:
     `processing_seconds` (default 4 + 3 per second of video; a float or a callable
     taking the duration), then completed once the MP4 is rendered;
     `expected_seconds(duration)` is that clock in wall seconds.
+
+    `profile` is how answers look: "realistic" (the default, what PiAPI documents for
+    Framepack: no percent, `output: null` until the video exists, empty logs) or "rich"
+    (a percent and log lines while processing); without it FRAMEPACK_SIM_PROFILE decides.
+    `replay` (a trace file written by `framepack record`, or its dict) makes the simulator
+    answer creates and GETs with that trace's recorded answers, in order (see `_replay`).
 
     With `state_dir`, tasks outlive this object and this process, as they would on a hosted
     service: every task (its wall-clock start, its clock, its inputs, a fault-driven failure,
@@ -82,6 +91,8 @@ class Simulator:
         label: bool = True,
         credits_usd: float | None = None,
         state_dir: str | Path | None = None,
+        profile: str | None = None,
+        replay: "str | Path | Mapping[str, Any] | None" = None,
     ) -> None:
         if not (isinstance(time_scale, (int, float)) and math.isfinite(time_scale) and time_scale > 0):
             raise ValueError("time_scale must be a positive number (10 runs the clock ten times faster)")
@@ -89,6 +100,9 @@ class Simulator:
             raise ValueError("pending_seconds must be >= 0")
         if processing_seconds is not None and not callable(processing_seconds) and processing_seconds < 0:
             raise ValueError("processing_seconds must be >= 0 or a callable(duration) -> seconds")
+        self.profile = resolve_profile(profile)
+        self._replay = Replay(load_trace(replay)) if replay is not None else None
+        self._replay_jobs: dict[str, RenderJob] = {}
         self.host = host
         self._requested_port = int(port)
         self.time_scale = float(time_scale)
@@ -397,6 +411,8 @@ class Simulator:
     # create -------------------------------------------------------------------
 
     def _create(self, body: bytes) -> Response:
+        if self._replay is not None:
+            return self._replay_create(body)
         request = parse_create(body, self._local_file)
         if isinstance(request, Response):
             return request
@@ -427,12 +443,20 @@ class Simulator:
             long_side=self.long_side,
             label=self.label,
             persisted=self._state is not None,
+            profile=self.profile,
         )
-        failure = self._faults.pick_task_failure()
-        if failure is not None:
+        picked = self._faults.pick_task_faults()
+        if "fail_task" in picked:
+            failure = picked["fail_task"]
             after = processing / 3 if failure.delay is None else float(failure.delay)
             task.fail_after = min(max(0.0, after), processing)
             task.fail_message = failure.message or "task failed"
+        if "url_lag" in picked:
+            task.url_lag = int(picked["url_lag"].count or 0)
+        if "status_words" in picked:
+            task.status_words = dict(picked["status_words"].words or ())
+        if "output_shape" in picked:
+            task.output_shape = picked["output_shape"].shape
         self._book.add(task, start.data, end.data if end is not None else None)
         return self._envelope(task)
 
@@ -460,12 +484,16 @@ class Simulator:
     # get / cancel -----------------------------------------------------------------
 
     def _get(self, task_id: str) -> Response:
+        if self._replay is not None:
+            return self._replay_answer(task_id, "get")
         task = self._book.find(task_id)
         if task is None:
             return error_response(404, "Record Not Found")
-        return self._envelope(task)
+        return json_response(200, {"code": 200, "message": "success", "data": task.data(self.base_url, poll=True)})
 
     def _cancel(self, task_id: str) -> Response:
+        if self._replay is not None:
+            return self._replay_answer(task_id, "cancel")
         task = self._book.find(task_id)
         if task is None:
             return error_response(404, "Record Not Found")
@@ -520,6 +548,8 @@ class Simulator:
     def _file_path(self, name: str) -> Path | None:
         if not name or "/" in name or "\\" in name or name.startswith("."):
             return None
+        if self._replay is not None and self._replay.is_video(name):
+            return self._replay_video(name)
         if name.endswith(".mp4"):
             task = self._book.find(name[:-4])
             if task is not None:
@@ -530,7 +560,60 @@ class Simulator:
         return path if path.is_file() else None
 
     def _download(self, name: str, headers: Mapping[str, str]) -> Response:
+        expired = self._replay.download_status() if self._replay is not None and self._replay.is_video(name) else None
+        if expired is not None:
+            return error_response(expired, "the recorded download failed (the link had expired)")
         path = self._file_path(name)
         if path is None:
             return error_response(404, "file not found (it may not be ready yet)")
         return file_response(path, headers)
+
+    # replay ---------------------------------------------------------------------------
+
+    def _replay_create(self, body: bytes) -> Response:
+        """A create in replay mode: the recorded answer, and a video rendered from this request."""
+        from ._render import detect_motion, placeholder_png, render_key
+
+        assert self._replay is not None and self._renderer is not None
+        session = self._replay.start()
+        request = parse_create(body, self._local_file)
+        if isinstance(request, CreateRequest):
+            start, end = request.start.data, request.end.data if request.end else None
+            duration, motion = request.duration, detect_motion(request.prompt)
+            key = render_key(request.start.sha256, request.end.sha256 if request.end else None, motion, duration,
+                             self.long_side, self.label)
+        else:  # the recorded answer is served all the same; the video comes from a placeholder
+            start, end = placeholder_png(self._replay.trace.source), None
+            duration, motion = self._replay.trace.duration, detect_motion("")
+            key = f"replay-{uuid.uuid4().hex}"
+        self._replay_jobs[session.file] = self._renderer.submit(
+            key, start, end, motion, duration, long_side=self.long_side, label=self.label)
+        return self._replayed(session, "create")
+
+    def _replay_answer(self, task_id: str, call: str) -> Response:
+        assert self._replay is not None
+        session = self._replay.session(task_id)
+        if session is None:
+            return error_response(404, "Record Not Found")
+        return self._replayed(session, call)
+
+    def _replayed(self, session: Any, call: str) -> Response:
+        assert self._replay is not None
+        answer = self._replay.answer(session, call, f"{self.base_url}/files/{session.file}")
+        if answer is None:
+            return error_response(400, f"this trace recorded no {call} answer")
+        status, body, text = answer
+        if body is None:
+            return Response(status, (text or "").encode("utf-8"), {"Content-Type": "text/plain; charset=utf-8"})
+        return json_response(status, body)
+
+    def _replay_video(self, name: str) -> Path | None:
+        """The replay's video, once rendered (a download may come before the render is done)."""
+        job = self._replay_jobs.get(name)
+        if job is None:
+            return None
+        deadline = time.monotonic() + 120
+        while job.done_ns is None and time.monotonic() < deadline:
+            if self._stopping.wait(0.05):
+                return None
+        return job.path if job.error is None and job.path.is_file() else None

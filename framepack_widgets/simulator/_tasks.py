@@ -220,6 +220,10 @@ def _row(task: SimTask) -> "TaskRow":
         "fail_message": task.fail_message,
         "long_side": task.long_side,
         "label": task.label,
+        "profile": task.profile,
+        "status_words": task.status_words,
+        "output_shape": task.output_shape,
+        "url_lag": task.url_lag,
     }
     return TaskRow(task.task_id, task.created_ns, task.clock_ends_ns, task.render_key, task.start_sha256,
                    task.end_sha256, task.cancelled_ns, None, None, record)
@@ -253,6 +257,10 @@ def _task_from_row(row: "TaskRow", renders_dir: Path) -> SimTask:
         long_side=int(rec["long_side"]),
         label=bool(rec["label"]),
         persisted=True,
+        profile=str(rec.get("profile") or "rich"),  # tasks stored before profiles existed answered richly
+        status_words=rec.get("status_words") or None,
+        output_shape=rec.get("output_shape"),
+        url_lag=int(rec.get("url_lag") or 0),
     )
     if row.render_error is not None:
         task.render = RenderJob(row.render_key, path, done_ns=row.render_error_ns or row.created_ns,

@@ -204,6 +204,9 @@ def run_status(run: Run, *, eta: float | None = None, eta_text: str | None = Non
     if percent is not None and not math.isfinite(percent):
         percent = None
     hint = record["hint"] or DEFAULT_HINTS.get(run.stage)
+    unknown = record["status"] == "unknown" and record["status_word"]
+    if unknown and running:  # show the word PiAPI used, so a person sees what it said
+        hint = f"PiAPI says the task is \u201c{_clip(record['status_word'], 60)}\u201d (a status this widget does not know); still checking."
     start = _epoch(record["created_at"])
     end = _epoch(record["finished_at"]) if not running else None
     elapsed = None
@@ -212,7 +215,7 @@ def run_status(run: Run, *, eta: float | None = None, eta_text: str | None = Non
     return {
         "run_id": record["run_id"],
         "stage": record["stage"],
-        "api_status": record["status"],
+        "api_status": record["status_word"] if unknown else record["status"],
         "percent": percent,
         "percent_is_estimate": percent is None and running,
         "eta": None if eta is None else round(eta, 1),
