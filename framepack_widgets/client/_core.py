@@ -60,6 +60,7 @@ from ._retry import (
     parse_retry_after,
     read_retryable_status,
 )
+from ._logs import guard_logs
 from ._settings import (
     API_KEY_HEADER,
     DEFAULT_MAX_RETRIES,
@@ -230,6 +231,7 @@ class BaseClient:
             api_key, base_url=base_url, timeout=timeout, max_retries=max_retries, upload_url=upload_url,
             allow_http=allow_http,
         )
+        guard_logs(self._settings.api_key)
         self.poll: PollStrategy = coerce_poll(poll)
         self._random = random.Random()
         self._uploads_refused = False  # the plan has no uploads (403): send images inline from now on

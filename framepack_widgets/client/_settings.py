@@ -66,7 +66,7 @@ _PIAPI_HOST_SUFFIXES = ("piapi.ai", "theapi.app")
 class Secret:
     """Holds the API key so that no repr, log line or traceback-with-locals shows it."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_value", "__weakref__")
 
     def __init__(self, value: str) -> None:
         self._value = value
