@@ -638,6 +638,8 @@ class BaseClient:
             text = f"{self._service} answered {status} {reason}{tries} to the request to {spec.what}: {api_message}."
         if in_envelope:
             text += f" (It came as code {status} in an HTTP 200 answer.)"
+        if spec.creates and status < 500:  # refused before a task existed (a 5xx create is "unknown")
+            text += " No task was created, so nothing was charged."
         return cls(self._redact(text), **kwargs)
 
     # -- waiting

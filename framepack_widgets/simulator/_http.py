@@ -181,6 +181,8 @@ class _Handler(BaseHTTPRequestHandler):
                 response = body
             elif fault is not None and fault.kind == "status":
                 response = _fault_response(fault)
+            elif fault is not None and fault.kind == "html" and fault.status != 200:
+                response = _html_page(int(fault.status or 502))
             elif fault is not None and fault.refuses:  # an error code in a 200 envelope; nothing made
                 response = json_response(200, {"code": fault.code, "message": fault.error_message(), "data": None})
             else:
@@ -202,6 +204,8 @@ class _Handler(BaseHTTPRequestHandler):
                     raise _Dropped
                 if fault is not None and fault.kind == "malformed":
                     response = _malformed(response)
+                if fault is not None and fault.kind == "html":
+                    response = _html_page(200)
                 if fault is not None and fault.kind in ("envelope", "bare_reply"):
                     response = _rewritten(fault, response)
         except _Dropped:
@@ -355,6 +359,13 @@ def _echoing(response: Response, key: str) -> Response:
             data["error"] = error
     echoed = json_response(response.status, payload)
     return Response(echoed.status, echoed.body, {**echoed.headers, **headers})
+
+
+def _html_page(status: int) -> Response:
+    """What a proxy or a captive portal answers: a web page, not the API's JSON."""
+    body = (f"<!doctype html><html><head><title>{status}</title></head><body><h1>{status}</h1>"
+            "<p>The upstream server is not available. Please try again later.</p></body></html>").encode()
+    return Response(status, body, {"Content-Type": "text/html; charset=utf-8"})
 
 
 def _malformed(response: Response) -> Response:
