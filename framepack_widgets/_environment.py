@@ -9,7 +9,7 @@ import os
 
 from .errors import InvalidInputError
 
-__all__ = ["sim_time_scale"]
+__all__ = ["sim_time_scale", "umask"]
 
 
 def sim_time_scale(default: float) -> float:
@@ -28,3 +28,17 @@ def sim_time_scale(default: float) -> float:
             f"than real time), not {text!r}. Fix or unset it."
         )
     return value
+
+
+def umask() -> int:
+    """The process's umask, read without changing it where the system allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o077)  # elsewhere: swap and restore (briefly process-wide)
+    os.umask(mask)
+    return mask

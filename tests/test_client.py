@@ -664,7 +664,7 @@ def test_environment_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     ("https://api.piapi.ai", False), ("http://10.0.0.1", False),
 ])
 def test_is_simulator(url: str, loopback: bool) -> None:
-    assert Client("k", base_url=url).is_simulator is loopback
+    assert Client("k", base_url=url, allow_http=True).is_simulator is loopback
 
 
 def test_bad_settings_are_refused() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import errors
 from ..inputs import FramepackInput
-from ._common import add_backend_options, simulator_notice, uses_api
+from ._common import add_backend_options, positive, simulator_notice, time_scale, uses_api
 from ._exit import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, exit_code_for
 
 __all__ = ["record_command"]
@@ -54,10 +54,14 @@ def record_command(argv: list[str]) -> int:
 
     args = _parser().parse_args(argv)
     err = sys.stderr
-    try:
+    try:  # everything that can be checked is checked before anything is sent
+        positive("--timeout", args.timeout)
+        scale = time_scale(args)
         duration: object = int(args.duration) if str(args.duration).strip().isdigit() else args.duration
         request = FramepackInput(args.prompt, args.image, end_image=args.end_image,
                                  negative_prompt=args.negative_prompt, duration=duration)
+        if uses_api():
+            Client().close()  # a bad PIAPI_BASE_URL (or a clear-text one) is said now
     except errors.InvalidInputError as exc:
         print(f"framepack: {exc}", file=err)
         return EXIT_BAD_INPUT
@@ -72,7 +76,7 @@ def record_command(argv: list[str]) -> int:
         else:
             from ..simulator import Simulator
 
-            sim = stack.enter_context(Simulator(time_scale=args.sim_time_scale))
+            sim = stack.enter_context(Simulator(time_scale=scale))
             key, base_url = sim.api_key, sim.base_url
             print(simulator_notice("the video is"), file=err)
         recorder = TraceRecorder(api_key=key, base_url=base_url or "https://api.piapi.ai")

@@ -54,9 +54,11 @@ class AsyncClient(BaseClient):
         upload_url: str | None = None,
         http_client: httpx.AsyncClient | None = None,
         poll: "PollStrategy | float | None" = None,
+        allow_http: bool | None = None,
     ) -> None:
         super().__init__(
-            api_key, base_url=base_url, timeout=timeout, max_retries=max_retries, upload_url=upload_url, poll=poll
+            api_key, base_url=base_url, timeout=timeout, max_retries=max_retries, upload_url=upload_url, poll=poll,
+            allow_http=allow_http,
         )
         if http_client is None:
             self._http = httpx.AsyncClient(timeout=self.timeout, limits=POOL_LIMITS)
@@ -103,7 +105,7 @@ class AsyncClient(BaseClient):
                 attempt += 1
                 continue
             if step.error is not None:
-                raise step.error from step.cause
+                raise step.error from None
             return step.value
 
     # -- API calls
@@ -217,4 +219,4 @@ class AsyncClient(BaseClient):
                 await self._sleep(step.retry_in)
                 attempt += 1
                 continue
-            raise step.error from step.cause  # type: ignore[misc]
+            raise step.error from None  # type: ignore[misc]

@@ -60,13 +60,16 @@ from ._retry import (
     parse_retry_after,
     read_retryable_status,
 )
+from ._logs import guard_logs
 from ._settings import (
     API_KEY_HEADER,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT,
     USER_AGENT,
+    Secret,
     is_loopback_url,
     redact,
+    redact_bytes,
     redact_value,
     resolve_settings,
     short_url,
@@ -161,11 +164,12 @@ def _safe_request(request: httpx.Request) -> httpx.Request:
     return httpx.Request(request.method, request.url, headers=headers, content=content)
 
 
-def _safe_response(response: httpx.Response, request: httpx.Request) -> httpx.Response:
+def _safe_response(response: httpx.Response, request: httpx.Request, secret: "Secret | None") -> httpx.Response:
+    """A copy of the response for errors that carry it, with any echo of the key removed."""
     skip = {"content-encoding", "content-length", "transfer-encoding"}
-    headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in skip]
+    headers = [(k, redact(v, secret)) for k, v in response.headers.multi_items() if k.lower() not in skip]
     try:
-        content = response.content
+        content = redact_bytes(response.content, secret)
     except httpx.ResponseNotRead:
         content = b""
     return httpx.Response(response.status_code, headers=headers, content=content, request=request)
@@ -221,10 +225,13 @@ class BaseClient:
         max_retries: int = DEFAULT_MAX_RETRIES,
         upload_url: str | None = None,
         poll: "PollStrategy | float | None" = None,
+        allow_http: bool | None = None,
     ) -> None:
         self._settings = resolve_settings(
-            api_key, base_url=base_url, timeout=timeout, max_retries=max_retries, upload_url=upload_url
+            api_key, base_url=base_url, timeout=timeout, max_retries=max_retries, upload_url=upload_url,
+            allow_http=allow_http,
         )
+        guard_logs(self._settings.api_key)
         self.poll: PollStrategy = coerce_poll(poll)
         self._random = random.Random()
         self._uploads_refused = False  # the plan has no uploads (403): send images inline from now on
@@ -395,14 +402,16 @@ class BaseClient:
             logger.debug("%s %s -> %s (attempt %d)", spec.method, short_url(str(request.url)), status, attempt + 1)
         if status >= 400:
             try:
-                body = response.json()
+                body = redact_value(response.json(), self._settings.api_key)
             except ValueError:
                 body = None
             return self._after_error(spec, request, response, body, status, attempt, retries)
         if status < 200 or status >= 300:  # 1xx/3xx: not an answer we understand
             return self._malformed(spec, request, attempt, retries, f"an unexpected HTTP {status} answer")
         try:
-            body = response.json()
+            # The API may echo the key (in an error, in logs): it never gets past this line, so
+            # never into a Task, a run, the store, the widget or an export.
+            body = redact_value(response.json(), self._settings.api_key)
         except ValueError:
             return self._malformed(spec, request, attempt, retries, "an answer that is not valid JSON")
         if not isinstance(body, Mapping):
@@ -504,11 +513,10 @@ class BaseClient:
                     error=self._submission_unknown(
                         request, f"the connection broke after the request went out: {type(exc).__name__}"
                     ),
-                    cause=exc,
                 )
         elif attempt < retries and isinstance(exc, TRANSIENT_TRANSPORT):
             return Step(retry_in=backoff_delay(attempt, rng=self._random))
-        return Step(error=self._connection_error(spec, request, exc, attempt), cause=exc)
+        return Step(error=self._connection_error(spec, request, exc, attempt))
 
     # -- error construction
     @property
@@ -571,7 +579,7 @@ class BaseClient:
             "body": redact_value(body, self._settings.api_key),
             "request": _safe_request(request),
         }
-        kwargs["response"] = _safe_response(response, kwargs["request"])
+        kwargs["response"] = _safe_response(response, kwargs["request"], self._settings.api_key)
         cls: type[APIStatusError]
         if status == 400:
             cls = BadRequestError
@@ -630,6 +638,8 @@ class BaseClient:
             text = f"{self._service} answered {status} {reason}{tries} to the request to {spec.what}: {api_message}."
         if in_envelope:
             text += f" (It came as code {status} in an HTTP 200 answer.)"
+        if spec.creates and status < 500:  # refused before a task existed (a 5xx create is "unknown")
+            text += " No task was created, so nothing was charged."
         return cls(self._redact(text), **kwargs)
 
     # -- waiting

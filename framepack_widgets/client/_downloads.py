@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
+from .._environment import umask
 from ..errors import DownloadError
 from ..task import Task
 from ._retry import TRANSIENT_TRANSPORT, Step, backoff_delay, parse_retry_after, read_retryable_status
@@ -28,6 +30,7 @@ __all__ = [
     "download_request",
     "download_target",
     "is_video_header",
+    "safe_file_name",
 ]
 
 logger = logging.getLogger("framepack_widgets")
@@ -76,7 +79,7 @@ class AtomicVideoFile:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
-            os.chmod(self.tmp, 0o644)
+            os.chmod(self.tmp, 0o666 & ~umask())  # a normal file (mkstemp made it 0600)
             os.replace(self.tmp, self.dest)
         except BaseException:
             self.abort()
@@ -94,6 +97,13 @@ class AtomicVideoFile:
 
 
 
+def safe_file_name(text: str, default: str = "video.mp4") -> str:
+    """A file name made from API data (a task id, a URL's last part) that stays a plain name
+    in the chosen folder: no separators, no leading dots, no control characters."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).lstrip("._")[:120]
+    return name or default
+
+
 def download_target(task: "Task | str", path: "str | os.PathLike[str]") -> tuple[str, Path]:
     """(video URL, file to write) for a completed Task or a video URL, and a file or folder."""
     if isinstance(task, Task):
@@ -103,10 +113,10 @@ def download_target(task: "Task | str", path: "str | os.PathLike[str]") -> tuple
                 f"Task {task.task_id} has no video URL yet (status {task.status}). "
                 "Wait for it to complete (client.wait) before downloading."
             )
-        name = f"{task.task_id}.mp4"
+        name = safe_file_name(f"{task.task_id}.mp4")
     elif isinstance(task, str) and task.strip().lower().startswith(("http://", "https://")):
         url = task.strip()
-        name = Path(httpx.URL(url).path).name or "video.mp4"
+        name = safe_file_name(httpx.URL(url).path.rsplit("/", 1)[-1])
     else:
         raise DownloadError(f"download() needs a completed Task or an http(s) video URL, not {task!r}.")
     dest = Path(os.fspath(path)).expanduser()
@@ -161,6 +171,5 @@ def after_download_exception(
                 f"Could not download the video from {short_url(url)} ({type(exc).__name__}: "
                 f"{redact(str(exc))}). Check the network and try again."
             ),
-            cause=exc,
         )
     return Step(error=exc)

@@ -48,11 +48,16 @@ TRANSIENT_TRANSPORT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteP
 
 @dataclass
 class Step:
-    """What the shell should do next after one attempt."""
+    """What the shell should do next after one attempt.
+
+    An error is raised without its httpx cause: that exception's request holds the API key in
+    its headers, and a chained traceback (shown in full by `%xmode Verbose`, saved in the
+    notebook) would print the transport's frames with those raw header bytes. The message
+    says what the cause was.
+    """
 
     value: Any = None
     error: BaseException | None = None
-    cause: BaseException | None = None
     retry_in: float | None = None
 
 

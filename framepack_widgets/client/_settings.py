@@ -33,6 +33,7 @@ __all__ = [
     "Settings",
     "is_loopback_url",
     "redact",
+    "redact_bytes",
     "redact_value",
     "resolve_settings",
     "short_url",
@@ -65,7 +66,7 @@ _PIAPI_HOST_SUFFIXES = ("piapi.ai", "theapi.app")
 class Secret:
     """Holds the API key so that no repr, log line or traceback-with-locals shows it."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_value", "__weakref__")
 
     def __init__(self, value: str) -> None:
         self._value = value
@@ -82,11 +83,16 @@ class Secret:
         raise TypeError("the API key is not picklable")
 
 
+#: Shorter "keys" (the one-letter keys of tests) are not searched for: replacing every "k"
+#: would garble each answer, and no real key is that short.
+MIN_SECRET_CHARS = 6
+
+
 def redact(text: str, *secrets: "str | Secret | None") -> str:
     """Replace every occurrence of each secret (and its obvious variants) with `***`."""
     for secret in secrets:
         value = secret.get() if isinstance(secret, Secret) else secret
-        if value:
+        if value and len(value) >= MIN_SECRET_CHARS:
             text = text.replace(value, "***")
             quoted = quote(value, safe="")
             if quoted != value:
@@ -95,21 +101,34 @@ def redact(text: str, *secrets: "str | Secret | None") -> str:
 
 
 def redact_value(value: Any, secret: "Secret | None") -> Any:
-    """Deep copy of a JSON body with the key replaced, only when it actually occurs."""
-    if secret is None or not secret.get():
+    """A JSON body with the key replaced wherever it occurs (a copy only when it does)."""
+    if secret is None or len(secret.get()) < MIN_SECRET_CHARS:
         return value
     try:
-        if secret.get() not in json.dumps(value, default=str):
+        if secret.get() not in json.dumps(value, default=str, ensure_ascii=False):
             return value
     except (TypeError, ValueError):
         return value
+    return _scrubbed(value, secret)
+
+
+def _scrubbed(value: Any, secret: "Secret") -> Any:
     if isinstance(value, str):
         return redact(value, secret)
     if isinstance(value, Mapping):
-        return {k: redact_value(v, secret) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact_value(v, secret) for v in value]
+        return {redact(str(k), secret) if isinstance(k, str) else k: _scrubbed(v, secret) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrubbed(v, secret) for v in value]
     return value
+
+
+def redact_bytes(data: bytes, secret: "Secret | None") -> bytes:
+    """Raw bytes (a response body kept on an error) with the key replaced."""
+    if secret is None or len(secret.get()) < MIN_SECRET_CHARS:
+        return data
+    for form in {secret.get(), quote(secret.get(), safe="")}:
+        data = data.replace(form.encode(), b"***")
+    return data
 
 
 def short_url(url: str) -> str:
@@ -166,14 +185,20 @@ def _make_timeout(timeout: "float | httpx.Timeout | None") -> httpx.Timeout:
 
 
 def _check_url(url: str, what: str) -> str:
-    url = str(url).strip().rstrip("/")
+    url = str(url).strip()
     if not url.lower().startswith(("http://", "https://")):
         raise InvalidInputError(f"{what} must start with http:// or https://, not {url!r}.")
     try:
-        httpx.URL(url)
+        parsed = httpx.URL(url)
     except Exception as exc:
         raise InvalidInputError(f"{what} is not a valid URL ({url!r}): {exc}") from None
-    return url
+    if not parsed.host:
+        raise InvalidInputError(f"{what} ({url!r}) has no host name; give a full URL, e.g. https://api.piapi.ai.")
+    return url.rstrip("/")
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def resolve_settings(
@@ -184,14 +209,29 @@ def resolve_settings(
     max_retries: int = DEFAULT_MAX_RETRIES,
     upload_url: str | None = None,
     environ: Mapping[str, str] | None = None,
+    allow_http: bool | None = None,
 ) -> Settings:
-    """Arguments win; then PIAPI_API_KEY / PIAPI_BASE_URL; then PiAPI's public defaults."""
+    """Arguments win; then PIAPI_API_KEY / PIAPI_BASE_URL; then PiAPI's public defaults.
+
+    A key is never sent in clear text to another machine: an http:// address that is not
+    this machine's own (the offline simulator) is refused unless `allow_http=True` (or
+    PIAPI_ALLOW_HTTP=1) says the person means it.
+    """
     environ = os.environ if environ is None else environ
     key = api_key if api_key is not None else _env(environ, "PIAPI_API_KEY")
     if key is not None and not isinstance(key, str):
         raise InvalidInputError("api_key must be a string.")
     key = key.strip() if key else None
-    base = _check_url(base_url or _env(environ, "PIAPI_BASE_URL") or DEFAULT_BASE_URL, "base_url")
+    from_env = not base_url and _env(environ, "PIAPI_BASE_URL")
+    base = _check_url(base_url or from_env or DEFAULT_BASE_URL, "PIAPI_BASE_URL" if from_env else "base_url")
+    allowed = _truthy(environ.get("PIAPI_ALLOW_HTTP")) if allow_http is None else allow_http
+    if key and base.lower().startswith("http://") and not is_loopback_url(base) and not allowed:
+        where = "PIAPI_BASE_URL" if from_env else "base_url"
+        raise InvalidInputError(
+            f"{where} is {base}, a plain http:// address on another machine: your API key would travel "
+            "unencrypted, readable by anyone on the way. Use https://. If you really mean it (a proxy on "
+            "a trusted network), pass allow_http=True or set PIAPI_ALLOW_HTTP=1. Nothing was sent."
+        )
     if upload_url:
         upload = _check_url(upload_url, "upload_url")
     elif _is_piapi(base):

@@ -38,7 +38,9 @@ class Client(BaseClient):
     `timeout` is the read/write timeout per request (connecting gets 10 s); `max_retries`
     how often reading calls are retried (creates only when no task can have been made);
     `poll` a PollStrategy (or a number of seconds) used by `wait()`. An `http_client` you
-    pass is used as-is and not closed by `close()`.
+    pass is used as-is and not closed by `close()`. A key never goes in clear text to another
+    machine: a plain http:// `base_url` that is not this machine's is refused unless
+    `allow_http=True` (or PIAPI_ALLOW_HTTP=1).
 
     Test hooks: `_sleep` (retry and poll sleeps) and `_clock` (the wait deadline) can be
     replaced, e.g. `client._sleep = recorded.append` to run retries without waiting.
@@ -54,9 +56,11 @@ class Client(BaseClient):
         upload_url: str | None = None,
         http_client: httpx.Client | None = None,
         poll: "PollStrategy | float | None" = None,
+        allow_http: bool | None = None,
     ) -> None:
         super().__init__(
-            api_key, base_url=base_url, timeout=timeout, max_retries=max_retries, upload_url=upload_url, poll=poll
+            api_key, base_url=base_url, timeout=timeout, max_retries=max_retries, upload_url=upload_url, poll=poll,
+            allow_http=allow_http,
         )
         if http_client is None:
             self._http = httpx.Client(timeout=self.timeout, limits=POOL_LIMITS)
@@ -97,7 +101,7 @@ class Client(BaseClient):
                 attempt += 1
                 continue
             if step.error is not None:
-                raise step.error from step.cause
+                raise step.error from None
             return step.value
 
     # -- API calls
@@ -225,4 +229,4 @@ class Client(BaseClient):
                 self._sleep(step.retry_in)
                 attempt += 1
                 continue
-            raise step.error from step.cause  # type: ignore[misc]
+            raise step.error from None  # type: ignore[misc]

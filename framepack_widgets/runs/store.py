@@ -31,6 +31,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._environment import umask
 from .._sqlite import connect_wal, write_transaction
 from ..constants import IMAGE_EXT_MIME, IMAGE_MIME_EXT
 from ..errors import FramepackError
@@ -58,23 +59,9 @@ class StoreVersionError(StoreError):
     """The store was written by a newer framepack_widgets than this one."""
 
 
-def _umask() -> int:
-    """The process's umask, read without changing it where the system allows."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o077)  # elsewhere: swap and restore (briefly process-wide)
-    os.umask(mask)
-    return mask
-
-
 def _private(path: Path, *, folder: bool = False) -> None:
     """Only the user may read it: 0700 for folders, 0600 for files (or stricter, by umask)."""
-    mode = (0o700 if folder else 0o600) & ~_umask()
+    mode = (0o700 if folder else 0o600) & ~umask()
     try:
         os.chmod(path, mode)
     except FileNotFoundError:

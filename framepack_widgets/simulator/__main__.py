@@ -46,7 +46,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the simulator until Ctrl-C (or SIGTERM); returns the process exit code."""
-    args = _parser().parse_args(list(argv) if argv is not None else None)
+    parser = _parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port must be from 0 to 65535 (0 picks a free one), not {args.port}")
     if args.verbose:
         logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(message)s")
     from . import Simulator
@@ -72,8 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, lambda *_: done.set())
         except (ValueError, OSError):  # pragma: no cover - unusual embedding
             pass
-    print(f"FramePack simulator listening on {sim.base_url} (time scale {sim.time_scale:g}x, "
-          f"{sim.profile} answers).", flush=True)
+    bound = f"{args.host}:{sim.port}" if ":" not in args.host else f"[{args.host}]:{sim.port}"
+    print(f"FramePack simulator listening on {bound}, reached as {sim.base_url} (time scale "
+          f"{sim.time_scale:g}x, {sim.profile} answers).", flush=True)
+    if not _loopback(args.host):
+        print(f"WARNING: bound to {args.host}, not loopback: other machines on the network can reach it "
+              "and send it work. Use --host 127.0.0.1 unless that is what you want.", file=sys.stderr, flush=True)
     if args.replay:
         print(f"Replaying the trace {args.replay}: every create and GET gets its recorded answers.", flush=True)
     if sim.state_dir is not None:
@@ -92,6 +99,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         sim.stop()
         print("simulator stopped.", flush=True)
     return 0
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ FaultKind = Literal["status", "slow", "drop_before_body", "drop_after_body", "ma
                     "bare_reply", "fail_task", "url_lag", "status_words", "output_shape"]
 #: Faults picked once per created task (the others apply to one request each).
 TASK_KINDS = ("fail_task", "url_lag", "status_words", "output_shape")
-_KINDS = ("status", "slow", "drop_before_body", "drop_after_body", "malformed", "envelope", "bare_reply",
+_KINDS = ("status", "slow", "drop_before_body", "drop_after_body", "malformed", "html", "envelope", "bare_reply",
           *TASK_KINDS)
 
 _DEFAULT_MESSAGES = {
@@ -61,6 +61,9 @@ class Fault:
         With `handled` the request is handled first (a create DOES make a task) and, with
         `with_data`, the answer still carries the task's data; without `handled` nothing is
         made (default: handled for codes that are not 4xx).
+      - "html": an HTML page instead of JSON, as a proxy or a captive portal sends: with
+        `status` 200 the request is handled first (a create DOES make a task), with an error
+        status (502, say) it never reaches the API.
       - "bare_reply": (create) make the task, answer only `{task_id, status, created_at}`,
         as PiAPI's Framepack page shows the create reply.
       Task faults, picked when a task is created (`times` counts tasks):
@@ -95,6 +98,8 @@ class Fault:
             raise ValueError(f"unknown fault kind {self.kind!r}; use one of {', '.join(_KINDS)}")
         if self.endpoint != "*" and self.endpoint not in ENDPOINTS:
             raise ValueError(f"unknown endpoint {self.endpoint!r}; use one of {', '.join(ENDPOINTS)} or '*'")
+        if self.kind == "html" and (self.status is None or not (self.status == 200 or 400 <= int(self.status) <= 599)):
+            raise ValueError("an html fault's status is 200 (the request was handled) or an error status")
         if self.kind == "status" and (self.status is None or not 400 <= int(self.status) <= 599):
             raise ValueError("a status fault needs an HTTP error status between 400 and 599")
         if self.kind == "slow" and (self.delay is None or self.delay < 0):
@@ -147,6 +152,11 @@ class Fault:
     @classmethod
     def malformed(cls, endpoint: str = "*", *, times: int | None = 1, after: int = 0) -> "Fault":
         return cls("malformed", endpoint, times=times, after=after)
+
+    @classmethod
+    def html(cls, endpoint: str = "*", *, status: int = 200, times: int | None = 1, after: int = 0) -> "Fault":
+        """An HTML page for an answer, e.g. `Fault.html("create", status=502)` (a proxy's error page)."""
+        return cls("html", endpoint, status=status, times=times, after=after)
 
     @classmethod
     def fail_task(

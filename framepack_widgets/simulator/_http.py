@@ -181,6 +181,8 @@ class _Handler(BaseHTTPRequestHandler):
                 response = body
             elif fault is not None and fault.kind == "status":
                 response = _fault_response(fault)
+            elif fault is not None and fault.kind == "html" and fault.status != 200:
+                response = _html_page(int(fault.status or 502))
             elif fault is not None and fault.refuses:  # an error code in a 200 envelope; nothing made
                 response = json_response(200, {"code": fault.code, "message": fault.error_message(), "data": None})
             else:
@@ -202,11 +204,16 @@ class _Handler(BaseHTTPRequestHandler):
                     raise _Dropped
                 if fault is not None and fault.kind == "malformed":
                     response = _malformed(response)
+                if fault is not None and fault.kind == "html":
+                    response = _html_page(200)
                 if fault is not None and fault.kind in ("envelope", "bare_reply"):
                     response = _rewritten(fault, response)
         except _Dropped:
             self._drop()
             return
+        key = self.headers.get("x-api-key")
+        if server.echo_key and key:
+            response = _echoing(response, key)
         record.status = response.status
         self._send(response)
 
@@ -331,6 +338,36 @@ def _rewritten(fault: Fault, response: Response) -> Response:
     return response
 
 
+def _echoing(response: Response, key: str) -> Response:
+    """The answer with the caller's key echoed everywhere a careless API might put it."""
+    headers = {**response.headers, "X-Echo-Key": key}
+    if response.file is not None:
+        return Response(response.status, response.body, headers, response.file, response.file_range)
+    try:
+        payload = json.loads(response.body)
+    except ValueError:
+        return Response(response.status, response.body + f" key={key}".encode(), headers)
+    if isinstance(payload, dict):
+        payload["message"] = f"{payload.get('message') or ''} (request signed with {key})"
+        data = payload.get("data")
+        if isinstance(data, dict) and "task_id" in data:
+            data["logs"] = [*(data.get("logs") or []), f"authorised by x-api-key {key}"]
+            error = data.get("error") if isinstance(data.get("error"), dict) else {}
+            if error.get("message"):
+                error["message"] = f"{error['message']} [key {key}]"
+            error["raw_message"] = f"trace: key={key}"
+            data["error"] = error
+    echoed = json_response(response.status, payload)
+    return Response(echoed.status, echoed.body, {**echoed.headers, **headers})
+
+
+def _html_page(status: int) -> Response:
+    """What a proxy or a captive portal answers: a web page, not the API's JSON."""
+    body = (f"<!doctype html><html><head><title>{status}</title></head><body><h1>{status}</h1>"
+            "<p>The upstream server is not available. Please try again later.</p></body></html>").encode()
+    return Response(status, body, {"Content-Type": "text/html; charset=utf-8"})
+
+
 def _malformed(response: Response) -> Response:
     """The same answer cut in half: a 200 whose JSON does not parse."""
     if response.file is not None:
@@ -359,8 +396,9 @@ class SimHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], family: int, *, answer: Answer, record: Record,
-                 faults: FaultBook, stopping: threading.Event) -> None:
+                 faults: FaultBook, stopping: threading.Event, echo_key: bool = False) -> None:
         self.address_family = family
+        self.echo_key = echo_key
         self.answer = answer
         self.record = record
         self.faults = faults

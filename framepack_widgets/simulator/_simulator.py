@@ -93,6 +93,7 @@ class Simulator:
         state_dir: str | Path | None = None,
         profile: str | None = None,
         replay: "str | Path | Mapping[str, Any] | None" = None,
+        echo_key: bool = False,
     ) -> None:
         if not (isinstance(time_scale, (int, float)) and math.isfinite(time_scale) and time_scale > 0):
             raise ValueError("time_scale must be a positive number (10 runs the clock ten times faster)")
@@ -101,6 +102,9 @@ class Simulator:
         if processing_seconds is not None and not callable(processing_seconds) and processing_seconds < 0:
             raise ValueError("processing_seconds must be >= 0 or a callable(duration) -> seconds")
         self.profile = resolve_profile(profile)
+        #: A hostile API for tests: every answer echoes the caller's key back (in its message,
+        #: the task's logs and error, and a header), as a careless real one might.
+        self.echo_key = bool(echo_key)
         self._replay = Replay(load_trace(replay)) if replay is not None else None
         self._replay_jobs: dict[str, RenderJob] = {}
         self.host = host
@@ -166,7 +170,8 @@ class Simulator:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         try:
             server = SimHTTPServer((self.host, self._requested_port), family, answer=self._answer,
-                                   record=self._record, faults=self._faults, stopping=self._stopping)
+                                   record=self._record, faults=self._faults, stopping=self._stopping,
+                                   echo_key=self.echo_key)
         except OSError:
             self._close_state()
             self._cleanup_workdir()
