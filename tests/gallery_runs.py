@@ -1,7 +1,7 @@
 """Real finished runs for the gallery's tests and benchmark: made by the offline simulator
 over loopback HTTP and kept in a RunStore, as the widget would have them.
 
-Not a test module: tests/test_gallery.py, tests/browser/test_gallery.py and
+Not a test module: tests/test_gallery.py, tests/browser/test_gallery_from_file.py and
 bench/bench_gallery.py import `make_runs`.
 """
 

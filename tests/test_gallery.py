@@ -3,7 +3,7 @@
 What is checked here, on real runs made by the simulator: the folder's files, the page's
 data (one card per run from `Run.to_dict()`, made shareable; the word diffs from
 `compare.diff_ops`), that nothing in it points outside the folder or holds the key, and the
-widget's `export_html` and Share button. tests/browser/test_gallery.py opens the page from
+widget's `export_html` and Share button. tests/browser/test_gallery_from_file.py opens the page from
 file:// in Chromium and plays two runs in lock-step.
 """
 

@@ -1,6 +1,6 @@
 """The static snapshot in the widget's output (text/html and text/plain beside the view):
 what a notebook shows where the widget was when no widget can be drawn. The real browser
-check is tests/browser/test_snapshot.py."""
+check is tests/browser/test_snapshot_without_kernel.py."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 (`_handle_custom_msg`) and the `timeline_info` trait, against the real offline simulator.
 
 Sent messages are captured by replacing `widget.send`; js/tests/timeline.test.js covers the
-panel's ES module, tests/browser/test_timeline.py the real thing.
+panel's ES module, tests/browser/test_timeline_panel.py the real thing.
 """
 
 from __future__ import annotations
