@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Simulated videos render at 160 px on the long side (instead of 640): sixteen times fewer
+# pixels, the same frames, clock and shapes. Set for this process and every kernel, server and
+# command it starts; tests that check the real size ask for it.
+os.environ.setdefault("FRAMEPACK_SIM_LONG_SIDE", "160")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

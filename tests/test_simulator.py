@@ -751,7 +751,7 @@ def _crop(image: "object", cx: float, cy: float, size: float, out: tuple[int, in
 
 
 def test_result_video_is_real_h264_from_start_to_end_image(make_sim) -> None:
-    sim = make_sim(pending_seconds=0, processing_seconds=0)
+    sim = make_sim(pending_seconds=0, processing_seconds=0, long_side=640)  # the real size, not the tests' small one
     with _client(sim) as client:
         data = _wait(client, _create(client)["task_id"], lambda d: d["status"] == "completed")
     info, frames = _decode_all(httpx.get(data["output"]["video_url"]).content)
@@ -958,3 +958,13 @@ def test_command_line_profile_and_replay(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "framepack_widgets.simulator", "--port", "0", "--replay",
                           str(tmp_path / "missing.json")], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "no trace at" in bad.stderr
+
+
+def test_the_render_size_comes_from_the_environment_unless_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FRAMEPACK_SIM_LONG_SIDE", raising=False)
+    assert Simulator().long_side == 640
+    monkeypatch.setenv("FRAMEPACK_SIM_LONG_SIDE", "200")
+    assert Simulator().long_side == 200 and Simulator(long_side=320).long_side == 320
+    monkeypatch.setenv("FRAMEPACK_SIM_LONG_SIDE", "tiny")
+    with pytest.raises(ValueError, match="FRAMEPACK_SIM_LONG_SIDE"):
+        Simulator()

@@ -229,7 +229,7 @@ def test_a_task_of_a_killed_process_is_served_in_process(sims, tmp_path: Path) -
     fresh = sims(state_dir=state)
     assert fresh.api_key != "sim-child-key"
     done = _wait(fresh, task_id, lambda d: d["status"] == "completed")
-    _check_video(done, fresh, 10, 640)
+    _check_video(done, fresh, 10, fresh.long_side)
     assert done["input"]["prompt"] == "the camera pans left"
     assert _get(fresh, str(uuid.uuid4())).status_code == 404
 

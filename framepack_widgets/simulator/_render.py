@@ -44,6 +44,23 @@ __all__ = [
 ]
 
 LONG_SIDE = 640
+#: Renders this many pixels on the long side instead (smaller is faster: tests, slow machines).
+LONG_SIDE_ENV = "FRAMEPACK_SIM_LONG_SIDE"
+
+
+def resolve_long_side(long_side: int | None) -> int:
+    """`long_side`, else FRAMEPACK_SIM_LONG_SIDE, else LONG_SIDE; ValueError below 16."""
+    text = str(long_side) if long_side is not None else os.environ.get(LONG_SIDE_ENV, "").strip()
+    if not text:
+        return LONG_SIDE
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 16:
+        where = f"{LONG_SIDE_ENV}={text!r}" if long_side is None else f"long_side={long_side!r}"
+        raise ValueError(f"{where}: the long side must be a whole number of pixels, at least 16")
+    return value
 RENDER_VERSION = "2"  # bump when the picture changes, so cached renders are not reused
 
 _MIN_SHORT_SIDE = 128

@@ -35,7 +35,7 @@ from ._bodies import CreateRequest, parse_create, parse_upload
 from ._clock import DEFAULT_PENDING_SECONDS, UNITS_PER_USD, SimTask, default_processing_seconds
 from ._faults import Fault, FaultBook
 from ._http import RequestRecord, Response, SimHTTPServer, error_response, file_response, json_response, route
-from ._render import LONG_SIDE
+from ._render import resolve_long_side
 from ._renderpool import RenderJob, RenderPool
 from ._replay import Replay, load_trace
 from ._shapes import resolve_profile
@@ -63,6 +63,8 @@ class Simulator:
     (a percent and log lines while processing); without it FRAMEPACK_SIM_PROFILE decides.
     `replay` (a trace file written by `framepack record`, or its dict) makes the simulator
     answer creates and GETs with that trace's recorded answers, in order (see `_replay`).
+    `long_side` is the rendered videos' long side in pixels (default 640, or
+    FRAMEPACK_SIM_LONG_SIDE: smaller renders faster).
 
     With `state_dir`, tasks outlive this object and this process, as they would on a hosted
     service: every task (its wall-clock start, its clock, its inputs, a fault-driven failure,
@@ -87,7 +89,7 @@ class Simulator:
         processing_seconds: float | Callable[[int], float] | None = None,
         workdir: str | Path | None = None,
         render_workers: int = 2,
-        long_side: int = LONG_SIDE,
+        long_side: int | None = None,
         label: bool = True,
         credits_usd: float | None = None,
         state_dir: str | Path | None = None,
@@ -113,7 +115,7 @@ class Simulator:
         self.pending_seconds = DEFAULT_PENDING_SECONDS if pending_seconds is None else float(pending_seconds)
         self.processing_seconds = processing_seconds
         self.api_key = api_key or "sim-" + secrets.token_urlsafe(18)
-        self.long_side = int(long_side)
+        self.long_side = resolve_long_side(long_side)
         self.label = bool(label)
         if state_dir is not None and workdir is not None and (
             Path(workdir).expanduser().resolve() != Path(state_dir).expanduser().resolve()
