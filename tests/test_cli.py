@@ -58,14 +58,17 @@ def test_generate_without_a_key_uses_the_simulator_and_writes_a_video(
 
 
 def test_generate_against_an_api_reports_status_and_never_prints_the_key(
-    photo: Path, tmp_path: Path, fast_sim: Simulator, capsys: pytest.CaptureFixture[str]
+    photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "nested" / "clip.mp4"
-    code = cli.main(["generate", str(photo), "--prompt", "pan left", "--duration", "11", "-o", str(out)])
+    with Simulator(time_scale=20) as sim:  # slow enough that a look lands while it processes
+        monkeypatch.setenv("PIAPI_API_KEY", sim.api_key)
+        monkeypatch.setenv("PIAPI_BASE_URL", sim.base_url)
+        code = cli.main(["generate", str(photo), "--prompt", "pan left", "--duration", "11", "-o", str(out)])
     captured = capsys.readouterr()
     assert code == cli.EXIT_OK, captured.err
     assert "processing" in captured.err
-    assert fast_sim.api_key not in captured.err + captured.out
+    assert sim.api_key not in captured.err + captured.out
     assert abs(_video_seconds(out) - 11.0) <= 1 / 30
 
 
