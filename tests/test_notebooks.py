@@ -161,7 +161,7 @@ def test_saved_widget_state_stays_small_and_holds_no_bytes_or_key(tmp_path: Path
     from framepack_widgets.simulator import Simulator
 
     key = "sk-fake-" + secrets.token_hex(20)
-    with Simulator(api_key=key, time_scale=20) as sim:
+    with Simulator(api_key=key, time_scale=100) as sim:
         # The widget makes its own client from the environment, exactly as it would with a
         # real key; the simulator stands in for PiAPI (the key never appears in any cell).
         monkeypatch.setenv("PIAPI_API_KEY", key)

@@ -764,7 +764,7 @@ async def test_kill_the_kernel_while_processing_then_resume(tmp_path: Path) -> N
     folder, key, port = tmp_path / "store", "sim-key-for-kill-test", _free_port()
     sim_log = (tmp_path / "sim.log").open("w")
     sim = subprocess.Popen(
-        [sys.executable, "-m", "framepack_widgets.simulator", "--port", str(port), "--time-scale", "4",
+        [sys.executable, "-m", "framepack_widgets.simulator", "--port", str(port), "--time-scale", "10",
          "--api-key", key],
         stdout=sim_log, stderr=subprocess.STDOUT,
     )

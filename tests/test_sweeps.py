@@ -418,7 +418,7 @@ async def test_kernel_killed_mid_sweep_resumes_all_three_without_paying_twice(tm
 
     folder = tmp_path / "store"
     image = png_file(tmp_path / "start.png")
-    with Simulator(time_scale=1, pending_seconds=0.5, processing_seconds=3.0) as sim:
+    with Simulator(time_scale=1, pending_seconds=0.5, processing_seconds=1.5) as sim:
         child = subprocess.Popen(
             [sys.executable, "-c", CHILD, sim.base_url, sim.api_key, str(folder), str(image)],
             stdout=subprocess.PIPE, text=True,
