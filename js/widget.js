@@ -10,8 +10,8 @@ const STAGES = {
 const SLOT_NAMES = { start: "Start image", end: "End image" };
 const KEEP_VIDEOS = 8; // blob URLs of videos kept per view
 
-/** Only http(s) and blob: URLs may reach a src (not javascript:, data:...). `local` also allows
- * a relative path inside the page's folder (the gallery's files): no scheme, leading / or "..". */
+/** Only http(s) and blob: URLs may reach a src (not javascript:, data:...); `local` also allows
+ * a relative path inside the page's folder (the gallery's files). */
 export function safeUrl(url, { blob = true, local = false, web = true } = {}) {
   if (typeof url !== "string") return null;
   const u = url.trim();
@@ -20,9 +20,7 @@ export function safeUrl(url, { blob = true, local = false, web = true } = {}) {
   return null;
 }
 
-export function money(x) {
-  return "$" + (Number(x) || 0).toFixed(2);
-}
+export const money = (x) => "$" + (Number(x) || 0).toFixed(2);
 
 export function clock(seconds) {
   const s = Math.max(0, Math.floor(Number(seconds) || 0));
@@ -30,11 +28,11 @@ export function clock(seconds) {
 }
 
 /** " · $0.30" for `secs` at the model's rate; without a rate, no figure rather than a guess. */
-const price = (get, secs) => (Number.isFinite(get("cost_per_second")) ? ` \u00b7 ${money(secs * get("cost_per_second"))}` : "");
+const price = (get, secs) => (Number.isFinite(get("cost_per_second")) ? ` · ${money(secs * get("cost_per_second"))}` : "");
 const simulated = (get) => (get("backend") === "simulator" ? " (simulated, nothing charged)" : "");
 
-/** Build an element: h("p.fpw-note", { role: "status" }, ...kids), classes after the tag name.
- * Text children become text nodes; nothing is ever parsed as HTML. */
+/** h("p.fpw-note", { role: "status" }, ...kids): classes follow the tag name; text becomes
+ * text nodes, never parsed as HTML. */
 export function h(tag, attrs = {}, ...kids) {
   const [name, ...classes] = tag.split(".");
   const e = document.createElement(name);
@@ -52,17 +50,17 @@ export function h(tag, attrs = {}, ...kids) {
 /** type="button": never submits a form the widget sits in. */
 const button = (text, attrs) => h("button", { type: "button", text, ...attrs });
 
-/** A muted, looping inline video (the muted property too: the attribute alone does not mute it). */
+/** A muted, looping inline video (the attribute alone does not mute a created element). */
 function video(attrs) {
   const v = h("video", { muted: true, playsinline: true, loop: true, ...attrs });
   v.muted = true;
   return v;
 }
 
-/** Play, ignoring the refusal a browser may give (autoplay rules, a source swapped meanwhile). */
+/** Play; a refusal (autoplay rules, a source swapped meanwhile) is no error. */
 const play = (v) => v.play?.()?.catch?.(() => {});
 
-/** Point a media element at `url`, unless it already is or the URL may not reach a src. */
+/** Point a media element at `url` unless it already is, or the URL may not reach a src. */
 function setSrc(el, url, rules) {
   if (!url || el.getAttribute("src") === url || !safeUrl(url, rules)) return false;
   el.src = url;
@@ -108,10 +106,10 @@ export function sendInChunks(send, head, buffer, size) {
 /** Keeps 2-4 videos in step behind a leader (the longest): a follower drifting more than a
  * third of a frame is nudged (playbackRate) or, far off, seeked. Ticks on the leader's frames. */
 export class SyncController {
-  constructor(videos, { fps, tolerance, raf } = {}) {
+  constructor(videos, { fps, raf } = {}) {
     this.videos = [...videos];
     this.fps = fps;
-    this.tol = tolerance ?? 1 / (3 * fps);
+    this.tol = 1 / (3 * fps);
     this.raf = raf ?? globalThis.requestAnimationFrame?.bind(globalThis);
     this.rate = 1;
     this.running = false;
@@ -222,8 +220,8 @@ function scope(model) {
   return s;
 }
 
-/** A request sent and not yet answered (so a double click sends one); given up after a
- * minute, then `onGiveUp()`, in case no answer ever comes. */
+/** A request sent and not yet answered (a double click sends one); given up after a minute
+ * (then `onGiveUp()`) in case no answer ever comes. */
 function inFlight(s, prefix, onGiveUp) {
   let id = null, timer = 0;
   s.defer(() => clearTimeout(timer));
@@ -235,7 +233,6 @@ function inFlight(s, prefix, onGiveUp) {
       timer = setTimeout(() => { id = null; onGiveUp(); }, 60000);
       return id;
     },
-    /** Whether `msg` answers it (then it is no longer in flight). */
     answers(msg) {
       if (!id || msg.request_id !== id) return false;
       id = null;
@@ -305,8 +302,8 @@ function mediaStore(ctx) {
 }
 
 // ----- mounts
-// Each builds its part inside `box`, keeps it in step with the model and returns its
-// cleanup. They share only `ctx` (see context below).
+// Each builds its part in `box`, keeps it in step with the model and returns its cleanup;
+// they share only `ctx` (see context below).
 
 function mountHeader(ctx, box) {
   const s = scope(ctx.model), { get } = ctx;
@@ -338,8 +335,8 @@ function mountSlots(ctx, box, say) {
     const img = h("img.fpw-thumb", { alt: "", hidden: true });
     const hint = h("span.fpw-slot-hint", { id: `${fid}-hint`, text: `${slot === "start" ? "Required" : "Optional"}. Drop, paste or click to choose.` });
     const meta = h("span.fpw-slot-meta");
-    const clear = button("\u00d7", { class: "fpw-clear", "aria-label": `Remove ${name.toLowerCase()}`, title: "Remove", hidden: true });
-    const url = h("input.fpw-url", { type: "url", "aria-label": `${name} URL`, placeholder: "or an image URL (https://\u2026)" });
+    const clear = button("×", { class: "fpw-clear", "aria-label": `Remove ${name.toLowerCase()}`, title: "Remove", hidden: true });
+    const url = h("input.fpw-url", { type: "url", "aria-label": `${name} URL`, placeholder: "or an image URL (https://…)" });
     const drop = h("div.fpw-drop", {}, img, h("label.fpw-slot-label", { for: fid, text: name }), hint, meta, file);
     const slotBox = h("div", { class: `fpw-slot fpw-slot-${slot}`, "data-slot": slot }, drop, clear, url);
     slots[slot] = { box: slotBox, img, meta, clear, url, preview: null, thumb: null };
@@ -368,9 +365,9 @@ function mountSlots(ctx, box, say) {
   });
 
   async function upload(slot, file) {
-    if (!file.type.startsWith("image/") && file.type) return say(`${SLOT_NAMES[slot]}: \u201c${file.name}\u201d is not an image. Choose a JPEG, PNG or WebP file.`);
+    if (!file.type.startsWith("image/") && file.type) return say(`${SLOT_NAMES[slot]}: “${file.name}” is not an image. Choose a JPEG, PNG or WebP file.`);
     const t = slots[slot];
-    t.meta.textContent = "Preparing\u2026";
+    t.meta.textContent = "Preparing…";
     try {
       const { max_side, chunk_bytes, max_upload_bytes } = get("limits");
       const img = await downscale(file, max_side, chunk_bytes);
@@ -393,7 +390,7 @@ function mountSlots(ctx, box, say) {
   }
   function show(slot) {
     const t = slots[slot], info = get(`${slot}_image_info`);
-    const u = safeUrl(t.preview || t.thumb || (info && info.url) || "");
+    const u = safeUrl(t.preview || t.thumb || info?.url);
     t.img.hidden = !u;
     if (u) t.img.src = u; else t.img.removeAttribute("src");
     t.box.classList.toggle("fpw-has-image", !!u);
@@ -409,7 +406,7 @@ function mountSlots(ctx, box, say) {
   }
   function sync(slot) {
     const info = get(`${slot}_image_info`), t = slots[slot];
-    t.meta.textContent = info ? `${info.name || ""}${info.width ? ` \u00b7 ${info.width}\u00d7${info.height}` : ""}` : "";
+    t.meta.textContent = info ? `${info.name || ""}${info.width ? ` · ${info.width}×${info.height}` : ""}` : "";
     if (info) show(slot);
     else { t.url.value = ""; setThumb(slot, null); }
   }
@@ -425,7 +422,7 @@ function mountSlots(ctx, box, say) {
 function mountInputs(ctx, box) {
   const s = scope(ctx.model), { id, get, save, send } = ctx;
   const field = (label, control, extra) => h("div.fpw-field", {}, h("label", { for: control.id, text: label }), control, extra);
-  const prompt = h("textarea.fpw-prompt", { id: `${id}-prompt`, rows: 3, maxlength: get("limits").max_prompt_chars, placeholder: "What should happen? e.g. \u201cthe camera slowly zooms in\u201d", "aria-keyshortcuts": "Control+Enter Meta+Enter" });
+  const prompt = h("textarea.fpw-prompt", { id: `${id}-prompt`, rows: 3, maxlength: get("limits").max_prompt_chars, placeholder: "What should happen? e.g. “the camera slowly zooms in”", "aria-keyshortcuts": "Control+Enter Meta+Enter" });
   const negative = h("textarea.fpw-negative", { id: `${id}-neg`, rows: 1, placeholder: "What to avoid (optional)" });
   const dur = h("input.fpw-duration", { id: `${id}-dur`, type: "range", step: 1 });
   const durOut = h("output.fpw-cost", { for: dur.id, "aria-live": "polite" });
@@ -450,7 +447,7 @@ function mountInputs(ctx, box) {
   s.on(cancel, "click", () => send({ type: "cancel", run_id: get("status")?.run_id }));
 
   function whyNot() {
-    if (request.id || get("busy")) return "A submission is in flight\u2026";
+    if (request.id || get("busy")) return "A submission is in flight…";
     if (!get("start_image_info")) return "Add a start image to generate.";
     return prompt.value.trim() ? "" : "Write a prompt to generate.";
   }
@@ -517,7 +514,7 @@ function mountStatus(ctx, box) {
     if (st.running && st.percent == null && st.eta > 0) {
       const est = Math.min(95, (100 * secs) / st.eta);
       bar.value = est;
-      pctEl.textContent = `\u2248${Math.round(est)}% (estimate)`;
+      pctEl.textContent = `≈${Math.round(est)}% (estimate)`;
     }
   }
   function sync() {
@@ -548,14 +545,16 @@ function mountStatus(ctx, box) {
   return s.close;
 }
 
-/** The current run's player, its download link and the run-card export. */
+/** The current run's player, its download link, the run-card export and Extend (its last
+ * frame becomes the start image). */
 function mountResult(ctx, box) {
   const s = scope(ctx.model), { get, send, media } = ctx;
   const player = video({ class: "fpw-video", "aria-label": "Result video", controls: true, preload: "metadata", hidden: true });
   const note = h("p.fpw-player-note");
   const saveVideo = h("a.fpw-link", { text: "Download video", hidden: true });
   const cardBtn = button("Run card", { class: "fpw-card-export", title: "Download a run card (.zip: metadata and poster)", hidden: true });
-  box.append(player, note, h("div.fpw-actions", {}, saveVideo, cardBtn));
+  const extend = button("Extend", { class: "fpw-extend", hidden: true });
+  box.append(player, note, h("div.fpw-actions", {}, saveVideo, cardBtn, extend));
   const lastStage = new Map();
   let autoplay = null;
   function onStatus() {
@@ -569,7 +568,8 @@ function mountResult(ctx, box) {
     const st = get("status") || {};
     const rid = st.run_id;
     cardBtn.hidden = !rid || !!st.running;
-    if (!(rid && st.stage === "completed" && st.has_video)) {
+    extend.hidden = !(rid && st.stage === "completed" && st.has_video);
+    if (extend.hidden) {
       saveVideo.hidden = true;
       player.hidden = true;
       player.removeAttribute("data-run-id");
@@ -586,7 +586,7 @@ function mountResult(ctx, box) {
       player.removeAttribute("src");
       player.load?.();
     }
-    if (!url) { media.request(rid); note.textContent = "Loading the video\u2026"; return; }
+    if (!url) { media.request(rid); note.textContent = "Loading the video…"; return; }
     saveVideo.hidden = false;
     saveVideo.href = url;
     saveVideo.download = `framepack-${rid.slice(0, 8)}.mp4`;
@@ -596,6 +596,8 @@ function mountResult(ctx, box) {
   s.on(player, "loadedmetadata", () => { player.dataset.ready = "true"; });
   s.on(player, "error", () => { player.dataset.ready = "error"; });
   s.on(cardBtn, "click", () => send({ type: "export", what: "card", run_id: get("status")?.run_id }));
+  s.on(extend, "click", () => send({ type: "extend", run_id: get("status")?.run_id }));
+  s.messages({ extended() { ctx.root.querySelector(".fpw-prompt")?.focus(); } });
   s.defer(media.subscribe((what, rid, message) => {
     if (what !== "video_error") sync();
     else if (rid === get("status")?.run_id) note.textContent = message || "";
@@ -626,7 +628,7 @@ function mountSweep(ctx, box) {
     if (!sw.sweep_id) return;
     section.dataset.state = sw.state;
     const prog = Object.entries(sw.progress || {}).map(([k, n]) => `${n} ${(STAGES[k] || k).toLowerCase()}`).join(", ");
-    text.textContent = `Sweep: ${sw.description || ""}${sw.state === "pending" ? " Nothing starts until you press Start sweep." : ` \u2014 ${sw.state}: ${prog}`}${sw.error ? ` ${sw.error}` : ""}`;
+    text.textContent = `Sweep: ${sw.description || ""}${sw.state === "pending" ? " Nothing starts until you press Start sweep." : ` — ${sw.state}: ${prog}`}${sw.error ? ` ${sw.error}` : ""}`;
     go.hidden = sw.state !== "pending";
     stop.hidden = sw.state === "done" || sw.state === "cancelled";
     stop.textContent = sw.state === "pending" ? "Discard sweep" : "Cancel sweep";
@@ -653,7 +655,9 @@ export function mountQueued(ctx, box) {
   return s.close;
 }
 
-/** Run cards (with posters), selection for comparison and paging of older runs. */
+/** Run cards (with posters), selection for comparison, paging of older runs, and Share: the
+ * selected (or all finished) runs as a gallery folder the kernel writes and the browser
+ * downloads, which opens in any browser with no kernel, key or package. */
 function mountHistory(ctx, box) {
   const s = scope(ctx.model), { get, save, send, media } = ctx;
   const cards = h("div.fpw-cards", { role: "list" });
@@ -662,7 +666,10 @@ function mountHistory(ctx, box) {
   const title = h("h3.fpw-h");
   const section = h("section.fpw-history", { "aria-label": "History" },
     h("div.fpw-history-head", {}, title, h("span.fpw-select-hint", { text: `Select 2 to ${get("limits").max_compared} runs, then` }), compareBtn), cards, older);
-  box.append(section);
+  const share = button("Share", { class: "fpw-share", title: "A folder with a web page, the videos, posters and run cards: it opens in any browser, no kernel, key or package needed" });
+  const shareHint = h("span.fpw-share-hint");
+  const shareRow = h("div.fpw-actions.fpw-share-row", { hidden: true }, share, shareHint);
+  box.append(section, shareRow);
   const els = new Map(); // run id -> the card's elements
   const askedPosters = new Set();
   function card(c) {
@@ -687,12 +694,12 @@ function mountHistory(ctx, box) {
       });
       els.set(c.id, r);
     }
-    const excerpt = c.prompt.length > 80 ? c.prompt.slice(0, 79) + "\u2026" : c.prompt;
+    const excerpt = c.prompt.length > 80 ? c.prompt.slice(0, 79) + "…" : c.prompt;
     r.e.dataset.stage = c.stage;
     r.text.textContent = excerpt || "(no prompt)";
     r.text.title = c.prompt;
     const bits = [`${c.duration} s`, STAGES[c.stage] || c.stage, c.wall != null && clock(c.wall), money(c.cost) + (c.backend === "simulator" ? " sim" : "")];
-    r.meta.textContent = bits.filter(Boolean).join(" \u00b7 ");
+    r.meta.textContent = bits.filter(Boolean).join(" · ");
     r.show.setAttribute("aria-label", `Show run: ${excerpt}`);
     r.check.setAttribute("aria-label", `Select for comparison: ${excerpt}`);
     r.extend.hidden = !c.has_video;
@@ -719,8 +726,10 @@ function mountHistory(ctx, box) {
     title.textContent = `History (${total} run${total === 1 ? "" : "s"})`;
     older.hidden = list.length >= total;
     section.hidden = !list.length;
-    const missing = list.filter((c) => !media.poster(c.id) && !askedPosters.has(`${c.id}:${c.has_video}`));
-    missing.forEach((c) => askedPosters.add(`${c.id}:${c.has_video}`));
+    shareRow.hidden = !list.some((c) => c.has_video);
+    const key = (c) => `${c.id}:${c.has_video}`; // asked again once the run has its video
+    const missing = list.filter((c) => !media.poster(c.id) && !askedPosters.has(key(c)));
+    missing.forEach((c) => askedPosters.add(key(c)));
     if (missing.length) send({ type: "posters", run_ids: missing.map((c) => c.id) });
     syncSelection();
   }
@@ -732,8 +741,11 @@ function mountHistory(ctx, box) {
       e.classList.toggle("fpw-selected", check.checked);
     }
     compareBtn.disabled = sel.length < 2 || sel.length > most;
+    const n = sel.length;
+    shareHint.textContent = n ? `a gallery of the ${n} selected run${n === 1 ? "" : "s"}` : "a gallery of the finished runs (select some to share only those)";
   }
   s.on(compareBtn, "click", () => send({ type: "compare", run_ids: (get("selected") || []).slice(0, get("limits").max_compared) }));
+  s.on(share, "click", () => send({ type: "share", run_ids: get("selected") || [] }));
   s.on(older, "click", () => {
     const list = ctx.runs(), seqs = list.map((c) => c.seq).filter(Number.isInteger);
     send(seqs.length ? { type: "history", before: Math.min(...seqs) } : { type: "history", offset: list.length });
@@ -745,18 +757,6 @@ function mountHistory(ctx, box) {
   }));
   s.watch("selected", syncSelection);
   s.follow("history history_total status", sync);
-  return s.close;
-}
-
-/** Extend on the finished result: its last frame becomes the start image. */
-function mountExtend(ctx, box) {
-  const s = scope(ctx.model), { get, send } = ctx;
-  const btn = button("Extend", { class: "fpw-extend", hidden: true });
-  box.append(h("div.fpw-actions", {}, btn));
-  const sync = () => { const st = get("status") || {}; btn.hidden = !(st.stage === "completed" && st.has_video); };
-  s.on(btn, "click", () => send({ type: "extend", run_id: get("status")?.run_id }));
-  s.messages({ extended() { ctx.root.querySelector(".fpw-prompt")?.focus(); } });
-  s.follow("status", sync);
   return s.close;
 }
 
@@ -790,7 +790,7 @@ function mountTimeline(ctx, box) {
       dur.value = g.duration;
       const li = h("li.fpw-seg", { "data-i": i, "data-stage": (on && g.stage) || "" }, prompt, dur);
       const act = (a, text, label, off) => button(text, { "data-act": a, "aria-label": `${label} ${lo}`, disabled: off });
-      if (!on) li.append(act("up", "\u2191", "Move up", !i), act("down", "\u2193", "Move down", i === segs.length - 1), act("remove", "\u00d7", "Remove", segs.length === 1));
+      if (!on) li.append(act("up", "↑", "Move up", !i), act("down", "↓", "Move down", i === segs.length - 1), act("remove", "×", "Remove", segs.length === 1));
       else {
         const pct = g.percent != null && g.stage !== "completed" ? ` ${Math.round(g.percent)}%` : "";
         li.append(h("span.fpw-seg-status", { text: `${STAGES[g.stage] || g.stage || ""}${pct}` }));
@@ -805,7 +805,7 @@ function mountTimeline(ctx, box) {
   }
   function why() {
     const d = (g) => Number(g.duration), lo = get("min_duration"), hi = get("max_duration");
-    if (request.id) return "Starting\u2026";
+    if (request.id) return "Starting…";
     if (!get("start_image_info")) return "Add a start image first.";
     if (draft.some((g) => !String(g.prompt || "").trim())) return "Write a prompt for every segment.";
     if (draft.some((g) => !Number.isInteger(d(g)) || d(g) < lo || d(g) > hi)) return `Durations: ${lo} to ${hi} s.`;
@@ -820,8 +820,8 @@ function mountTimeline(ctx, box) {
     const reason = why();
     start.disabled = !!reason;
     const cost = price(get, secs());
-    total.textContent = on ? t.description : `${draft.length} segment${draft.length === 1 ? "" : "s"} \u00b7 ${secs()} s${cost}${cost && simulated(get)}`;
-    note.textContent = on ? { running: `Segment ${(t.current ?? 0) + 1} of ${t.count}\u2026`, stitching: "Stitching\u2026" }[t.status] || t.error || ""
+    total.textContent = on ? t.description : `${draft.length} segment${draft.length === 1 ? "" : "s"} · ${secs()} s${cost}${cost && simulated(get)}`;
+    note.textContent = on ? { running: `Segment ${(t.current ?? 0) + 1} of ${t.count}…`, stitching: "Stitching…" }[t.status] || t.error || ""
       : reason || (planId ? "Nothing starts until you press Start timeline." : "");
     const want = on && t.status === "done" && t.has_video, url = want && media.video(t.timeline_id);
     if (want && !url) media.request(t.timeline_id);
@@ -893,7 +893,7 @@ function mountComparison(ctx, box) {
   const prevBtn = button("Previous frame", { class: "fpw-prev", title: `Back 1/${fps} s (key: ,)`, disabled: true });
   const nextBtn = button("Next frame", { class: "fpw-next", title: `Forward 1/${fps} s (key: .)`, disabled: true });
   const seek = h("input.fpw-seek", { type: "range", "aria-label": "Seek", min: 0, max: 0, step: 1 / fps, value: 0, disabled: true });
-  const speed = h("select.fpw-speed", { "aria-label": "Playback speed" }, ...[0.25, 0.5, 1, 1.5, 2].map((r) => h("option", { value: r, selected: r === 1, text: `${r}\u00d7` })));
+  const speed = h("select.fpw-speed", { "aria-label": "Playback speed" }, ...[0.25, 0.5, 1, 1.5, 2].map((r) => h("option", { value: r, selected: r === 1, text: `${r}×` })));
   const loopBox = h("input", { type: "checkbox", checked: true, id: `${id}-loop` });
   const closeBtn = button("Close comparison", { class: "fpw-close" });
   const exportBtn = button("Export MP4", { class: "fpw-export", title: "One side-by-side MP4, labelled with what differs" });
@@ -939,7 +939,7 @@ function mountComparison(ctx, box) {
       const url = media.video(rid), poster = media.poster(rid), c = runs.get(rid);
       if (poster) v.setAttribute("poster", poster);
       if (url) { setSrc(v, url, ctx.urlRules); note.textContent = ""; }
-      else if (!c || c.has_video) { media.request(rid); note.textContent = "Loading the video\u2026"; }
+      else if (!c || c.has_video) { media.request(rid); note.textContent = "Loading the video…"; }
       else note.textContent = `No video yet (${STAGES[c.stage] || c.stage}).`;
     }
     maybeSync();
@@ -978,24 +978,6 @@ function mountComparison(ctx, box) {
   return s.close;
 }
 
-/** "Share": the selected (or all finished) runs as a gallery folder the kernel writes and the
- * browser downloads; it opens in any browser, with no kernel, key or package. */
-function mountShare(ctx, box) {
-  const s = scope(ctx.model), { get, send } = ctx;
-  const btn = button("Share", { class: "fpw-share", title: "A folder with a web page, the videos, posters and run cards: it opens in any browser, no kernel, key or package needed" });
-  const hint = h("span.fpw-share-hint");
-  const row = h("div.fpw-actions.fpw-share-row", { hidden: true }, btn, hint);
-  box.append(row);
-  function sync() {
-    const n = (get("selected") || []).length, done = ctx.runs().filter((c) => c.has_video).length;
-    row.hidden = !done;
-    hint.textContent = n ? `a gallery of the ${n} selected run${n === 1 ? "" : "s"}` : "a gallery of the finished runs (select some to share only those)";
-  }
-  s.on(btn, "click", () => send({ type: "share", run_ids: get("selected") || [] }));
-  s.follow("selected history", sync);
-  return s.close;
-}
-
 // ----- the view
 
 /** What the mounts of one view share: model accessors, the view's id and root, the media
@@ -1028,8 +1010,8 @@ function render({ model, el }) {
   root.append(main);
   cleanups.push(mountInputs(ctx, main));
   main.append(output);
-  cleanups.push(mountStatus(ctx, output), mountResult(ctx, output), mountExtend(ctx, output),
-    mountSweep(ctx, root), mountQueued(ctx, root), mountTimeline(ctx, root), mountHistory(ctx, root), mountShare(ctx, root),
+  cleanups.push(mountStatus(ctx, output), mountResult(ctx, output),
+    mountSweep(ctx, root), mountQueued(ctx, root), mountTimeline(ctx, root), mountHistory(ctx, root),
     mountComparison(ctx, root));
   ctx.send({ type: "hello" });
   return () => {
@@ -1038,5 +1020,5 @@ function render({ model, el }) {
   };
 }
 
-export { STAGES, mountHeader, mountInputs, mountStatus, mountResult, mountExtend, mountSweep, mountTimeline, mountHistory, mountComparison, mountShare, mediaStore };
+export { STAGES, mountHeader, mountInputs, mountStatus, mountResult, mountSweep, mountTimeline, mountHistory, mountComparison, mediaStore };
 export default { initialize() {}, render }; // all state is per view: nothing per model
