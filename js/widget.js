@@ -163,7 +163,7 @@ export class SyncController {
     this.running = true;
     const L = this.leader;
     const frame = () => {
-      if (!this.running || this.ac.signal.aborted) return;
+      if (!this.running) return; // paused or destroyed meanwhile
       this.tick();
       if (L.paused) { this.running = false; return; }
       next();
