@@ -885,7 +885,7 @@ function diffLine(ops) {
 
 /** 2 to 4 runs side by side, played in lock-step, with what differs between them. */
 function mountComparison(ctx, box) {
-  const s = scope(ctx.model), { id, get, send, media } = ctx;
+  const s = scope(ctx.model), { get, send, media } = ctx;
   const fps = get("limits").fps;
   const summary = h("p.fpw-diff-summary");
   const grid = h("div.fpw-grid");
@@ -894,7 +894,7 @@ function mountComparison(ctx, box) {
   const nextBtn = button("Next frame", { class: "fpw-next", title: `Forward 1/${fps} s (key: .)`, disabled: true });
   const seek = h("input.fpw-seek", { type: "range", "aria-label": "Seek", min: 0, max: 0, step: 1 / fps, value: 0, disabled: true });
   const speed = h("select.fpw-speed", { "aria-label": "Playback speed" }, ...[0.25, 0.5, 1, 1.5, 2].map((r) => h("option", { value: r, selected: r === 1, text: `${r}×` })));
-  const loopBox = h("input", { type: "checkbox", checked: true, id: `${id}-loop` });
+  const loopBox = h("input", { type: "checkbox", checked: true });
   const closeBtn = button("Close comparison", { class: "fpw-close" });
   const exportBtn = button("Export MP4", { class: "fpw-export", title: "One side-by-side MP4, labelled with what differs" });
   const section = h("section.fpw-compare", { "aria-label": "Comparison", hidden: true },
