@@ -10,8 +10,8 @@ const STAGES = {
 const SLOT_NAMES = { start: "Start image", end: "End image" };
 const KEEP_VIDEOS = 8; // blob URLs of videos kept per view
 
-/** Only http(s) and blob: URLs may reach a src (not javascript:, data:...); `local` also allows
- * a relative path inside the page's folder (the gallery's files). */
+/** Only http(s) and blob: URLs may reach a src (not javascript:, data:...). `local` also allows
+ * a relative path inside the page's folder (the gallery's files); `web: false` refuses http(s). */
 export function safeUrl(url, { blob = true, local = false, web = true } = {}) {
   if (typeof url !== "string") return null;
   const u = url.trim();
