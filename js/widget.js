@@ -1,7 +1,6 @@
-// framepack_widgets frontend: a plain ES module for anywidget. No dependencies, no build.
-// Small state arrives in model traits; bytes arrive as buffers of custom messages (see
-// framepack_widgets/_widget_protocol.py for the wire format). User and API text is only
-// ever set with textContent; only http(s) and blob: URLs reach a src.
+// framepack_widgets frontend: a plain ES module for anywidget, no dependencies, no build. State
+// comes in traits, bytes in custom-message buffers (framepack_widgets/widget/_protocol.py).
+// Text is only ever set with textContent; only http(s) and blob: URLs reach a src.
 
 const STAGES = {
   idle: "Ready", queued: "Queued", waiting: "Waiting", submitting: "Submitting", pending: "Pending: waiting in the queue",
@@ -11,9 +10,8 @@ const STAGES = {
 const SLOT_NAMES = { start: "Start image", end: "End image" };
 const KEEP_VIDEOS = 8; // blob URLs of videos kept per view
 
-/** Only http(s) and blob: URLs may reach a src; anything else (javascript:, data:...) is refused.
- * `local` also lets through a plain relative path inside the page's folder (the shared gallery's
- * own files): no scheme, no leading slash, no ".."; `web: false` refuses http(s). */
+/** Only http(s) and blob: URLs may reach a src (not javascript:, data:...). `local` also allows
+ * a relative path inside the page's folder (the gallery's files); `web: false` refuses http(s). */
 export function safeUrl(url, { blob = true, local = false, web = true } = {}) {
   if (typeof url !== "string") return null;
   const u = url.trim();
@@ -22,18 +20,23 @@ export function safeUrl(url, { blob = true, local = false, web = true } = {}) {
   return null;
 }
 
-export function money(x) {
-  return "$" + (Number(x) || 0).toFixed(2);
-}
+export const money = (x) => "$" + (Number(x) || 0).toFixed(2);
 
 export function clock(seconds) {
   const s = Math.max(0, Math.floor(Number(seconds) || 0));
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
 }
 
-/** Build an element. Text children become text nodes; nothing is ever parsed as HTML. */
+/** " · $0.30" for `secs` at the model's rate; without a rate, no figure rather than a guess. */
+const price = (get, secs) => (Number.isFinite(get("cost_per_second")) ? ` · ${money(secs * get("cost_per_second"))}` : "");
+const simulated = (get) => (get("backend") === "simulator" ? " (simulated, nothing charged)" : "");
+
+/** h("p.fpw-note", { role: "status" }, ...kids): classes follow the tag name; text becomes
+ * text nodes, never parsed as HTML. */
 export function h(tag, attrs = {}, ...kids) {
-  const e = document.createElement(tag);
+  const [name, ...classes] = tag.split(".");
+  const e = document.createElement(name);
+  if (classes.length) e.className = classes.join(" ");
   for (const [k, v] of Object.entries(attrs)) {
     if (v == null || v === false) continue;
     if (k === "class") e.className = v;
@@ -44,8 +47,28 @@ export function h(tag, attrs = {}, ...kids) {
   return e;
 }
 
-/** Downscale an image file in the browser (long side <= maxSide) and encode it as JPEG,
- * at a lower quality when needed to fit in `targetBytes` (one message chunk). */
+/** type="button": never submits a form the widget sits in. */
+const button = (text, attrs) => h("button", { type: "button", text, ...attrs });
+
+/** A muted, looping inline video (the attribute alone does not mute a created element). */
+function video(attrs) {
+  const v = h("video", { muted: true, playsinline: true, loop: true, ...attrs });
+  v.muted = true;
+  return v;
+}
+
+/** Play; a refusal (autoplay rules, a source swapped meanwhile) is no error. */
+const play = (v) => v.play?.()?.catch?.(() => {});
+
+/** Point a media element at `url` unless it already is, or the URL may not reach a src. */
+function setSrc(el, url, rules) {
+  if (!url || el.getAttribute("src") === url || !safeUrl(url, rules)) return false;
+  el.src = url;
+  return true;
+}
+
+/** Downscale an image (long side <= maxSide) to a JPEG, at a lower quality if needed to fit
+ * in `targetBytes` (one message chunk). */
 export async function downscale(file, maxSide, targetBytes = Infinity) {
   const bytes = async () => ({ buffer: await file.arrayBuffer(), mime: file.type || "application/octet-stream" });
   if (typeof createImageBitmap !== "function") return bytes();
@@ -72,33 +95,29 @@ export async function downscale(file, maxSide, targetBytes = Infinity) {
   return { buffer: await blob.arrayBuffer(), mime: "image/jpeg", width: w, height: hgt };
 }
 
-/** Send bytes to the kernel as messages of at most `size` bytes each (some front-ends drop
- * messages around 1 MB); the kernel joins them by upload_id, index and count. */
+/** Bytes to the kernel in messages of at most `size` bytes (some front-ends drop messages
+ * around 1 MB); the kernel joins them by upload_id, index and count. */
 export function sendInChunks(send, head, buffer, size) {
   const total = buffer.byteLength, count = Math.max(1, Math.ceil(total / size));
   const upload_id = Math.random().toString(36).slice(2, 10);
   for (let index = 0; index < count; index++) send({ ...head, upload_id, index, count, total }, [buffer.slice(index * size, (index + 1) * size)]);
 }
 
-/**
- * Keeps 2-4 videos in step: one leader (the longest), followers corrected when they drift
- * more than a third of a frame, by nudging playbackRate for small drift and seeking for
- * large drift. Ticks on the leader's requestVideoFrameCallback (or animation frames).
- */
+/** Keeps 2-4 videos in step behind a leader (the longest): a follower drifting more than a
+ * third of a frame is nudged (playbackRate) or, far off, seeked. Ticks on the leader's frames. */
 export class SyncController {
-  constructor(videos, { fps, tolerance, raf } = {}) {
+  constructor(videos, { fps, raf } = {}) {
     this.videos = [...videos];
     this.fps = fps;
-    this.tol = tolerance ?? 1 / (3 * fps);
+    this.tol = 1 / (3 * fps);
     this.raf = raf ?? globalThis.requestAnimationFrame?.bind(globalThis);
     this.rate = 1;
-    this.loop = true;
     this.running = false;
     this.maxDrift = 0;
     this.leader = this.videos.reduce((a, b) => ((b.duration || 0) > (a.duration || 0) ? b : a));
     this.ac = new AbortController();
     const o = { signal: this.ac.signal }, L = this.leader;
-    L.addEventListener("play", () => { this.followers.forEach((v) => v.play?.()?.catch?.(() => {})); this.start(); }, o);
+    L.addEventListener("play", () => { this.followers.forEach(play); this.start(); }, o);
     L.addEventListener("pause", () => { this.followers.forEach((v) => v.pause()); this.align(); }, o);
     L.addEventListener("seeked", () => this.align(), o);
     this.setLoop(true);
@@ -129,7 +148,7 @@ export class SyncController {
       worst = Math.max(worst, ad);
       if (L.paused) { if (ad > this.tol) v.currentTime = want; continue; }
       if (v.paused || v.ended) {
-        if (want < (v.duration || Infinity) - this.tol) { v.currentTime = want; v.play?.()?.catch?.(() => {}); }
+        if (want < (v.duration || Infinity) - this.tol) { v.currentTime = want; play(v); }
         continue;
       }
       if (ad > 4 / this.fps) { v.currentTime = want; v.playbackRate = this.rate; }
@@ -144,7 +163,7 @@ export class SyncController {
     this.running = true;
     const L = this.leader;
     const frame = () => {
-      if (!this.running || this.ac.signal.aborted) return;
+      if (!this.running) return; // paused or destroyed meanwhile
       this.tick();
       if (L.paused) { this.running = false; return; }
       next();
@@ -154,7 +173,7 @@ export class SyncController {
   }
   play() {
     this.align();
-    this.videos.forEach((v) => { v.playbackRate = this.rate; v.play?.()?.catch?.(() => {}); });
+    this.videos.forEach((v) => { v.playbackRate = this.rate; play(v); });
     this.start();
   }
   pause() { this.running = false; this.videos.forEach((v) => v.pause()); this.align(); }
@@ -167,29 +186,27 @@ export class SyncController {
   step(frames) { this.pause(); this.seek(this.leader.currentTime + frames / this.fps); }
   setRate(r) { this.rate = r; this.videos.forEach((v) => { v.playbackRate = r; }); }
   setLoop(on) {
-    this.loop = on;
     // Shorter followers hold their last frame until the leader loops back.
     this.videos.forEach((v) => { v.loop = on && (v === this.leader || !((v.duration || 0) < (this.leader.duration || 0) - 1 / this.fps)); });
   }
   destroy() { this.running = false; this.ac.abort(); }
 }
 
-function initialize() {
-  // All state is per view (render); nothing to set up per model.
-}
+// ----- per-view plumbing
 
-// ------------------------------------------------------------------ per-view plumbing
-
-/** What one mount listens to and owns. close() removes its DOM and model listeners, runs
- * its deferred clean-ups (timers, subscriptions) and revokes the blob URLs it made. */
+/** What one mount listens to and owns; close() undoes it all: DOM and model listeners,
+ * deferred clean-ups (timers, subscriptions), the blob URLs it made. */
 function scope(model) {
   const ac = new AbortController(), undo = [], urls = new Set();
+  const listen = (name, fn) => { model.on(name, fn); undo.push(() => model.off(name, fn)); };
   const s = {
     get closed() { return ac.signal.aborted; },
     on: (target, ev, fn) => target.addEventListener(ev, fn, { signal: ac.signal }),
-    watch(names, fn) { for (const n of names.split(" ")) { model.on(n, fn); undo.push(() => model.off(n, fn)); } },
+    /** fn on a change of any of these traits ("a b c"); follow also runs it now, to catch up. */
+    watch(traits, fn) { for (const t of traits.split(" ")) listen(`change:${t}`, fn); },
+    follow(traits, fn) { s.watch(traits, fn); fn(); },
     /** Kernel -> view messages by type (only a table's own keys, never inherited ones). */
-    messages(table) { s.watch("msg:custom", (msg, buffers) => { if (msg && Object.hasOwn(table, msg.type)) table[msg.type](msg, buffers?.[0]); }); },
+    messages(table) { listen("msg:custom", (msg, buffers) => { if (msg && Object.hasOwn(table, msg.type)) table[msg.type](msg, buffers?.[0]); }); },
     defer(fn) { undo.push(fn); },
     url(blob) { const u = URL.createObjectURL(blob); urls.add(u); return u; },
     drop(u) { if (u && urls.delete(u)) URL.revokeObjectURL(u); },
@@ -201,6 +218,28 @@ function scope(model) {
     },
   };
   return s;
+}
+
+/** A request sent and not yet answered (a double click sends one); given up after a minute
+ * (then `onGiveUp()`) in case no answer ever comes. */
+function inFlight(s, prefix, onGiveUp) {
+  let id = null, timer = 0;
+  s.defer(() => clearTimeout(timer));
+  return {
+    get id() { return id; },
+    start() {
+      id = `${prefix}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+      clearTimeout(timer);
+      timer = setTimeout(() => { id = null; onGiveUp(); }, 60000);
+      return id;
+    },
+    answers(msg) {
+      if (!id || msg.request_id !== id) return false;
+      id = null;
+      clearTimeout(timer);
+      return true;
+    },
+  };
 }
 
 /** Videos, posters and downloads: reassembled from chunked buffers into blob URLs that
@@ -262,16 +301,16 @@ function mediaStore(ctx) {
   };
 }
 
-// ------------------------------------------------------------------ mounts
-// Each mount builds its part inside `box`, keeps it in step with the model and returns
-// its cleanup. They share only `ctx` (see context below).
+// ----- mounts
+// Each builds its part in `box`, keeps it in step with the model and returns its cleanup;
+// they share only `ctx` (see context below).
 
 function mountHeader(ctx, box) {
   const s = scope(ctx.model), { get } = ctx;
-  const badge = h("span", { class: "fpw-badge" });
-  const balance = h("span", { class: "fpw-balance" });
-  const notice = h("p", { class: "fpw-notice", "aria-live": "polite" });
-  box.append(h("div", { class: "fpw-head" }, h("span", { class: "fpw-title", text: "FramePack" }), badge, balance), notice);
+  const badge = h("span.fpw-badge");
+  const balance = h("span.fpw-balance");
+  const notice = h("p.fpw-notice", { "aria-live": "polite" });
+  box.append(h("div.fpw-head", {}, h("span.fpw-title", { text: "FramePack" }), badge, balance), notice);
   function sync() {
     const sim = get("backend") === "simulator";
     badge.textContent = get("backend_label") || (sim ? "Offline simulator" : "PiAPI");
@@ -280,8 +319,7 @@ function mountHeader(ctx, box) {
     ctx.root.dataset.backend = get("backend");
     notice.textContent = get("notice") || "";
   }
-  s.watch("change:backend change:backend_label change:balance change:notice", sync);
-  sync();
+  s.follow("backend backend_label balance notice", sync);
   return s.close;
 }
 
@@ -290,15 +328,16 @@ function mountSlots(ctx, box, say) {
   const s = scope(ctx.model), { id, get, send } = ctx;
   const slots = {};
   const isSlot = (slot) => typeof slot === "string" && Object.hasOwn(SLOT_NAMES, slot);
+  const firstImage = (files) => [...(files || [])].find((f) => f.type.startsWith("image/"));
   for (const [slot, name] of Object.entries(SLOT_NAMES)) {
     const fid = `${id}-${slot}`;
-    const file = h("input", { type: "file", accept: "image/*", id: fid, class: "fpw-file", "aria-describedby": `${fid}-hint` });
-    const img = h("img", { class: "fpw-thumb", alt: "", hidden: true });
-    const hint = h("span", { class: "fpw-slot-hint", id: `${fid}-hint`, text: `${slot === "start" ? "Required" : "Optional"}. Drop, paste or click to choose.` });
-    const meta = h("span", { class: "fpw-slot-meta" });
-    const clear = h("button", { type: "button", class: "fpw-clear", "aria-label": `Remove ${name.toLowerCase()}`, title: "Remove", hidden: true, text: "\u00d7" });
-    const url = h("input", { type: "url", class: "fpw-url", "aria-label": `${name} URL`, placeholder: "or an image URL (https://\u2026)" });
-    const drop = h("div", { class: "fpw-drop" }, img, h("label", { for: fid, class: "fpw-slot-label", text: name }), hint, meta, file);
+    const file = h("input.fpw-file", { type: "file", accept: "image/*", id: fid, "aria-describedby": `${fid}-hint` });
+    const img = h("img.fpw-thumb", { alt: "", hidden: true });
+    const hint = h("span.fpw-slot-hint", { id: `${fid}-hint`, text: `${slot === "start" ? "Required" : "Optional"}. Drop, paste or click to choose.` });
+    const meta = h("span.fpw-slot-meta");
+    const clear = button("×", { class: "fpw-clear", "aria-label": `Remove ${name.toLowerCase()}`, title: "Remove", hidden: true });
+    const url = h("input.fpw-url", { type: "url", "aria-label": `${name} URL`, placeholder: "or an image URL (https://…)" });
+    const drop = h("div.fpw-drop", {}, img, h("label.fpw-slot-label", { for: fid, text: name }), hint, meta, file);
     const slotBox = h("div", { class: `fpw-slot fpw-slot-${slot}`, "data-slot": slot }, drop, clear, url);
     slots[slot] = { box: slotBox, img, meta, clear, url, preview: null, thumb: null };
     box.append(slotBox);
@@ -309,7 +348,7 @@ function mountSlots(ctx, box, say) {
     s.on(drop, "drop", (e) => {
       e.preventDefault();
       drop.classList.remove("fpw-over");
-      const f = [...(e.dataTransfer?.files || [])].find((x) => x.type.startsWith("image/"));
+      const f = firstImage(e.dataTransfer?.files);
       const u = e.dataTransfer?.getData?.("text/uri-list") || e.dataTransfer?.getData?.("text/plain");
       if (f) upload(slot, f);
       else if (u) sendUrl(slot, u.split(/\s+/)[0]);
@@ -319,16 +358,16 @@ function mountSlots(ctx, box, say) {
     s.on(clear, "click", () => send({ type: "clear_image", slot }));
   }
   s.on(ctx.root, "paste", (e) => {
-    const f = [...(e.clipboardData?.files || [])].find((x) => x.type.startsWith("image/"));
+    const f = firstImage(e.clipboardData?.files);
     if (!f) return;
     e.preventDefault();
     upload(e.target.closest?.(".fpw-slot")?.dataset.slot || (get("start_image_info") ? "end" : "start"), f);
   });
 
   async function upload(slot, file) {
-    if (!file.type.startsWith("image/") && file.type) return say(`${SLOT_NAMES[slot]}: \u201c${file.name}\u201d is not an image. Choose a JPEG, PNG or WebP file.`);
+    if (!file.type.startsWith("image/") && file.type) return say(`${SLOT_NAMES[slot]}: “${file.name}” is not an image. Choose a JPEG, PNG or WebP file.`);
     const t = slots[slot];
-    t.meta.textContent = "Preparing\u2026";
+    t.meta.textContent = "Preparing…";
     try {
       const { max_side, chunk_bytes, max_upload_bytes } = get("limits");
       const img = await downscale(file, max_side, chunk_bytes);
@@ -351,7 +390,7 @@ function mountSlots(ctx, box, say) {
   }
   function show(slot) {
     const t = slots[slot], info = get(`${slot}_image_info`);
-    const u = safeUrl(t.preview || t.thumb || (info && info.url) || "");
+    const u = safeUrl(t.preview || t.thumb || info?.url);
     t.img.hidden = !u;
     if (u) t.img.src = u; else t.img.removeAttribute("src");
     t.box.classList.toggle("fpw-has-image", !!u);
@@ -367,7 +406,7 @@ function mountSlots(ctx, box, say) {
   }
   function sync(slot) {
     const info = get(`${slot}_image_info`), t = slots[slot];
-    t.meta.textContent = info ? `${info.name || ""}${info.width ? ` \u00b7 ${info.width}\u00d7${info.height}` : ""}` : "";
+    t.meta.textContent = info ? `${info.name || ""}${info.width ? ` · ${info.width}×${info.height}` : ""}` : "";
     if (info) show(slot);
     else { t.url.value = ""; setThumb(slot, null); }
   }
@@ -375,31 +414,30 @@ function mountSlots(ctx, box, say) {
     image(msg, buf) { if (isSlot(msg.slot)) setThumb(msg.slot, buf ? s.url(new Blob([buf], { type: msg.mime || "image/jpeg" })) : null); },
     error(msg) { if (isSlot(msg.slot)) { s.drop(slots[msg.slot].preview); slots[msg.slot].preview = null; sync(msg.slot); } },
   });
-  for (const slot of Object.keys(SLOT_NAMES)) { s.watch(`change:${slot}_image_info`, () => sync(slot)); sync(slot); }
+  for (const slot of Object.keys(SLOT_NAMES)) s.follow(`${slot}_image_info`, () => sync(slot));
   return s.close;
 }
 
 /** Image slots, prompt, negative prompt, duration with its price, Generate and Cancel. */
 function mountInputs(ctx, box) {
   const s = scope(ctx.model), { id, get, save, send } = ctx;
-  const field = (label, control, extra) => h("div", { class: "fpw-field" }, h("label", { for: control.id, text: label }), control, extra);
-  const prompt = h("textarea", { id: `${id}-prompt`, class: "fpw-prompt", rows: 3, maxlength: get("limits").max_prompt_chars, placeholder: "What should happen? e.g. \u201cthe camera slowly zooms in\u201d", "aria-keyshortcuts": "Control+Enter Meta+Enter" });
-  const negative = h("textarea", { id: `${id}-neg`, class: "fpw-negative", rows: 1, placeholder: "What to avoid (optional)" });
-  const dur = h("input", { id: `${id}-dur`, type: "range", class: "fpw-duration", step: 1 });
-  const durOut = h("output", { class: "fpw-cost", for: dur.id, "aria-live": "polite" });
-  const generate = h("button", { type: "button", class: "fpw-generate fpw-primary", text: "Generate", "aria-describedby": `${id}-why` });
-  const cancel = h("button", { type: "button", class: "fpw-cancel", text: "Cancel", disabled: true });
-  const why = h("span", { id: `${id}-why`, class: "fpw-why" });
-  const session = h("span", { class: "fpw-session" });
-  const inputError = h("p", { class: "fpw-input-error", role: "alert" });
-  const slotBox = h("div", { class: "fpw-slots" });
-  box.append(h("section", { class: "fpw-inputs", "aria-label": "Inputs" }, slotBox,
+  const field = (label, control, extra) => h("div.fpw-field", {}, h("label", { for: control.id, text: label }), control, extra);
+  const prompt = h("textarea.fpw-prompt", { id: `${id}-prompt`, rows: 3, maxlength: get("limits").max_prompt_chars, placeholder: "What should happen? e.g. “the camera slowly zooms in”", "aria-keyshortcuts": "Control+Enter Meta+Enter" });
+  const negative = h("textarea.fpw-negative", { id: `${id}-neg`, rows: 1, placeholder: "What to avoid (optional)" });
+  const dur = h("input.fpw-duration", { id: `${id}-dur`, type: "range", step: 1 });
+  const durOut = h("output.fpw-cost", { for: dur.id, "aria-live": "polite" });
+  const generate = button("Generate", { class: "fpw-generate fpw-primary", "aria-describedby": `${id}-why` });
+  const cancel = button("Cancel", { class: "fpw-cancel", disabled: true });
+  const why = h("span.fpw-why", { id: `${id}-why` });
+  const session = h("span.fpw-session");
+  const inputError = h("p.fpw-input-error", { role: "alert" });
+  const slotBox = h("div.fpw-slots");
+  box.append(h("section.fpw-inputs", { "aria-label": "Inputs" }, slotBox,
     field("Prompt", prompt), field("Negative prompt", negative), field("Duration", dur, durOut),
-    h("div", { class: "fpw-actions" }, generate, cancel, session), why, inputError));
+    h("div.fpw-actions", {}, generate, cancel, session), why, inputError));
   const say = (message) => { inputError.textContent = message || ""; };
-  let pending = null, pendingTimer = 0;
+  const request = inFlight(s, id, updateGenerate);
   s.defer(mountSlots(ctx, slotBox, say));
-  s.defer(() => clearTimeout(pendingTimer));
 
   s.on(prompt, "input", () => { save("prompt", prompt.value); updateGenerate(); });
   s.on(negative, "input", () => save("negative_prompt", negative.value));
@@ -408,80 +446,64 @@ function mountInputs(ctx, box) {
   s.on(generate, "click", () => doGenerate());
   s.on(cancel, "click", () => send({ type: "cancel", run_id: get("status")?.run_id }));
 
-  function canGenerate() {
-    if (pending || get("busy")) return [false, "A submission is in flight\u2026"];
-    if (!get("start_image_info")) return [false, "Add a start image to generate."];
-    if (!prompt.value.trim()) return [false, "Write a prompt to generate."];
-    return [true, ""];
+  function whyNot() {
+    if (request.id || get("busy")) return "A submission is in flight…";
+    if (!get("start_image_info")) return "Add a start image to generate.";
+    return prompt.value.trim() ? "" : "Write a prompt to generate.";
   }
   function updateGenerate() {
-    const [ok, reason] = canGenerate();
-    generate.disabled = !ok;
-    why.textContent = reason;
-    ctx.root.dataset.busy = String(!!(pending || get("busy")));
+    why.textContent = whyNot();
+    generate.disabled = !!why.textContent;
+    ctx.root.dataset.busy = String(!!(request.id || get("busy")));
   }
-  function settle() { pending = null; clearTimeout(pendingTimer); updateGenerate(); }
   function doGenerate() {
-    if (!canGenerate()[0]) return;
-    const request_id = `${id}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-    pending = request_id;
-    clearTimeout(pendingTimer);
-    pendingTimer = setTimeout(settle, 60000);
+    if (whyNot()) return;
+    const request_id = request.start();
     updateGenerate();
     say("");
     send({ type: "generate", request_id, prompt: prompt.value, negative_prompt: negative.value, duration: Number(dur.value) });
   }
-  /** The price comes from the model; without one, no figure is shown rather than a guess. */
-  function updateCost(d = get("duration")) {
-    const cps = get("cost_per_second");
-    durOut.textContent = typeof cps === "number" && Number.isFinite(cps) ? `${d} s \u00b7 ${money(d * cps)}` : `${d} s`;
-  }
+  const updateCost = (d = get("duration")) => { durOut.textContent = `${d} s${price(get, d)}`; };
+  const mirror = (el, k) => { if (document.activeElement !== el && el.value !== get(k)) el.value = get(k) ?? ""; };
   function sync() {
-    if (document.activeElement !== prompt && prompt.value !== get("prompt")) prompt.value = get("prompt") ?? "";
-    if (document.activeElement !== negative && negative.value !== get("negative_prompt")) negative.value = get("negative_prompt") ?? "";
+    mirror(prompt, "prompt");
+    mirror(negative, "negative_prompt");
     dur.min = get("min_duration");
     dur.max = get("max_duration");
     if (String(dur.value) !== String(get("duration"))) dur.value = get("duration");
     updateCost();
     updateGenerate();
   }
-  function syncSession() {
-    const sim = get("backend") === "simulator";
-    session.textContent = `Session: ${money(get("session_cost"))}${sim ? " (simulated, nothing charged)" : ""}`;
-  }
+  const syncSession = () => { session.textContent = `Session: ${money(get("session_cost"))}${simulated(get)}`; };
   const syncCancel = () => { cancel.disabled = !get("status")?.running; };
   s.messages({
-    generated(msg) { if (msg.request_id && msg.request_id === pending) settle(); },
+    generated(msg) { if (request.answers(msg)) updateGenerate(); },
     error(msg) {
-      if (msg.request_id && msg.request_id === pending) settle();
+      if (request.answers(msg)) updateGenerate();
       say([msg.message, msg.hint].filter(Boolean).join(" "));
     },
   });
-  s.watch("change:prompt change:negative_prompt change:duration change:cost_per_second change:min_duration change:max_duration change:busy", sync);
-  s.watch("change:start_image_info", updateGenerate);
-  s.watch("change:input_error", () => say(get("input_error")));
-  s.watch("change:session_cost change:backend", syncSession);
-  s.watch("change:status", syncCancel);
-  sync();
-  syncSession();
-  syncCancel();
-  say(get("input_error"));
+  s.follow("prompt negative_prompt duration cost_per_second min_duration max_duration busy", sync);
+  s.watch("start_image_info", updateGenerate);
+  s.follow("session_cost backend", syncSession);
+  s.follow("status", syncCancel);
+  s.follow("input_error", () => say(get("input_error")));
   return s.close;
 }
 
 /** The live status of the current run; the elapsed time ticks here, not in the kernel. */
 function mountStatus(ctx, box) {
   const s = scope(ctx.model), { get } = ctx;
-  const stageEl = h("span", { class: "fpw-stage" });
-  const elapsedEl = h("span", { class: "fpw-elapsed", "aria-hidden": "true" }); // ticks: not announced
-  const bar = h("progress", { class: "fpw-progress", max: 100, "aria-label": "Progress" });
-  const pctEl = h("span", { class: "fpw-percent", "aria-hidden": "true" });
-  const etaEl = h("p", { class: "fpw-eta" });
-  const logsEl = h("pre", { class: "fpw-logs" });
-  const errEl = h("p", { class: "fpw-error" });
-  const hintEl = h("p", { class: "fpw-hint" });
-  const statusBox = h("div", { class: "fpw-status", role: "status", "aria-live": "polite" },
-    h("div", { class: "fpw-status-line" }, stageEl, elapsedEl), h("div", { class: "fpw-bar-line" }, bar, pctEl), etaEl, logsEl, errEl, hintEl);
+  const stageEl = h("span.fpw-stage");
+  const elapsedEl = h("span.fpw-elapsed", { "aria-hidden": "true" }); // ticks: not announced
+  const bar = h("progress.fpw-progress", { max: 100, "aria-label": "Progress" });
+  const pctEl = h("span.fpw-percent", { "aria-hidden": "true" });
+  const etaEl = h("p.fpw-eta");
+  const logsEl = h("pre.fpw-logs");
+  const errEl = h("p.fpw-error");
+  const hintEl = h("p.fpw-hint");
+  const statusBox = h("div.fpw-status", { role: "status", "aria-live": "polite" },
+    h("div.fpw-status-line", {}, stageEl, elapsedEl), h("div.fpw-bar-line", {}, bar, pctEl), etaEl, logsEl, errEl, hintEl);
   box.append(statusBox);
   let ticker = 0, t0 = 0;
   s.defer(() => clearInterval(ticker));
@@ -492,7 +514,7 @@ function mountStatus(ctx, box) {
     if (st.running && st.percent == null && st.eta > 0) {
       const est = Math.min(95, (100 * secs) / st.eta);
       bar.value = est;
-      pctEl.textContent = `\u2248${Math.round(est)}% (estimate)`;
+      pctEl.textContent = `≈${Math.round(est)}% (estimate)`;
     }
   }
   function sync() {
@@ -519,20 +541,20 @@ function mountStatus(ctx, box) {
     if (st.running) ticker = setInterval(tick, 500);
     tick();
   }
-  s.watch("change:status", sync);
-  sync();
+  s.follow("status", sync);
   return s.close;
 }
 
-/** The current run's player, its download link and the run-card export. */
+/** The current run's player, its download link, the run-card export and Extend (its last
+ * frame becomes the start image). */
 function mountResult(ctx, box) {
   const s = scope(ctx.model), { get, send, media } = ctx;
-  const player = h("video", { class: "fpw-video", "aria-label": "Result video", controls: true, loop: true, playsinline: true, muted: true, preload: "metadata", hidden: true });
-  player.muted = true;
-  const note = h("p", { class: "fpw-player-note" });
-  const saveVideo = h("a", { class: "fpw-link", text: "Download video", hidden: true });
-  const cardBtn = h("button", { type: "button", class: "fpw-card-export", text: "Run card", title: "Download a run card (.zip: metadata and poster)", hidden: true });
-  box.append(player, note, h("div", { class: "fpw-actions" }, saveVideo, cardBtn));
+  const player = video({ class: "fpw-video", "aria-label": "Result video", controls: true, preload: "metadata", hidden: true });
+  const note = h("p.fpw-player-note");
+  const saveVideo = h("a.fpw-link", { text: "Download video", hidden: true });
+  const cardBtn = button("Run card", { class: "fpw-card-export", title: "Download a run card (.zip: metadata and poster)", hidden: true });
+  const extend = button("Extend", { class: "fpw-extend", hidden: true });
+  box.append(player, note, h("div.fpw-actions", {}, saveVideo, cardBtn, extend));
   const lastStage = new Map();
   let autoplay = null;
   function onStatus() {
@@ -546,7 +568,8 @@ function mountResult(ctx, box) {
     const st = get("status") || {};
     const rid = st.run_id;
     cardBtn.hidden = !rid || !!st.running;
-    if (!(rid && st.stage === "completed" && st.has_video)) {
+    extend.hidden = !(rid && st.stage === "completed" && st.has_video);
+    if (extend.hidden) {
       saveVideo.hidden = true;
       player.hidden = true;
       player.removeAttribute("data-run-id");
@@ -563,102 +586,106 @@ function mountResult(ctx, box) {
       player.removeAttribute("src");
       player.load?.();
     }
-    if (!url) { media.request(rid); note.textContent = "Loading the video\u2026"; return; }
+    if (!url) { media.request(rid); note.textContent = "Loading the video…"; return; }
     saveVideo.hidden = false;
     saveVideo.href = url;
     saveVideo.download = `framepack-${rid.slice(0, 8)}.mp4`;
-    if (player.getAttribute("src") !== url) {
-      const safe = safeUrl(url);
-      if (!safe) return;
-      player.src = safe;
-      if (autoplay === rid) { autoplay = null; player.play?.()?.catch?.(() => {}); }
-    }
+    if (setSrc(player, url) && autoplay === rid) { autoplay = null; play(player); }
     note.textContent = "";
   }
   s.on(player, "loadedmetadata", () => { player.dataset.ready = "true"; });
   s.on(player, "error", () => { player.dataset.ready = "error"; });
   s.on(cardBtn, "click", () => send({ type: "export", what: "card", run_id: get("status")?.run_id }));
+  s.on(extend, "click", () => send({ type: "extend", run_id: get("status")?.run_id }));
+  s.messages({ extended() { ctx.root.querySelector(".fpw-prompt")?.focus(); } });
   s.defer(media.subscribe((what, rid, message) => {
     if (what !== "video_error") sync();
     else if (rid === get("status")?.run_id) note.textContent = message || "";
   }));
-  s.watch("change:status", onStatus);
-  onStatus();
+  s.follow("status", onStatus);
   return s.close;
+}
+
+/** A hidden section (class `cls`): a line of text (`cls`-text) and its buttons. */
+function bar(box, cls, label, ...buttons) {
+  const text = h("p", { class: `${cls}-text` });
+  const section = h("section", { class: cls, "aria-label": label, hidden: true }, text, h("div.fpw-actions", {}, ...buttons));
+  box.append(section);
+  return { section, text };
 }
 
 /** A sweep waiting for confirmation, or its progress. */
 function mountSweep(ctx, box) {
   const s = scope(ctx.model), { get, send } = ctx;
-  const text = h("p", { class: "fpw-sweep-text" });
-  const go = h("button", { type: "button", class: "fpw-primary", text: "Start sweep" });
-  const stop = h("button", { type: "button", text: "Discard sweep" });
-  const section = h("section", { class: "fpw-sweep", "aria-label": "Sweep", hidden: true }, text, h("div", { class: "fpw-actions" }, go, stop));
-  box.append(section);
-  s.on(go, "click", () => send({ type: "sweep", action: "confirm", sweep_id: get("sweep_info")?.sweep_id }));
-  s.on(stop, "click", () => send({ type: "sweep", action: "cancel", sweep_id: get("sweep_info")?.sweep_id }));
+  const go = button("Start sweep", { class: "fpw-primary" }), stop = button("Discard sweep");
+  const { section, text } = bar(box, "fpw-sweep", "Sweep", go, stop);
+  const tell = (action) => send({ type: "sweep", action, sweep_id: get("sweep_info")?.sweep_id });
+  s.on(go, "click", () => tell("confirm"));
+  s.on(stop, "click", () => tell("cancel"));
   function sync() {
     const sw = get("sweep_info") || {};
     section.hidden = !sw.sweep_id;
     if (!sw.sweep_id) return;
     section.dataset.state = sw.state;
     const prog = Object.entries(sw.progress || {}).map(([k, n]) => `${n} ${(STAGES[k] || k).toLowerCase()}`).join(", ");
-    text.textContent = `Sweep: ${sw.description || ""}${sw.state === "pending" ? " Nothing starts until you press Start sweep." : ` \u2014 ${sw.state}: ${prog}`}${sw.error ? ` ${sw.error}` : ""}`;
+    text.textContent = `Sweep: ${sw.description || ""}${sw.state === "pending" ? " Nothing starts until you press Start sweep." : ` — ${sw.state}: ${prog}`}${sw.error ? ` ${sw.error}` : ""}`;
     go.hidden = sw.state !== "pending";
     stop.hidden = sw.state === "done" || sw.state === "cancelled";
     stop.textContent = sw.state === "pending" ? "Discard sweep" : "Cancel sweep";
   }
-  s.watch("change:sweep_info", sync);
-  sync();
+  s.follow("sweep_info", sync);
   return s.close;
 }
 
 /** Runs a stopped kernel left stored but never sent: nothing sends them until the person says. */
 export function mountQueued(ctx, box) {
   const s = scope(ctx.model), { get, send } = ctx;
-  const text = h("p", { class: "fpw-queued-text" });
-  const go = h("button", { type: "button", class: "fpw-primary", text: "Send" });
-  const drop = h("button", { type: "button", text: "Discard" });
-  const section = h("section", { class: "fpw-queued", "aria-label": "Queued runs", hidden: true },
-    text, h("div", { class: "fpw-actions" }, go, drop));
-  box.append(section);
-  s.on(go, "click", () => { go.disabled = drop.disabled = true; send({ type: "queued", action: "send" }); });
-  s.on(drop, "click", () => { go.disabled = drop.disabled = true; send({ type: "queued", action: "discard" }); });
+  const go = button("Send", { class: "fpw-primary" }), drop = button("Discard");
+  const { section, text } = bar(box, "fpw-queued", "Queued runs", go, drop);
+  const tell = (action) => { go.disabled = drop.disabled = true; send({ type: "queued", action }); };
+  s.on(go, "click", () => tell("send"));
+  s.on(drop, "click", () => tell("discard"));
   function sync() {
     const q = get("queued") || {};
     section.hidden = !q.count;
     go.disabled = drop.disabled = false;
     text.textContent = q.count ? `${q.text} — stored but never sent (the kernel stopped before sending them). Send them now, or discard them?` : "";
   }
-  s.watch("change:queued", sync);
-  sync();
+  s.follow("queued", sync);
   return s.close;
 }
 
-/** Run cards (with posters), selection for comparison and paging of older runs. */
+/** Run cards (with posters), selection for comparison, paging of older runs, and Share: the
+ * selected (or all finished) runs as a gallery folder the kernel writes and the browser
+ * downloads, which opens in any browser with no kernel, key or package. */
 function mountHistory(ctx, box) {
   const s = scope(ctx.model), { get, save, send, media } = ctx;
-  const cards = h("div", { class: "fpw-cards", role: "list" });
-  const compareBtn = h("button", { type: "button", class: "fpw-compare-btn", text: "Compare", disabled: true });
-  const older = h("button", { type: "button", class: "fpw-older", text: "Show older runs", hidden: true });
-  const title = h("h3", { class: "fpw-h" });
-  const section = h("section", { class: "fpw-history", "aria-label": "History" },
-    h("div", { class: "fpw-history-head" }, title, h("span", { class: "fpw-select-hint", text: `Select 2 to ${get("limits").max_compared} runs, then` }), compareBtn), cards, older);
-  box.append(section);
-  const els = new Map(); // run id -> { e, thumb, show, text, meta, check }
+  const cards = h("div.fpw-cards", { role: "list" });
+  const compareBtn = button("Compare", { class: "fpw-compare-btn", disabled: true });
+  const older = button("Show older runs", { class: "fpw-older", hidden: true });
+  const title = h("h3.fpw-h");
+  const section = h("section.fpw-history", { "aria-label": "History" },
+    h("div.fpw-history-head", {}, title, h("span.fpw-select-hint", { text: `Select 2 to ${get("limits").max_compared} runs, then` }), compareBtn), cards, older);
+  const share = button("Share", { class: "fpw-share", title: "A folder with a web page, the videos, posters and run cards: it opens in any browser, no kernel, key or package needed" });
+  const shareHint = h("span.fpw-share-hint");
+  const shareRow = h("div.fpw-actions.fpw-share-row", { hidden: true }, share, shareHint);
+  box.append(section, shareRow);
+  const els = new Map(); // run id -> the card's elements
   const askedPosters = new Set();
   function card(c) {
     let r = els.get(c.id);
     if (!r) {
-      const thumb = h("img", { class: "fpw-card-thumb", alt: "" });
-      const show = h("button", { type: "button", class: "fpw-card-show" }, thumb);
-      const text = h("p", { class: "fpw-card-prompt" });
-      const meta = h("p", { class: "fpw-card-meta" });
-      const check = h("input", { type: "checkbox", class: "fpw-card-check" });
-      const more = cardLinks(s, send, c.id);
-      const e = h("div", { class: "fpw-card", role: "listitem", "data-run-id": c.id }, show, h("div", { class: "fpw-card-body" }, text, meta), h("label", { class: "fpw-card-sel" }, check), more.el);
-      r = { e, thumb, show, text, meta, check, more };
-      s.on(show, "click", () => send({ type: "show", run_id: c.id }));
+      const thumb = h("img.fpw-card-thumb", { alt: "" });
+      const show = h("button.fpw-card-show", { type: "button" }, thumb);
+      const text = h("p.fpw-card-prompt");
+      const meta = h("p.fpw-card-meta");
+      const check = h("input.fpw-card-check", { type: "checkbox" });
+      // Extend continues from this run's last frame; its chain ("part 2 of 3") plays as one video.
+      const chain = button("", { class: "fpw-card-chain", hidden: true }), extend = button("Extend", { class: "fpw-card-extend" });
+      const e = h("div.fpw-card", { role: "listitem", "data-run-id": c.id }, show, h("div.fpw-card-body", {}, text, meta),
+        h("label.fpw-card-sel", {}, check), h("div.fpw-card-links", {}, chain, extend));
+      r = { e, thumb, show, text, meta, check, chain, extend };
+      for (const [el, type] of [[show, "show"], [chain, "chain"], [extend, "extend"]]) s.on(el, "click", () => send({ type, run_id: c.id }));
       s.on(check, "change", () => {
         const sel = (get("selected") || []).filter((x) => x !== c.id);
         if (check.checked) sel.push(c.id);
@@ -667,19 +694,21 @@ function mountHistory(ctx, box) {
       });
       els.set(c.id, r);
     }
-    const excerpt = c.prompt.length > 80 ? c.prompt.slice(0, 79) + "\u2026" : c.prompt;
+    const excerpt = c.prompt.length > 80 ? c.prompt.slice(0, 79) + "…" : c.prompt;
     r.e.dataset.stage = c.stage;
     r.text.textContent = excerpt || "(no prompt)";
     r.text.title = c.prompt;
-    const bits = [`${c.duration} s`, STAGES[c.stage] || c.stage];
-    if (c.wall != null) bits.push(clock(c.wall));
-    bits.push(money(c.cost) + (c.backend === "simulator" ? " sim" : ""));
-    r.meta.textContent = bits.join(" \u00b7 ");
+    const bits = [`${c.duration} s`, STAGES[c.stage] || c.stage, c.wall != null && clock(c.wall), money(c.cost) + (c.backend === "simulator" ? " sim" : "")];
+    r.meta.textContent = bits.filter(Boolean).join(" · ");
     r.show.setAttribute("aria-label", `Show run: ${excerpt}`);
     r.check.setAttribute("aria-label", `Select for comparison: ${excerpt}`);
-    r.more.sync(c, excerpt);
-    const p = media.poster(c.id);
-    if (p && r.thumb.getAttribute("src") !== p) r.thumb.src = p;
+    r.extend.hidden = !c.has_video;
+    r.chain.hidden = !c.chain;
+    if (c.chain) {
+      r.chain.textContent = `part ${c.chain.part} of ${c.chain.of}`;
+      r.chain.setAttribute("aria-label", `Play the whole chain, ${r.chain.textContent}: ${excerpt}`);
+    }
+    setSrc(r.thumb, media.poster(c.id));
     r.e.classList.toggle("fpw-current", c.id === get("status")?.run_id);
     return r.e;
   }
@@ -697,8 +726,10 @@ function mountHistory(ctx, box) {
     title.textContent = `History (${total} run${total === 1 ? "" : "s"})`;
     older.hidden = list.length >= total;
     section.hidden = !list.length;
-    const missing = list.filter((c) => !media.poster(c.id) && !askedPosters.has(`${c.id}:${c.has_video}`));
-    missing.forEach((c) => askedPosters.add(`${c.id}:${c.has_video}`));
+    shareRow.hidden = !list.some((c) => c.has_video);
+    const key = (c) => `${c.id}:${c.has_video}`; // asked again once the run has its video
+    const missing = list.filter((c) => !media.poster(c.id) && !askedPosters.has(key(c)));
+    missing.forEach((c) => askedPosters.add(key(c)));
     if (missing.length) send({ type: "posters", run_ids: missing.map((c) => c.id) });
     syncSelection();
   }
@@ -710,8 +741,11 @@ function mountHistory(ctx, box) {
       e.classList.toggle("fpw-selected", check.checked);
     }
     compareBtn.disabled = sel.length < 2 || sel.length > most;
+    const n = sel.length;
+    shareHint.textContent = n ? `a gallery of the ${n} selected run${n === 1 ? "" : "s"}` : "a gallery of the finished runs (select some to share only those)";
   }
   s.on(compareBtn, "click", () => send({ type: "compare", run_ids: (get("selected") || []).slice(0, get("limits").max_compared) }));
+  s.on(share, "click", () => send({ type: "share", run_ids: get("selected") || [] }));
   s.on(older, "click", () => {
     const list = ctx.runs(), seqs = list.map((c) => c.seq).filter(Number.isInteger);
     send(seqs.length ? { type: "history", before: Math.min(...seqs) } : { type: "history", offset: list.length });
@@ -721,40 +755,8 @@ function mountHistory(ctx, box) {
     const c = what === "poster" && ctx.runs().find((x) => x.id === rid);
     if (c) card(c);
   }));
-  s.watch("change:history change:history_total change:status", sync);
-  s.watch("change:selected", syncSelection);
-  sync();
-  return s.close;
-}
-
-/** A card's Extend button, and its chain ("part 2 of 3"), which plays as one video. */
-function cardLinks(s, send, rid) {
-  const extend = h("button", { type: "button", class: "fpw-card-extend", text: "Extend" });
-  const chain = h("button", { type: "button", class: "fpw-card-chain", hidden: true });
-  s.on(extend, "click", () => send({ type: "extend", run_id: rid }));
-  s.on(chain, "click", () => send({ type: "chain", run_id: rid }));
-  return {
-    el: h("div", { class: "fpw-card-links" }, chain, extend),
-    sync(c, excerpt) {
-      extend.hidden = !c.has_video;
-      chain.hidden = !c.chain;
-      if (!c.chain) return;
-      chain.textContent = `part ${c.chain.part} of ${c.chain.of}`;
-      chain.setAttribute("aria-label", `Play the whole chain, part ${c.chain.part} of ${c.chain.of}: ${excerpt}`);
-    },
-  };
-}
-
-/** Extend on the finished result: its last frame becomes the start image. */
-function mountExtend(ctx, box) {
-  const s = scope(ctx.model), { get, send } = ctx;
-  const btn = h("button", { type: "button", class: "fpw-extend", text: "Extend", hidden: true });
-  box.append(h("div", { class: "fpw-actions" }, btn));
-  const sync = () => { const st = get("status") || {}; btn.hidden = !(st.stage === "completed" && st.has_video); };
-  s.on(btn, "click", () => send({ type: "extend", run_id: get("status")?.run_id }));
-  s.messages({ extended() { ctx.root.querySelector(".fpw-prompt")?.focus(); } });
-  s.watch("change:status", sync);
-  sync();
+  s.watch("selected", syncSelection);
+  s.follow("history history_total status", sync);
   return s.close;
 }
 
@@ -762,23 +764,20 @@ function mountExtend(ctx, box) {
  * timeline_info: each segment's status, Retry segment, the stitched video. */
 function mountTimeline(ctx, box) {
   const s = scope(ctx.model), { id, get, send, media } = ctx;
-  let draft = [], editing = true, planId = null, shownId, pending = null, timer = 0;
-  const list = h("ol", { class: "fpw-segments" });
-  const button = (text, cls) => h("button", { type: "button", class: cls, text });
-  const add = button("Add segment"), start = button("Start timeline", "fpw-primary"), stop = button("Cancel timeline"), again = button("New timeline");
-  const total = h("p", { class: "fpw-tl-total" }), note = h("p", { class: "fpw-notice", role: "status" });
-  const video = h("video", { class: "fpw-tl-video", "aria-label": "Timeline video", controls: true, loop: true, playsinline: true, muted: true, hidden: true });
-  video.muted = true;
-  const panel = h("details", { class: "fpw-timeline" }, h("summary", { class: "fpw-h", text: "Timeline: several prompts, one video" }),
-    h("p", { class: "fpw-notice", text: "Each segment starts from the previous one's last frame." }),
-    list, h("div", { class: "fpw-actions" }, add, start, stop, again), total, note, video);
+  let draft = [], editing = true, planId = null, shownId;
+  const list = h("ol.fpw-segments");
+  const add = button("Add segment"), start = button("Start timeline", { class: "fpw-primary" }), stop = button("Cancel timeline"), again = button("New timeline");
+  const total = h("p.fpw-tl-total"), note = h("p.fpw-notice", { role: "status" });
+  const player = video({ class: "fpw-tl-video", "aria-label": "Timeline video", controls: true, hidden: true });
+  const panel = h("details.fpw-timeline", {}, h("summary.fpw-h", { text: "Timeline: several prompts, one video" }),
+    h("p.fpw-notice", { text: "Each segment starts from the previous one's last frame." }),
+    list, h("div.fpw-actions", {}, add, start, stop, again), total, note, player);
   box.append(panel);
-  s.defer(() => clearTimeout(timer));
+  const request = inFlight(s, `${id}-tl`, sync);
   const info = () => get("timeline_info") || {};
   const live = () => !editing && !!info().timeline_id;
   const secs = () => draft.reduce((a, g) => a + (Number(g.duration) || 0), 0);
   const copy = (segs) => segs.map((g) => ({ prompt: g.prompt, duration: g.duration }));
-  const settle = () => { pending = null; clearTimeout(timer); };
   const tell = (action, more) => send({ type: "timeline", action, timeline_id: info().timeline_id, ...more });
 
   function build(focus) {
@@ -789,14 +788,14 @@ function mountTimeline(ctx, box) {
       const dur = h("input", { type: "number", "aria-label": `${name} duration`, min: get("min_duration"), max: get("max_duration"), step: 1, disabled: on });
       prompt.value = g.prompt || "";
       dur.value = g.duration;
-      const li = h("li", { class: "fpw-seg", "data-i": i, "data-stage": (on && g.stage) || "" }, prompt, dur);
-      const act = (a, text, label, off) => h("button", { type: "button", "data-act": a, text, "aria-label": `${label} ${lo}`, disabled: off });
-      if (!on) li.append(act("up", "\u2191", "Move up", !i), act("down", "\u2193", "Move down", i === segs.length - 1), act("remove", "\u00d7", "Remove", segs.length === 1));
+      const li = h("li.fpw-seg", { "data-i": i, "data-stage": (on && g.stage) || "" }, prompt, dur);
+      const act = (a, text, label, off) => button(text, { "data-act": a, "aria-label": `${label} ${lo}`, disabled: off });
+      if (!on) li.append(act("up", "↑", "Move up", !i), act("down", "↓", "Move down", i === segs.length - 1), act("remove", "×", "Remove", segs.length === 1));
       else {
         const pct = g.percent != null && g.stage !== "completed" ? ` ${Math.round(g.percent)}%` : "";
-        li.append(h("span", { class: "fpw-seg-status", text: `${STAGES[g.stage] || g.stage || ""}${pct}` }));
-        if (g.error) li.append(h("span", { class: "fpw-error", text: g.error }));
-        if (g.retry) li.append(h("button", { type: "button", "data-act": "retry", text: "Retry segment" }));
+        li.append(h("span.fpw-seg-status", { text: `${STAGES[g.stage] || g.stage || ""}${pct}` }));
+        if (g.error) li.append(h("span.fpw-error", { text: g.error }));
+        if (g.retry) li.append(button("Retry segment", { "data-act": "retry" }));
       }
       return li;
     }));
@@ -806,28 +805,28 @@ function mountTimeline(ctx, box) {
   }
   function why() {
     const d = (g) => Number(g.duration), lo = get("min_duration"), hi = get("max_duration");
-    if (pending) return "Starting\u2026";
+    if (request.id) return "Starting…";
     if (!get("start_image_info")) return "Add a start image first.";
     if (draft.some((g) => !String(g.prompt || "").trim())) return "Write a prompt for every segment.";
     if (draft.some((g) => !Number.isInteger(d(g)) || d(g) < lo || d(g) > hi)) return `Durations: ${lo} to ${hi} s.`;
     return draft.length ? "" : "Add a segment.";
   }
   function sync() {
-    const t = info(), on = live(), cps = get("cost_per_second"), running = on && ["running", "stitching"].includes(t.status);
+    const t = info(), on = live(), running = on && ["running", "stitching"].includes(t.status);
     panel.dataset.status = on ? t.status : "editing";
     add.hidden = start.hidden = on;
     again.hidden = !on || running;
     stop.hidden = !running;
     const reason = why();
     start.disabled = !!reason;
-    const price = Number.isFinite(cps) ? ` \u00b7 ${money(secs() * cps)}${get("backend") === "simulator" ? " (simulated, nothing charged)" : ""}` : "";
-    total.textContent = on ? t.description : `${draft.length} segment${draft.length === 1 ? "" : "s"} \u00b7 ${secs()} s${price}`;
-    note.textContent = on ? { running: `Segment ${(t.current ?? 0) + 1} of ${t.count}\u2026`, stitching: "Stitching\u2026" }[t.status] || t.error || ""
+    const cost = price(get, secs());
+    total.textContent = on ? t.description : `${draft.length} segment${draft.length === 1 ? "" : "s"} · ${secs()} s${cost}${cost && simulated(get)}`;
+    note.textContent = on ? { running: `Segment ${(t.current ?? 0) + 1} of ${t.count}…`, stitching: "Stitching…" }[t.status] || t.error || ""
       : reason || (planId ? "Nothing starts until you press Start timeline." : "");
     const want = on && t.status === "done" && t.has_video, url = want && media.video(t.timeline_id);
     if (want && !url) media.request(t.timeline_id);
-    video.hidden = !url;
-    if (url && video.getAttribute("src") !== url && safeUrl(url)) video.src = url;
+    player.hidden = !url;
+    setSrc(player, url);
   }
   function onInfo() {
     const t = info();
@@ -863,48 +862,44 @@ function mountTimeline(ctx, box) {
   s.on(start, "click", () => {
     if (why()) return;
     const cps = get("cost_per_second");
-    pending = `${id}-tl-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-    clearTimeout(timer);
-    timer = setTimeout(() => { settle(); sync(); }, 60000);
-    tell("start", { request_id: pending, timeline_id: planId, segments: draft.map((g) => ({ prompt: g.prompt, duration: Number(g.duration) })),
+    tell("start", { request_id: request.start(), timeline_id: planId, segments: draft.map((g) => ({ prompt: g.prompt, duration: Number(g.duration) })),
       shown_cost: Number.isFinite(cps) ? Math.round(secs() * cps * 100) / 100 : null });
     sync();
   });
   s.messages({
-    timeline_started(msg) { if (msg.request_id === pending) { settle(); editing = false; planId = null; shownId = null; onInfo(); } },
-    error(msg) { if (msg.request_id && msg.request_id === pending) { settle(); sync(); note.textContent = msg.message || ""; } },
+    timeline_started(msg) { if (request.answers(msg)) { editing = false; planId = null; shownId = null; onInfo(); } },
+    error(msg) { if (request.answers(msg)) { sync(); note.textContent = msg.message || ""; } },
   });
   s.defer(media.subscribe((what, rid) => { if (what === "video" && rid === info().timeline_id) sync(); }));
-  s.watch("change:timeline_info", onInfo);
-  s.watch("change:start_image_info change:cost_per_second change:backend", sync);
-  onInfo();
+  s.watch("start_image_info cost_per_second backend", sync);
+  s.follow("timeline_info", onInfo);
   return s.close;
 }
 
-const DIFF_NAMES = { prompt: "prompt", negative_prompt: "negative prompt", duration: "duration", start_image: "start image", end_image: "end image" };
+const DIFF_KEYS = ["prompt", "negative_prompt", "duration", "start_image", "end_image"];
 function diffLine(ops) {
-  return h("p", { class: "fpw-diff" }, ...(ops || []).map(([op, text]) =>
-    op === "+" ? h("ins", { class: "fpw-add", text, title: "added" }) : op === "-" ? h("del", { class: "fpw-del", text, title: "removed" }) : h("span", { text }))
+  return h("p.fpw-diff", {}, ...(ops || []).map(([op, text]) =>
+    op === "+" ? h("ins.fpw-add", { text, title: "added" }) : op === "-" ? h("del.fpw-del", { text, title: "removed" }) : h("span", { text }))
     .flatMap((e, i) => (i ? [" ", e] : [e])));
 }
 
 /** 2 to 4 runs side by side, played in lock-step, with what differs between them. */
 function mountComparison(ctx, box) {
-  const s = scope(ctx.model), { id, get, send, media } = ctx;
+  const s = scope(ctx.model), { get, send, media } = ctx;
   const fps = get("limits").fps;
-  const summary = h("p", { class: "fpw-diff-summary" });
-  const grid = h("div", { class: "fpw-grid" });
-  const playBtn = h("button", { type: "button", class: "fpw-play", text: "Play", disabled: true });
-  const prevBtn = h("button", { type: "button", class: "fpw-prev", title: `Back 1/${fps} s (key: ,)`, text: "Previous frame", disabled: true });
-  const nextBtn = h("button", { type: "button", class: "fpw-next", title: `Forward 1/${fps} s (key: .)`, text: "Next frame", disabled: true });
-  const seek = h("input", { type: "range", class: "fpw-seek", "aria-label": "Seek", min: 0, max: 0, step: 1 / fps, value: 0, disabled: true });
-  const speed = h("select", { class: "fpw-speed", "aria-label": "Playback speed" }, ...[0.25, 0.5, 1, 1.5, 2].map((r) => h("option", { value: r, selected: r === 1, text: `${r}\u00d7` })));
-  const loopBox = h("input", { type: "checkbox", checked: true, id: `${id}-loop` });
-  const closeBtn = h("button", { type: "button", class: "fpw-close", text: "Close comparison" });
-  const exportBtn = h("button", { type: "button", class: "fpw-export", text: "Export MP4", title: "One side-by-side MP4, labelled with what differs" });
-  const section = h("section", { class: "fpw-compare", "aria-label": "Comparison", hidden: true },
-    h("div", { class: "fpw-history-head" }, h("h3", { class: "fpw-h", text: "Comparison" }), exportBtn, closeBtn), summary, grid,
-    h("div", { class: "fpw-toolbar" }, playBtn, prevBtn, nextBtn, seek, speed, h("label", { class: "fpw-loop" }, loopBox, " Loop")));
+  const summary = h("p.fpw-diff-summary");
+  const grid = h("div.fpw-grid");
+  const playBtn = button("Play", { class: "fpw-play", disabled: true });
+  const prevBtn = button("Previous frame", { class: "fpw-prev", title: `Back 1/${fps} s (key: ,)`, disabled: true });
+  const nextBtn = button("Next frame", { class: "fpw-next", title: `Forward 1/${fps} s (key: .)`, disabled: true });
+  const seek = h("input.fpw-seek", { type: "range", "aria-label": "Seek", min: 0, max: 0, step: 1 / fps, value: 0, disabled: true });
+  const speed = h("select.fpw-speed", { "aria-label": "Playback speed" }, ...[0.25, 0.5, 1, 1.5, 2].map((r) => h("option", { value: r, selected: r === 1, text: `${r}×` })));
+  const loopBox = h("input", { type: "checkbox", checked: true });
+  const closeBtn = button("Close comparison", { class: "fpw-close" });
+  const exportBtn = button("Export MP4", { class: "fpw-export", title: "One side-by-side MP4, labelled with what differs" });
+  const section = h("section.fpw-compare", { "aria-label": "Comparison", hidden: true },
+    h("div.fpw-history-head", {}, h("h3.fpw-h", { text: "Comparison" }), exportBtn, closeBtn), summary, grid,
+    h("div.fpw-toolbar", {}, playBtn, prevBtn, nextBtn, seek, speed, h("label.fpw-loop", {}, loopBox, " Loop")));
   box.append(section);
   let ids = null, sync = null, cells = null, seeking = false; // cells: aborts the grid's own listeners
   const reset = () => { sync?.destroy(); sync = null; cells?.abort(); cells = null; };
@@ -922,19 +917,16 @@ function mountComparison(ctx, box) {
     if (!ids) return;
     cells = new AbortController();
     const d = cmp.differs || {};
-    const diffs = Object.keys(DIFF_NAMES).filter((k) => d[k]).map((k) => DIFF_NAMES[k]);
+    const diffs = DIFF_KEYS.filter((k) => d[k]).map((k) => k.replace("_", " "));
     summary.textContent = diffs.length ? `What differs: ${diffs.join(", ")}.` : "These runs have the same inputs.";
-    grid.style.setProperty("--fpw-cols", String(Math.min(ids.length, 4)));
+    const fact = (changed, text) => h("span", { class: changed ? "fpw-fact fpw-changed" : "fpw-fact", text });
     for (const item of cmp.items || []) {
-      const v = h("video", { class: "fpw-cmp-video", muted: true, playsinline: true, loop: true, preload: "auto", "data-run-id": item.run_id });
-      v.muted = true;
-      const facts = [];
-      if (d.negative_prompt) facts.push(h("span", { class: "fpw-fact fpw-changed", text: `Negative: ${item.negative_prompt || "(none)"}` }));
-      facts.push(h("span", { class: `fpw-fact${d.duration ? " fpw-changed" : ""}`, text: `${item.duration} s` }));
-      if (d.start_image) facts.push(h("span", { class: "fpw-fact fpw-changed", text: `Start image ${item.start_image?.sha?.slice(0, 6) || "?"}` }));
-      if (d.end_image) facts.push(h("span", { class: "fpw-fact fpw-changed", text: item.end_image ? `End image ${item.end_image.sha.slice(0, 6)}` : "No end image" }));
-      grid.append(h("figure", { class: "fpw-cell", "data-run-id": item.run_id },
-        h("figcaption", {}, h("strong", { class: "fpw-label", text: item.label }), diffLine(item.prompt), h("div", { class: "fpw-facts" }, ...facts)), v, h("p", { class: "fpw-cell-note" })));
+      const v = video({ class: "fpw-cmp-video", preload: "auto", "data-run-id": item.run_id });
+      const facts = [d.negative_prompt && fact(true, `Negative: ${item.negative_prompt || "(none)"}`), fact(d.duration, `${item.duration} s`),
+        d.start_image && fact(true, `Start image ${item.start_image?.sha?.slice(0, 6) || "?"}`),
+        d.end_image && fact(true, item.end_image ? `End image ${item.end_image.sha.slice(0, 6)}` : "No end image")];
+      grid.append(h("figure.fpw-cell", { "data-run-id": item.run_id },
+        h("figcaption", {}, h("strong.fpw-label", { text: item.label }), diffLine(item.prompt), h("div.fpw-facts", {}, ...facts)), v, h("p.fpw-cell-note")));
       v.addEventListener("loadedmetadata", () => { v.dataset.ready = "true"; maybeSync(); }, { signal: cells.signal });
     }
     fill();
@@ -946,8 +938,8 @@ function mountComparison(ctx, box) {
       const rid = fig.dataset.runId, v = fig.querySelector("video"), note = fig.querySelector(".fpw-cell-note");
       const url = media.video(rid), poster = media.poster(rid), c = runs.get(rid);
       if (poster) v.setAttribute("poster", poster);
-      if (url) { if (v.getAttribute("src") !== url && safeUrl(url, ctx.urlRules)) v.src = url; note.textContent = ""; }
-      else if (!c || c.has_video) { media.request(rid); note.textContent = "Loading the video\u2026"; }
+      if (url) { setSrc(v, url, ctx.urlRules); note.textContent = ""; }
+      else if (!c || c.has_video) { media.request(rid); note.textContent = "Loading the video…"; }
       else note.textContent = `No video yet (${STAGES[c.stage] || c.stage}).`;
     }
     maybeSync();
@@ -981,32 +973,12 @@ function mountComparison(ctx, box) {
     else if (e.key === ".") sync?.step(1);
   });
   s.defer(media.subscribe((what) => { if (what === "video" && ids) fill(); }));
-  s.watch("change:comparison", build);
-  s.watch("change:history", () => ids && fill()); // a compared run may have just finished
-  build();
+  s.watch("history", () => ids && fill()); // a compared run may have just finished
+  s.follow("comparison", build);
   return s.close;
 }
 
-/** "Share": the selected runs (or every finished one) as a gallery folder that opens in any
- * browser, with no kernel, key or package. The kernel writes it and the browser downloads it. */
-function mountShare(ctx, box) {
-  const s = scope(ctx.model), { get, send } = ctx;
-  const btn = h("button", { type: "button", class: "fpw-share", text: "Share", title: "A folder with a web page, the videos, posters and run cards: it opens in any browser, no kernel, key or package needed" });
-  const hint = h("span", { class: "fpw-share-hint" });
-  const row = h("div", { class: "fpw-actions fpw-share-row", hidden: true }, btn, hint);
-  box.append(row);
-  function sync() {
-    const n = (get("selected") || []).length, done = ctx.runs().filter((c) => c.has_video).length;
-    row.hidden = !done;
-    hint.textContent = n ? `a gallery of the ${n} selected run${n === 1 ? "" : "s"}` : "a gallery of the finished runs (select some to share only those)";
-  }
-  s.on(btn, "click", () => send({ type: "share", run_ids: get("selected") || [] }));
-  s.watch("change:selected change:history", sync);
-  sync();
-  return s.close;
-}
-
-// ------------------------------------------------------------------ the view
+// ----- the view
 
 /** What the mounts of one view share: model accessors, the view's id and root, the media
  * store and the run cards paged in beyond the history trait. Close it with ctx.media.close. */
@@ -1029,17 +1001,17 @@ export function context(model, root) {
 }
 
 function render({ model, el }) {
-  const root = h("div", { class: "fpw-root" });
+  const root = h("div.fpw-root");
   el.replaceChildren(root);
   const ctx = context(model, root);
-  const main = h("div", { class: "fpw-main" });
-  const output = h("section", { class: "fpw-output", "aria-label": "Result" });
+  const main = h("div.fpw-main");
+  const output = h("section.fpw-output", { "aria-label": "Result" });
   const cleanups = [ctx.media.close, mountHeader(ctx, root)];
   root.append(main);
   cleanups.push(mountInputs(ctx, main));
   main.append(output);
-  cleanups.push(mountStatus(ctx, output), mountResult(ctx, output), mountExtend(ctx, output),
-    mountSweep(ctx, root), mountQueued(ctx, root), mountTimeline(ctx, root), mountHistory(ctx, root), mountShare(ctx, root),
+  cleanups.push(mountStatus(ctx, output), mountResult(ctx, output),
+    mountSweep(ctx, root), mountQueued(ctx, root), mountTimeline(ctx, root), mountHistory(ctx, root),
     mountComparison(ctx, root));
   ctx.send({ type: "hello" });
   return () => {
@@ -1048,5 +1020,5 @@ function render({ model, el }) {
   };
 }
 
-export { STAGES, mountHeader, mountInputs, mountStatus, mountResult, mountExtend, mountSweep, mountTimeline, mountHistory, mountComparison, mountShare, mediaStore };
-export default { initialize, render };
+export { STAGES, mountHeader, mountInputs, mountStatus, mountResult, mountSweep, mountTimeline, mountHistory, mountComparison, mediaStore };
+export default { initialize() {}, render }; // all state is per view: nothing per model

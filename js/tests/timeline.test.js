@@ -34,20 +34,19 @@ const info = (extra) => ({
   ...extra,
 });
 
-for (const name of ["mountTimeline", "mountExtend"]) {
-  test(`${name} mounts on its own and its cleanup removes every model listener it added`, () => {
-    const model = new FakeModel({ timeline_info: info(), status: { run_id: "a", stage: "completed", has_video: true } });
-    const root = document.createElement("div");
-    const ctx = mod.context(model, root);
-    const base = model.listenerCount();
-    const cleanup = mod[name](ctx, root);
-    assert.ok(root.childElementCount > 0);
-    assert.ok(model.listenerCount() > base);
-    cleanup();
-    assert.equal(model.listenerCount(), base);
-    ctx.media.close();
-  });
-}
+// (Extend on the result is mountResult's, covered in mounts.test.js.)
+test("mountTimeline mounts on its own and its cleanup removes every model listener it added", () => {
+  const model = new FakeModel({ timeline_info: info(), status: { run_id: "a", stage: "completed", has_video: true } });
+  const root = document.createElement("div");
+  const ctx = mod.context(model, root);
+  const base = model.listenerCount();
+  const cleanup = mod.mountTimeline(ctx, root);
+  assert.ok(root.childElementCount > 0);
+  assert.ok(model.listenerCount() > base);
+  cleanup();
+  assert.equal(model.listenerCount(), base);
+  ctx.media.close();
+});
 
 test("segments are added, edited, reordered and removed; the total length and cost follow the model's price", () => {
   const { model, root } = view({ start_image_info: IMG, prompt: "the camera zooms in", duration: 10, cost_per_second: 0.05 });
