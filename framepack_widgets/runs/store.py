@@ -9,9 +9,12 @@ Layout of the store folder (the argument, else $FRAMEPACK_HOME, else ./.framepac
 
 Each save is one short write transaction (`BEGIN IMMEDIATE`), so several processes can
 write at once; readers never block writers. The schema is versioned with
-`PRAGMA user_version` and a list of migrations. The API key is never stored.
+`PRAGMA user_version` and a list of migrations. The API key is never stored. The folder is
+private to its user (0700, files 0600); a damaged database is moved aside, never deleted.
 
-Light to import: no PIL, numpy or av.
+Past 600 lines because the runs, their history and their content-addressed files share one
+folder, one lock and one schema: splitting them would split the transactions that keep
+them consistent. Light to import: no PIL, numpy or av.
 """
 
 from __future__ import annotations
