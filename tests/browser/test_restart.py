@@ -34,8 +34,8 @@ from fpw_browser import (
     wait_stage,
 )
 
-PROCESSING_SECONDS = 45.0  # long enough to restart a kernel and rerun cells on a slow box
-EMBEDDED_TIME_SCALE = "0.8"  # the embedded clock: a 10 s clip takes (3 + 34) / 0.8 = 46 s
+PROCESSING_SECONDS = 30.0  # long enough to restart a kernel and rerun cells on a slow box (~10 s)
+EMBEDDED_TIME_SCALE = "1.25"  # the embedded clock: a 10 s clip takes (3 + 34) / 1.25 = 30 s
 
 
 @pytest.fixture(scope="module")
