@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._observers import Observers
 from .errors import InvalidInputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -267,7 +268,7 @@ class Sweep:
         self.state: SweepState = "pending"
         self.runs: list[Run] = []
         self.error: str | None = None
-        self._observers: list[Callable[[Sweep], Any]] = []
+        self._observers: Observers[Sweep] = Observers()
         self._task: asyncio.Task[list[Run]] | None = None
         self._cancelled = False
 
@@ -324,20 +325,10 @@ class Sweep:
 
     def observe(self, callback: Callable[["Sweep"], Any]) -> Callable[[], None]:
         """Call `callback(sweep)` when its state changes or a run starts. Returns an unobserve function."""
-        self._observers.append(callback)
-
-        def unobserve() -> None:
-            if callback in self._observers:
-                self._observers.remove(callback)
-
-        return unobserve
+        return self._observers.add(callback)
 
     def _notify(self) -> None:
-        for callback in list(self._observers):
-            try:
-                callback(self)
-            except Exception:  # an observer's bug must not stop the sweep
-                log.exception("sweep observer %r failed", callback)
+        self._observers.notify(self)
 
     def _set_state(self, state: SweepState) -> None:
         if self.state != state:

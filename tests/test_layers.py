@@ -23,6 +23,7 @@ LAYERS = [
     ("task", 1),
     ("_sqlite", 1),
     ("_environment", 1),
+    ("_observers", 1),
     ("_assets", 1),
     ("_images", 2),
     ("inputs", 2),

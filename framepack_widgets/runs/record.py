@@ -14,7 +14,6 @@ Light to import: PIL, numpy, av and IPython load only inside the methods that ne
 from __future__ import annotations
 
 import enum
-import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -22,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from .._observers import Observers
 from ..constants import cost_usd
 from ..task import Task, TaskStatus
 
@@ -31,8 +31,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..inputs import FramepackInput, ImageSource
 
 __all__ = ["Run", "RunEvent", "RunStage", "RunNotAttachedError", "UNFINISHED_STAGES"]
-
-log = logging.getLogger(__name__)
 
 Observer = Callable[["Run"], Any]
 
@@ -213,7 +211,7 @@ class Run:
     def __post_init__(self) -> None:
         self._input: FramepackInput | None = None
         self._last_frame: Image.Image | None = None
-        self._observers: list[Observer] = []
+        self._observers: Observers[Run] = Observers()
 
     @classmethod
     def from_input(
@@ -379,21 +377,11 @@ class Run:
 
     def observe(self, callback: Observer) -> Callable[[], None]:
         """Call `callback(run)` after every saved change. Returns a function that stops it."""
-        self._observers.append(callback)
-
-        def unobserve() -> None:
-            if callback in self._observers:
-                self._observers.remove(callback)
-
-        return unobserve
+        return self._observers.add(callback)
 
     def notify(self) -> None:
         """Tell the observers that the run changed (the runner calls it after each save)."""
-        for callback in list(self._observers):
-            try:
-                callback(self)
-            except Exception:  # an observer's bug must not stop the run
-                log.exception("run observer %r failed", callback)
+        self._observers.notify(self)
 
     # ----------------------------------------------------------------- handed to the runner
     def __await__(self):  # type: ignore[no-untyped-def]

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from .._observers import Observers
 from ..errors import InvalidInputError
 from ..runs import Run, RunNotAttachedError, RunStage
 from ..runs.record import utcnow
@@ -68,7 +69,7 @@ class Timeline:
         self.runs: list[Run] = []
         self.error: str | None = None
         self.video_path: Path | None = None
-        self._observers: list[Callable[[Timeline], Any]] = []
+        self._observers: Observers[Timeline] = Observers()
         self._followed: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._cancelled = False
@@ -128,20 +129,10 @@ class Timeline:
 
     def observe(self, callback: Callable[["Timeline"], Any]) -> Callable[[], None]:
         """Call `callback(timeline)` when its status or one of its segments changes."""
-        self._observers.append(callback)
-
-        def unobserve() -> None:
-            if callback in self._observers:
-                self._observers.remove(callback)
-
-        return unobserve
+        return self._observers.add(callback)
 
     def _notify(self) -> None:
-        for callback in list(self._observers):
-            try:
-                callback(self)
-            except Exception:  # an observer's bug must not stop the timeline
-                log.exception("timeline observer %r failed", callback)
+        self._observers.notify(self)
 
     def _set_status(self, status: TimelineStatus, error: str | None = None) -> None:
         self.status, self.error = status, error
