@@ -190,6 +190,7 @@ async def test_no_path_leaves_the_key_anywhere(hostile_api: Simulator, logs: io.
     assert "x-api-key" in logs.getvalue().lower() or "api/v1/task" in logs.getvalue()  # the logs did log
     assert len(hay.items) > 40
     assert hay.hits() == [], f"the key was found in: {hay.hits()}"
+    print(f"canary: {len(hay.items)} artefacts searched, {sum(map(len, hay.items.values())):,} bytes, no hit")
 
 
 def _run_notebook(tmp_path: Path, sim: Simulator) -> Path:
