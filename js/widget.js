@@ -1,6 +1,6 @@
-// framepack_widgets frontend: a plain ES module for anywidget, no dependencies, no build. State
-// comes in traits, bytes in custom-message buffers (framepack_widgets/widget/_protocol.py).
-// Text is only ever set with textContent; only http(s) and blob: URLs reach a src.
+// framepack_widgets frontend: one no-build ES module (so past 600 lines); render() composes
+// mount functions of under 150 lines. State in traits, bytes in message buffers (see
+// widget/_protocol.py). Text only via textContent; only http(s) and blob: URLs reach a src.
 
 const STAGES = {
   idle: "Ready", queued: "Queued", waiting: "Waiting", submitting: "Submitting", pending: "Pending: waiting in the queue",
