@@ -305,6 +305,8 @@ function mediaStore(ctx) {
 // Each builds its part in `box`, keeps it in step with the model and returns its cleanup;
 // they share only `ctx` (see context below).
 
+const QUIET = "No answer from the kernel: run this cell to use the widget again.";
+
 function mountHeader(ctx, box) {
   const s = scope(ctx.model), { get } = ctx;
   const badge = h("span.fpw-badge");
@@ -317,8 +319,14 @@ function mountHeader(ctx, box) {
     badge.className = `fpw-badge ${sim ? "fpw-badge-sim" : "fpw-badge-api"}`;
     balance.textContent = get("balance") ? `Balance: ${get("balance")}` : "";
     ctx.root.dataset.backend = get("backend");
-    notice.textContent = get("notice") || "";
+    notice.textContent = get("notice") || (late ? QUIET : "");
   }
+  // Silence after render's "hello": a busy kernel, or saved widget state with no kernel.
+  let late = false;
+  const timer = setTimeout(() => { late = true; sync(); }, 5000);
+  const heard = () => { clearTimeout(timer); late = false; sync(); ctx.model.off("msg:custom", heard); };
+  ctx.model.on("msg:custom", heard);
+  s.defer(heard);
   s.follow("backend backend_label balance notice", sync);
   return s.close;
 }
@@ -649,15 +657,14 @@ export function mountQueued(ctx, box) {
     const q = get("queued") || {};
     section.hidden = !q.count;
     go.disabled = drop.disabled = false;
-    text.textContent = q.count ? `${q.text} — stored but never sent (the kernel stopped before sending them). Send them now, or discard them?` : "";
+    text.textContent = q.count ? `${q.text} — stored, never sent (the kernel stopped first). Send or discard them?` : "";
   }
   s.follow("queued", sync);
   return s.close;
 }
 
-/** Run cards (with posters), selection for comparison, paging of older runs, and Share: the
- * selected (or all finished) runs as a gallery folder the kernel writes and the browser
- * downloads, which opens in any browser with no kernel, key or package. */
+/** Run cards (with posters), selection for comparison, older pages, and Share: the selected
+ * (or all finished) runs as a gallery folder, written by the kernel, downloaded here. */
 function mountHistory(ctx, box) {
   const s = scope(ctx.model), { get, save, send, media } = ctx;
   const cards = h("div.fpw-cards", { role: "list" });
@@ -666,7 +673,7 @@ function mountHistory(ctx, box) {
   const title = h("h3.fpw-h");
   const section = h("section.fpw-history", { "aria-label": "History" },
     h("div.fpw-history-head", {}, title, h("span.fpw-select-hint", { text: `Select 2 to ${get("limits").max_compared} runs, then` }), compareBtn), cards, older);
-  const share = button("Share", { class: "fpw-share", title: "A folder with a web page, the videos, posters and run cards: it opens in any browser, no kernel, key or package needed" });
+  const share = button("Share", { class: "fpw-share", title: "A folder (page, videos, posters, run cards) that opens in any browser: no kernel, key or package" });
   const shareHint = h("span.fpw-share-hint");
   const shareRow = h("div.fpw-actions.fpw-share-row", { hidden: true }, share, shareHint);
   box.append(section, shareRow);

@@ -236,9 +236,10 @@ async def test_browser_upload_arrives_as_a_buffer(widget: FramepackWidget) -> No
     assert widget.start_image is not None
     assert widget.start_image_info == {"name": "holiday.jpg", "width": 1280, "height": 960, "size": 5_000_000}
     assert rec.of("image")[0][0]["slot"] == "start"
-    # A second view appears: it asks for the thumbnails again.
+    # A second view appears: it asks for the thumbnails again, and is always answered.
     msg(widget, {"type": "hello"})
     assert len(rec.of("image")) == 2
+    assert len(rec.of("hello")) == 1
 
 
 async def test_a_bad_upload_is_explained_and_changes_nothing(widget: FramepackWidget) -> None:

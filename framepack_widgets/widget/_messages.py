@@ -80,6 +80,8 @@ class Messages:
         return str(slot)
 
     def _on_hello(self, content: dict, buffers: list) -> None:
+        # Always answered: a view that hears nothing says the kernel is gone or busy.
+        self.post({"type": "hello"})
         self._widget._send_thumbnails()
 
     def _on_upload(self, content: dict, buffers: list) -> None:

@@ -6,7 +6,7 @@ saved notebook. Bytes never go in a trait: they travel as buffers of custom mess
 into chunks small enough for every frontend (Colab drops messages over about 1 MB).
 
 Browser -> kernel (``content["type"]``; buffers only where noted):
-    hello                                   a view appeared: resend the slot thumbnails
+    hello                                   a view appeared: answer, resend the slot thumbnails
     upload      slot, name, mime, size, upload_id, index, count, total
                                             buffers[0] = one chunk of the image the browser
                                             downscaled (JPEG); the kernel joins the chunks
@@ -28,6 +28,8 @@ Browser -> kernel (``content["type"]``; buffers only where noted):
                 | "cancel" | "retry" (segment), timeline_id      a repeated start is ignored
     chain       run_id                      show this run's chain in the timeline panel, as one video
 Kernel -> browser:
+    hello                                   the answer: a view that hears none in 5 s says
+                                            the kernel is busy or gone (a reopened notebook)
     image       slot, name, mime  + buffers[0] (thumbnail JPEG) | slot, url | slot, clear
     generated   request_id, run_id          the generate request became a run
     error       message, hint?, request_id?, slot?

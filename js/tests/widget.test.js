@@ -339,3 +339,25 @@ test("initialize is exported with render", () => {
   assert.equal(typeof widget.initialize, "function");
   assert.equal(typeof widget.render, "function");
 });
+
+test("a view the kernel never answers says so; the first answer clears it", (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const root = mount();
+  const notice = root.querySelector(".fpw-root > .fpw-notice");
+  t.mock.timers.tick(4999);
+  assert.equal(notice.textContent, "", "a kernel has 5 s to answer hello");
+  t.mock.timers.tick(1);
+  assert.match(notice.textContent, /No answer from the kernel: run this cell/);
+  model.custom({ type: "hello" });
+  assert.equal(notice.textContent, "");
+  model.update({ notice: "Resumed 2 runs." });
+  assert.equal(notice.textContent, "Resumed 2 runs.", "the kernel's own notice still shows");
+});
+
+test("a view the kernel answers in time never shows the no-kernel line", (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const root = mount();
+  model.custom({ type: "hello" });
+  t.mock.timers.tick(10_000);
+  assert.equal(root.querySelector(".fpw-root > .fpw-notice").textContent, "");
+});
