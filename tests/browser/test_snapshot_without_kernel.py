@@ -8,7 +8,9 @@ the widget was (see framepack_widgets/widget/_snapshot.py):
   safe MIME types, so the widget's text/html snapshot shows: the last run's status, its prompt
   and how to get the widget back, instead of the bare repr;
 - trusted: JupyterLab's widget renderer takes the output whatever else it holds, and without
-  saved state says "Error displaying widget: model not found" (the README says so).
+  saved state says "Error displaying widget: model not found" (the README says so);
+- trusted and saved with widget state: the widget is drawn from that state (the run's card,
+  its prompt), and since no kernel answers it, it says so and how to get it back.
 """
 
 from __future__ import annotations
@@ -39,9 +41,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
 
 
 @pytest.fixture(scope="module")
-def notebook(server: JupyterServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def notebook(server: JupyterServer) -> Path:
     store, _ = make_runs(server.framepack_home, [{"prompt": PROMPT}])
     store.close()
+    return executed(server, "snapshot.ipynb", store_widget_state=False)
+
+
+def executed(server: JupyterServer, name: str, *, store_widget_state: bool) -> Path:
+    """The one-cell widget notebook, run headless against the server's store, saved as `name`."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells.append(nbformat.v4.new_code_cell("from framepack_widgets import FramepackWidget\nw = FramepackWidget()\nw"))
@@ -49,18 +56,18 @@ def notebook(server: JupyterServer, tmp_path_factory: pytest.TempPathFactory) ->
     old = dict(os.environ)
     os.environ.update(env)
     try:
-        NotebookClient(nb, kernel_name="python3", store_widget_state=False, startup_timeout=120,
+        NotebookClient(nb, kernel_name="python3", store_widget_state=store_widget_state, startup_timeout=120,
                        resources={"metadata": {"path": str(server.root / "notebooks")}}).execute()
     finally:
         os.environ.clear()
         os.environ.update(old)
-    path = server.root / "notebooks" / "snapshot.ipynb"
+    path = server.root / "notebooks" / name
     nbformat.write(nb, path)
     return path
 
 
-def first_output(page: object, server: JupyterServer) -> object:
-    page.goto(server.lab_url("snapshot.ipynb"), timeout=UI_TIMEOUT_MS)  # type: ignore[attr-defined]
+def first_output(page: object, server: JupyterServer, name: str = "snapshot.ipynb") -> object:
+    page.goto(server.lab_url(name), timeout=UI_TIMEOUT_MS)  # type: ignore[attr-defined]
     out = page.locator(".jp-NotebookPanel .jp-OutputArea-output").first  # type: ignore[attr-defined]
     out.wait_for(timeout=UI_TIMEOUT_MS)
     return out
@@ -90,3 +97,20 @@ def test_trusted_notebook_without_widget_state_gets_jupyterlabs_own_message(page
     page.wait_for_timeout(3000)  # type: ignore[attr-defined]  # the restore settles: "Loading" turns into the error
     out.screenshot(path=str(ARTIFACTS / "snapshot-trusted.png"))
     assert "Error displaying widget: model not found" in out.inner_text()
+
+
+def test_trusted_notebook_saved_with_widget_state_draws_it_and_says_no_kernel_answers(
+        page: object, server: JupyterServer, notebook: Path) -> None:
+    path = executed(server, "with_state.ipynb", store_widget_state=True)
+    assert nbformat.read(path, as_version=4).metadata["widgets"], "nbclient saved no widget state"
+    subprocess.run([sys.executable, "-m", "jupyter", "trust", str(path)], env=server.environment(), check=True,
+                   capture_output=True)
+    out = first_output(page, server, path.name)
+    root = out.locator(".fpw-root")
+    root.wait_for(timeout=UI_TIMEOUT_MS)
+    # Drawn from the saved state: the run's card and its prompt, with no kernel behind them.
+    assert PROMPT in root.locator(".fpw-card").first.inner_text()
+    notice = root.locator(":scope > .fpw-notice")
+    notice.filter(has_text="No answer from the kernel").wait_for(timeout=UI_TIMEOUT_MS)
+    out.screenshot(path=str(ARTIFACTS / "snapshot-widget-state.png"))
+    assert "run this cell to use the widget again" in notice.inner_text()
