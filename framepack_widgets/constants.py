@@ -23,6 +23,8 @@ __all__ = [
     "IMAGE_MIME_EXT",
     "IMAGE_EXT_MIME",
     "UPLOAD_EXTENSIONS",
+    "UPLOAD_BASE64_LIMIT",
+    "UPLOAD_NAME_CHARS",
     "cost_usd",
 ]
 
@@ -60,6 +62,10 @@ IMAGE_MIME_EXT = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 IMAGE_EXT_MIME = {ext: mime for mime, ext in IMAGE_MIME_EXT.items()} | {"jpeg": "image/jpeg"}
 #: File extensions PiAPI's upload endpoint accepts for images.
 UPLOAD_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+#: PiAPI's upload endpoint: at most 10 MB of base64 in `file_data` (MB read as MiB: unverified).
+UPLOAD_BASE64_LIMIT = 10 * 1024 * 1024
+#: PiAPI's upload endpoint: at most this many characters in `file_name`, extension included.
+UPLOAD_NAME_CHARS = 128
 
 
 def cost_usd(duration: int | float | None) -> float:

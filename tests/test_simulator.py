@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from framepack_widgets.constants import UPLOAD_BASE64_LIMIT
 from framepack_widgets.simulator import (
     DEFAULT_PENDING_SECONDS,
     Fault,
@@ -408,7 +409,11 @@ def test_upload_and_use_the_url_as_an_image(make_sim) -> None:
         assert created["input"]["start_image"] == url and "end_image" not in created["input"]
         assert sim.tasks[created["task_id"]].notes == []  # resolved locally, not a placeholder
 
-        too_big = base64.b64encode(b"\0" * (10 * 1024 * 1024 + 1)).decode()
+        # PiAPI's limit is on the base64 (10 MB), not on the bytes it decodes to.
+        fits = base64.b64encode(b"\0" * (UPLOAD_BASE64_LIMIT // 4 * 3)).decode()
+        assert len(fits) == UPLOAD_BASE64_LIMIT
+        assert client.post("/api/ephemeral_resource", json={"file_name": "big.png", "file_data": fits}).status_code == 200
+        too_big = base64.b64encode(b"\0" * (UPLOAD_BASE64_LIMIT // 4 * 3 + 1)).decode()
         big = client.post("/api/ephemeral_resource", json={"file_name": "big.bin", "file_data": too_big})
         assert big.status_code == 400 and "10 MB" in big.json()["message"]
         for bad in ({"file_name": "x.png"}, {"file_data": START_B64}, {"file_name": "x", "file_data": "!!"}):

@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 import httpx
 
-from ..constants import MODEL, TASK_TYPE, UPLOAD_EXTENSIONS
+from ..constants import MODEL, TASK_TYPE, UPLOAD_BASE64_LIMIT, UPLOAD_EXTENSIONS, UPLOAD_NAME_CHARS
 from ..errors import (
     APIConnectionError,
     APIError,
@@ -87,10 +87,8 @@ NO_KEY_MESSAGE = (
 _SUCCESS_CODES = (200, 0)
 _SUCCESS_WORDS = ("success", "ok")
 #: The longest base64 image sent inline when uploads are refused. PiAPI documents no limit
-#: for a base64 image in the create body; its upload limit (10 MB of base64) is the one it gives.
-INLINE_IMAGE_LIMIT = 10 * 1024 * 1024
-#: PiAPI's File Upload API: at most this many characters in `file_name`.
-UPLOAD_NAME_LIMIT = 128
+#: for a base64 image in the create body; its upload limit is the one it gives.
+INLINE_IMAGE_LIMIT = UPLOAD_BASE64_LIMIT
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -192,7 +190,7 @@ def upload_file_name(name: str) -> str | None:
     if not dot or extension not in UPLOAD_EXTENSIONS:
         return None
     stem = _UNSAFE_NAME.sub("_", stem).strip("._-") or "image"
-    return f"{stem[: UPLOAD_NAME_LIMIT - len(extension) - 1]}.{extension}"
+    return f"{stem[: UPLOAD_NAME_CHARS - len(extension) - 1]}.{extension}"
 
 
 def upload_jobs(value: FramepackInput) -> list[UploadJob]:

@@ -21,13 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..constants import MAX_DURATION, MIN_DURATION, MODEL, TASK_TYPE
+from ..constants import MAX_DURATION, MIN_DURATION, MODEL, TASK_TYPE, UPLOAD_BASE64_LIMIT
 from ._http import Response, error_response
 
-__all__ = ["UPLOAD_LIMIT", "CreateRequest", "InputImage", "parse_create", "parse_upload"]
+__all__ = ["CreateRequest", "InputImage", "parse_create", "parse_upload"]
 
-#: PiAPI's upload limit.
-UPLOAD_LIMIT = 10 * 1024 * 1024
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 #: Finds this simulator's own file for a URL (None when the URL is not one of its files).
@@ -169,14 +167,12 @@ def parse_upload(body: bytes) -> tuple[str, bytes] | Response:
     if payload.lower().startswith("data:"):
         payload = payload.partition(",")[2]
     payload = "".join(payload.split())
-    if len(payload) * 3 // 4 > UPLOAD_LIMIT + 3:
-        return error_response(400, "file too large: the upload limit is 10 MB")
+    if len(payload) > UPLOAD_BASE64_LIMIT:  # PiAPI counts the base64, not the bytes
+        return error_response(400, "file too large: the upload limit is 10 MB of base64")
     try:
         data = base64.b64decode(payload + "=" * (-len(payload) % 4), validate=True)
     except (binascii.Error, ValueError):
         return error_response(400, "invalid request: file_data is not valid base64")
-    if len(data) > UPLOAD_LIMIT:
-        return error_response(400, "file too large: the upload limit is 10 MB")
     if not data:
         return error_response(400, "invalid request: file_data is empty")
     base = _SAFE_NAME.sub("_", Path(file_name.strip().replace("\\", "/")).name).strip("._") or "file"
