@@ -144,6 +144,12 @@ def test_a_200_create_answer_with_a_refusal_code_created_nothing(code: int, cls:
     assert info.value.status_code == code and info.value.response.status_code == 200
     assert "refused by the api" in str(info.value) and f"code {code} in an HTTP 200 answer" in str(info.value)
     assert script.count("POST") == 1 and sleeps == []
+    hint = hint_for(info.value, task_id=None)
+    assert hint.startswith("Nothing was charged") and "task id" not in hint  # no task was ever named
+
+
+def test_a_404_while_following_a_task_says_the_task_is_gone() -> None:
+    assert "no longer knows this task id" in hint_for(NotFoundError("gone", status_code=404), task_id="t-1")
 
 
 @pytest.mark.parametrize("code", [429, 503])

@@ -42,6 +42,8 @@ def hint_for(exc: BaseException, *, task_id: str | None) -> str:
     if isinstance(exc, BadRequestError):
         return prefix + "Check the prompt, duration and images, then try again."
     if isinstance(exc, NotFoundError):
+        if task_id is None:  # the create itself: the address, not a task, is unknown
+            return prefix + "PiAPI does not know this address: check PIAPI_BASE_URL (or base_url=)."
         return "PiAPI no longer knows this task id (it may have expired)."
     if isinstance(exc, ServerError):
         return prefix + "PiAPI had a server error; try again later." + follow
