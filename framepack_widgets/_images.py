@@ -204,14 +204,14 @@ def _open_bytes(data: bytes, *, what: str, label: str, max_side: int) -> tuple[I
     formats = [name for name in ACCEPTED_FORMATS if name in Image.OPEN]
     try:
         img = Image.open(io.BytesIO(data), formats=formats)
-    except Image.DecompressionBombError as exc:
+    except Image.DecompressionBombError:
         raise fail(
             what, label,
             "claims more pixels than Pillow's safety limit allows; that usually means a damaged "
             "file or a decompression bomb. If it is a real picture, resize it below "
             f"{MAX_PIXELS / 1e6:.0f} megapixels first.",
         ) from None
-    except Image.UnidentifiedImageError as exc:
+    except Image.UnidentifiedImageError:
         raise fail(what, label, _unidentified_problem(data)) from None
     except Exception as exc:  # damaged headers raise all sorts of things
         raise fail(
@@ -234,7 +234,7 @@ def _open_bytes(data: bytes, *, what: str, label: str, max_side: int) -> tuple[I
     try:
         with _StrictLoading():
             img.load()
-    except MemoryError as exc:
+    except MemoryError:
         raise fail(what, label, "is too large to decode in memory; resize it first.") from None
     except Exception as exc:  # OSError "image file is truncated", SyntaxError, struct.error...
         raise fail(

@@ -10,9 +10,10 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def connect_wal(db_path: Path, *, busy_timeout: float, where: str) -> sqlite3.Connection:
@@ -55,3 +56,24 @@ def write_transaction(db: sqlite3.Connection, lock: "threading.RLock") -> Iterat
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+
+class SharedConnection:
+    """Base of an object owning one connection that several threads use (the kernel's loop and
+    worker threads): every use holds `_lock`. Subclasses open `_db` and make `_lock`."""
+
+    _db: sqlite3.Connection
+    _lock: "threading.RLock"
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with write_transaction(self._db, self._lock) as db:
+            yield db
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -28,14 +28,13 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._environment import umask
-from .._sqlite import connect_wal, write_transaction
+from .._sqlite import SharedConnection, connect_wal
 from ..constants import IMAGE_EXT_MIME, IMAGE_MIME_EXT
 from ..errors import FramepackError
 from .record import UNFINISHED_STAGES, Run, RunEvent, RunStage, as_time
@@ -210,7 +209,7 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
-class RunStore:
+class RunStore(SharedConnection):
     """Runs and their files in one folder. Safe to share between threads and processes."""
 
     def __init__(self, folder: str | os.PathLike[str] | None = None, *, busy_timeout: float = 30.0) -> None:
@@ -325,18 +324,6 @@ class RunStore:
         with self._lock:
             return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with write_transaction(self._db, self._lock) as db:
-            yield db
-
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
     def __enter__(self) -> "RunStore":
         return self

@@ -29,17 +29,15 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._sqlite import connect_wal, write_transaction
+from .._sqlite import SharedConnection, connect_wal
 
 __all__ = ["DB_NAME", "SCHEMA_VERSION", "ORPHAN_GRACE_SECONDS", "PruneResult", "SimState", "TaskRow"]
 
@@ -133,7 +131,7 @@ def _unlink(path: Path) -> int:
         return 0
 
 
-class SimState:
+class SimState(SharedConnection):
     """One state folder, opened by one simulator. Safe across threads and processes."""
 
     def __init__(self, folder: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
@@ -168,18 +166,6 @@ class SimState:
                     db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with write_transaction(self._db, self._lock) as db:
-            yield db
-
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(sql, params).fetchall()
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
 
     def __repr__(self) -> str:
         return f"SimState({str(self.folder)!r})"
