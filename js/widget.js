@@ -8,7 +8,7 @@ const STAGES = {
   cancelled: "Cancelled", submission_unknown: "Submission unknown", timed_out: "Timed out", error: "Error",
 };
 const SLOT_NAMES = { start: "Start image", end: "End image" };
-const KEEP_VIDEOS = 8; // blob URLs of videos kept per view
+const KEEP_VIDEOS = 8; // blob URLs kept per view, besides those shown
 
 /** Only http(s) and blob: URLs may reach a src (not javascript:, data:...). `local` also allows
  * a relative path inside the page's folder (the gallery's files); `web: false` refuses http(s). */
@@ -245,7 +245,7 @@ function inFlight(s, prefix, onGiveUp) {
 /** Videos, posters and downloads: reassembled from chunked buffers into blob URLs that
  * this store owns. Mounts read them and subscribe to (what, run_id, message) arrivals. */
 function mediaStore(ctx) {
-  const s = scope(ctx.model), { get } = ctx;
+  const s = scope(ctx.model);
   const videos = new Map(), posters = new Map(), incoming = new Map(), requested = new Set(), subs = new Set();
   const tell = (...args) => { for (const fn of [...subs]) fn(...args); };
   function gather(key, msg, buf, mime) {
@@ -260,10 +260,10 @@ function mediaStore(ctx) {
   }
   function keep(rid, url) {
     videos.set(rid, url);
-    const inUse = new Set([get("status")?.run_id, ...((get("comparison") || {}).run_ids || [])]);
+    const shown = new Set([...ctx.root.querySelectorAll("video")].map((v) => v.getAttribute("src")));
     for (const [k, u] of videos) {
       if (videos.size <= KEEP_VIDEOS) break;
-      if (!inUse.has(k)) { videos.delete(k); s.drop(u); requested.delete(k); }
+      if (!shown.has(u)) { videos.delete(k); s.drop(u); requested.delete(k); }
     }
   }
   s.messages({

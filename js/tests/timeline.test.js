@@ -126,6 +126,20 @@ test("a running timeline shows each segment's status; when done, the stitched vi
   assert.deepEqual([one(panel, "Segment 1 prompt").value, one(panel, "Segment 1 prompt").disabled], ["zoom in", false]);
 });
 
+test("the stitched video stays playable while many other videos come and go", async () => {
+  const { model, root } = view({ start_image_info: IMG });
+  model.update({ timeline_info: info({ status: "done", current: null, has_video: true }) });
+  const send = (rid, nonce) => model.custom({ type: "video", run_id: rid, nonce, index: 0, count: 1, size: 1, mime: "video/mp4" }, [new Uint8Array([1])]);
+  send("timeline-1", model.messages("video")[0].content.nonce);
+  await flush();
+  const player = panelOf(root).querySelector("video"), src = player.getAttribute("src");
+  assert.match(src, /^blob:/);
+  for (let i = 0; i < 12; i++) send(`other-${i}`, "n");  // more than the store keeps (8)
+  await flush();
+  assert.ok(!env.revoked.includes(src), "the panel's video was revoked while it is shown");
+  assert.ok(env.revoked.length >= 4, "videos nobody shows are let go");
+});
+
 test("a failed segment offers Retry segment, which asks the kernel to retry that one", () => {
   const { model, root } = view({ start_image_info: IMG });
   const failed = info({ status: "failed", error: "Segment 2 of 2 ended failed: the model refused.",
