@@ -310,8 +310,15 @@ class NotebookPage:
         page.goto(f"{self.server.url}/tree?token={self.server.token}", timeout=UI_TIMEOUT_MS)
         listing = page.locator(".jp-DirListing-content")
         listing.get_by_text("notebooks", exact=True).dblclick(timeout=UI_TIMEOUT_MS)
+        # Wait for the whole folder: rows still arriving re-sort the list, and a double click
+        # that straddles that lands on another notebook.
+        names = sorted(p.name for p in (self.server.root / "notebooks").iterdir() if not p.name.startswith("."))
+        page.wait_for_function(
+            "names => { const shown = [...document.querySelectorAll('.jp-DirListing-content .jp-DirListing-itemText')]"
+            ".map(e => e.textContent.trim()); return names.every(n => shown.includes(n)); }",
+            arg=names, timeout=UI_TIMEOUT_MS,
+        )
         item = listing.get_by_text(notebook, exact=True)
-        item.wait_for(timeout=UI_TIMEOUT_MS)
         with page.context.expect_page(timeout=UI_TIMEOUT_MS) as new:
             item.dblclick()
         self.page = new.value
@@ -633,6 +640,12 @@ def generate_and_play(nb: NotebookPage, root: Any, prompt: str, duration: int = 
 LONG_BASE64 = re.compile(r"[A-Za-z0-9+/]{400,}={0,2}")
 MAGIC_BASE64 = ("/9j/", "iVBOR", "AAAAIGZ0eXA", "AAAAHGZ0eXA", "AAAAGGZ0eXA", "UklGR")
 SIM_KEY = re.compile(r"sim-[A-Za-z0-9_-]{20,}")
+
+
+def assert_kernel_answered(root: Any) -> None:
+    """A live widget never shows its no-kernel line: the kernel answers each view's hello."""
+    text = root.locator(":scope > .fpw-notice").text_content() or ""
+    assert "No answer from the kernel" not in text, text
 
 
 def save_and_read_notebook(nb: NotebookPage, notebook: str, *, timeout: float = 60.0) -> str:

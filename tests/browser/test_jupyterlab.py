@@ -20,6 +20,7 @@ from fpw_browser import (
     SIM_KEY,
     SMALL_IMAGES,
     NotebookPage,
+    assert_kernel_answered,
     generate_and_play,
     play_comparison_and_measure,
     save_and_read_notebook,
@@ -52,6 +53,7 @@ def test_quickstart_upload_generate_play_compare(lab: NotebookPage, photo: Path,
     assert duration == 10
 
     first = generate_and_play(nb, root, "the camera zooms in slowly on the house", duration)
+    assert_kernel_answered(root)
     video = root.locator("video.fpw-video")
     video.evaluate("v => { v.pause(); v.currentTime = 6; }")
     nb.page.wait_for_function("v => !v.seeking && v.readyState >= 2", arg=video.element_handle())

@@ -27,6 +27,7 @@ from fpw_browser import (
     SERVER_START_TIMEOUT,
     UI_TIMEOUT_MS,
     NotebookPage,
+    assert_kernel_answered,
     click_generate,
     fast_simulator_env,
     free_port,
@@ -119,6 +120,7 @@ def test_marimo_run_generate_play_compare(page: object, marimo_server: MarimoSer
         state = nb.play_and_see_time_advance(video, by=0.5)
         assert state["src"] == "blob:" and not state["paused"], state
         runs.append(run_id)
+    assert_kernel_answered(root)
 
     section = select_and_compare(nb, root, runs)
     drift = play_comparison_and_measure(nb, section, settle_s=1.0, sample_ms=3000)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fpw_browser import ARTIFACTS, JupyterServer, NotebookPage, generate_and_play, upload_start_image
+from fpw_browser import ARTIFACTS, JupyterServer, NotebookPage, assert_kernel_answered, generate_and_play, upload_start_image
 
 
 @pytest.fixture
@@ -29,5 +29,6 @@ def test_quickstart_in_notebook7(notebook7: NotebookPage, photo: Path) -> None:
 
     upload_start_image(nb, root, photo)
     generate_and_play(nb, root, "the camera zooms in slowly on the house", duration=10)
+    assert_kernel_answered(root)
     root.screenshot(path=str(ARTIFACTS / "notebook7_widget_finished.png"))
     assert not nb.errors_in_outputs()
