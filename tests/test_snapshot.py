@@ -68,3 +68,48 @@ def test_nbconvert_html_shows_the_snapshot_when_no_widget_state_was_saved() -> N
     nb.cells.append(cell)
     page, _ = HTMLExporter().from_notebook_node(nb)
     assert "Prompt: pan left across the hills" in page and "plain snapshot" not in page
+
+
+async def test_the_poster_goes_into_the_notebook_only_when_asked(sim: Simulator, tmp_path: Path) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    from framepack_widgets.widget._snapshot import POSTER_BYTES, POSTER_SIDE
+
+    store, _ = make_runs(tmp_path / "store", [{"prompt": "pan left"}])
+    client = AsyncClient(sim.api_key, base_url=sim.base_url)
+    private = FramepackWidget(client, store=store)
+    shared = FramepackWidget(client, store=store, poster_in_notebook=True)
+    try:
+        assert "data:" not in private._repr_mimebundle_()[0]["text/html"], "no image unless asked"
+        page = shared._repr_mimebundle_()[0]["text/html"]
+        (src,) = re.findall(r'<img alt="Poster of the last run" src="data:image/jpeg;base64,([A-Za-z0-9+/=]+)"', page)
+        jpeg = base64.b64decode(src)
+        assert len(jpeg) <= POSTER_BYTES
+        with Image.open(io.BytesIO(jpeg)) as poster:
+            assert poster.format == "JPEG" and max(poster.size) <= POSTER_SIDE and min(poster.size) > 10
+    finally:
+        for w in (private, shared):
+            await w.runner.aclose()
+            w.close()
+        await client.close()
+        store.close()
+
+
+def test_a_poster_too_big_for_the_notebook_is_left_out() -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from framepack_widgets.widget._snapshot import snapshot_poster
+
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (240, 240, 3), dtype=np.uint8))
+    out = io.BytesIO()
+    noise.save(out, "JPEG", quality=95)
+    assert snapshot_poster(out.getvalue()) is None, "pure noise cannot fit in 12 KB"
+    small = io.BytesIO()
+    Image.new("RGB", (640, 480), (200, 30, 30)).save(small, "JPEG")
+    assert snapshot_poster(small.getvalue()) is not None

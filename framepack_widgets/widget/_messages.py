@@ -184,7 +184,7 @@ class Messages:
     def _on_posters(self, content: dict, buffers: list) -> None:
         for run_id in list(content.get("run_ids") or [])[: proto.HISTORY_LIMIT]:
             run = self._widget._lookup(str(run_id))
-            poster = self._poster(run) if run is not None else None
+            poster = self.poster(run) if run is not None else None
             if run is not None and poster:
                 self.post({"type": "poster", "run_id": run.run_id, "mime": "image/jpeg"}, [poster])
 
@@ -257,7 +257,7 @@ class Messages:
             self.error(str(exc))
 
     # ------------------------------------------------------------------ posters
-    def _poster(self, run: "Run") -> bytes | None:
+    def poster(self, run: "Run") -> bytes | None:
         """A small JPEG for cards and the player: the start image, else the video's first frame."""
         start = run.start_image_sha
         key = start or run.run_id

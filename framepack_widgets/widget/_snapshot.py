@@ -11,13 +11,17 @@ then show for its output (checked in JupyterLab 4 and Notebook 7 with ipywidgets
   fresh kernel; a notebook saved with widget state draws the widget itself from that state.
 
 The snapshot is what the widget showed when its cell ran: the current run's status, prompt and
-facts. It holds no image: saved notebooks carry no image or video bytes (the notebook
-hygiene promise), so the run's poster stays in the run store.
+facts. By default it holds no image: saved notebooks carry no image or video bytes (the
+notebook hygiene promise), and a poster is usually the start image, often a personal photo,
+which a shared notebook would hand to every reader. `FramepackWidget(poster_in_notebook=True)`
+adds the run's poster, at most `POSTER_SIDE` px and `POSTER_BYTES` bytes of JPEG.
 """
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 from typing import TYPE_CHECKING
 
 from ..constants import cost_usd
@@ -25,10 +29,28 @@ from ..constants import cost_usd
 if TYPE_CHECKING:  # pragma: no cover
     from ..runs import Run
 
-__all__ = ["snapshot_html", "snapshot_text"]
+__all__ = ["POSTER_BYTES", "POSTER_SIDE", "snapshot_html", "snapshot_poster", "snapshot_text"]
 
 RUN_THE_CELL = "The live widget needs a running kernel: run this cell to use it again."
 PROMPT_CHARS = 400
+#: The opt-in poster: long side in pixels, and the most JPEG bytes it may take in the notebook.
+POSTER_SIDE = 240
+POSTER_BYTES = 12 * 1024
+
+
+def snapshot_poster(jpeg: bytes) -> bytes | None:
+    """The poster made small enough for a notebook (None if even the lowest quality is too big)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(jpeg)) as opened:
+        image = opened.convert("RGB")
+    image.thumbnail((POSTER_SIDE, POSTER_SIDE), Image.Resampling.LANCZOS)
+    for quality in (75, 60, 45):
+        out = io.BytesIO()
+        image.save(out, "JPEG", quality=quality, optimize=True)
+        if out.tell() <= POSTER_BYTES:
+            return out.getvalue()
+    return None
 
 
 def _clip(text: str, limit: int = PROMPT_CHARS) -> str:
@@ -68,13 +90,18 @@ def snapshot_text(run: "Run | None", *, backend_label: str, total: int, prompt: 
     return "\n".join([*lines, _count(total)])
 
 
-def snapshot_html(run: "Run | None", *, backend_label: str, total: int, prompt: str = "", simulated: bool = False) -> str:
-    """The HTML snapshot: text only (escaped), small inline styles that survive sanitising."""
+def snapshot_html(run: "Run | None", *, backend_label: str, total: int, prompt: str = "", simulated: bool = False,
+                  poster: bytes | None = None) -> str:
+    """The HTML snapshot: escaped text, small inline styles that survive sanitising, and the
+    run's poster only when one is given (from `snapshot_poster`)."""
     e = html.escape
     parts = [
         '<div class="fpw-snapshot" style="border:1px solid #bdbdbd;border-radius:6px;padding:8px 12px;max-width:720px">',
         f"<p><strong>FramePack widget</strong> \u2014 a snapshot. {e(RUN_THE_CELL)}</p>",
     ]
+    if poster and run is not None:
+        src = "data:image/jpeg;base64," + base64.b64encode(poster).decode("ascii")
+        parts.append(f'<img alt="{e("Poster of the last run")}" src="{src}" style="display:block;max-width:{POSTER_SIDE}px">')
     if simulated:
         parts.append(f"<p><em>{e(backend_label)}</em></p>")
     parts += [f"<p>{e(label)}: <strong>{e(text)}</strong></p>" if label == "Last run" else f"<p>{e(label)}: {e(text)}</p>"

@@ -38,7 +38,7 @@ from ..runs import Run, Runner, RunStage, RunStore
 from . import _protocol as proto
 from ._embedded import asset, shared_simulator
 from ._messages import Messages
-from ._snapshot import snapshot_html, snapshot_text
+from ._snapshot import snapshot_html, snapshot_poster, snapshot_text
 from ._timelines import WidgetTimelines
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,7 +88,9 @@ class FramepackWidget(anywidget.AnyWidget):
     `cancel()`, `runs`, `compare(*runs)`, `sweep(...)`, `timeline(...)`, `extend_from(run)`,
     `export_comparison()`, `export_html(folder)`.
     Runs are kept in a `RunStore` (FRAMEPACK_HOME, else ./.framepack); unfinished ones are
-    picked up again when a widget opens.
+    picked up again when a widget opens. `poster_in_notebook=True` saves the current run's
+    poster (a JPEG of at most 12 KB, usually the start image) in the snapshot a notebook shows
+    where the widget cannot be drawn; off by default, so a shared notebook holds no image.
     """
 
     _esm = asset("widget.js")
@@ -134,9 +136,11 @@ class FramepackWidget(anywidget.AnyWidget):
         resume: bool = True,
         start_image: Any = None,
         end_image: Any = None,
+        poster_in_notebook: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self._poster_in_notebook = bool(poster_in_notebook)
         self._store = store if store is not None else RunStore()
         self.notice = self._store.notice or ""  # e.g. a damaged history was moved aside
         self._sim: Simulator | None = None
@@ -185,7 +189,9 @@ class FramepackWidget(anywidget.AnyWidget):
         run = self._runs.get(self._current) if self._current else None
         facts = {"backend_label": self.backend_label, "total": self.history_total, "prompt": self.prompt}
         data["text/plain"] = snapshot_text(run, **facts)
-        data["text/html"] = snapshot_html(run, simulated=self.backend == "simulator", **facts)
+        poster = self._messages.poster(run) if run is not None and self._poster_in_notebook else None
+        data["text/html"] = snapshot_html(run, simulated=self.backend == "simulator",
+                                          poster=snapshot_poster(poster) if poster else None, **facts)
         return data, metadata
 
     # ------------------------------------------------------------------ backend

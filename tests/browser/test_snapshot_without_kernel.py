@@ -6,7 +6,8 @@ the widget was (see framepack_widgets/widget/_snapshot.py):
 
 - not trusted (the server never signed it, as on another machine): JupyterLab renders only
   safe MIME types, so the widget's text/html snapshot shows: the last run's status, its prompt
-  and how to get the widget back, instead of the bare repr;
+  and how to get the widget back, instead of the bare repr (and the run's poster, for a widget
+  made with poster_in_notebook=True);
 - trusted: JupyterLab's widget renderer takes the output whatever else it holds, and without
   saved state says "Error displaying widget: model not found" (the README says so);
 - trusted and saved with widget state: the widget is drawn from that state (the run's card,
@@ -47,11 +48,11 @@ def notebook(server: JupyterServer) -> Path:
     return executed(server, "snapshot.ipynb", store_widget_state=False)
 
 
-def executed(server: JupyterServer, name: str, *, store_widget_state: bool) -> Path:
+def executed(server: JupyterServer, name: str, *, store_widget_state: bool, widget_args: str = "") -> Path:
     """The one-cell widget notebook, run headless against the server's store, saved as `name`."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells.append(nbformat.v4.new_code_cell("from framepack_widgets import FramepackWidget\nw = FramepackWidget()\nw"))
+    nb.cells.append(nbformat.v4.new_code_cell(f"from framepack_widgets import FramepackWidget\nw = FramepackWidget({widget_args})\nw"))
     env = {**os.environ, "FRAMEPACK_HOME": str(server.framepack_home)}
     old = dict(os.environ)
     os.environ.update(env)
@@ -84,6 +85,17 @@ def test_untrusted_notebook_shows_the_snapshot_not_an_error(page: object, server
     assert PROMPT in text and "completed" in text and "run this cell" in text, text
     assert "synthetic" in text
     assert "Error displaying widget" not in text
+
+
+def test_untrusted_notebook_shows_the_poster_when_the_widget_was_asked_to_save_it(
+        page: object, server: JupyterServer, notebook: Path) -> None:
+    path = executed(server, "with_poster.ipynb", store_widget_state=False, widget_args="poster_in_notebook=True")
+    out = first_output(page, server, path.name)
+    img = out.locator("img[alt='Poster of the last run']")
+    img.wait_for(timeout=UI_TIMEOUT_MS)
+    page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=img.element_handle(), timeout=UI_TIMEOUT_MS)  # type: ignore[attr-defined]
+    out.screenshot(path=str(ARTIFACTS / "snapshot-poster.png"))
+    assert PROMPT in out.inner_text()
 
 
 def test_trusted_notebook_without_widget_state_gets_jupyterlabs_own_message(page: object, server: JupyterServer,
