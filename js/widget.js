@@ -321,12 +321,13 @@ function mountHeader(ctx, box) {
     ctx.root.dataset.backend = get("backend");
     notice.textContent = get("notice") || (late ? QUIET : "");
   }
-  // Silence after render's "hello": a busy kernel, or saved widget state with no kernel.
+  // No answer to "hello": a busy kernel, or saved state with no kernel.
   let late = false;
-  const timer = setTimeout(() => { late = true; sync(); }, 5000);
-  const heard = () => { clearTimeout(timer); late = false; sync(); ctx.model.off("msg:custom", heard); };
+  const timer = setTimeout(() => sync(late = true), 5000);
+  const stop = () => { clearTimeout(timer); ctx.model.off("msg:custom", heard); };
+  const heard = () => { stop(); sync(late = false); };
   ctx.model.on("msg:custom", heard);
-  s.defer(heard);
+  s.defer(stop);
   s.follow("backend backend_label balance notice", sync);
   return s.close;
 }

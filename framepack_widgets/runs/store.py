@@ -324,7 +324,6 @@ class RunStore(SharedConnection):
         with self._lock:
             return int(self._db.execute("PRAGMA user_version").fetchone()[0])
 
-
     def __enter__(self) -> "RunStore":
         return self
 

@@ -166,7 +166,6 @@ class SimState(SharedConnection):
                     db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
-
     def __repr__(self) -> str:
         return f"SimState({str(self.folder)!r})"
 

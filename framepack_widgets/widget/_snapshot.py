@@ -25,6 +25,7 @@ import io
 from typing import TYPE_CHECKING
 
 from ..constants import cost_usd
+from ._protocol import thumbnail_jpeg
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..runs import Run
@@ -38,18 +39,19 @@ POSTER_SIDE = 240
 POSTER_BYTES = 12 * 1024
 
 
-def snapshot_poster(jpeg: bytes) -> bytes | None:
-    """The poster made small enough for a notebook (None if even the lowest quality is too big)."""
+def snapshot_poster(jpeg: bytes | None) -> bytes | None:
+    """The card poster made small enough for a notebook (None without one, or if even the
+    lowest quality is too big)."""
+    if not jpeg:
+        return None
     from PIL import Image
 
     with Image.open(io.BytesIO(jpeg)) as opened:
         image = opened.convert("RGB")
-    image.thumbnail((POSTER_SIDE, POSTER_SIDE), Image.Resampling.LANCZOS)
     for quality in (75, 60, 45):
-        out = io.BytesIO()
-        image.save(out, "JPEG", quality=quality, optimize=True)
-        if out.tell() <= POSTER_BYTES:
-            return out.getvalue()
+        small = thumbnail_jpeg(image, POSTER_SIDE, quality=quality)
+        if len(small) <= POSTER_BYTES:
+            return small
     return None
 
 

@@ -189,9 +189,8 @@ class FramepackWidget(anywidget.AnyWidget):
         run = self._runs.get(self._current) if self._current else None
         facts = {"backend_label": self.backend_label, "total": self.history_total, "prompt": self.prompt}
         data["text/plain"] = snapshot_text(run, **facts)
-        poster = self._messages.poster(run) if run is not None and self._poster_in_notebook else None
-        data["text/html"] = snapshot_html(run, simulated=self.backend == "simulator",
-                                          poster=snapshot_poster(poster) if poster else None, **facts)
+        poster = snapshot_poster(self._messages.poster(run)) if run is not None and self._poster_in_notebook else None
+        data["text/html"] = snapshot_html(run, simulated=self.backend == "simulator", poster=poster, **facts)
         return data, metadata
 
     # ------------------------------------------------------------------ backend
