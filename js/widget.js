@@ -319,9 +319,10 @@ function mountHeader(ctx, box) {
     badge.className = `fpw-badge ${sim ? "fpw-badge-sim" : "fpw-badge-api"}`;
     balance.textContent = get("balance") ? `Balance: ${get("balance")}` : "";
     ctx.root.dataset.backend = get("backend");
+    ctx.root.classList.toggle("fpw-quiet", late);
     notice.textContent = get("notice") || (late ? QUIET : "");
   }
-  // No answer to "hello": a busy kernel, or saved state with no kernel.
+  // No answer to "hello": a busy kernel, or saved state with no kernel (the snapshot shows).
   let late = false;
   const timer = setTimeout(() => sync(late = true), 5000);
   const stop = () => { clearTimeout(timer); ctx.model.off("msg:custom", heard); };
@@ -658,7 +659,7 @@ export function mountQueued(ctx, box) {
     const q = get("queued") || {};
     section.hidden = !q.count;
     go.disabled = drop.disabled = false;
-    text.textContent = q.count ? `${q.text} — stored, never sent (the kernel stopped first). Send or discard them?` : "";
+    text.textContent = q.text || "";
   }
   s.follow("queued", sync);
   return s.close;

@@ -3,8 +3,8 @@
 Why: the notebooks are the product's front door (the README's demo opens the
 quickstart); they must run top to bottom on a fresh machine with no key and no network.
 The hygiene test checks issue 3's promise about saved notebooks: with widget state saved,
-ten runs add at most 100 KB, and neither image/video bytes nor the API key end up in the
-file.
+ten runs add at most 100 KB, and neither video bytes nor the API key end up in the file; the
+one image is the snapshot's poster of the last run (at most 12 KB, issue 11).
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
+
+from framepack_widgets.widget._snapshot import POSTER_BYTES
+from saved_notebook import posters_taken_out
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -188,7 +191,15 @@ def test_saved_widget_state_stays_small_and_holds_no_bytes_or_key(tmp_path: Path
     # Even counting the widget's own code (anywidget saves _esm and _css with the state).
     assert saved - original <= 100 * 1024, f"the saved notebook grew by {(saved - original) / 1024:.1f} KB"
 
-    text = path.read_text()
+    # The widget's output keeps its snapshot in step with the runs (update_display from the
+    # kernel, applied by nbclient as by JupyterLab): the last run, and its poster, the one image.
+    snapshots = [out["data"]["text/html"] for cell in nb.cells for out in cell.get("outputs", [])
+                 if "fpw-snapshot" in out.get("data", {}).get("text/html", "")]
+    assert snapshots, "no snapshot output beside the widget"
+    assert all("take 10" in page and "completed" in page for page in snapshots), snapshots[0][-600:]
+    text, posters = posters_taken_out(path.read_text())
+    assert len(posters) == len(snapshots), f"{len(posters)} posters for {len(snapshots)} snapshots"
+    assert all(len(poster) <= POSTER_BYTES and poster[:2] == b"\xff\xd8" for poster in posters)
     assert key not in text and key[8:] not in text, "the API key is in the saved notebook"
     for magic in MAGIC:
         assert magic not in text, f"{magic!r} (image/video bytes) found in the saved notebook"

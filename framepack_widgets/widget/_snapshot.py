@@ -1,20 +1,26 @@
-"""A static snapshot of the widget, saved in its output beside the widget view.
+"""The static snapshot: an output of its own beside each display of the widget, kept in step
+with the current run, for wherever the widget cannot be drawn (a notebook opened later without
+a kernel, on another machine, in nbconvert's HTML).
 
-Why: a notebook opened later, without a kernel, cannot draw the widget. What Jupyter front-ends
-then show for its output (checked in JupyterLab 4 and Notebook 7 with ipywidgets 8):
+Why an output of its own: JupyterLab's widget renderer draws the live view again whenever its
+output is updated, so the snapshot cannot ride in the widget's output and still follow the runs.
+`NotebookSnapshot` displays it with a display id and updates it (`update_display`) when what it
+says changes: a run's stage, the current run, its poster. What a saved notebook then shows:
 
-- a notebook that is not trusted (opened on another machine or by another person) renders only
-  "safe" MIME types: the text/html snapshot below, instead of the bare text/plain repr;
-- nbconvert's HTML (and viewers built on it) without saved widget state: the same text/html;
-- a trusted notebook: the widget renderer wins whatever else the output holds and shows
-  "Loading widget..." with no kernel, "Error displaying widget: model not found" with a
-  fresh kernel; a notebook saved with widget state draws the widget itself from that state.
+- while the widget is drawn and its kernel answers, the snapshot steps aside (`STYLE`);
+- a notebook saved with widget state, reopened without a kernel: the widget is drawn from that
+  state, gets no answer, shrinks to its header and "No answer from the kernel" line (the view
+  adds `fpw-quiet`), and the snapshot shows below it;
+- a trusted notebook saved without widget state: JupyterLab's "Error displaying widget: model
+  not found" gives way to the snapshot;
+- a notebook that is not trusted (another machine or person): JupyterLab renders only safe MIME
+  types, so the snapshot shows (sanitised: its `<style>` is dropped, its inline styles kept).
 
-The snapshot is what the widget showed when its cell ran: the current run's status, prompt and
-facts. By default it holds no image: saved notebooks carry no image or video bytes (the
-notebook hygiene promise), and a poster is usually the start image, often a personal photo,
-which a shared notebook would hand to every reader. `FramepackWidget(poster_in_notebook=True)`
-adds the run's poster, at most `POSTER_SIDE` px and `POSTER_BYTES` bytes of JPEG.
+The snapshot says the current run's status, prompt and facts, and shows the run's poster (the
+start image, or the video's first frame) as a JPEG of at most `POSTER_SIDE` px and
+`POSTER_BYTES` bytes: the one image a saved notebook holds. `FramepackWidget(
+poster_in_notebook=False)` keeps even that out (the poster is usually the start image, often a
+personal photo, and a shared notebook hands it to every reader).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from __future__ import annotations
 import base64
 import html
 import io
+import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..constants import cost_usd
@@ -30,13 +38,24 @@ from ._protocol import thumbnail_jpeg
 if TYPE_CHECKING:  # pragma: no cover
     from ..runs import Run
 
-__all__ = ["POSTER_BYTES", "POSTER_SIDE", "snapshot_html", "snapshot_poster", "snapshot_text"]
+__all__ = ["POSTER_BYTES", "POSTER_SIDE", "NotebookSnapshot", "snapshot_html", "snapshot_poster", "snapshot_text"]
 
 RUN_THE_CELL = "The live widget needs a running kernel: run this cell to use it again."
 PROMPT_CHARS = 400
-#: The opt-in poster: long side in pixels, and the most JPEG bytes it may take in the notebook.
+#: The poster: long side in pixels, and the most JPEG bytes it may take in the notebook.
 POSTER_SIDE = 240
 POSTER_BYTES = 12 * 1024
+#: Rules that decide which of the two outputs shows (the module docstring says when). Class
+#: names are JupyterLab's and Notebook 7's output area; elsewhere only the first rule applies.
+STYLE = (
+    "<style>"
+    ":root:has(.fpw-root:not(.fpw-quiet)) :is(.fpw-snapshot,"
+    ".jp-OutputArea-child:has(>.jp-OutputArea-output>.fpw-snapshot)){display:none}"
+    ".fpw-quiet>:not(.fpw-head,.fpw-notice){display:none}"
+    ".jp-OutputArea-child:not(:has(.fpw-root)):has(+.jp-OutputArea-child>.jp-OutputArea-output>.fpw-snapshot)"
+    "{display:none}"
+    "</style>"
+)
 
 
 def snapshot_poster(jpeg: bytes | None) -> bytes | None:
@@ -94,19 +113,50 @@ def snapshot_text(run: "Run | None", *, backend_label: str, total: int, prompt: 
 
 def snapshot_html(run: "Run | None", *, backend_label: str, total: int, prompt: str = "", simulated: bool = False,
                   poster: bytes | None = None) -> str:
-    """The HTML snapshot: escaped text, small inline styles that survive sanitising, and the
-    run's poster only when one is given (from `snapshot_poster`)."""
+    """The HTML snapshot: `STYLE`, escaped text, small inline styles that survive sanitising,
+    and the run's poster when one is given (from `snapshot_poster`)."""
     e = html.escape
     parts = [
+        STYLE,
         '<div class="fpw-snapshot" style="border:1px solid #bdbdbd;border-radius:6px;padding:8px 12px;max-width:720px">',
         f"<p><strong>FramePack widget</strong> \u2014 a snapshot. {e(RUN_THE_CELL)}</p>",
     ]
     if poster and run is not None:
         src = "data:image/jpeg;base64," + base64.b64encode(poster).decode("ascii")
-        parts.append(f'<img alt="{e("Poster of the last run")}" src="{src}" style="display:block;max-width:{POSTER_SIDE}px">')
+        parts.append(f'<img alt="{e("Poster of the last run")}" src="{src}" style="display:block;max-width:{POSTER_SIDE}px;margin:6px 0">')
     if simulated:
         parts.append(f"<p><em>{e(backend_label)}</em></p>")
     parts += [f"<p>{e(label)}: <strong>{e(text)}</strong></p>" if label == "Last run" else f"<p>{e(label)}: {e(text)}</p>"
               for label, text in _rows(run, prompt)]
     parts.append(f"<p>{_count(total)}</p></div>")
     return "\n".join(parts)
+
+
+class NotebookSnapshot:
+    """The snapshot output of one widget: displayed beside each of its views, updated in place.
+
+    `render` returns the output's data (text/plain, text/html) from the widget's current state;
+    `refresh` sends it again only when it changed, so a poll that changes nothing costs one
+    string comparison and no message."""
+
+    def __init__(self, render: Callable[[], dict[str, str]]) -> None:
+        self._render = render
+        self.display_id = f"fpw-snapshot-{uuid.uuid4().hex}"
+        self._shown: dict[str, str] | None = None
+
+    def display(self) -> None:
+        from IPython.display import display
+
+        self._shown = self._render()
+        display(self._shown, raw=True, display_id=self.display_id)
+
+    def refresh(self) -> None:
+        if self._shown is None:
+            return  # never displayed (marimo, plain Python): nothing to keep in step
+        data = self._render()
+        if data == self._shown:
+            return
+        from IPython.display import update_display
+
+        self._shown = data
+        update_display(data, raw=True, display_id=self.display_id)

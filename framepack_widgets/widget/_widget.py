@@ -38,7 +38,7 @@ from ..runs import Run, Runner, RunStage, RunStore
 from . import _protocol as proto
 from ._embedded import asset, shared_simulator
 from ._messages import Messages
-from ._snapshot import snapshot_html, snapshot_poster, snapshot_text
+from ._snapshot import NotebookSnapshot, snapshot_html, snapshot_poster, snapshot_text
 from ._timelines import WidgetTimelines
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -88,9 +88,10 @@ class FramepackWidget(anywidget.AnyWidget):
     `cancel()`, `runs`, `compare(*runs)`, `sweep(...)`, `timeline(...)`, `extend_from(run)`,
     `export_comparison()`, `export_html(folder)`.
     Runs are kept in a `RunStore` (FRAMEPACK_HOME, else ./.framepack); unfinished ones are
-    picked up again when a widget opens. `poster_in_notebook=True` saves the current run's
-    poster (a JPEG of at most 12 KB, usually the start image) in the snapshot a notebook shows
-    where the widget cannot be drawn; off by default, so a shared notebook holds no image.
+    picked up again when a widget opens. Beside the widget, its output keeps a snapshot of the
+    current run (status, prompt, facts and a poster of at most 12 KB) that a notebook shows where
+    the widget cannot be drawn; `poster_in_notebook=False` leaves the poster (usually the start
+    image) out, so a shared notebook holds no image.
     """
 
     _esm = asset("widget.js")
@@ -136,7 +137,7 @@ class FramepackWidget(anywidget.AnyWidget):
         resume: bool = True,
         start_image: Any = None,
         end_image: Any = None,
-        poster_in_notebook: bool = False,
+        poster_in_notebook: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -156,6 +157,8 @@ class FramepackWidget(anywidget.AnyWidget):
         self.backend_label = SIMULATOR_LABEL if simulated else PIAPI_LABEL
         self._runner = Runner(self._client, self._store, on_change=self._on_run_change, max_concurrent=max_concurrent)
         self._messages = Messages(self)
+        self._snapshot = NotebookSnapshot(self._snapshot_data)
+        self._snapshot_poster: tuple[tuple[Any, ...], bytes | None] = ((), None)
         self._opened_at = datetime.now(timezone.utc)
         self._images: dict[str, ImageSource | None] = {"start": None, "end": None}
         self._thumbs: dict[str, dict[str, Any]] = {}
@@ -180,18 +183,42 @@ class FramepackWidget(anywidget.AnyWidget):
 
     # ------------------------------------------------------------------ display
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        """The widget view, plus a static snapshot (text/html, text/plain) for wherever the
-        widget cannot be drawn, e.g. a notebook opened later without a kernel (`_snapshot`)."""
+        """The widget view, with one line of text for wherever only text shows."""
         bundle = super()._repr_mimebundle_(**kwargs)
         if not bundle:
             return bundle
         data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        data["text/plain"] = f"FramePack widget ({self.backend_label})"
+        return data, metadata
+
+    def _ipython_display_(self, **kwargs: Any) -> None:
+        """Two outputs: the widget view, then its snapshot (`_snapshot`), which the kernel keeps
+        in step with the runs so a notebook saved at any moment shows the latest one."""
+        from IPython.display import display
+
+        bundle = self._repr_mimebundle_(**kwargs)
+        if not bundle:
+            return  # a closed widget has no view to show
+        data, metadata = bundle
+        display(data, metadata=metadata, raw=True)
+        self._snapshot.display()
+
+    def _snapshot_data(self) -> dict[str, str]:
         run = self._runs.get(self._current) if self._current else None
         facts = {"backend_label": self.backend_label, "total": self.history_total, "prompt": self.prompt}
-        data["text/plain"] = snapshot_text(run, **facts)
-        poster = snapshot_poster(self._messages.poster(run)) if run is not None and self._poster_in_notebook else None
-        data["text/html"] = snapshot_html(run, simulated=self.backend == "simulator", poster=poster, **facts)
-        return data, metadata
+        return {
+            "text/plain": snapshot_text(run, **facts),
+            "text/html": snapshot_html(run, simulated=self.backend == "simulator", poster=self._poster_for(run), **facts),
+        }
+
+    def _poster_for(self, run: Run | None) -> bytes | None:
+        """The run's notebook-sized poster, made once per run and image (not on every poll)."""
+        if run is None or not self._poster_in_notebook:
+            return None
+        key = (run.run_id, run.start_image_sha, run.video_path)
+        if self._snapshot_poster[0] != key:
+            self._snapshot_poster = (key, snapshot_poster(self._messages.poster(run)))
+        return self._snapshot_poster[1]
 
     # ------------------------------------------------------------------ backend
     def _default_client(self) -> "AsyncClient":
@@ -386,7 +413,8 @@ class FramepackWidget(anywidget.AnyWidget):
             "count": len(waiting),
             "cost_usd": cost,
             "run_ids": [run.run_id for run in waiting][:100],
-            "text": f"{runs}, ${cost:,.2f}" + (" (simulated, nothing is charged)" if self.backend == "simulator" else ""),
+            "text": f"{runs}, ${cost:,.2f}" + (" (simulated, nothing is charged)" if self.backend == "simulator" else "")
+            + " \u2014 stored, never sent (the kernel stopped first). Send or discard them?",
         }
 
     # ------------------------------------------------------------------ runs & history
@@ -415,6 +443,7 @@ class FramepackWidget(anywidget.AnyWidget):
     def _make_current(self, run: Run) -> None:
         self._current = run.run_id
         self._update_status(run)
+        self._snapshot.refresh()
 
     def _load_history(self) -> None:
         try:
@@ -437,6 +466,7 @@ class FramepackWidget(anywidget.AnyWidget):
             if self._current is None or run.run_id == self._current:
                 self._make_current(run)
             self._update_session()
+            self._snapshot.refresh()  # the history's count may have changed
         except Exception:  # an observer must never break the run it observes
             log.exception("widget update failed for run %s", run.run_id)
 
@@ -682,6 +712,8 @@ class FramepackWidget(anywidget.AnyWidget):
     def _on_input_edit(self, change: dict[str, Any]) -> None:
         if self.input_error and self._images["start"] is not None:
             self.input_error = ""
+        if self._current is None:
+            self._snapshot.refresh()  # with no run yet, the snapshot shows the prompt
 
     @t.validate("duration")
     def _check_duration(self, proposal: dict[str, Any]) -> int:

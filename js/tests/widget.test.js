@@ -344,12 +344,16 @@ test("a view the kernel never answers says so; the first answer clears it", (t) 
   t.mock.timers.enable({ apis: ["setTimeout"] });
   const root = mount();
   const notice = root.querySelector(".fpw-root > .fpw-notice");
+  const view = root.querySelector(".fpw-root");
   t.mock.timers.tick(4999);
   assert.equal(notice.textContent, "", "a kernel has 5 s to answer hello");
+  assert.ok(!view.classList.contains("fpw-quiet"));
   t.mock.timers.tick(1);
   assert.match(notice.textContent, /No answer from the kernel: run this cell/);
+  assert.ok(view.classList.contains("fpw-quiet"), "fpw-quiet: the notebook's snapshot shows");
   model.custom({ type: "hello" });
   assert.equal(notice.textContent, "");
+  assert.ok(!view.classList.contains("fpw-quiet"), "an answer brings the widget back");
   model.update({ notice: "Resumed 2 runs." });
   assert.equal(notice.textContent, "Resumed 2 runs.", "the kernel's own notice still shows");
 });

@@ -643,9 +643,13 @@ SIM_KEY = re.compile(r"sim-[A-Za-z0-9_-]{20,}")
 
 
 def assert_kernel_answered(root: Any) -> None:
-    """A live widget never shows its no-kernel line: the kernel answers each view's hello."""
+    """A live widget never shows its no-kernel line (the kernel answers each view's hello), and
+    the snapshot output beside it stays out of sight."""
     text = root.locator(":scope > .fpw-notice").text_content() or ""
     assert "No answer from the kernel" not in text, text
+    snapshots = root.page.locator(".fpw-snapshot")
+    for index in range(snapshots.count()):
+        assert not snapshots.nth(index).is_visible(), "a snapshot shows beside the live widget"
 
 
 def save_and_read_notebook(nb: NotebookPage, notebook: str, *, timeout: float = 60.0) -> str:

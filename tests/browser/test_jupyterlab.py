@@ -11,6 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import nbformat
+
+from framepack_widgets.widget._snapshot import POSTER_BYTES
 from fpw_browser import (
     ARTIFACTS,
     FRAME_MS,
@@ -29,6 +32,7 @@ from fpw_browser import (
     small_copy_wanted,
     upload_start_image,
 )
+from saved_notebook import posters_taken_out
 
 
 def test_quickstart_upload_generate_play_compare(lab: NotebookPage, photo: Path, photo2: Path) -> None:
@@ -87,14 +91,38 @@ def test_quickstart_upload_generate_play_compare(lab: NotebookPage, photo: Path,
     nb.page.screenshot(path=str(ARTIFACTS / "jupyterlab-quickstart.png"), full_page=True)
     assert not nb.errors_in_outputs()
 
-    # Saved with JupyterLab's "save widget state" on: small, and no bytes or key in it.
-    text = save_and_read_notebook(nb, "quickstart.ipynb")
-    grown = len(text.encode()) - (NOTEBOOKS / "quickstart.ipynb").stat().st_size
+    # The snapshot beside the live widget stays out of sight while the widget is drawn.
+    assert nb.page.locator(".fpw-snapshot").count() >= 1
+    assert_kernel_answered(root)
+
+    # Saved with JupyterLab's "save widget state" on: small, and no video bytes or key in it;
+    # the snapshot (kept in step by the kernel) tells of the second run, with its poster.
+    saved = save_and_read_notebook(nb, "quickstart.ipynb")
+    pages = [out["data"]["text/html"] for cell in nbformat.reads(saved, as_version=4).cells for out in cell.get("outputs", [])
+             if "fpw-snapshot" in out.get("data", {}).get("text/html", "")]
+    assert pages and all("pans left across the hills" in p and "completed" in p for p in pages), pages
+    text, posters = posters_taken_out(saved)
+    assert len(posters) == len(pages) and all(len(p) <= POSTER_BYTES for p in posters)
+    grown = len(saved.encode()) - (NOTEBOOKS / "quickstart.ipynb").stat().st_size
     print(f"quickstart saved from JupyterLab with widget state, two runs: +{grown / 1024:.1f} KB")
     assert grown <= 100 * 1024, f"the saved notebook grew by {grown / 1024:.1f} KB"
-    state = json.loads(text)["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    state = json.loads(saved)["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     assert any(len(m.get("state", {}).get("history", [])) == 2 for m in state.values()), "no widget with two runs saved"
     for magic in MAGIC_BASE64:
-        assert magic not in text, f"{magic!r} (image/video bytes) in the saved notebook"
+        assert magic not in text, f"{magic!r} (image/video bytes besides the poster) in the saved notebook"
     assert not LONG_BASE64.search(text), "a long base64 run (bytes) in the saved notebook"
     assert not SIM_KEY.search(text), "the simulator's API key is in the saved notebook"
+
+    # Reopened later, the kernel that drew it gone: the widget is drawn from the saved state,
+    # gets no answer, and gives way to the snapshot of the second run, poster and all.
+    for session in nb.server.api("GET", "/api/sessions"):
+        nb.server.api("DELETE", f"/api/sessions/{session['id']}")
+    nb.open_lab("quickstart.ipynb")
+    root = nb.widget()
+    root.locator(":scope > .fpw-notice").filter(has_text="No answer from the kernel").wait_for()
+    box = nb.page.locator(".fpw-snapshot").last
+    box.wait_for()
+    assert "pans left across the hills" in box.inner_text() and "completed" in box.inner_text()
+    poster = box.locator("img[alt='Poster of the last run']")
+    nb.page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=poster.element_handle())
+    assert not root.locator(".fpw-main").is_visible()

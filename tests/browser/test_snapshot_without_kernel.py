@@ -1,17 +1,16 @@
 """A notebook opened later without the kernel that drew its widget, in JupyterLab.
 
-The notebook is executed headless (nbclient, no widget state saved) with one finished run
-in the store, then opened in JupyterLab from a server that never ran it. What shows where
-the widget was (see framepack_widgets/widget/_snapshot.py):
+The notebook is executed headless (nbclient) with one finished run in the store, then opened in
+JupyterLab from a server that never ran it. The widget's cell has two outputs: the widget view
+and its snapshot (framepack_widgets/widget/_snapshot.py). What shows where the widget was:
 
 - not trusted (the server never signed it, as on another machine): JupyterLab renders only
-  safe MIME types, so the widget's text/html snapshot shows: the last run's status, its prompt
-  and how to get the widget back, instead of the bare repr (and the run's poster, for a widget
-  made with poster_in_notebook=True);
-- trusted: JupyterLab's widget renderer takes the output whatever else it holds, and without
-  saved state says "Error displaying widget: model not found" (the README says so);
-- trusted and saved with widget state: the widget is drawn from that state (the run's card,
-  its prompt), and since no kernel answers it, it says so and how to get it back.
+  safe MIME types, so the snapshot shows: the last run's poster, status and prompt, and how to
+  get the widget back;
+- trusted, saved without widget state: JupyterLab's "Error displaying widget: model not found"
+  gives way to the snapshot;
+- trusted and saved with widget state: the widget is drawn from that state, gets no answer,
+  shrinks to its header and "No answer from the kernel" line, and the snapshot shows below.
 """
 
 from __future__ import annotations
@@ -26,7 +25,16 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from fpw_browser import ARTIFACTS, UI_TIMEOUT_MS, JupyterServer, fast_simulator_env, start_server
+from fpw_browser import (
+    ARTIFACTS,
+    SMALL_IMAGES,
+    UI_TIMEOUT_MS,
+    JupyterServer,
+    fast_simulator_env,
+    save_small_copy,
+    small_copy_wanted,
+    start_server,
+)
 from gallery_runs import make_runs
 
 PROMPT = "the camera zooms in slowly on the red house"
@@ -67,62 +75,68 @@ def executed(server: JupyterServer, name: str, *, store_widget_state: bool, widg
     return path
 
 
-def first_output(page: object, server: JupyterServer, name: str = "snapshot.ipynb") -> object:
+def open_cell(page: object, server: JupyterServer, name: str) -> tuple[object, object]:
+    """The widget cell's two outputs (the view's, the snapshot's) in a freshly opened notebook."""
     page.goto(server.lab_url(name), timeout=UI_TIMEOUT_MS)  # type: ignore[attr-defined]
-    out = page.locator(".jp-NotebookPanel .jp-OutputArea-output").first  # type: ignore[attr-defined]
-    out.wait_for(timeout=UI_TIMEOUT_MS)
-    return out
+    children = page.locator(".jp-NotebookPanel .jp-Cell").first.locator(".jp-OutputArea-child")  # type: ignore[attr-defined]
+    children.nth(1).wait_for(state="attached", timeout=UI_TIMEOUT_MS)
+    return children.nth(0), children.nth(1)
+
+
+def assert_snapshot_shows(page: object, snapshot: object, name: str) -> None:
+    box = snapshot.locator(".fpw-snapshot")
+    box.wait_for(timeout=UI_TIMEOUT_MS)
+    img = box.locator("img[alt='Poster of the last run']")
+    page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=img.element_handle(), timeout=UI_TIMEOUT_MS)  # type: ignore[attr-defined]
+    text = box.inner_text()
+    snapshot.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+    assert PROMPT in text and "completed" in text and "run this cell" in text, text
+    assert "synthetic" in text
 
 
 def test_untrusted_notebook_shows_the_snapshot_not_an_error(page: object, server: JupyterServer, notebook: Path) -> None:
-    saved = nbformat.read(notebook, as_version=4).cells[0].outputs[0]["data"]
-    assert {"text/html", "text/plain", "application/vnd.jupyter.widget-view+json"} <= set(saved)
-    out = first_output(page, server)
-    page.wait_for_function("o => o.textContent.includes('snapshot')", arg=out.element_handle(), timeout=UI_TIMEOUT_MS)  # type: ignore[attr-defined]
-    assert out.get_attribute("data-mime-type") == "text/html"
-    text = out.inner_text()
-    out.screenshot(path=str(ARTIFACTS / "snapshot-untrusted.png"))
-    assert PROMPT in text and "completed" in text and "run this cell" in text, text
-    assert "synthetic" in text
-    assert "Error displaying widget" not in text
+    outputs = nbformat.read(notebook, as_version=4).cells[0].outputs
+    assert "application/vnd.jupyter.widget-view+json" in outputs[0]["data"]
+    assert {"text/html", "text/plain"} == set(outputs[1]["data"])
+    view, snapshot = open_cell(page, server, notebook.name)
+    assert_snapshot_shows(page, snapshot, "snapshot-untrusted")
+    assert view.inner_text().startswith("FramePack widget"), view.inner_text()  # its text/plain line
+    assert "Error displaying widget" not in view.inner_text()
 
 
-def test_untrusted_notebook_shows_the_poster_when_the_widget_was_asked_to_save_it(
+def test_trusted_notebook_without_widget_state_shows_the_snapshot_not_jupyterlabs_error(
         page: object, server: JupyterServer, notebook: Path) -> None:
-    path = executed(server, "with_poster.ipynb", store_widget_state=False, widget_args="poster_in_notebook=True")
-    out = first_output(page, server, path.name)
-    img = out.locator("img[alt='Poster of the last run']")
-    img.wait_for(timeout=UI_TIMEOUT_MS)
-    page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=img.element_handle(), timeout=UI_TIMEOUT_MS)  # type: ignore[attr-defined]
-    out.screenshot(path=str(ARTIFACTS / "snapshot-poster.png"))
-    assert PROMPT in out.inner_text()
-
-
-def test_trusted_notebook_without_widget_state_gets_jupyterlabs_own_message(page: object, server: JupyterServer,
-                                                                             notebook: Path) -> None:
     env = server.environment()
     subprocess.run([sys.executable, "-m", "jupyter", "trust", str(notebook)], env=env, check=True, capture_output=True)
-    out = first_output(page, server)
+    view, snapshot = open_cell(page, server, notebook.name)
     page.wait_for_function(  # type: ignore[attr-defined]
-        "o => /Error displaying widget|Loading widget/.test(o.textContent)", arg=out.element_handle(), timeout=UI_TIMEOUT_MS
+        "o => /Error displaying widget|Loading widget/.test(o.textContent)", arg=view.element_handle(), timeout=UI_TIMEOUT_MS
     )
     page.wait_for_timeout(3000)  # type: ignore[attr-defined]  # the restore settles: "Loading" turns into the error
-    out.screenshot(path=str(ARTIFACTS / "snapshot-trusted.png"))
-    assert "Error displaying widget: model not found" in out.inner_text()
+    assert_snapshot_shows(page, snapshot, "snapshot-trusted")
+    assert "model not found" in view.text_content()  # JupyterLab's message is there ...
+    assert not view.is_visible(), "... and gives way to the snapshot"
 
 
-def test_trusted_notebook_saved_with_widget_state_draws_it_and_says_no_kernel_answers(
+def test_trusted_notebook_saved_with_widget_state_draws_it_then_gives_way_to_the_snapshot(
         page: object, server: JupyterServer, notebook: Path) -> None:
     path = executed(server, "with_state.ipynb", store_widget_state=True)
     assert nbformat.read(path, as_version=4).metadata["widgets"], "nbclient saved no widget state"
     subprocess.run([sys.executable, "-m", "jupyter", "trust", str(path)], env=server.environment(), check=True,
                    capture_output=True)
-    out = first_output(page, server, path.name)
-    root = out.locator(".fpw-root")
+    view, snapshot = open_cell(page, server, path.name)
+    root = view.locator(".fpw-root")
     root.wait_for(timeout=UI_TIMEOUT_MS)
-    # Drawn from the saved state: the run's card and its prompt, with no kernel behind them.
-    assert PROMPT in root.locator(".fpw-card").first.inner_text()
+    # Drawn from the saved state (the run's card, its prompt), the snapshot stepping aside ...
+    assert PROMPT in root.locator(".fpw-card").first.text_content()
+    assert not snapshot.is_visible()
+    # ... until no kernel answers: the widget keeps its header and says so, the snapshot shows.
     notice = root.locator(":scope > .fpw-notice")
     notice.filter(has_text="No answer from the kernel").wait_for(timeout=UI_TIMEOUT_MS)
-    out.screenshot(path=str(ARTIFACTS / "snapshot-widget-state.png"))
     assert "run this cell to use the widget again" in notice.inner_text()
+    assert_snapshot_shows(page, snapshot, "snapshot-widget-state")
+    assert root.locator(".fpw-head").is_visible() and not root.locator(".fpw-main").is_visible()
+    shot = ARTIFACTS / "snapshot-widget-state-cell.png"
+    page.locator(".jp-NotebookPanel .jp-Cell").first.screenshot(path=str(shot))  # type: ignore[attr-defined]
+    if small_copy_wanted(SMALL_IMAGES / "no_kernel.png"):
+        assert save_small_copy(shot, SMALL_IMAGES / "no_kernel.png").stat().st_size <= 60_000
