@@ -4,8 +4,10 @@ Small state lives in traits (prompt, duration, status, run cards); bytes move on
 custom messages (`_messages`). Generation runs as asyncio tasks on the kernel's own loop
 (through the `Runner`), so a cell returns at once and status keeps streaming while the
 kernel is idle. The API key is never a trait, never in widget state and never in a
-message: only the client holds it. A little past 600 lines: every public method a button
-shares with Python starts here (Extend and the Timeline panel's work is `_timelines.py`).
+message: only the client holds it. Past 600 lines: every public method a button shares with
+Python starts here, and so does the display (the view and its snapshot output); what they
+hand off lives beside it (`_messages.py` handlers, `_timelines.py` Extend and the Timeline
+panel, `_snapshot.py` what the snapshot says).
 """
 
 from __future__ import annotations
@@ -158,7 +160,7 @@ class FramepackWidget(anywidget.AnyWidget):
         self._runner = Runner(self._client, self._store, on_change=self._on_run_change, max_concurrent=max_concurrent)
         self._messages = Messages(self)
         self._snapshot = NotebookSnapshot(self._snapshot_data)
-        self._snapshot_poster: tuple[tuple[Any, ...], bytes | None] = ((), None)
+        self._snapshot_poster: tuple[str, bytes | None] = ("", None)
         self._opened_at = datetime.now(timezone.utc)
         self._images: dict[str, ImageSource | None] = {"start": None, "end": None}
         self._thumbs: dict[str, dict[str, Any]] = {}
@@ -212,10 +214,11 @@ class FramepackWidget(anywidget.AnyWidget):
         }
 
     def _poster_for(self, run: Run | None) -> bytes | None:
-        """The run's notebook-sized poster, made once per run and image (not on every poll)."""
+        """The run's notebook-sized poster, made once per image (not on every poll): its start
+        image, else its video's first frame (the same choice as the cards' poster)."""
         if run is None or not self._poster_in_notebook:
             return None
-        key = (run.run_id, run.start_image_sha, run.video_path)
+        key = run.start_image_sha or f"{run.run_id}:{run.video_path}"
         if self._snapshot_poster[0] != key:
             self._snapshot_poster = (key, snapshot_poster(self._messages.poster(run)))
         return self._snapshot_poster[1]
@@ -464,9 +467,10 @@ class FramepackWidget(anywidget.AnyWidget):
             self._timelines.note(run)
             self._update_card(run)
             if self._current is None or run.run_id == self._current:
-                self._make_current(run)
+                self._make_current(run)  # which refreshes the snapshot
+            else:
+                self._snapshot.refresh()  # the history's count may have changed
             self._update_session()
-            self._snapshot.refresh()  # the history's count may have changed
         except Exception:  # an observer must never break the run it observes
             log.exception("widget update failed for run %s", run.run_id)
 
