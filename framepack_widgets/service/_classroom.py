@@ -311,6 +311,7 @@ class ClassService:
     async def account(self, who: Identity) -> dict[str, Any]:
         from ._views import account_data
 
+        await self.db(self.store.register, who.name)
         summary = await self.db(self.store.account, who.name, self.options.budget_micros)
         paused = await self.db(self.store.paused)
         return account_data(summary, max_running=self.options.max_running, paused=paused)

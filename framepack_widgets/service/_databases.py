@@ -180,6 +180,7 @@ class PostgresDatabase:
         self.url = url
         self._errors = (psycopg.Error,)
         try:
+            psycopg.connect(url, connect_timeout=10).close()  # fail now, with a message, not after the pool's wait
             self._pool = ConnectionPool(url, min_size=1, max_size=max_size, kwargs={"autocommit": True},
                                         open=True, timeout=30, name="framepack-service")
             self._pool.wait(timeout=30)

@@ -347,6 +347,12 @@ class Store:
                                int(reserved), int(running), int(unknown))
                 for name, own, spent, reserved, running, unknown in rows]
 
+    def register(self, owner: str) -> None:
+        """A student the teacher's list shows from their first request on (before any create)."""
+        with self._db.transaction() as tx:
+            tx.execute("INSERT INTO students (name, created_ns) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                       (owner, time.time_ns()))
+
     def set_budget(self, owner: str, value_micros: int | None) -> None:
         """A student's own budget (None: back to the class's)."""
         now = time.time_ns()
