@@ -56,8 +56,10 @@ def _parser() -> argparse.ArgumentParser:
 def service_command(argv: Sequence[str]) -> int:
     parser = _parser()
     args = parser.parse_args(list(argv))
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="[framepack service %(asctime)s %(levelname)s] %(message)s")
+    for name in ("framepack_widgets", "tornado.access"):  # its own story and one line a request; not its libraries'
+        logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.INFO)
     from ..service import ServiceOptions, serve
 
     try:

@@ -21,6 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from hub import Hub  # noqa: E402
 from postgres import TempCluster, find_bin  # noqa: E402
 
 from framepack_widgets.service import Identity, ServiceOptions  # noqa: E402
@@ -151,3 +152,18 @@ def make_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def sim() -> Iterator[Simulator]:
     with Simulator(time_scale=60, long_side=64) as simulator:
         yield simulator
+
+
+@pytest.fixture(scope="session")
+def hub_sim() -> Iterator[Simulator]:
+    """The simulator standing in for PiAPI behind the hub's service (shared by every hub test)."""
+    with Simulator(time_scale=60, long_side=64) as simulator:
+        yield simulator
+
+
+@pytest.fixture(scope="session")
+def hub(hub_sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    """One JupyterHub for every hub test of the session, its service `framepack` on the simulator."""
+    running = Hub(tmp_path_factory.mktemp("hub"), piapi_url=hub_sim.base_url, piapi_key=hub_sim.api_key).start()
+    yield running
+    running.stop()
