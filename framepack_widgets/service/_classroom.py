@@ -20,9 +20,9 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
@@ -57,10 +57,20 @@ MAX_KEY_CHARS = 255
 
 @dataclass(frozen=True)
 class Identity:
-    """Who is asking, as the hub says: a name, and whether they teach this class."""
+    """Who is asking, as the hub says: a name, and whether they teach this class.
+
+    `teacher` is what is already known; `check` asks the hub when it matters (a teacher's
+    route, another student's task), so a student's own calls cost the hub nothing more.
+    """
 
     name: str
     teacher: bool = False
+    check: Callable[[], Awaitable[bool]] | None = field(default=None, compare=False, repr=False)
+
+    async def is_teacher(self) -> bool:
+        if self.teacher:
+            return True
+        return bool(await self.check()) if self.check is not None else False
 
 
 class ClassService:
@@ -266,7 +276,7 @@ class ClassService:
     async def visible_task(self, who: Identity, task_id: str) -> TaskRow | None:
         """The task when `who` may see it (its owner, or a teacher); None otherwise, as for no task."""
         row = await self.db(self.store.task, task_id)
-        if row is None or (row.owner != who.name and not who.teacher):
+        if row is None or (row.owner != who.name and not await who.is_teacher()):
             return None
         return row
 

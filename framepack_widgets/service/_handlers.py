@@ -55,8 +55,8 @@ class ServiceHandler(HubOAuthenticated, RequestHandler):
         self.who = who
         return who
 
-    def teacher(self) -> Identity:
-        if self.who is None or not self.who.teacher:
+    async def teacher(self) -> Identity:
+        if self.who is None or not await self.who.is_teacher():
             raise HTTPError(403, "teachers only (the hub's admins and the members of the teachers' group)")
         return self.who
 
@@ -214,7 +214,7 @@ class VideoHandler(HubOAuthenticated, StaticFileHandler):
             allowed = bool(signature) and hmac.compare_digest(signature, video_signature(service.video_secret, task_id))
             if not allowed:
                 who = await self.settings["identify"](self)
-                allowed = who is not None and (who.teacher or who.name == row.owner or row.shared)
+                allowed = who is not None and (who.name == row.owner or row.shared or await who.is_teacher())
         if row is None or not allowed or row.state != "completed":
             raise HTTPError(404)
         name = row.video
@@ -253,7 +253,7 @@ class RootHandler(ServiceHandler):
         from ._views import envelope
 
         self.send(envelope({"service": "framepack class service", "user": who.name if who else None,
-                            "teacher": bool(who and who.teacher),
+                            "teacher": bool(who and await who.is_teacher()),
                             "api": f"{self.base}api/v1/task", "simulated": self.service.upstream.is_simulator}))
 
 

@@ -50,7 +50,7 @@ def _budget(value: Any) -> int | None:
 class _TeacherHandler(ServiceHandler):
     async def prepare(self) -> None:
         await self.identify()
-        self.teacher()
+        await self.teacher()
 
 
 class ClassHandler(_TeacherHandler):
