@@ -33,8 +33,8 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "service"))
 
-from conftest import IMAGE, ServiceThread, create_body  # noqa: E402
-from hub import Hub  # noqa: E402
+from service_fixtures import IMAGE, ServiceThread, create_body  # noqa: E402
+from service_hub import Hub  # noqa: E402
 
 from framepack_widgets import Client  # noqa: E402
 from framepack_widgets.service import Identity, ServiceOptions  # noqa: E402

@@ -13,7 +13,7 @@ import time
 
 import httpx
 import pytest
-from conftest import IMAGE, create_body, free_port
+from service_fixtures import IMAGE, create_body, free_port
 
 from framepack_widgets import Client
 from framepack_widgets.errors import PaymentRequiredError, SubmissionUnknownError
@@ -301,3 +301,34 @@ def test_a_restart_keeps_everything_and_follows_on(make_service, tmp_path) -> No
         data = _finished(second, task_id)
         assert data["status"] == "completed" and httpx.get(data["output"]["video_url"]).status_code == 200
         assert _get(second, "account/info", ALICE).json()["data"]["budget"]["spent"] == 0.3
+
+
+def test_a_failed_task_releases_its_price_and_says_why(sim: Simulator, make_service) -> None:
+    sim.inject(Fault.fail_task("GPU out of memory"))
+    service = make_service(sim)
+    task_id = _post(service, "api/v1/task", ALICE, create_body()).json()["data"]["task_id"]
+    data = _finished(service, task_id)
+    assert data["status"] == "failed" and data["error"]["message"] == "GPU out of memory"
+    assert data["class_service"]["charged_usd"] == 0.0
+    assert _get(service, "account/info", ALICE).json()["data"]["budget"] == {
+        "total": 0.9, "spent": 0.0, "reserved": 0.0, "left": 0.9, "currency": "USD"}
+
+
+def test_the_command_checks_its_options_and_wants_the_key(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    def run(*args: str, key: str | None = None) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("PIAPI_", "JUPYTERHUB_"))}
+        if key:
+            env["PIAPI_API_KEY"] = key
+        return subprocess.run([sys.executable, "-m", "framepack_widgets.cli", "service", "--data-dir",
+                               str(tmp_path), *args], capture_output=True, text=True, timeout=60, env=env)
+
+    no_key = run("--port", "0")
+    assert no_key.returncode == 2 and "PIAPI_API_KEY is not set" in no_key.stderr
+    assert run("--budget", "-1", key="k" * 20).returncode == 2
+    bad_hook = run("--webhook-url", "http://hub.example.org", key="k" * 20)
+    assert bad_hook.returncode == 2 and "https://" in bad_hook.stderr
+    bad_db = run("--db", "mysql://x/y", key="k" * 20)
+    assert bad_db.returncode == 2 and "PostgreSQL URL" in bad_db.stderr and "k" * 20 not in bad_db.stderr

@@ -14,9 +14,9 @@ import time
 
 import httpx
 import pytest
-from conftest import IMAGE, create_body
-from hub import Hub
-from resetting_proxy import ResettingProxy
+from service_fixtures import IMAGE, create_body
+from service_hub import Hub
+from service_resetting_proxy import ResettingProxy
 
 from framepack_widgets import Client
 from framepack_widgets.simulator import Simulator
