@@ -125,6 +125,7 @@ class SQLiteDatabase:
         self.path = path.expanduser()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.path.touch(mode=0o600, exist_ok=True)  # students' names and prompts: the service's alone
             self._db = connect_wal(self.path, busy_timeout=30.0, where="the service's --db")
             self._db.execute("PRAGMA foreign_keys = ON")
         except (OSError, sqlite3.Error) as exc:

@@ -21,12 +21,11 @@ from typing import Any
 
 from ._databases import Database, open_database
 
-__all__ = ["ACTIVE_STATES", "FINAL_STATES", "Reservation", "Store", "StudentSummary", "TaskRow"]
+__all__ = ["RUNNING_STATES", "Reservation", "Store", "StudentSummary", "TaskRow"]
 
-#: The service's states of a create. Running = submitting or active.
+#: The states of a create that count against the running cap (the others: completed, failed,
+#: cancelled, refused, unknown).
 RUNNING_STATES = ("submitting", "active")
-ACTIVE_STATES = RUNNING_STATES
-FINAL_STATES = ("completed", "failed", "cancelled", "refused")
 
 _COLUMNS = ("id, owner, idempotency_key, request_sha, task_id, state, status, price_micros, reserved_micros, "
             "charged_micros, duration, prompt, negative_prompt, data, error, answer, shared, video, created_ns, "

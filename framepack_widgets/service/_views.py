@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -138,6 +137,3 @@ def teacher_task(row: TaskRow) -> dict[str, Any]:
         "ended_ns": row.ended_ns,
     }
 
-
-def body_bytes(reply: Reply) -> bytes:
-    return json.dumps(reply.payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

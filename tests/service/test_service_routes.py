@@ -42,7 +42,7 @@ def _finished(service, task_id: str, headers: dict = ALICE) -> dict:
 
 def test_the_package_client_works_through_it_unchanged(sim: Simulator, make_service, tmp_path) -> None:
     service = make_service(sim)
-    with Client(api_key="tok-alice", base_url=service.url.rstrip("/")) as client:
+    with Client(api_key="tok-alice", base_url=service.url.rstrip("/"), poll=0.2) as client:
         task = client.wait(client.create_task({"prompt": "zoom in", "start_image": IMAGE}), timeout=60)
         assert task.video_url.startswith(service.url + "videos/")
         path = client.download(task, tmp_path / "video.mp4")  # without the credential, as the client does
@@ -190,7 +190,7 @@ def test_videos_are_the_services_copy_for_the_owner_and_the_class_once_shared(si
 
 
 def test_a_long_poll_returns_at_the_change_and_events_stream_to_the_end(make_service) -> None:
-    with Simulator(time_scale=10, long_side=64) as sim:
+    with Simulator(time_scale=25, long_side=64) as sim:
         service = make_service(sim)
         task_id = _post(service, "api/v1/task", ALICE, create_body()).json()["data"]["task_id"]
         started = time.monotonic()
@@ -327,8 +327,20 @@ def test_the_command_checks_its_options_and_wants_the_key(tmp_path) -> None:
 
     no_key = run("--port", "0")
     assert no_key.returncode == 2 and "PIAPI_API_KEY is not set" in no_key.stderr
-    assert run("--budget", "-1", key="k" * 20).returncode == 2
-    bad_hook = run("--webhook-url", "http://hub.example.org", key="k" * 20)
-    assert bad_hook.returncode == 2 and "https://" in bad_hook.stderr
     bad_db = run("--db", "mysql://x/y", key="k" * 20)
     assert bad_db.returncode == 2 and "PostgreSQL URL" in bad_db.stderr and "k" * 20 not in bad_db.stderr
+
+
+def test_options_are_checked_with_messages_that_name_them() -> None:
+    from framepack_widgets.errors import InvalidInputError
+    from framepack_widgets.service import ServiceOptions
+
+    for given, words in (({"budget_usd": -1}, "--budget"), ({"max_running": 0}, "--max-running"),
+                         ({"webhook_url": "http://hub.example.org"}, "https://"), ({"port": 70000}, "--port")):
+        with pytest.raises(InvalidInputError, match=words):
+            ServiceOptions.from_environment({}, **given)
+    hub = ServiceOptions.from_environment({"JUPYTERHUB_SERVICE_URL": "http://127.0.0.1:10555",
+                                           "JUPYTERHUB_SERVICE_PREFIX": "/services/framepack"})
+    assert (hub.port, hub.prefix) == (10555, "/services/framepack/")
+    hooked = ServiceOptions.from_environment({}, webhook_url="https://hub.example.org/")
+    assert hooked.webhook_endpoint == "https://hub.example.org/services/framepack/webhook/piapi"
