@@ -201,7 +201,7 @@ class ClassService:
                 row = await self.db(self.store.refused, row.id, {"status": 503, "retry_after": 30, "message": (
                     f"The class service cannot reach PiAPI right now ({type(exc).__name__}). No task was created "
                     "and nothing was charged; try again in a minute.")})
-            except (APIError, Exception) as exc:  # noqa: BLE001 - anything else: it may have gone out
+            except Exception as exc:  # noqa: BLE001 - anything else: it may have gone out, so it is not resent
                 row = await self.db(self.store.unknown, row.id, f"{type(exc).__name__}: {exc}")
                 logger.exception("create %s of %s: outcome unknown", row.id, row.owner)
             else:
