@@ -36,6 +36,7 @@ LAYERS = [
     ("gallery", 6),
     ("widget", 7),
     ("cli", 7),
+    ("service", 7),
 ]
 #: The simulator stands apart: it may use only these, and only these may use it.
 SIMULATOR = "simulator"

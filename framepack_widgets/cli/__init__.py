@@ -4,6 +4,7 @@
 - `_sweep`: `framepack sweep`, several prompts or durations, priced and confirmed first.
 - `_timeline`: `framepack timeline`, several prompts as one video, priced and confirmed first.
 - `_record`: `framepack record`, one run written as a trace for bug reports.
+- `_service`: `framepack service`, the classroom service JupyterHub runs.
 - `_exit`: the exit codes every command shares.
 """
 
@@ -61,6 +62,11 @@ def _build_parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     sub.add_parser(
+        "service",
+        help="the classroom service for JupyterHub: the class's key, budgets and videos (framepack service --help)",
+        add_help=False,
+    )
+    sub.add_parser(
         "simulator",
         help="run the offline PiAPI simulator in the foreground (framepack simulator --help)",
         add_help=False,
@@ -82,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         from ._record import record_command
 
         return record_command(argv[1:])
+    if argv and argv[0] == "service":  # its own parser: --port, --budget, --db, ...
+        from ._service import service_command
+
+        return service_command(argv[1:])
     if argv and argv[0] == "simulator":  # its own parser: --port, --time-scale, --state-dir, ...
         from ..simulator.__main__ import main as simulator_main
 

@@ -101,7 +101,8 @@ def parse_create(body: bytes, local_file: LocalFile) -> CreateRequest | Response
     webhook = config.get("webhook_config") if isinstance(config.get("webhook_config"), dict) else {}
     config_echo = {
         "service_mode": str(config.get("service_mode") or ""),
-        "webhook_config": {"endpoint": str(webhook.get("endpoint") or ""), "secret": ""},
+        # PiAPI echoes the secret in the task's config (and the webhook module reads it there)
+        "webhook_config": {"endpoint": str(webhook.get("endpoint") or ""), "secret": str(webhook.get("secret") or "")},
     }
     return CreateRequest(prompt, duration, start, end, input_echo, config_echo)
 

@@ -1,13 +1,13 @@
-"""The `Simulator`: PiAPI's endpoints over the task clock, and the lifecycle of one server.
+"""The `Simulator`: the lifecycle of one server, and PiAPI's endpoints over the task clock.
 
-Why this module: `Simulator` is the package's one public object. It owns the pieces the
-other modules define (the HTTP server of `_http`, the task book of `_tasks`, the render
-pool of `_renderpool`, the faults of `_faults`, the state folder of `_state`), starts and
-stops them together, and answers each endpoint as PiAPI's FramePack service does: create
-takes a request `_bodies` accepts and makes a task on the clock of `_clock`; get and
+`Simulator` is the package's one public object. It owns the pieces the other modules define
+(the HTTP server of `_http`, the task book of `_tasks`, the render pool of `_renderpool`,
+the faults of `_faults`, the state folder of `_state`, the webhooks of `_webhooks`), starts
+and stops them together, and answers each endpoint as PiAPI's FramePack service does:
+create takes a request `_bodies` accepts and makes a task on the clock of `_clock`; get and
 cancel look the task up; account derives the ledger from the tasks; upload and download
-keep and serve files. In replay mode (`_replay`) create, get and cancel answer from a
-recorded trace instead; that second set of answers is why the module runs past 600 lines.
+keep and serve files. In replay mode the answers of `_replaying` stand in for create, get
+and cancel.
 """
 
 from __future__ import annotations
@@ -31,15 +31,17 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..constants import MODEL
-from ._bodies import CreateRequest, parse_create, parse_upload
+from ._bodies import parse_create, parse_upload
 from ._clock import DEFAULT_PENDING_SECONDS, UNITS_PER_USD, SimTask, default_processing_seconds
 from ._faults import Fault, FaultBook
 from ._http import RequestRecord, Response, SimHTTPServer, error_response, file_response, json_response, route
 from ._render import resolve_long_side
 from ._renderpool import RenderJob, RenderPool
 from ._replay import Replay, load_trace
+from ._replaying import ReplayAnswers
 from ._shapes import resolve_profile
 from ._tasks import TaskBook
+from ._webhooks import WebhookDelivery, WebhookSender
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._state import PruneResult, SimState
@@ -64,7 +66,9 @@ class Simulator:
     `replay` (a trace file written by `framepack record`, or its dict) makes the simulator
     answer creates and GETs with that trace's recorded answers, in order (see `_replay`).
     `long_side` is the rendered videos' long side in pixels (default 640, or
-    FRAMEPACK_SIM_LONG_SIDE: smaller renders faster).
+    FRAMEPACK_SIM_LONG_SIDE: smaller renders faster). A create whose `config.webhook_config`
+    names an endpoint gets the task's final envelope POSTed there (see `_webhooks`; a failed
+    delivery is tried again after `webhook_retry_seconds`).
 
     With `state_dir`, tasks outlive this object and this process, as they would on a hosted
     service: every task (its wall-clock start, its clock, its inputs, a fault-driven failure,
@@ -96,6 +100,7 @@ class Simulator:
         profile: str | None = None,
         replay: "str | Path | Mapping[str, Any] | None" = None,
         echo_key: bool = False,
+        webhook_retry_seconds: float = 5.0,
     ) -> None:
         if not (isinstance(time_scale, (int, float)) and math.isfinite(time_scale) and time_scale > 0):
             raise ValueError("time_scale must be a positive number (10 runs the clock ten times faster)")
@@ -107,8 +112,7 @@ class Simulator:
         #: A hostile API for tests: every answer echoes the caller's key back (in its message,
         #: the task's logs and error, and a header), as a careless real one might.
         self.echo_key = bool(echo_key)
-        self._replay = Replay(load_trace(replay)) if replay is not None else None
-        self._replay_jobs: dict[str, RenderJob] = {}
+        trace = Replay(load_trace(replay)) if replay is not None else None  # read (and checked) first
         self.host = host
         self._requested_port = int(port)
         self.time_scale = float(time_scale)
@@ -138,7 +142,9 @@ class Simulator:
         self._requests: deque[RequestRecord] = deque(maxlen=100_000)
         self._requests_lock = threading.Lock()
         self._stopping = threading.Event()
+        self._replay = ReplayAnswers(trace, self._stopping) if trace is not None else None
         self._book = TaskBook(self._stopping)
+        self._webhooks = WebhookSender(self.task_data, self._stopping, retry_seconds=webhook_retry_seconds)
         self._server: SimHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._renderer: RenderPool | None = None
@@ -208,6 +214,7 @@ class Simulator:
             self._thread.join(timeout=10)
         if self._renderer is not None:
             self._renderer.shutdown()
+        self._webhooks.stop()
         self._close_state()
         self._cleanup_workdir()
 
@@ -381,7 +388,15 @@ class Simulator:
         self._book.forget(removed)
         return result
 
+    @property
+    def webhook_deliveries(self) -> list[WebhookDelivery]:
+        """The webhooks sent so far (tasks whose create carried `config.webhook_config`)."""
+        return self._webhooks.deliveries
+
     # ---------------------------------------------------------------- request handling
+
+    def _files_url(self, name: str) -> str:
+        return f"{self.base_url}/files/{name}"
 
     def _record(self, method: str, path: str, endpoint: str | None) -> RequestRecord:
         record = RequestRecord(method, path, endpoint, time.time())
@@ -419,7 +434,9 @@ class Simulator:
 
     def _create(self, body: bytes) -> Response:
         if self._replay is not None:
-            return self._replay_create(body)
+            assert self._renderer is not None
+            return self._replay.create(body, self._local_file, self._renderer, long_side=self.long_side,
+                                       label=self.label, files_url=self._files_url)
         request = parse_create(body, self._local_file)
         if isinstance(request, Response):
             return request
@@ -465,6 +482,7 @@ class Simulator:
         if "output_shape" in picked:
             task.output_shape = picked["output_shape"].shape
         self._book.add(task, start.data, end.data if end is not None else None)
+        self._webhooks.watch(task)
         return self._envelope(task)
 
     def _processing_seconds(self, duration: int) -> float:
@@ -492,7 +510,7 @@ class Simulator:
 
     def _get(self, task_id: str) -> Response:
         if self._replay is not None:
-            return self._replay_answer(task_id, "get")
+            return self._replay.answer(task_id, "get", self._files_url)
         task = self._book.find(task_id)
         if task is None:
             return error_response(404, "Record Not Found")
@@ -500,13 +518,14 @@ class Simulator:
 
     def _cancel(self, task_id: str) -> Response:
         if self._replay is not None:
-            return self._replay_answer(task_id, "cancel")
+            return self._replay.answer(task_id, "cancel", self._files_url)
         task = self._book.find(task_id)
         if task is None:
             return error_response(404, "Record Not Found")
         refused = self._book.cancel(task)
         if refused is not None:
             return error_response(400, f"task {task_id} is {refused}: only pending tasks can be cancelled")
+        self._webhooks.changed(task)
         return self._envelope(task)
 
     def _envelope(self, task: SimTask) -> Response:
@@ -556,7 +575,7 @@ class Simulator:
         if not name or "/" in name or "\\" in name or name.startswith("."):
             return None
         if self._replay is not None and self._replay.is_video(name):
-            return self._replay_video(name)
+            return self._replay.video(name)
         if name.endswith(".mp4"):
             task = self._book.find(name[:-4])
             if task is not None:
@@ -574,53 +593,3 @@ class Simulator:
         if path is None:
             return error_response(404, "file not found (it may not be ready yet)")
         return file_response(path, headers)
-
-    # replay ---------------------------------------------------------------------------
-
-    def _replay_create(self, body: bytes) -> Response:
-        """A create in replay mode: the recorded answer, and a video rendered from this request."""
-        from ._render import detect_motion, placeholder_png, render_key
-
-        assert self._replay is not None and self._renderer is not None
-        session = self._replay.start()
-        request = parse_create(body, self._local_file)
-        if isinstance(request, CreateRequest):
-            start, end = request.start.data, request.end.data if request.end else None
-            duration, motion = request.duration, detect_motion(request.prompt)
-            key = render_key(request.start.sha256, request.end.sha256 if request.end else None, motion, duration,
-                             self.long_side, self.label)
-        else:  # the recorded answer is served all the same; the video comes from a placeholder
-            start, end = placeholder_png(self._replay.trace.source), None
-            duration, motion = self._replay.trace.duration, detect_motion("")
-            key = f"replay-{uuid.uuid4().hex}"
-        self._replay_jobs[session.file] = self._renderer.submit(
-            key, start, end, motion, duration, long_side=self.long_side, label=self.label)
-        return self._replayed(session, "create")
-
-    def _replay_answer(self, task_id: str, call: str) -> Response:
-        assert self._replay is not None
-        session = self._replay.session(task_id)
-        if session is None:
-            return error_response(404, "Record Not Found")
-        return self._replayed(session, call)
-
-    def _replayed(self, session: Any, call: str) -> Response:
-        assert self._replay is not None
-        answer = self._replay.answer(session, call, f"{self.base_url}/files/{session.file}")
-        if answer is None:
-            return error_response(400, f"this trace recorded no {call} answer")
-        status, body, text = answer
-        if body is None:
-            return Response(status, (text or "").encode("utf-8"), {"Content-Type": "text/plain; charset=utf-8"})
-        return json_response(status, body)
-
-    def _replay_video(self, name: str) -> Path | None:
-        """The replay's video, once rendered (a download may come before the render is done)."""
-        job = self._replay_jobs.get(name)
-        if job is None:
-            return None
-        deadline = time.monotonic() + 120
-        while job.done_ns is None and time.monotonic() < deadline:
-            if self._stopping.wait(0.05):
-                return None
-        return job.path if job.error is None and job.path.is_file() else None

@@ -1,0 +1,80 @@
+"""A tiny TCP proxy that breaks connections mid-request, as a flaky network between a student and the hub.
+
+Each connection carries one HTTP request. The proxy reads it whole, forwards it to the hub's
+proxy, and then resets the student's side (TCP RST) instead of answering: `mid` at once, while
+the service is still working on the request, or `after` once the whole answer has come back
+(the answer is lost). The student's client sees a broken connection either way and cannot
+know whether its create was made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+__all__ = ["ResettingProxy"]
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    return head + (await reader.readexactly(length) if length else b"")
+
+
+async def _read_response(reader: asyncio.StreamReader) -> None:
+    head = await reader.readuntil(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            await reader.readexactly(int(value.strip()))
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+class ResettingProxy:
+    def __init__(self, target_port: int, mode: str) -> None:
+        assert mode in ("mid", "after")
+        self.target_port = target_port
+        self.mode = mode
+        self.resets = 0
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> "ResettingProxy":
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await _read_request(reader)
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            up_writer.write(request)
+            await up_writer.drain()
+            if self.mode == "after":
+                await _read_response(up_reader)
+            else:
+                await asyncio.sleep(0.005)  # the request is on its way to the service
+            self.resets += 1
+            _reset(writer)
+            up_writer.close()
+        except (OSError, asyncio.IncompleteReadError):
+            writer.close()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
