@@ -8,20 +8,16 @@ Layout of the store folder (the argument, else $FRAMEPACK_HOME, else ./.framepac
     tmp/                      downloads in progress
 
 Each save is one short write transaction (`BEGIN IMMEDIATE`), so several processes can
-write at once; readers never block writers. The schema is versioned with
-`PRAGMA user_version` and a list of migrations. The API key is never stored. The folder is
-private to its user (0700, files 0600); a damaged database is moved aside, never deleted.
-
-Past 600 lines because the runs, their history and their content-addressed files share one
-folder, one lock and one schema: splitting them would split the transactions that keep
-them consistent. Light to import: no PIL, numpy or av.
+write at once; readers never block writers. The schema, its migrations and the row format
+are `schema.py`. The API key is never stored. The folder is private to its user (0700,
+files 0600); a damaged database is moved aside, never deleted. Light to import: no PIL,
+numpy or av.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import json
 import os
 import shutil
 import sqlite3
@@ -36,8 +32,20 @@ from typing import TYPE_CHECKING, Any
 from .._environment import umask
 from .._sqlite import SharedConnection, connect_wal
 from ..constants import IMAGE_EXT_MIME, IMAGE_MIME_EXT
-from ..errors import FramepackError
-from .record import UNFINISHED_STAGES, Run, RunEvent, RunStage, as_time
+from ..errors import FileMissingError, FramepackError, InvalidInputError, MissingDependencyError, RunNotFoundError
+from .record import Run, RunEvent, RunStage
+from .schema import (
+    CONDITIONAL_UPDATE,
+    INSERT_COLUMNS,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SELECT_RUNS,
+    UNFINISHED,
+    UPDATABLE,
+    UPSERT,
+    from_row,
+    to_row,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..inputs import ImageSource
@@ -70,143 +78,10 @@ def _private(path: Path, *, folder: bool = False) -> None:
         pass
 
 
-# --------------------------------------------------------------------------- schema
-def _run_script(db: sqlite3.Connection, script: str) -> None:
-    """Run statements one by one inside the caller's transaction (executescript would COMMIT it)."""
-    for statement in script.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
-def _migrate_0_to_1(db: sqlite3.Connection) -> None:
-    _run_script(
-        db,
-        """
-        CREATE TABLE IF NOT EXISTS runs (
-            run_id          TEXT PRIMARY KEY,
-            seq             INTEGER NOT NULL,
-            created_at      REAL NOT NULL,
-            updated_at      REAL NOT NULL,
-            stage           TEXT NOT NULL,
-            status          TEXT,
-            task_id         TEXT,
-            prompt          TEXT NOT NULL DEFAULT '',
-            negative_prompt TEXT NOT NULL DEFAULT '',
-            duration        INTEGER,
-            start_image_sha TEXT,
-            end_image_sha   TEXT,
-            params          TEXT NOT NULL DEFAULT '{}',
-            percent         REAL,
-            logs            TEXT NOT NULL DEFAULT '[]',
-            error           TEXT,
-            hint            TEXT,
-            cost_usd        REAL,
-            backend         TEXT,
-            sweep_id        TEXT,
-            submitted_at    REAL,
-            finished_at     REAL,
-            video_sha       TEXT,
-            video_url       TEXT,
-            owner           TEXT,
-            heartbeat_at    REAL
-        );
-        CREATE UNIQUE INDEX IF NOT EXISTS runs_seq ON runs (seq DESC);
-        CREATE INDEX IF NOT EXISTS runs_stage ON runs (stage);
-        CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep_id) WHERE sweep_id IS NOT NULL;
-        CREATE INDEX IF NOT EXISTS runs_task ON runs (task_id) WHERE task_id IS NOT NULL;
-        CREATE TABLE IF NOT EXISTS run_events (
-            id      INTEGER PRIMARY KEY,
-            run_id  TEXT NOT NULL,
-            at      REAL NOT NULL,
-            stage   TEXT NOT NULL,
-            status  TEXT,
-            percent REAL
-        );
-        CREATE INDEX IF NOT EXISTS run_events_run ON run_events (run_id, id);
-        CREATE TABLE IF NOT EXISTS images (
-            sha256     TEXT PRIMARY KEY,
-            mime       TEXT,
-            width      INTEGER,
-            height     INTEGER,
-            bytes      INTEGER,
-            created_at REAL NOT NULL
-        );
-        """
-    )
-
-
-def _migrate_1_to_2(db: sqlite3.Connection) -> None:
-    """Runs that continue another (`parent_id`), timeline segments, and the API's own status word."""
-    _run_script(
-        db,
-        """
-        ALTER TABLE runs ADD COLUMN parent_id TEXT;
-        ALTER TABLE runs ADD COLUMN timeline_id TEXT;
-        ALTER TABLE runs ADD COLUMN segment INTEGER;
-        ALTER TABLE runs ADD COLUMN status_word TEXT;
-        CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_id) WHERE parent_id IS NOT NULL;
-        CREATE INDEX IF NOT EXISTS runs_timeline ON runs (timeline_id, segment) WHERE timeline_id IS NOT NULL
-        """,
-    )
-
-
-#: MIGRATIONS[v] brings a store from schema version v to v + 1. Append, never edit.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-#: The runs table: the keys of `Run.to_dict()` it keeps (a few derived ones are columns for
-#: queries), then who drives the run. Times are stored as epoch seconds, lists as JSON.
-_RECORD_COLUMNS = (
-    "run_id", "seq", "created_at", "updated_at", "stage", "status", "task_id", "prompt",
-    "negative_prompt", "duration", "start_image_sha", "end_image_sha", "params", "percent",
-    "logs", "error", "hint", "cost_usd", "backend", "sweep_id", "submitted_at", "finished_at",
-    "video_sha", "video_url", "parent_id", "timeline_id", "segment", "status_word",
-)  # fmt: skip
-_COLUMNS = (*_RECORD_COLUMNS, "owner", "heartbeat_at")
-_TIME_COLUMNS = frozenset({"created_at", "updated_at", "submitted_at", "finished_at"})
-_JSON_COLUMNS = frozenset({"params", "logs"})
-_SELECT = f"SELECT {', '.join(_RECORD_COLUMNS)} FROM runs"
-_UPDATABLE = [c for c in _COLUMNS if c not in ("run_id", "seq", "created_at")]
-_INSERT_COLUMNS = [c for c in _COLUMNS if c != "seq"]
-_UPSERT = (
-    f"INSERT INTO runs (seq, {', '.join(_INSERT_COLUMNS)}) "
-    f"VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM runs), {', '.join('?' for _ in _INSERT_COLUMNS)}) "
-    f"ON CONFLICT (run_id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _UPDATABLE)}"
-)
-_CONDITIONAL_UPDATE = (
-    f"UPDATE runs SET {', '.join(f'{c} = ?' for c in _UPDATABLE)} WHERE run_id = ? AND stage = ? AND owner IS ?"
-)
-_UNFINISHED = tuple(stage.value for stage in UNFINISHED_STAGES)
-
-
-def _to_row(record: dict[str, Any]) -> dict[str, Any]:
-    """A `Run.to_dict()` as column values: times as epoch seconds, lists as JSON."""
-    row = {name: record[name] for name in _RECORD_COLUMNS}
-    for name in _TIME_COLUMNS:
-        value = as_time(row[name])
-        row[name] = None if value is None else value.timestamp()
-    for name in _JSON_COLUMNS:
-        row[name] = _dumps(row[name])
-    return row
-
-
-def _from_row(values: Sequence[Any]) -> dict[str, Any]:
-    """Column values back as what `Run.from_dict()` reads (times stay epoch seconds)."""
-    record = dict(zip(_RECORD_COLUMNS, values))
-    for name in _JSON_COLUMNS:
-        if record[name] is not None:
-            record[name] = json.loads(record[name])
-    return record
-
-
 def default_folder() -> Path:
     """$FRAMEPACK_HOME when set, else `.framepack` in the current directory (beside the notebook)."""
     env = os.environ.get("FRAMEPACK_HOME", "").strip()
     return Path(env).expanduser() if env else Path.cwd() / ".framepack"
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
 class RunStore(SharedConnection):
@@ -335,7 +210,7 @@ class RunStore(SharedConnection):
 
     # ------------------------------------------------------------------ runs
     def _row(self, run: Run, owner: str | None) -> dict[str, Any]:
-        row = _to_row(run.to_dict(history=False))
+        row = to_row(run.to_dict(history=False))
         row["updated_at"] = row["updated_at"] or time.time()
         row["owner"], row["heartbeat_at"] = owner, (time.time() if owner else None)
         return row
@@ -351,12 +226,12 @@ class RunStore(SharedConnection):
         with self._write() as db:
             if expect_stage is not None:
                 cursor = db.execute(
-                    _CONDITIONAL_UPDATE, [row[c] for c in _UPDATABLE] + [run.run_id, expect_stage.value, owner]
+                    CONDITIONAL_UPDATE, [row[c] for c in UPDATABLE] + [run.run_id, expect_stage.value, owner]
                 )
                 if cursor.rowcount != 1:
                     return False
             else:
-                db.execute(_UPSERT, [row[c] for c in _INSERT_COLUMNS])
+                db.execute(UPSERT, [row[c] for c in INSERT_COLUMNS])
             # History only grows: write the entries the store does not have yet.
             (saved,) = db.execute("SELECT COUNT(*) FROM run_events WHERE run_id = ?", (run.run_id,)).fetchone()
             events = run.new_events(saved)
@@ -368,20 +243,19 @@ class RunStore(SharedConnection):
                 )
             if run.seq is None:
                 run.seq = db.execute("SELECT seq FROM runs WHERE run_id = ?", (run.run_id,)).fetchone()[0]
-        run.store = run.store or self
+        if run.store is None:
+            run.link(store=self, runner=run.runner)
         return True
 
     def _runs(self, rows: Sequence[Sequence[Any]]) -> list[Run]:
-        """Runs from rows of `_SELECT` (each reads its history from here on first use)."""
+        """Runs from rows of `SELECT_RUNS` (each reads its history from here on first use)."""
         runs = []
         for row in rows:
-            record = _from_row(row)
+            record = from_row(row)
             sha = record["video_sha"]
             path = self.video_path_for(sha) if sha else None
             record["video_path"] = path if path is not None and path.exists() else None
-            run = Run.from_dict(record)
-            run.store = self
-            runs.append(run)
+            runs.append(Run.from_dict(record).link(store=self))
         return runs
 
     def history(self, run_id: str) -> list[RunEvent]:
@@ -394,9 +268,10 @@ class RunStore(SharedConnection):
 
     def get(self, run_id: str) -> Run:
         """The stored run (a fresh object; its images load on first use)."""
-        runs = self._runs(self._query(f"{_SELECT} WHERE run_id = ?", (run_id,)))
+        runs = self._runs(self._query(f"{SELECT_RUNS} WHERE run_id = ?", (run_id,)))
         if not runs:
-            raise KeyError(f"no run {run_id!r} in the store at {self.folder}")
+            raise RunNotFoundError(f"no run {run_id!r} in the store at {self.folder}: take a run id from "
+                                   "store.list() (or widget.runs).")
         return runs[0]
 
     def list(
@@ -412,7 +287,7 @@ class RunStore(SharedConnection):
         last run shown>` (keyset pagination: constant time however deep the page)."""
         where, params = self._where(before=before, sweep_id=sweep_id, stages=stages)
         rows = self._query(
-            f"{_SELECT}{where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+            f"{SELECT_RUNS}{where} ORDER BY seq DESC LIMIT ? OFFSET ?",
             [*params, -1 if limit is None else int(limit), int(offset)],
         )
         return self._runs(rows)
@@ -445,7 +320,7 @@ class RunStore(SharedConnection):
         """Runs still moving or waiting for the person (QUEUED .. DOWNLOADING, SUBMISSION_UNKNOWN,
         TIMED_OUT), oldest first. Only `Runner.resume()` decides what is safe to continue."""
         rows = self._query(
-            f"{_SELECT} WHERE stage IN ({', '.join('?' for _ in _UNFINISHED)}) ORDER BY seq ASC", _UNFINISHED
+            f"{SELECT_RUNS} WHERE stage IN ({', '.join('?' for _ in UNFINISHED)}) ORDER BY seq ASC", UNFINISHED
         )
         return self._runs(rows)
 
@@ -502,7 +377,7 @@ class RunStore(SharedConnection):
     def image_bytes(self, sha256: str) -> bytes:
         path = self.image_path(sha256)
         if path is None:
-            raise FileNotFoundError(
+            raise FileMissingError(
                 f"image {sha256[:12]} is missing from {self.images_dir}; the store folder may have "
                 "been cleaned. Pick the image again and start a new run."
             )
@@ -593,9 +468,9 @@ class RunStore(SharedConnection):
         say so. The runs stay in the store; their hint says the video was removed.
         """
         if keep_last is None and older_than is None:
-            raise ValueError("say what to prune: keep_last=N and/or older_than=timedelta(days=...) (or a datetime)")
+            raise InvalidInputError("say what to prune: keep_last=N and/or older_than=timedelta(days=...) (or a datetime)")
         if keep_last is not None and keep_last < 0:
-            raise ValueError("keep_last must be 0 or more")
+            raise InvalidInputError(f"keep_last must be 0 or more (got {keep_last}).")
         cutoff: float | None = None
         if isinstance(older_than, timedelta):
             cutoff = time.time() - older_than.total_seconds()
@@ -650,7 +525,7 @@ class RunStore(SharedConnection):
         try:
             import pandas as pd
         except ImportError:
-            raise ImportError("to_dataframe() needs pandas: pip install pandas (to_dicts() needs nothing)") from None
+            raise MissingDependencyError("to_dataframe() needs pandas: pip install pandas (to_dicts() needs nothing)") from None
         rows = self.to_dicts(limit, **filters)
         for row in rows:
             row.pop("params", None)
