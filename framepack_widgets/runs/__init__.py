@@ -1,12 +1,14 @@
 """Runs: one generation as a person sees it, kept on disk and driven to the end.
 
 - `record`: `Run`, the record (one serialisation: `to_dict` / `from_dict`), its one link
-  point (`Run.link`) and its one change channel (`Run.observe`), and `RunStage`.
+  point (`Run.link`) and its one change channel (`Run.observe`); `stages`: `RunStage`,
+  what a task status moves a run to, and `RunEvent` (one entry of its history).
 - `runner`: `Runner`, which runs this process drives: start, hold/release timeline segments,
   cancel, resume, take over, consent; it links every run it hands out (`Runner._link`).
 - `sending`: `Sender`, a Runner's drives: create (at most once), follow, download, cancel.
 - `store`: `RunStore`, runs and their files in one folder (SQLite), shared by kernels;
-  `schema`: its tables, migrations and row format.
+  `schema`: its tables, migrations and row format; `folder`: the folder on disk (private,
+  atomic writes, a damaged database moved aside).
 - `live`: this process's drives; `ownership`: which Runner drives a run, and when it counts
   as gone; `saving`: writes the disk refused, retried; `outcomes`: hints for bad endings.
 - `frames`: a run's last frame decoded; `present`: `Run.show()` and `Run.code()`.

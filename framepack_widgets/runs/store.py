@@ -19,20 +19,29 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._environment import umask
 from .._sqlite import SharedConnection, connect_wal
 from ..constants import IMAGE_EXT_MIME, IMAGE_MIME_EXT
-from ..errors import FileMissingError, FramepackError, InvalidInputError, MissingDependencyError, RunNotFoundError
+from ..errors import FileMissingError, InvalidInputError, MissingDependencyError, RunNotFoundError
+from .folder import (
+    DB_SUFFIXES,
+    StoreError,
+    default_folder,
+    folder_size,
+    make_private_folders,
+    move_damaged_aside,
+    move_in,
+    private_database,
+    unusable,
+    write_atomic,
+)
 from .record import Run, RunEvent, RunStage
 from .schema import (
     CONDITIONAL_UPDATE,
@@ -61,27 +70,8 @@ log = logging.getLogger(__name__)
 ORPHAN_GRACE_SECONDS = 600.0
 
 
-class StoreError(FramepackError):
-    """The run store's folder cannot be used as it is; the message names it and what to do."""
-
-
 class StoreVersionError(StoreError):
     """The store was written by a newer framepack_widgets than this one."""
-
-
-def _private(path: Path, *, folder: bool = False) -> None:
-    """Only the user may read it: 0700 for folders, 0600 for files (or stricter, by umask)."""
-    mode = (0o700 if folder else 0o600) & ~umask()
-    try:
-        os.chmod(path, mode)
-    except FileNotFoundError:
-        pass
-
-
-def default_folder() -> Path:
-    """$FRAMEPACK_HOME when set, else `.framepack` in the current directory (beside the notebook)."""
-    env = os.environ.get("FRAMEPACK_HOME", "").strip()
-    return Path(env).expanduser() if env else Path.cwd() / ".framepack"
 
 
 class RunStore(SharedConnection):
@@ -97,82 +87,25 @@ class RunStore(SharedConnection):
         #: (a damaged database moved aside); None otherwise.
         self.notice: str | None = None
         self._lock = threading.RLock()
-        self._make_folders()
+        make_private_folders(self.folder, (self.images_dir, self.videos_dir, self.tmp_dir), self.db_path)
         try:
             self._db = self._open(busy_timeout)
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError):
-                raise self._unusable(exc) from None
-            self._move_damaged_aside(exc)
+                raise unusable(self.db_path, exc) from None
+            self.notice = move_damaged_aside(self.db_path, exc)
             self._db = self._open(busy_timeout)
-
-    def _make_folders(self) -> None:
-        """The store's folders, private to the user (its files are made private as written)."""
-        where = "FRAMEPACK_HOME" if os.environ.get("FRAMEPACK_HOME", "").strip() else "the run store's folder"
-        try:
-            existed = self.folder.is_dir()
-            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            for path in (self.images_dir, self.videos_dir, self.tmp_dir):
-                path.mkdir(mode=0o700, exist_ok=True)
-        except FileExistsError:
-            raise StoreError(
-                f"{where} ({self.folder}) is a file, not a folder. Point FRAMEPACK_HOME at a folder "
-                "(it is created if missing), or move that file away."
-            ) from None
-        except PermissionError:
-            raise StoreError(
-                f"Cannot create {where} ({self.folder}): permission denied. Choose a folder you can write "
-                "to: set FRAMEPACK_HOME, or pass RunStore(folder) / FramepackWidget(store=RunStore(folder))."
-            ) from None
-        except OSError as exc:
-            raise StoreError(
-                f"Cannot create {where} ({self.folder}): {exc.strerror or exc}. Choose another folder with "
-                "FRAMEPACK_HOME."
-            ) from None
-        if not existed or (self.folder / DB_NAME).exists():  # ours: a new folder, or a store
-            _private(self.folder, folder=True)
-        for path in (self.images_dir, self.videos_dir, self.tmp_dir):
-            _private(path, folder=True)
 
     def _open(self, busy_timeout: float) -> sqlite3.Connection:
         db = connect_wal(self.db_path, busy_timeout=busy_timeout, where="FRAMEPACK_HOME")
         try:
-            for suffix in ("", "-wal", "-shm"):  # SQLite gives -wal and -shm the database's mode
-                _private(Path(f"{self.db_path}{suffix}"))
+            private_database(self.db_path)
             self._db = db
             self._migrate()
         except BaseException:
             db.close()
             raise
         return db
-
-    def _unusable(self, exc: sqlite3.DatabaseError) -> StoreError:
-        return StoreError(
-            f"Cannot open the run store {self.db_path}: {exc}. Check that the folder is on a local disk "
-            "and that you may write to it, or choose another folder with FRAMEPACK_HOME."
-        )
-
-    def _move_damaged_aside(self, exc: sqlite3.DatabaseError) -> None:
-        """A damaged database is kept (renamed), never deleted, and a new one started."""
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        kept = self.db_path.with_name(f"{DB_NAME}.damaged-{stamp}")
-        try:
-            for suffix in ("", "-wal", "-shm"):
-                old = Path(f"{self.db_path}{suffix}")
-                if old.exists():
-                    os.replace(old, Path(f"{kept}{suffix}"))
-        except OSError as move_error:
-            raise StoreError(
-                f"The run store {self.db_path} is damaged ({exc}) and could not be moved aside "
-                f"({move_error.strerror or move_error}). Move it away yourself, or choose another folder "
-                "with FRAMEPACK_HOME."
-            ) from None
-        self.notice = (
-            f"The run history in {self.db_path} was damaged ({exc}), so it was moved to {kept.name} "
-            "(kept, not deleted) and a new, empty history was started. Videos and images in the folder are "
-            "untouched."
-        )
-        log.warning("%s", self.notice)
 
     # ------------------------------------------------------------------ plumbing
     def _migrate(self) -> None:
@@ -357,7 +290,7 @@ class RunStore(SharedConnection):
             return None
         path = self.images_dir / f"{source.sha256}.{IMAGE_MIME_EXT.get(source.mime or '', 'bin')}"
         if not path.exists():
-            self._write_atomic(path, data)
+            write_atomic(self.tmp_dir, path, data)
             with self._write() as db:
                 db.execute(
                     "INSERT OR IGNORE INTO images (sha256, mime, width, height, bytes, created_at) "
@@ -401,13 +334,6 @@ class RunStore(SharedConnection):
         """Rebuild the `ImageSource` described by `FramepackInput.to_params()`."""
         return self.load_image(str(info["sha256"]), info)
 
-    def _write_atomic(self, path: Path, data: bytes) -> None:
-        tmp = self.tmp_dir / f"{uuid.uuid4().hex}.part"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-
     # ------------------------------------------------------------------ videos
     def video_path_for(self, sha256: str) -> Path:
         return self.videos_dir / f"{sha256}.mp4"
@@ -427,32 +353,13 @@ class RunStore(SharedConnection):
         if final.exists():
             src.unlink()
             return final
-        _private(src)
-        try:
-            os.replace(src, final)
-        except OSError:  # another disk: copy next to it, then rename into place
-            tmp = self.tmp_dir / f"{uuid.uuid4().hex}.part"
-            shutil.copyfile(src, tmp)
-            _private(tmp)
-            os.replace(tmp, final)
-            src.unlink()
+        move_in(src, final, self.tmp_dir)
         return final
 
     def size_bytes(self) -> int:
         """Bytes used on disk: database (with its WAL), images, videos and downloads in progress."""
-        total = 0
-        for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
-            try:
-                total += (self.folder / name).stat().st_size
-            except FileNotFoundError:
-                pass
-        for folder in (self.images_dir, self.videos_dir, self.tmp_dir):
-            for entry in os.scandir(folder):
-                try:
-                    total += entry.stat().st_size
-                except FileNotFoundError:
-                    pass
-        return total
+        database = [Path(f"{self.db_path}{suffix}") for suffix in DB_SUFFIXES]
+        return folder_size(database, (self.images_dir, self.videos_dir, self.tmp_dir))
 
     def prune_videos(
         self,
