@@ -74,7 +74,8 @@ def test_every_exception_class_derives_from_framepack_error(module_name: str) ->
 @pytest.mark.parametrize("module_name", SCRIPTS)
 def test_scripts_define_no_exceptions(module_name: str) -> None:
     path = ROOT.parent.joinpath(*module_name.split(".")).with_suffix(".py")
-    classes = [node.name for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(node, ast.ClassDef)]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    classes = [node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)]
     assert classes == []
 
 

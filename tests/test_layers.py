@@ -217,7 +217,8 @@ def private_reaches(source: str, module: str = "pkg.mod", known: frozenset[str] 
     "line: code" (the rule is in this file's docstring). `known`: the package's modules, so
     that `from . import _module` is told apart from importing a private name."""
     tree = ast.parse(source)
-    own = {node.name for node in ast.walk(tree) if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))}
+    defined = (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    own = {node.name for node in ast.walk(tree) if isinstance(node, defined)}
 
     def mine(value: ast.expr) -> bool:
         return isinstance(value, ast.Name) and (value.id in ("self", "cls") or value.id in own)

@@ -46,7 +46,9 @@ class Comparison(t.HasTraits):
             if all(r.run_id != run.run_id for r in resolved):
                 resolved.append(run)
         if not 2 <= len(resolved) <= MAX_COMPARED:
-            raise InvalidInputError(f"Compare takes 2 to {MAX_COMPARED} different runs (got {len(resolved)}): pick others.")
+            raise InvalidInputError(
+                f"Compare takes 2 to {MAX_COMPARED} different runs (got {len(resolved)}): pick others."
+            )
         self.selected = [r.run_id for r in resolved]
         grid = proto.comparison(resolved)
         self.comparison = {**grid, "sweep_id": sweep_id} if sweep_id is not None else grid

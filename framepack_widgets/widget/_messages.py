@@ -209,7 +209,8 @@ class Messages:
             self._outbox.post({"type": "video_error", "run_id": run_id,
                                "message": "This run's video is not in the local cache (it may have been pruned)."})
             return
-        self._outbox.send_file("video", run_id, path.read_bytes(), "video/mp4", run_id=run_id, nonce=content.get("nonce"))
+        self._outbox.send_file("video", run_id, path.read_bytes(), "video/mp4", run_id=run_id,
+                               nonce=content.get("nonce"))
 
     def _on_posters(self, content: dict, buffers: list) -> None:
         for run_id in list(content.get("run_ids") or [])[: proto.HISTORY_LIMIT]:

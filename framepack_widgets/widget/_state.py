@@ -64,16 +64,16 @@ class WidgetState(anywidget.AnyWidget):
     limits = t.Dict(
         {"fps": FPS, "max_side": DEFAULT_MAX_SIDE, "max_prompt_chars": MAX_PROMPT_CHARS, "max_compared": MAX_COMPARED,
          "chunk_bytes": MESSAGE_CHUNK_BYTES, "max_upload_bytes": MAX_UPLOAD_BYTES},
-        help="dict of the other fixed numbers the browser needs (it has no literal copy of any): frames per "
-             "second, the long side it downscales uploads to, the prompt's length, how many runs a comparison "
-             "takes, a message chunk's and an upload's size.",
+        help="dict, default from constants.py: the other fixed numbers the browser needs (it has no literal copy "
+             "of any): frames per second, the long side it downscales uploads to, the prompt's length, how many "
+             "runs a comparison takes, a message chunk's and an upload's size.",
     ).tag(sync=True)
     # ------------------------------------------------------------------ the backend
     backend = t.Unicode("simulator", help="\"simulator\" or \"piapi\", default \"simulator\": which service runs "
                                           "the videos; the header badge and every price say \"simulated\" for the "
                                           "simulator.").tag(sync=True)
-    backend_label = t.Unicode("", help="str: the header badge's text (the simulator's says its videos are "
-                                       "synthetic).").tag(sync=True)
+    backend_label = t.Unicode("", help="str, default \"\" (set when the widget opens): the header badge's text "
+                                       "(the simulator's says its videos are synthetic).").tag(sync=True)
     balance = t.Unicode("", help="str, default \"\": the PiAPI account's balance as PiAPI reported it (\"$12.50\", "
                                  "\"1,200 credits\"), shown in the header; empty for the simulator.").tag(sync=True)
     # ------------------------------------------------------------------ mirrored from the parts
