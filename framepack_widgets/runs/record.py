@@ -170,7 +170,7 @@ class Run:
 
     def link(self, *, store: ImageStore | None, runner: Driver | None = None) -> "Run":
         """Say where the run is kept and who acts for it: the one place these links are set.
-        `Runner` links every run it hands out (`Runner.link`), `RunStore` every run it reads."""
+        The `Runner` links every run it hands out (in `Runner._link`), the `RunStore` every run it reads."""
         self.store, self.runner = store, runner
         return self
 
