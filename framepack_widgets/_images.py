@@ -284,7 +284,7 @@ def _to_colour_mode(img: Image.Image) -> Image.Image:
     try:
         return img.convert("RGB")
     except Exception as exc:
-        raise ValueError(f"colour mode {mode!r} can't be converted to RGB") from exc
+        raise InvalidInputError(f"colour mode {mode!r} can't be converted to RGB") from exc
 
 
 def _to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image:

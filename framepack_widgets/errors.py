@@ -1,8 +1,12 @@
-"""Every error framepack_widgets raises, in one place.
+"""The errors framepack_widgets raises: `FramepackError` and those shared by its layers.
 
 The hierarchy mirrors what a caller wants to decide: fix the input, fix the key,
 wait and retry, or check the dashboard before paying again. Messages say what went
-wrong and what to do next; none of them ever contains the API key.
+wrong and what to do next; none of them ever contains the API key. Errors of one part
+live beside it (`StoreError`, `RunNotAttachedError`, `CostLimitError`, ...) and derive from
+`FramepackError` too (a test imports every module and checks). Where code used to raise a
+built-in exception, the error keeps it as a second base, so `except ValueError` (or
+`TypeError`, `RuntimeError`, `KeyError`, `FileNotFoundError`, `ImportError`) still catches it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ __all__ = [
     "TaskFailedError",
     "TaskTimeoutError",
     "DownloadError",
+    "UsageError",
+    "NoEventLoopError",
+    "RunNotFoundError",
+    "FileMissingError",
+    "MissingDependencyError",
 ]
 
 
@@ -132,3 +141,29 @@ class TaskTimeoutError(FramepackError):
 
 class DownloadError(FramepackError):
     """The finished video could not be fetched or is not a video."""
+
+
+class UsageError(FramepackError, TypeError):
+    """A call the package cannot take as made (a wrong kind of argument or object); the
+    message names the call that works."""
+
+
+class NoEventLoopError(FramepackError, RuntimeError):
+    """Runs are driven on the running asyncio loop and none is running here; the message
+    says where to call from (a notebook cell, or inside `asyncio.run(...)`)."""
+
+
+class RunNotFoundError(FramepackError, KeyError):
+    """No run with that id in the run store (or a widget's history)."""
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
+class FileMissingError(FramepackError, FileNotFoundError):
+    """A file the run store should hold is not there (a cleaned folder, a pruned video, a
+    run not finished yet); the message says how to get it back."""
+
+
+class MissingDependencyError(FramepackError, ImportError):
+    """An optional package this feature needs is not installed; the message names the pip command."""

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._observers import Observers
 from .errors import InvalidInputError
+from .runs.live import running_loop
 
 if TYPE_CHECKING:  # pragma: no cover
     from .inputs import FramepackInput
@@ -258,7 +259,8 @@ class Sweep:
     `confirm()` starts it (idempotent); `cancel()` stops what has not finished.
     """
 
-    def __init__(self, runner: "Runner", plan: SweepPlan, *, max_concurrent: int | None = 3, sweep_id: str | None = None):
+    def __init__(self, runner: "Runner", plan: SweepPlan, *, max_concurrent: int | None = 3, sweep_id: str | None = None,
+                 runs: Sequence["Run"] = ()):
         if max_concurrent is not None and (isinstance(max_concurrent, bool) or int(max_concurrent) < 1):
             raise InvalidInputError("max_concurrent must be at least 1")
         self.runner = runner
@@ -271,6 +273,24 @@ class Sweep:
         self._observers: Observers[Sweep] = Observers()
         self._task: asyncio.Task[list[Run]] | None = None
         self._cancelled = False
+        if runs:
+            self._carry_on(list(runs))
+
+    def _carry_on(self, runs: list["Run"]) -> None:
+        """A sweep already confirmed (its runs stored): follow them, and watch for the end
+        when a loop runs."""
+        self.runs = runs
+        for run in runs:
+            self._follow_stages(run)
+        self.state = "running"
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not None:
+            self._task = loop.create_task(self._watch(), name=f"framepack-{self.sweep_id}")
+        elif all(r.done() for r in runs):
+            self.state = "done"
 
     # ---------------------------------------------------------------- info
     @property
@@ -345,7 +365,7 @@ class Sweep:
             raise InvalidInputError("This sweep was cancelled before it started; plan it again to run it.")
         if self.state != "pending":
             return self
-        loop = asyncio.get_running_loop()  # before any state changes: fail cleanly outside a loop
+        loop = running_loop("Sweep.confirm()")  # before any state changes: fail cleanly outside a loop
         self._set_state("running")
         cap = self.max_concurrent
         runner_cap = self.runner.max_concurrent
@@ -494,17 +514,4 @@ def reopen_sweep(runner: "Runner", sweep_id: str) -> Sweep:
     if not runs:
         raise InvalidInputError(f"no runs are stored under sweep {sweep_id!r}")
     plan = SweepPlan(tuple(r.input for r in runs), {}, 1)
-    sweep = Sweep(runner, plan, max_concurrent=None, sweep_id=sweep_id)
-    sweep.runs = runs
-    for run in runs:
-        sweep._follow_stages(run)
-    sweep.state = "running"
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = None
-    if loop is not None:
-        sweep._task = loop.create_task(sweep._watch(), name=f"framepack-{sweep_id}")
-    elif all(r.done() for r in runs):
-        sweep.state = "done"
-    return sweep
+    return Sweep(runner, plan, max_concurrent=None, sweep_id=sweep_id, runs=runs)

@@ -1,14 +1,29 @@
-"""The package's layers, read from its imports with `ast`: data flows one way.
+"""The package's layers and the privacy of its modules, read from the source with `ast`.
 
-inputs -> client -> runs -> widget / cli / export, with the simulator standing apart.
-Every import counts, also those inside functions and under TYPE_CHECKING: a lazy import
-that goes up a layer is still a wrong way through the design. Only loops are judged on
-what runs: two modules of one package may name each other's types for the type checker.
+Layers: data flows one way, inputs -> client -> runs -> widget / cli / export, with the
+simulator standing apart. Every import counts, also those inside functions and under
+TYPE_CHECKING: a lazy import that goes up a layer is still a wrong way through the design.
+
+Loops: no two modules import each other, directly or round a circle, not even for the type
+checker alone (an import under TYPE_CHECKING is a dependency too: two modules that must
+name each other's types are one concept cut in two, or want a Protocol of their own).
+
+Private names: a name starting with `_` belongs to the module that defines it. A module may
+read or write `x._name` only when `x` is `self` or `cls`, or a class or function defined in
+that same module (`Handlers._on_hello`); never on any other object, whatever its class: the
+checker cannot know an object's class, and a run built in a classmethod passes its private
+fields to the constructor rather than setting them afterwards. `getattr`/`setattr`/`hasattr`
+with a literal `"_name"` count the same. A module may not import an `_underscore` name from
+another module either; importing a package-private *module* (`from . import _protocol`) is
+allowed, as are dunders (`__class__`) and IPython's display hooks (`_repr_mimebundle_`,
+`_ipython_display_`, `_repr_html_`, any `_repr_*_` / `_ipython_*_`), which exist to be
+called from outside.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -55,36 +70,26 @@ def _modules() -> dict[str, Path]:
     return {_module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
 
 
-def _type_only_nodes(tree: ast.AST) -> set[int]:
-    """ids of the import nodes under `if TYPE_CHECKING:` (they never run)."""
-    found: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            for inner in node.body:
-                found.update(id(n) for n in ast.walk(inner))
-    return found
-
-
-def _imports(name: str, path: Path, known: set[str], *, type_only: bool = True) -> set[str]:
-    """The package modules that `name` imports, anywhere in its source (`type_only=False`:
-    leaving out those under TYPE_CHECKING)."""
-    is_package = path.name == "__init__.py"
+def _from_stem(node: ast.ImportFrom, name: str, is_package: bool) -> str:
+    """The absolute module a `from ... import` reads from, inside module `name`."""
+    if not node.level:
+        return node.module or ""
     package = name if is_package else name.rpartition(".")[0]
+    base = package.split(".")
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The package modules that `name` imports, anywhere in its source (TYPE_CHECKING included)."""
+    is_package = path.name == "__init__.py"
     found: set[str] = set()
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    skip = set() if type_only else _type_only_nodes(tree)
     for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                stem = ".".join(base + ([node.module] if node.module else []))
-            else:
-                stem = node.module or ""
+            stem = _from_stem(node, name, is_package)
             # `from . import x` names a submodule when there is one
             targets = [f"{stem}.{a.name}" if f"{stem}.{a.name}" in known else stem for a in node.names]
         else:
@@ -116,7 +121,6 @@ def _layer(module: str) -> int | str | None:
 
 MODULES = _modules()
 GRAPH = {name: _imports(name, path, set(MODULES)) for name, path in MODULES.items()}
-RUNTIME_GRAPH = {name: _imports(name, path, set(MODULES), type_only=False) for name, path in MODULES.items()}
 
 
 def test_every_module_has_a_layer() -> None:
@@ -181,14 +185,104 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
-def test_no_import_loops() -> None:
-    graph = {m: t for m, t in RUNTIME_GRAPH.items() if _layer(m) is not None}
+def test_no_import_loops_not_even_for_the_type_checker() -> None:
+    graph = {m: t for m, t in GRAPH.items() if _layer(m) is not None}
     assert _cycles(graph) == []
+
+
+def test_no_part_of_the_widget_imports_the_widget() -> None:
+    """The widget wires its parts together; a part that imported it would be the old circle."""
+    widget = f"{PACKAGE}.widget._widget"
+    importers = sorted(m for m, targets in GRAPH.items() if widget in targets and m != f"{PACKAGE}.widget")
+    assert importers == []
 
 
 def test_the_loop_finder_finds_loops() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+# --------------------------------------------------------------------------- private names
+#: IPython's display protocol: hooks named to be called from outside the object.
+_HOOK = re.compile(r"^_(repr|ipython)_[a-z]+_$")
+
+
+def _is_private(name: str) -> bool:
+    dunder = name.startswith("__") and name.endswith("__")
+    return name.startswith("_") and not dunder and not _HOOK.match(name)
+
+
+def private_reaches(source: str, module: str = "pkg.mod", known: frozenset[str] = frozenset(),
+                    *, is_package: bool = False) -> list[str]:
+    """Where `source` (module `module`) reads or writes another module's private names, as
+    "line: code" (the rule is in this file's docstring). `known`: the package's modules, so
+    that `from . import _module` is told apart from importing a private name."""
+    tree = ast.parse(source)
+    defined = (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    own = {node.name for node in ast.walk(tree) if isinstance(node, defined)}
+
+    def mine(value: ast.expr) -> bool:
+        return isinstance(value, ast.Name) and (value.id in ("self", "cls") or value.id in own)
+
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _is_private(node.attr) and not mine(node.value):
+            found.append(node)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and node.func.id in ("getattr", "setattr", "hasattr", "delattr") and len(node.args) >= 2
+              and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)
+              and _is_private(node.args[1].value) and not mine(node.args[0])):
+            found.append(node)
+        elif isinstance(node, ast.ImportFrom):
+            stem = _from_stem(node, module, is_package)
+            if any(_is_private(a.name) and f"{stem}.{a.name}" not in known for a in node.names):
+                found.append(node)
+    return [f"{node.lineno}: {ast.unparse(node)}" for node in sorted(found, key=lambda n: n.lineno)]
+
+
+def test_no_module_reaches_into_another_modules_private_names() -> None:
+    known = frozenset(MODULES)
+    reaches = [
+        f"{module}:{reach}"
+        for module, path in MODULES.items()
+        for reach in private_reaches(path.read_text(encoding="utf-8"), module, known,
+                                     is_package=path.name == "__init__.py")
+    ]
+    assert reaches == [], "private names reached from outside their module:\n" + "\n".join(reaches)
+
+
+def test_the_privacy_checker_finds_a_reach() -> None:
+    source = """
+from . import _protocol
+from .other import _helper
+from .other import public
+
+
+class Box:
+    def _own(self):
+        return self._state
+
+    @classmethod
+    def make(cls):
+        return cls._own
+
+
+def build(box, widget):
+    Box._own(box)
+    widget._lookup("x")
+    box.child._state = 1
+    getattr(widget, "_runs")
+    getattr(box, "runs")
+    widget._repr_mimebundle_()
+    return box.__class__, build._cache, super()._ipython_display_()
+"""
+    found = private_reaches(source, "pkg.mod", frozenset({"pkg._protocol", "pkg.mod", "pkg.other"}))
+    assert found == [
+        "3: from .other import _helper",
+        "18: widget._lookup",
+        "19: box.child._state",
+        "20: getattr(widget, '_runs')",
+    ]
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))

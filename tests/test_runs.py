@@ -297,6 +297,62 @@ async def test_timeout_then_resume_reattaches_without_resending(store: RunStore,
     assert store.unfinished() == []
 
 
+# --------------------------------------------------------------------------- link point and change channel
+async def test_a_runner_hears_a_run_it_handed_out_whichever_runner_drives_it(store: RunStore, client: FakeClient) -> None:
+    """One channel: a run listed by runner B and later re-attached by runner A still reaches
+    B's observers (B's widget shows its card), with no bridge between the two runners."""
+    last = Task(task_id="task-1", status=TaskStatus.PROCESSING, percent=40.0)
+    client.wait_error = TaskTimeoutError("gave up waiting for task-1", task_id="task-1", last_task=last)
+    first = Runner(client, store, timeout=600)
+    run = await first.start(make_input())
+    assert run.stage is RunStage.TIMED_OUT
+    client.wait_error = None
+
+    heard_by_b: list[str] = []
+    b = Runner(client, store)
+    stop = b.observe(lambda r: heard_by_b.append(r.stage.value))
+    [listed] = b.list()
+    assert listed is run and run.store is store and run.runner is b
+    a = Runner(client, store)
+    await a.reattach(run)
+    assert run.stage is RunStage.COMPLETED and run.runner is a
+    assert heard_by_b[-1] == "completed" and "downloading" in heard_by_b
+    stop()
+    heard = len(heard_by_b)
+    run.notify()
+    assert len(heard_by_b) == heard, "observe() returns a function that stops it"
+
+
+async def test_every_run_a_runner_hands_out_is_linked_to_it_and_its_store(store: RunStore, client: FakeClient) -> None:
+    runner = Runner(client, store)
+    run = runner.start(make_input())
+    assert run.store is store and run.runner is runner
+    await run
+    read = store.get(run.run_id)  # a record read straight from the store knows its store, no runner
+    assert read.store is store and read.runner is None
+    other = Runner(client, store)
+    assert other.get(run.run_id).runner is other
+
+
+def test_runs_are_linked_only_through_run_link() -> None:
+    """`Run.link` is the one place a run's store and runner are set: no module assigns
+    `x.store` or `x.runner` on anything but `self`."""
+    import ast
+
+    root = Path(__file__).resolve().parent.parent / "framepack_widgets"
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, (ast.AugAssign, ast.AnnAssign)) else []
+            for target in targets:
+                for item in (target.elts if isinstance(target, ast.Tuple) else [target]):
+                    if (isinstance(item, ast.Attribute) and item.attr in ("store", "runner")
+                            and not (isinstance(item.value, ast.Name) and item.value.id == "self")):
+                        found.append(f"{path.relative_to(root)}:{node.lineno}: {ast.unparse(node)}")
+    assert found == []
+
+
 @pytest.mark.parametrize(
     ("phase", "error", "hint_part"),
     [

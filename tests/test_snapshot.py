@@ -131,7 +131,7 @@ async def test_the_snapshot_follows_the_runs_and_sends_only_what_changed(
         assert len(stages) == len(set(stages)), f"an update that changed nothing was sent: {stages}"
 
         sent = len(displays.updates)
-        w._on_run_change(w.runs[-1])  # a change the snapshot does not show (as a poll's can be)
+        w.runs[-1].notify()  # a change the snapshot does not show (as a poll's can be)
         w._snapshot.refresh()
         w.prompt = "typing after the run"  # the snapshot shows the run, not the inputs
         w.duration = 20

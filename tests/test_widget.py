@@ -205,6 +205,15 @@ def test_the_frontend_files_are_found() -> None:
     assert ".fpw-root" in css
 
 
+def test_every_synced_trait_says_its_type_default_and_what_is_drawn() -> None:
+    import anywidget
+
+    own = set(FramepackWidget.class_traits(sync=True)) - set(anywidget.AnyWidget.class_traits(sync=True))
+    assert {"prompt", "status", "history", "comparison", "timeline_info", "queued"} <= own
+    undocumented = sorted(name for name in own if "default" not in (FramepackWidget.class_traits()[name].help or ""))
+    assert undocumented == []
+
+
 # --------------------------------------------------------------------------- images
 async def test_images_set_from_python_send_thumbnails_not_traits(widget: FramepackWidget, tmp_path: Path) -> None:
     import numpy as np

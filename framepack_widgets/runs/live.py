@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import weakref
 
+from ..errors import NoEventLoopError
 from .ownership import owner_is_stale
 from .record import Run
 
-__all__ = ["Drive", "DRIVES", "KNOWN", "alive", "driven_here", "owner_gone"]
+__all__ = ["Drive", "DRIVES", "KNOWN", "alive", "drive_ended", "drive_for", "driven_here", "owner_gone", "running_loop"]
 
 
 class Drive:
@@ -68,6 +69,33 @@ def alive(task: "asyncio.Task[None] | None") -> bool:
 def _resolve(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def running_loop(call: str) -> asyncio.AbstractEventLoop:
+    """The running asyncio loop, which `call` (e.g. "Runner.start()") needs to drive runs on."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise NoEventLoopError(
+            f"{call} needs a running asyncio event loop. In Jupyter call it from a cell "
+            "(the kernel runs one); in a script call it inside `async def main()` run by "
+            "`asyncio.run(main())`. For a simple blocking call use Client.generate()."
+        ) from None
+
+
+def drive_for(run: Run) -> Drive:
+    """The run's drive in this process: the living one, else a new one."""
+    drive = DRIVES.get(run.run_id)
+    if drive is None or not drive.alive():
+        drive = DRIVES[run.run_id] = Drive(run)
+    return drive
+
+
+def drive_ended(drive: Drive) -> None:
+    """One of the drive's tasks ended: waiters re-check, and a dead drive is dropped."""
+    drive.wake()
+    if not drive.alive() and DRIVES.get(drive.run.run_id) is drive:
+        del DRIVES[drive.run.run_id]
 
 
 def driven_here(run_id: str) -> Drive | None:

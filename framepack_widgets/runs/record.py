@@ -4,112 +4,41 @@ The fields are what the run *is* (its input, task id, stage, status history, loc
 `to_dict()` / `from_dict()` is the only way a run becomes data, and the store, the widget,
 export and the command line all read that dict. The live work (sending, polling,
 downloading, cancelling, resuming) belongs to the `Runner` linked in `run.runner`; the
-convenience methods here (`await run`, `rerun`, `extend`, `cancel`) only hand over to it.
-Past 600 lines because the record's one serialisation, its status history and those
-hand-over methods belong with the fields they read.
+convenience methods here (`await run`, `rerun`, `extend`, `cancel`) only hand over to it,
+as `last_frame()` (`frames`), `show()` and `code()` (`present`) do to their modules.
+
+Links: `link()` is the one method that sets a run's `store` and `runner` (the Runner calls it
+for every run it hands out, the store for every run it reads). Changes: `observe()` is the
+run's one change channel; the runner calls `notify()` after every saved change, and the
+widget, sweeps, timelines and the Runner's own `observe()` all listen there.
 
 Light to import: PIL, numpy, av and IPython load only inside the methods that need them.
 """
 
 from __future__ import annotations
 
-import enum
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._observers import Observers
 from ..constants import cost_usd
+from ..errors import FileMissingError, FramepackError, InvalidInputError, UsageError
 from ..task import Task, TaskStatus
+from . import frames, present
+from .stages import UNFINISHED_STAGES, RunEvent, RunStage, as_time, stage_for_status, utcnow
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
     from ..inputs import FramepackInput, ImageSource
 
-__all__ = ["Run", "RunEvent", "RunStage", "RunNotAttachedError", "UNFINISHED_STAGES"]
+__all__ = ["DrivenElsewhereError", "Run", "RunEvent", "RunStage", "RunNotAttachedError", "UNFINISHED_STAGES"]
 
 Observer = Callable[["Run"], Any]
-
-
-class RunStage(str, enum.Enum):
-    """Where a run is in its life. The API's own status is kept apart (`Run.status`)."""
-
-    QUEUED = "queued"  # stored, create request not sent (waiting for a slot)
-    #: A timeline segment stored when the timeline was confirmed, waiting for the previous
-    #: segment's last frame (its start image). Only its Timeline sends it; Runner.resume() never.
-    WAITING = "waiting"
-    SUBMITTING = "submitting"  # create request being sent: outcome unknown until it answers
-    PENDING = "pending"  # task created, waiting at PiAPI
-    PROCESSING = "processing"  # task running at PiAPI
-    DOWNLOADING = "downloading"  # task completed, copying the video into the store
-    COMPLETED = "completed"  # video in the store
-    FAILED = "failed"  # the task failed at PiAPI (error has its message)
-    CANCELLED = "cancelled"
-    SUBMISSION_UNKNOWN = "submission_unknown"  # never resent automatically; shown to the person
-    TIMED_OUT = "timed_out"  # waiting gave up; the task may still finish (resumable)
-    ERROR = "error"  # something else went wrong (error + hint say what and what next)
-
-    @classmethod
-    def parse(cls, value: object) -> "RunStage":
-        if isinstance(value, RunStage):
-            return value
-        try:
-            return cls(str(value).strip().lower())
-        except ValueError:
-            return cls.ERROR
-
-    @property
-    def is_active(self) -> bool:
-        """Something still drives it (or should): `await run` keeps waiting."""
-        return self in _ACTIVE
-
-    @property
-    def is_final(self) -> bool:
-        """Nothing drives it any more: `await run` returns. TIMED_OUT can still be re-attached."""
-        return self not in _ACTIVE
-
-    @property
-    def needs_attention(self) -> bool:
-        """Final for automation, but the person should decide what happens next."""
-        return self in (RunStage.SUBMISSION_UNKNOWN, RunStage.TIMED_OUT)
-
-    @property
-    def in_flight(self) -> bool:
-        """Stored but its create request has not been answered yet (Generate stays disabled)."""
-        return self in (RunStage.QUEUED, RunStage.SUBMITTING)
-
-    def __str__(self) -> str:
-        return self.value
-
-
-_ACTIVE = frozenset(
-    {RunStage.QUEUED, RunStage.SUBMITTING, RunStage.PENDING, RunStage.PROCESSING, RunStage.DOWNLOADING}
-)
-#: What `RunStore.unfinished()` returns: still moving, or waiting for the person.
-UNFINISHED_STAGES = (*(s for s in RunStage if s.is_active), RunStage.SUBMISSION_UNKNOWN, RunStage.TIMED_OUT)
-
-
-class RunEvent(NamedTuple):
-    """One entry of a run's status history."""
-
-    at: datetime
-    stage: RunStage
-    status: TaskStatus | None
-    percent: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"at": self.at.isoformat(), "stage": self.stage.value,
-                "status": None if self.status is None else self.status.value, "percent": self.percent}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RunEvent":
-        status = data.get("status")
-        return cls(as_time(data["at"]) or utcnow(), RunStage.parse(data.get("stage")),
-                   TaskStatus.parse(status) if status else None, data.get("percent"))
 
 
 class Driver(Protocol):
@@ -132,36 +61,18 @@ class ImageStore(Protocol):
     def history(self, run_id: str) -> "list[RunEvent]": ...
 
 
-class RunNotAttachedError(RuntimeError):
-    """The run has no Runner to act for it (e.g. it was read straight from a RunStore)."""
+class RunNotAttachedError(FramepackError, RuntimeError):
+    """The run has no Runner to act for it (e.g. it was read straight from a RunStore), or
+    nothing drives it any more; the message says how to re-attach it."""
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def as_time(value: object) -> datetime | None:
-    """A timezone-aware datetime from a datetime, an ISO 8601 string or epoch seconds."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, datetime):
-        return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, timezone.utc)
-    return as_time(datetime.fromisoformat(str(value)))
+class DrivenElsewhereError(FramepackError, RuntimeError):
+    """Another kernel drives the run: act on it there (or after that kernel stops, when this
+    one takes the run over)."""
 
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
-
-
-def stage_for_status(status: TaskStatus, current: RunStage) -> RunStage:
-    """The run stage a task status moves a run to (failures are decided by the error path)."""
-    if status in (TaskStatus.PENDING, TaskStatus.STAGED):
-        return RunStage.PENDING
-    if status in (TaskStatus.PROCESSING, TaskStatus.RUNNING, TaskStatus.COMPLETED):
-        return RunStage.PROCESSING
-    return current
 
 
 #: The record's own fields, in `to_dict()` order; everything else in the dict is derived.
@@ -203,13 +114,14 @@ class Run:
     #: The status history; None until first read for runs listed from a store (lists
     #: of many runs read no history; `history` loads it on first use).
     _history: list[RunEvent] | None = field(default=None, repr=False)
+    #: The validated input, when the run was made from one (else rebuilt on first use).
+    _input: "FramepackInput | None" = field(default=None, repr=False, compare=False)
     #: Where the run is kept (its images are read from there), and who drives it: links,
-    #: not part of the record.
+    #: not part of the record, set by `link()`.
     store: ImageStore | None = field(default=None, compare=False)
     runner: Driver | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        self._input: FramepackInput | None = None
         self._last_frame: Image.Image | None = None
         self._observers: Observers[Run] = Observers()
 
@@ -226,11 +138,10 @@ class Run:
         segment: int | None = None,
     ) -> "Run":
         """A new, queued run for `input` (not stored, not sent: `Runner.start` does both)."""
-        run = cls(run_id or uuid.uuid4().hex, _params_of(input), backend=backend, sweep_id=sweep_id,
-                  parent_id=parent_id, timeline_id=timeline_id, segment=segment)
-        run._history = [RunEvent(run.created_at, run.stage, None, None)]
-        run._input = input
-        return run
+        created = utcnow()
+        return cls(run_id or uuid.uuid4().hex, _params_of(input), backend=backend, sweep_id=sweep_id,
+                   parent_id=parent_id, timeline_id=timeline_id, segment=segment, created_at=created,
+                   _history=[RunEvent(created, RunStage.QUEUED, None, None)], _input=input)
 
     @classmethod
     def waiting(
@@ -251,12 +162,17 @@ class Run:
         params = _params_of(template)
         if not with_start_image:
             params["start_image"] = None
-        run = cls(run_id or uuid.uuid4().hex, params, backend=backend, parent_id=parent_id,
-                  timeline_id=timeline_id, segment=segment, stage=RunStage.WAITING)
-        run._history = [RunEvent(run.created_at, run.stage, None, None)]
-        if with_start_image:
-            run._input = template
-        return run
+        created = utcnow()
+        return cls(run_id or uuid.uuid4().hex, params, backend=backend, parent_id=parent_id,
+                   timeline_id=timeline_id, segment=segment, stage=RunStage.WAITING, created_at=created,
+                   _history=[RunEvent(created, RunStage.WAITING, None, None)],
+                   _input=template if with_start_image else None)
+
+    def link(self, *, store: ImageStore | None, runner: Driver | None = None) -> "Run":
+        """Say where the run is kept and who acts for it: the one place these links are set.
+        The `Runner` links every run it hands out (in `Runner._link`), the `RunStore` every run it reads."""
+        self.store, self.runner = store, runner
+        return self
 
     @property
     def has_start_image(self) -> bool:
@@ -269,7 +185,8 @@ class Run:
     def begin(self, input: "FramepackInput") -> None:
         """Give a WAITING segment its full input (the runner then queues and sends it)."""
         if self.stage is not RunStage.WAITING:
-            raise ValueError(f"run {self.run_id[:8]} is {self.stage}, not waiting: its input is fixed")
+            raise InvalidInputError(f"run {self.run_id[:8]} is {self.stage}, not waiting: its input is fixed "
+                                    "(rerun() starts a new run with a changed input).")
         self.params = _params_of(input)
         self._input = input
 
@@ -346,7 +263,7 @@ class Run:
         changed = False
         for name, value in changes.items():
             if name not in _STATE_FIELDS:
-                raise AttributeError(f"Run.update() cannot set {name!r}")
+                raise UsageError(f"Run.update() cannot set {name!r}: it sets only {', '.join(_STATE_FIELDS)}.")
             if getattr(self, name) != value:
                 setattr(self, name, value)
                 changed = True
@@ -449,32 +366,16 @@ class Run:
     def last_frame(self) -> "Image.Image":
         """The video's last frame as a PIL image (decoded with PyAV on first use)."""
         if self._last_frame is None:
-            self._last_frame = _decode_last_frame(self._require_video())
+            self._last_frame = frames.decode_last_frame(self._require_video())
         return self._last_frame
 
     def show(self) -> None:
         """Display an inline player (outside the widget): the local video embedded in the page."""
-        from IPython.display import Video, display
-
-        if self.video_path is None or not Path(self.video_path).exists():
-            display(self._status_text())
-            return
-        display(Video(str(self.video_path), embed=True, mimetype="video/mp4",
-                      html_attributes="controls loop muted playsinline"))
-
-    def _status_text(self) -> str:
-        text = f"Run {self.run_id[:8]}: {self.stage}"
-        if self.error:
-            text += f": {self.error}"
-        if self.hint:
-            text += f"\n{self.hint}"
-        elif self.stage is RunStage.COMPLETED:
-            text += " (the video file is no longer in the store)"
-        return text
+        present.show(self.to_dict(history=False))
 
     def _require_video(self) -> Path:
         if self.video_path is None or not Path(self.video_path).exists():
-            raise FileNotFoundError(
+            raise FileMissingError(
                 f"run {self.run_id[:8]} has no local video ({self.stage}). "
                 + ("Await it first: `await run`." if not self.done() else (self.hint or ""))
             )
@@ -485,40 +386,7 @@ class Run:
 
         Images are referenced by their file in the store; the API key is never included.
         """
-
-        def image_expr(key: str) -> str | None:
-            info = self.params.get(key)
-            if not info:
-                return None
-            if info.get("url"):
-                return repr(str(info["url"]))
-            sha = info.get("sha256")
-            path = self.store.image_path(sha) if (self.store is not None and sha) else None
-            return repr(str(path)) if path is not None else f"'<{key.replace('_', ' ')}: sha256 {sha}>'"
-
-        args = [f"    prompt={self.prompt!r},", f"    start_image={image_expr('start_image')},"]
-        end = image_expr("end_image")
-        if end is not None:
-            args.append(f"    end_image={end},")
-        if self.negative_prompt:
-            args.append(f"    negative_prompt={self.negative_prompt!r},")
-        args.append(f"    duration={self.duration!r},")
-        encoding = self.params.get("image_encoding")
-        if encoding and encoding != "base64":
-            args.append(f"    image_encoding={encoding!r},")
-        lines = ["from framepack_widgets import Client, FramepackInput", "", "inp = FramepackInput(", *args, ")", ""]
-        if self.simulated:
-            lines += [
-                "# This run used the offline simulator (its video is not FramePack's).",
-                "from framepack_widgets.simulator import Simulator",
-                "",
-                "with Simulator() as sim, Client(sim.api_key, base_url=sim.base_url) as client:",
-            ]
-        else:
-            lines += [f"# Costs ${self.cost_usd:.2f} at PiAPI. The key is read from PIAPI_API_KEY.",
-                      "with Client() as client:"]
-        lines += ["    task = client.generate(inp)", f"    client.download(task, 'run-{self.run_id[:8]}.mp4')", ""]
-        return "\n".join(lines)
+        return present.code(self.to_dict(history=False), self.store.image_path if self.store is not None else None)
 
     # ----------------------------------------------------------------- the one serialisation
     def to_dict(self, *, history: bool = True) -> dict[str, Any]:
@@ -600,7 +468,8 @@ class Run:
 
 #: The fields a runner changes as a run moves on (everything but identity and links).
 _STATE_FIELDS = tuple(
-    f.name for f in fields(Run) if f.name not in ("run_id", "params", "seq", "created_at", "_history", "store", "runner")
+    f.name for f in fields(Run)
+    if f.name not in ("run_id", "params", "seq", "created_at", "_history", "_input", "store", "runner")
 )
 
 
@@ -642,23 +511,3 @@ def _input_from_params(
             kwargs[name] = params[name]
     start = image("start_image") if start_image is None else start_image
     return FramepackInput(params.get("prompt", ""), start, **kwargs)
-
-
-def _decode_last_frame(path: Path) -> "Image.Image":
-    import av
-
-    def last_of(seek: bool) -> Any:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            if seek and stream.duration and stream.time_base:
-                back = int(1 / stream.time_base)  # one second, in the stream's units
-                container.seek(max(0, stream.duration - back), stream=stream)
-            frame = None
-            for frame in container.decode(stream):  # noqa: B007
-                pass
-            return frame
-
-    frame = last_of(seek=True) or last_of(seek=False)
-    if frame is None:
-        raise ValueError(f"{path} has no video frames")
-    return frame.to_image()

@@ -8,36 +8,53 @@ Layout of the store folder (the argument, else $FRAMEPACK_HOME, else ./.framepac
     tmp/                      downloads in progress
 
 Each save is one short write transaction (`BEGIN IMMEDIATE`), so several processes can
-write at once; readers never block writers. The schema is versioned with
-`PRAGMA user_version` and a list of migrations. The API key is never stored. The folder is
-private to its user (0700, files 0600); a damaged database is moved aside, never deleted.
-
-Past 600 lines because the runs, their history and their content-addressed files share one
-folder, one lock and one schema: splitting them would split the transactions that keep
-them consistent. Light to import: no PIL, numpy or av.
+write at once; readers never block writers. The schema, its migrations and the row format
+are `schema.py`. The API key is never stored. The folder is private to its user (0700,
+files 0600); a damaged database is moved aside, never deleted. Light to import: no PIL,
+numpy or av.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import json
 import os
-import shutil
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._environment import umask
 from .._sqlite import SharedConnection, connect_wal
 from ..constants import IMAGE_EXT_MIME, IMAGE_MIME_EXT
-from ..errors import FramepackError
-from .record import UNFINISHED_STAGES, Run, RunEvent, RunStage, as_time
+from ..errors import FileMissingError, InvalidInputError, MissingDependencyError, RunNotFoundError
+from .folder import (
+    DB_SUFFIXES,
+    StoreError,
+    default_folder,
+    folder_size,
+    make_private_folders,
+    move_damaged_aside,
+    move_in,
+    private_database,
+    unusable,
+    write_atomic,
+)
+from .record import Run, RunEvent, RunStage
+from .schema import (
+    CONDITIONAL_UPDATE,
+    INSERT_COLUMNS,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    SELECT_RUNS,
+    UNFINISHED,
+    UPDATABLE,
+    UPSERT,
+    from_row,
+    to_row,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..inputs import ImageSource
@@ -53,160 +70,8 @@ log = logging.getLogger(__name__)
 ORPHAN_GRACE_SECONDS = 600.0
 
 
-class StoreError(FramepackError):
-    """The run store's folder cannot be used as it is; the message names it and what to do."""
-
-
 class StoreVersionError(StoreError):
     """The store was written by a newer framepack_widgets than this one."""
-
-
-def _private(path: Path, *, folder: bool = False) -> None:
-    """Only the user may read it: 0700 for folders, 0600 for files (or stricter, by umask)."""
-    mode = (0o700 if folder else 0o600) & ~umask()
-    try:
-        os.chmod(path, mode)
-    except FileNotFoundError:
-        pass
-
-
-# --------------------------------------------------------------------------- schema
-def _run_script(db: sqlite3.Connection, script: str) -> None:
-    """Run statements one by one inside the caller's transaction (executescript would COMMIT it)."""
-    for statement in script.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
-def _migrate_0_to_1(db: sqlite3.Connection) -> None:
-    _run_script(
-        db,
-        """
-        CREATE TABLE IF NOT EXISTS runs (
-            run_id          TEXT PRIMARY KEY,
-            seq             INTEGER NOT NULL,
-            created_at      REAL NOT NULL,
-            updated_at      REAL NOT NULL,
-            stage           TEXT NOT NULL,
-            status          TEXT,
-            task_id         TEXT,
-            prompt          TEXT NOT NULL DEFAULT '',
-            negative_prompt TEXT NOT NULL DEFAULT '',
-            duration        INTEGER,
-            start_image_sha TEXT,
-            end_image_sha   TEXT,
-            params          TEXT NOT NULL DEFAULT '{}',
-            percent         REAL,
-            logs            TEXT NOT NULL DEFAULT '[]',
-            error           TEXT,
-            hint            TEXT,
-            cost_usd        REAL,
-            backend         TEXT,
-            sweep_id        TEXT,
-            submitted_at    REAL,
-            finished_at     REAL,
-            video_sha       TEXT,
-            video_url       TEXT,
-            owner           TEXT,
-            heartbeat_at    REAL
-        );
-        CREATE UNIQUE INDEX IF NOT EXISTS runs_seq ON runs (seq DESC);
-        CREATE INDEX IF NOT EXISTS runs_stage ON runs (stage);
-        CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep_id) WHERE sweep_id IS NOT NULL;
-        CREATE INDEX IF NOT EXISTS runs_task ON runs (task_id) WHERE task_id IS NOT NULL;
-        CREATE TABLE IF NOT EXISTS run_events (
-            id      INTEGER PRIMARY KEY,
-            run_id  TEXT NOT NULL,
-            at      REAL NOT NULL,
-            stage   TEXT NOT NULL,
-            status  TEXT,
-            percent REAL
-        );
-        CREATE INDEX IF NOT EXISTS run_events_run ON run_events (run_id, id);
-        CREATE TABLE IF NOT EXISTS images (
-            sha256     TEXT PRIMARY KEY,
-            mime       TEXT,
-            width      INTEGER,
-            height     INTEGER,
-            bytes      INTEGER,
-            created_at REAL NOT NULL
-        );
-        """
-    )
-
-
-def _migrate_1_to_2(db: sqlite3.Connection) -> None:
-    """Runs that continue another (`parent_id`), timeline segments, and the API's own status word."""
-    _run_script(
-        db,
-        """
-        ALTER TABLE runs ADD COLUMN parent_id TEXT;
-        ALTER TABLE runs ADD COLUMN timeline_id TEXT;
-        ALTER TABLE runs ADD COLUMN segment INTEGER;
-        ALTER TABLE runs ADD COLUMN status_word TEXT;
-        CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_id) WHERE parent_id IS NOT NULL;
-        CREATE INDEX IF NOT EXISTS runs_timeline ON runs (timeline_id, segment) WHERE timeline_id IS NOT NULL
-        """,
-    )
-
-
-#: MIGRATIONS[v] brings a store from schema version v to v + 1. Append, never edit.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-#: The runs table: the keys of `Run.to_dict()` it keeps (a few derived ones are columns for
-#: queries), then who drives the run. Times are stored as epoch seconds, lists as JSON.
-_RECORD_COLUMNS = (
-    "run_id", "seq", "created_at", "updated_at", "stage", "status", "task_id", "prompt",
-    "negative_prompt", "duration", "start_image_sha", "end_image_sha", "params", "percent",
-    "logs", "error", "hint", "cost_usd", "backend", "sweep_id", "submitted_at", "finished_at",
-    "video_sha", "video_url", "parent_id", "timeline_id", "segment", "status_word",
-)  # fmt: skip
-_COLUMNS = (*_RECORD_COLUMNS, "owner", "heartbeat_at")
-_TIME_COLUMNS = frozenset({"created_at", "updated_at", "submitted_at", "finished_at"})
-_JSON_COLUMNS = frozenset({"params", "logs"})
-_SELECT = f"SELECT {', '.join(_RECORD_COLUMNS)} FROM runs"
-_UPDATABLE = [c for c in _COLUMNS if c not in ("run_id", "seq", "created_at")]
-_INSERT_COLUMNS = [c for c in _COLUMNS if c != "seq"]
-_UPSERT = (
-    f"INSERT INTO runs (seq, {', '.join(_INSERT_COLUMNS)}) "
-    f"VALUES ((SELECT COALESCE(MAX(seq), 0) + 1 FROM runs), {', '.join('?' for _ in _INSERT_COLUMNS)}) "
-    f"ON CONFLICT (run_id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in _UPDATABLE)}"
-)
-_CONDITIONAL_UPDATE = (
-    f"UPDATE runs SET {', '.join(f'{c} = ?' for c in _UPDATABLE)} WHERE run_id = ? AND stage = ? AND owner IS ?"
-)
-_UNFINISHED = tuple(stage.value for stage in UNFINISHED_STAGES)
-
-
-def _to_row(record: dict[str, Any]) -> dict[str, Any]:
-    """A `Run.to_dict()` as column values: times as epoch seconds, lists as JSON."""
-    row = {name: record[name] for name in _RECORD_COLUMNS}
-    for name in _TIME_COLUMNS:
-        value = as_time(row[name])
-        row[name] = None if value is None else value.timestamp()
-    for name in _JSON_COLUMNS:
-        row[name] = _dumps(row[name])
-    return row
-
-
-def _from_row(values: Sequence[Any]) -> dict[str, Any]:
-    """Column values back as what `Run.from_dict()` reads (times stay epoch seconds)."""
-    record = dict(zip(_RECORD_COLUMNS, values))
-    for name in _JSON_COLUMNS:
-        if record[name] is not None:
-            record[name] = json.loads(record[name])
-    return record
-
-
-def default_folder() -> Path:
-    """$FRAMEPACK_HOME when set, else `.framepack` in the current directory (beside the notebook)."""
-    env = os.environ.get("FRAMEPACK_HOME", "").strip()
-    return Path(env).expanduser() if env else Path.cwd() / ".framepack"
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
 class RunStore(SharedConnection):
@@ -222,82 +87,25 @@ class RunStore(SharedConnection):
         #: (a damaged database moved aside); None otherwise.
         self.notice: str | None = None
         self._lock = threading.RLock()
-        self._make_folders()
+        make_private_folders(self.folder, (self.images_dir, self.videos_dir, self.tmp_dir), self.db_path)
         try:
             self._db = self._open(busy_timeout)
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.OperationalError):
-                raise self._unusable(exc) from None
-            self._move_damaged_aside(exc)
+                raise unusable(self.db_path, exc) from None
+            self.notice = move_damaged_aside(self.db_path, exc)
             self._db = self._open(busy_timeout)
-
-    def _make_folders(self) -> None:
-        """The store's folders, private to the user (its files are made private as written)."""
-        where = "FRAMEPACK_HOME" if os.environ.get("FRAMEPACK_HOME", "").strip() else "the run store's folder"
-        try:
-            existed = self.folder.is_dir()
-            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            for path in (self.images_dir, self.videos_dir, self.tmp_dir):
-                path.mkdir(mode=0o700, exist_ok=True)
-        except FileExistsError:
-            raise StoreError(
-                f"{where} ({self.folder}) is a file, not a folder. Point FRAMEPACK_HOME at a folder "
-                "(it is created if missing), or move that file away."
-            ) from None
-        except PermissionError:
-            raise StoreError(
-                f"Cannot create {where} ({self.folder}): permission denied. Choose a folder you can write "
-                "to: set FRAMEPACK_HOME, or pass RunStore(folder) / FramepackWidget(store=RunStore(folder))."
-            ) from None
-        except OSError as exc:
-            raise StoreError(
-                f"Cannot create {where} ({self.folder}): {exc.strerror or exc}. Choose another folder with "
-                "FRAMEPACK_HOME."
-            ) from None
-        if not existed or (self.folder / DB_NAME).exists():  # ours: a new folder, or a store
-            _private(self.folder, folder=True)
-        for path in (self.images_dir, self.videos_dir, self.tmp_dir):
-            _private(path, folder=True)
 
     def _open(self, busy_timeout: float) -> sqlite3.Connection:
         db = connect_wal(self.db_path, busy_timeout=busy_timeout, where="FRAMEPACK_HOME")
         try:
-            for suffix in ("", "-wal", "-shm"):  # SQLite gives -wal and -shm the database's mode
-                _private(Path(f"{self.db_path}{suffix}"))
+            private_database(self.db_path)
             self._db = db
             self._migrate()
         except BaseException:
             db.close()
             raise
         return db
-
-    def _unusable(self, exc: sqlite3.DatabaseError) -> StoreError:
-        return StoreError(
-            f"Cannot open the run store {self.db_path}: {exc}. Check that the folder is on a local disk "
-            "and that you may write to it, or choose another folder with FRAMEPACK_HOME."
-        )
-
-    def _move_damaged_aside(self, exc: sqlite3.DatabaseError) -> None:
-        """A damaged database is kept (renamed), never deleted, and a new one started."""
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        kept = self.db_path.with_name(f"{DB_NAME}.damaged-{stamp}")
-        try:
-            for suffix in ("", "-wal", "-shm"):
-                old = Path(f"{self.db_path}{suffix}")
-                if old.exists():
-                    os.replace(old, Path(f"{kept}{suffix}"))
-        except OSError as move_error:
-            raise StoreError(
-                f"The run store {self.db_path} is damaged ({exc}) and could not be moved aside "
-                f"({move_error.strerror or move_error}). Move it away yourself, or choose another folder "
-                "with FRAMEPACK_HOME."
-            ) from None
-        self.notice = (
-            f"The run history in {self.db_path} was damaged ({exc}), so it was moved to {kept.name} "
-            "(kept, not deleted) and a new, empty history was started. Videos and images in the folder are "
-            "untouched."
-        )
-        log.warning("%s", self.notice)
 
     # ------------------------------------------------------------------ plumbing
     def _migrate(self) -> None:
@@ -335,7 +143,7 @@ class RunStore(SharedConnection):
 
     # ------------------------------------------------------------------ runs
     def _row(self, run: Run, owner: str | None) -> dict[str, Any]:
-        row = _to_row(run.to_dict(history=False))
+        row = to_row(run.to_dict(history=False))
         row["updated_at"] = row["updated_at"] or time.time()
         row["owner"], row["heartbeat_at"] = owner, (time.time() if owner else None)
         return row
@@ -351,12 +159,12 @@ class RunStore(SharedConnection):
         with self._write() as db:
             if expect_stage is not None:
                 cursor = db.execute(
-                    _CONDITIONAL_UPDATE, [row[c] for c in _UPDATABLE] + [run.run_id, expect_stage.value, owner]
+                    CONDITIONAL_UPDATE, [row[c] for c in UPDATABLE] + [run.run_id, expect_stage.value, owner]
                 )
                 if cursor.rowcount != 1:
                     return False
             else:
-                db.execute(_UPSERT, [row[c] for c in _INSERT_COLUMNS])
+                db.execute(UPSERT, [row[c] for c in INSERT_COLUMNS])
             # History only grows: write the entries the store does not have yet.
             (saved,) = db.execute("SELECT COUNT(*) FROM run_events WHERE run_id = ?", (run.run_id,)).fetchone()
             events = run.new_events(saved)
@@ -368,20 +176,19 @@ class RunStore(SharedConnection):
                 )
             if run.seq is None:
                 run.seq = db.execute("SELECT seq FROM runs WHERE run_id = ?", (run.run_id,)).fetchone()[0]
-        run.store = run.store or self
+        if run.store is None:
+            run.link(store=self, runner=run.runner)
         return True
 
     def _runs(self, rows: Sequence[Sequence[Any]]) -> list[Run]:
-        """Runs from rows of `_SELECT` (each reads its history from here on first use)."""
+        """Runs from rows of `SELECT_RUNS` (each reads its history from here on first use)."""
         runs = []
         for row in rows:
-            record = _from_row(row)
+            record = from_row(row)
             sha = record["video_sha"]
             path = self.video_path_for(sha) if sha else None
             record["video_path"] = path if path is not None and path.exists() else None
-            run = Run.from_dict(record)
-            run.store = self
-            runs.append(run)
+            runs.append(Run.from_dict(record).link(store=self))
         return runs
 
     def history(self, run_id: str) -> list[RunEvent]:
@@ -394,9 +201,10 @@ class RunStore(SharedConnection):
 
     def get(self, run_id: str) -> Run:
         """The stored run (a fresh object; its images load on first use)."""
-        runs = self._runs(self._query(f"{_SELECT} WHERE run_id = ?", (run_id,)))
+        runs = self._runs(self._query(f"{SELECT_RUNS} WHERE run_id = ?", (run_id,)))
         if not runs:
-            raise KeyError(f"no run {run_id!r} in the store at {self.folder}")
+            raise RunNotFoundError(f"no run {run_id!r} in the store at {self.folder}: take a run id from "
+                                   "store.list() (or widget.runs).")
         return runs[0]
 
     def list(
@@ -412,7 +220,7 @@ class RunStore(SharedConnection):
         last run shown>` (keyset pagination: constant time however deep the page)."""
         where, params = self._where(before=before, sweep_id=sweep_id, stages=stages)
         rows = self._query(
-            f"{_SELECT}{where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+            f"{SELECT_RUNS}{where} ORDER BY seq DESC LIMIT ? OFFSET ?",
             [*params, -1 if limit is None else int(limit), int(offset)],
         )
         return self._runs(rows)
@@ -445,7 +253,7 @@ class RunStore(SharedConnection):
         """Runs still moving or waiting for the person (QUEUED .. DOWNLOADING, SUBMISSION_UNKNOWN,
         TIMED_OUT), oldest first. Only `Runner.resume()` decides what is safe to continue."""
         rows = self._query(
-            f"{_SELECT} WHERE stage IN ({', '.join('?' for _ in _UNFINISHED)}) ORDER BY seq ASC", _UNFINISHED
+            f"{SELECT_RUNS} WHERE stage IN ({', '.join('?' for _ in UNFINISHED)}) ORDER BY seq ASC", UNFINISHED
         )
         return self._runs(rows)
 
@@ -482,7 +290,7 @@ class RunStore(SharedConnection):
             return None
         path = self.images_dir / f"{source.sha256}.{IMAGE_MIME_EXT.get(source.mime or '', 'bin')}"
         if not path.exists():
-            self._write_atomic(path, data)
+            write_atomic(self.tmp_dir, path, data)
             with self._write() as db:
                 db.execute(
                     "INSERT OR IGNORE INTO images (sha256, mime, width, height, bytes, created_at) "
@@ -502,7 +310,7 @@ class RunStore(SharedConnection):
     def image_bytes(self, sha256: str) -> bytes:
         path = self.image_path(sha256)
         if path is None:
-            raise FileNotFoundError(
+            raise FileMissingError(
                 f"image {sha256[:12]} is missing from {self.images_dir}; the store folder may have "
                 "been cleaned. Pick the image again and start a new run."
             )
@@ -526,13 +334,6 @@ class RunStore(SharedConnection):
         """Rebuild the `ImageSource` described by `FramepackInput.to_params()`."""
         return self.load_image(str(info["sha256"]), info)
 
-    def _write_atomic(self, path: Path, data: bytes) -> None:
-        tmp = self.tmp_dir / f"{uuid.uuid4().hex}.part"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-
     # ------------------------------------------------------------------ videos
     def video_path_for(self, sha256: str) -> Path:
         return self.videos_dir / f"{sha256}.mp4"
@@ -552,32 +353,13 @@ class RunStore(SharedConnection):
         if final.exists():
             src.unlink()
             return final
-        _private(src)
-        try:
-            os.replace(src, final)
-        except OSError:  # another disk: copy next to it, then rename into place
-            tmp = self.tmp_dir / f"{uuid.uuid4().hex}.part"
-            shutil.copyfile(src, tmp)
-            _private(tmp)
-            os.replace(tmp, final)
-            src.unlink()
+        move_in(src, final, self.tmp_dir)
         return final
 
     def size_bytes(self) -> int:
         """Bytes used on disk: database (with its WAL), images, videos and downloads in progress."""
-        total = 0
-        for name in (DB_NAME, DB_NAME + "-wal", DB_NAME + "-shm"):
-            try:
-                total += (self.folder / name).stat().st_size
-            except FileNotFoundError:
-                pass
-        for folder in (self.images_dir, self.videos_dir, self.tmp_dir):
-            for entry in os.scandir(folder):
-                try:
-                    total += entry.stat().st_size
-                except FileNotFoundError:
-                    pass
-        return total
+        database = [Path(f"{self.db_path}{suffix}") for suffix in DB_SUFFIXES]
+        return folder_size(database, (self.images_dir, self.videos_dir, self.tmp_dir))
 
     def prune_videos(
         self,
@@ -593,9 +375,9 @@ class RunStore(SharedConnection):
         say so. The runs stay in the store; their hint says the video was removed.
         """
         if keep_last is None and older_than is None:
-            raise ValueError("say what to prune: keep_last=N and/or older_than=timedelta(days=...) (or a datetime)")
+            raise InvalidInputError("say what to prune: keep_last=N and/or older_than=timedelta(days=...) (or a datetime)")
         if keep_last is not None and keep_last < 0:
-            raise ValueError("keep_last must be 0 or more")
+            raise InvalidInputError(f"keep_last must be 0 or more (got {keep_last}).")
         cutoff: float | None = None
         if isinstance(older_than, timedelta):
             cutoff = time.time() - older_than.total_seconds()
@@ -650,7 +432,7 @@ class RunStore(SharedConnection):
         try:
             import pandas as pd
         except ImportError:
-            raise ImportError("to_dataframe() needs pandas: pip install pandas (to_dicts() needs nothing)") from None
+            raise MissingDependencyError("to_dataframe() needs pandas: pip install pandas (to_dicts() needs nothing)") from None
         rows = self.to_dicts(limit, **filters)
         for row in rows:
             row.pop("params", None)

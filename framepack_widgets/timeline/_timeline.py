@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._observers import Observers
 from ..errors import InvalidInputError
 from ..runs import Run, RunNotAttachedError, RunStage
+from ..runs.live import running_loop
 from ..runs.record import utcnow
 from ._plan import Segment, TimelinePlan
 from ._stitch import stitch, stitched_path
@@ -60,11 +61,12 @@ class Timeline:
     cancelled: a failed segment raises nothing; `retry()` continues).
     """
 
-    def __init__(self, runner: "Runner", plan: TimelinePlan | None, *, timeline_id: str | None = None) -> None:
+    def __init__(self, runner: "Runner", plan: TimelinePlan | None, *, timeline_id: str | None = None,
+                 runs: Sequence[Run] = (), kind: Literal["timeline", "chain"] = "timeline") -> None:
         self.runner = runner
         self.plan = plan
         self.timeline_id = timeline_id or f"timeline-{uuid.uuid4().hex[:12]}"
-        self.kind: Literal["timeline", "chain"] = "timeline"
+        self.kind: Literal["timeline", "chain"] = kind
         self.status: TimelineStatus = "pending"
         self.runs: list[Run] = []
         self.error: str | None = None
@@ -74,6 +76,8 @@ class Timeline:
         self._task: asyncio.Task[None] | None = None
         self._cancelled = False
         self._confirmed_here = False
+        if runs:
+            self._carry_on(list(runs))
 
     # ---------------------------------------------------------------- what it is
     @property
@@ -164,7 +168,7 @@ class Timeline:
         if self.status != "pending":
             return self
         assert self.plan is not None
-        asyncio.get_running_loop()  # before anything changes: fail cleanly outside a loop
+        running_loop("Timeline.confirm()")  # before anything changes: fail cleanly outside a loop
         self._confirmed_here = True
         self.status = "running"
         inputs = self.plan.inputs
@@ -218,7 +222,7 @@ class Timeline:
             raise InvalidInputError(f"Nothing to retry: this timeline is {self.status}.")
         if self.kind == "chain":
             raise InvalidInputError("This is a chain of extended runs, not a timeline: rerun or extend its runs instead.")
-        asyncio.get_running_loop()
+        running_loop("Timeline.retry()")
         index = self.current if segment is None else int(segment)
         if index is None:  # every segment completed: only the stitching failed
             self._cancelled = False
@@ -261,6 +265,24 @@ class Timeline:
         return new
 
     # ---------------------------------------------------------------- driving
+    def _carry_on(self, runs: list[Run]) -> None:
+        """A timeline over stored runs (confirmed earlier, or a chain): carried on where it
+        stopped when a loop runs, else shown as it is."""
+        self.runs = runs
+        self.status = "running"
+        TIMELINES[self.timeline_id] = self
+        for run in runs:
+            self._follow(run)
+        index = self.current
+        if index is not None and runs[index].done() and runs[index].stage is not RunStage.WAITING:
+            self._stopped_at(index, runs[index])
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop to drive it on: shown as it is
+        self._drive_from(index if index is not None else len(runs))
+
     def _drive_from(self, first: int) -> None:
         loop = asyncio.get_running_loop()
         self._task = loop.create_task(self._drive(first), name=f"framepack-{self.timeline_id}")
@@ -385,29 +407,6 @@ def start_timeline(
 
 
 # -------------------------------------------------------------------- reopening
-def _from_runs(runner: "Runner", runs: Sequence[Run], timeline_id: str, kind: Literal["timeline", "chain"]) -> Timeline:
-    """A confirmed Timeline over stored runs, carried on where it stopped (when a loop runs)."""
-    timeline = Timeline(runner, None, timeline_id=timeline_id)
-    timeline.kind = kind
-    timeline.runs = list(runs)
-    timeline.status = "running"
-    TIMELINES[timeline_id] = timeline
-    for run in timeline.runs:
-        timeline._follow(run)
-    index = timeline.current
-    stopped = index is not None and timeline.runs[index].done() and timeline.runs[index].stage is not RunStage.WAITING
-    if stopped:
-        assert index is not None
-        timeline._stopped_at(index, timeline.runs[index])
-        return timeline
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return timeline  # no loop to drive it on: shown as it is
-    timeline._drive_from(index if index is not None else len(timeline.runs))
-    return timeline
-
-
 def reopen_timeline(runner: "Runner", timeline_id: str, known: Iterable[Run] = (),
                     waiting: Sequence[Run] | None = None) -> Timeline | None:
     """The Timeline stored under `timeline_id`, carried on (after `runner.resume()`).
@@ -445,7 +444,7 @@ def reopen_timeline(runner: "Runner", timeline_id: str, known: Iterable[Run] = (
                             hint="Nothing was charged. Start the timeline again.")
         log.warning("timeline %s was never fully stored; its waiting segments were withdrawn", timeline_id)
         return None
-    return _from_runs(runner, runs, timeline_id, "timeline")
+    return Timeline(runner, None, timeline_id=timeline_id, runs=runs)
 
 
 def reopen_timelines(runner: "Runner", resumed: Iterable[Run] = ()) -> list[Timeline]:
@@ -465,7 +464,7 @@ def chain_timeline(runner: "Runner", chain: Sequence[Run]) -> Timeline:
     """A chain of runs (each continuing the one before, by Extend) as a Timeline: it plays
     as one video once every run in it has completed. A timeline's own runs give the timeline."""
     if not chain:
-        raise ValueError("an empty chain")
+        raise InvalidInputError("A chain needs at least one run: pass the runs it is made of, first part first.")
     tid = chain[-1].timeline_id
     if tid and all(r.timeline_id == tid for r in chain):
         found = reopen_timeline(runner, tid, chain)
@@ -475,6 +474,6 @@ def chain_timeline(runner: "Runner", chain: Sequence[Run]) -> Timeline:
     existing = TIMELINES.get(timeline_id)
     if existing is not None and [r.run_id for r in existing.runs] == [r.run_id for r in chain]:
         return existing
-    return _from_runs(runner, chain, timeline_id, "chain")
+    return Timeline(runner, None, timeline_id=timeline_id, runs=chain, kind="chain")
 
 

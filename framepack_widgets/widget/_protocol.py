@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..compare import diff_ops, differences, labels_for
 from ..constants import MESSAGE_CHUNK_BYTES, cost_usd
+from ..errors import InvalidInputError
 from ..runs import Run, RunStage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -313,4 +314,4 @@ def first_frame(path: Path) -> "Image.Image":
     with av.open(str(path)) as container:
         for frame in container.decode(video=0):
             return frame.to_image()
-    raise ValueError(f"{path} has no video frames")
+    raise InvalidInputError(f"{path} has no video frames (the file may be damaged).")

@@ -38,7 +38,9 @@ from ._protocol import thumbnail_jpeg
 if TYPE_CHECKING:  # pragma: no cover
     from ..runs import Run
 
-__all__ = ["POSTER_BYTES", "POSTER_SIDE", "NotebookSnapshot", "snapshot_html", "snapshot_poster", "snapshot_text"]
+__all__ = [
+    "POSTER_BYTES", "POSTER_SIDE", "NotebookPoster", "NotebookSnapshot", "snapshot_html", "snapshot_poster", "snapshot_text",
+]
 
 RUN_THE_CELL = "The live widget needs a running kernel: run this cell to use it again."
 PROMPT_CHARS = 400
@@ -160,3 +162,22 @@ class NotebookSnapshot:
 
         self._shown = data
         update_display(data, raw=True, display_id=self.display_id)
+
+
+class NotebookPoster:
+    """The current run's poster made notebook-sized, once per image (not on every poll):
+    its start image, else its video's first frame (the same choice as the cards' poster,
+    which `card_poster` gives). None when `enabled` is false (`poster_in_notebook=False`)."""
+
+    def __init__(self, card_poster: Callable[["Run"], bytes | None], *, enabled: bool = True) -> None:
+        self._card_poster = card_poster
+        self.enabled = enabled
+        self._made: tuple[str, bytes | None] = ("", None)
+
+    def for_run(self, run: "Run | None") -> bytes | None:
+        if run is None or not self.enabled:
+            return None
+        key = run.start_image_sha or f"{run.run_id}:{run.video_path}"
+        if self._made[0] != key:
+            self._made = (key, snapshot_poster(self._card_poster(run)))
+        return self._made[1]

@@ -12,12 +12,13 @@ import math
 from typing import Any
 
 from ..constants import MAX_UPLOAD_BYTES, MESSAGE_CHUNK_BYTES
+from ..errors import InvalidInputError
 
 __all__ = ["UploadRefused", "Uploads", "too_big_message"]
 
 
-class UploadRefused(ValueError):
-    """The upload cannot be taken; the message says what to do instead."""
+class UploadRefused(InvalidInputError):
+    """The upload cannot be taken (nothing was sent anywhere); the message says what to do instead."""
 
 
 def too_big_message(size: int | None, slot: str, limit: int = MAX_UPLOAD_BYTES) -> str:
