@@ -17,7 +17,7 @@ with a literal `"_name"` count the same. A module may not import an `_underscore
 another module either; importing a package-private *module* (`from . import _protocol`) is
 allowed, as are dunders (`__class__`) and IPython's display hooks (`_repr_mimebundle_`,
 `_ipython_display_`, `_repr_html_`, any `_repr_*_` / `_ipython_*_`), which exist to be
-called from outside.
+called from outside, and a named tuple's public methods (`_replace`, `_asdict`, ...).
 """
 
 from __future__ import annotations
@@ -207,9 +207,13 @@ def test_the_loop_finder_finds_loops() -> None:
 _HOOK = re.compile(r"^_(repr|ipython)_[a-z]+_$")
 
 
+#: Public by the standard library's own naming: a named tuple's methods (`urlsplit(...)._replace`).
+NAMEDTUPLE_API = frozenset({"_replace", "_asdict", "_fields", "_make", "_field_defaults"})
+
+
 def _is_private(name: str) -> bool:
     dunder = name.startswith("__") and name.endswith("__")
-    return name.startswith("_") and not dunder and not _HOOK.match(name)
+    return name.startswith("_") and not dunder and not _HOOK.match(name) and name not in NAMEDTUPLE_API
 
 
 def private_reaches(source: str, module: str = "pkg.mod", known: frozenset[str] = frozenset(),
