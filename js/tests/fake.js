@@ -1,4 +1,7 @@
 // Test helpers (not a test file): a jsdom window as globals and a fake anywidget model.
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { JSDOM } from "jsdom";
 
 export function setupDom() {
@@ -80,4 +83,19 @@ export class FakeVideo {
     if (t >= this.duration) { if (this.loop) t -= this.duration; else { t = this.duration; this.paused = true; this.ended = true; } }
     this.currentTime = t;
   }
+}
+
+/** Every module and stylesheet in js/src, for checks that read the source itself. */
+export function sources() {
+  const root = fileURLToPath(new URL("../src/", import.meta.url));
+  const found = [];
+  const walk = (dir) => {
+    for (const entry of readdirSync(join(root, dir), { withFileTypes: true })) {
+      const name = dir ? `${dir}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) walk(name);
+      else if (/\.(js|css)$/.test(name)) found.push({ path: `js/src/${name}`, text: readFileSync(join(root, name), "utf8") });
+    }
+  };
+  walk("");
+  return found;
 }

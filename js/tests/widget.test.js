@@ -1,11 +1,11 @@
 import { test, beforeEach, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { setupDom, FakeModel, byName, flush } from "./fake.js";
+import { setupDom, FakeModel, byName, flush, sources } from "./fake.js";
 
 const env = setupDom();
-const widget = (await import("../widget.js")).default;
-const { safeUrl, downscale } = await import("../widget.js");
+const widget = (await import("../src/widget.js")).default;
+const { safeUrl } = await import("../src/dom.js");
+const { downscale } = await import("../src/uploads.js");
 
 let el, model, cleanup;
 function mount(state) {
@@ -120,9 +120,12 @@ test("status, cards and errors are rendered as text, never as HTML", () => {
   assert.equal(globalThis.pwned, undefined);
 });
 
-test("widget.js never uses innerHTML or other HTML parsers", () => {
-  const src = readFileSync(new URL("../widget.js", import.meta.url), "utf8");
-  assert.doesNotMatch(src, /innerHTML|outerHTML|insertAdjacentHTML|document\.write|createContextualFragment|DOMParser|new Function|eval\(/);
+test("no module in js/src uses innerHTML or other HTML parsers", () => {
+  const files = sources();
+  assert.ok(files.length > 10, "the modules were found");
+  for (const { path, text } of files) {
+    assert.doesNotMatch(text, /innerHTML|outerHTML|insertAdjacentHTML|document\.write|createContextualFragment|DOMParser|new Function|eval\(/, path);
+  }
 });
 
 test("src validation: only http(s) and blob URLs", () => {

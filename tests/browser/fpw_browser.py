@@ -442,7 +442,7 @@ class NotebookPage:
         return self.video_state(video)
 
 
-# The widget's root element (js/widget.js).
+# The widget's root element (js/src/widget.js).
 WIDGET_ROOT = ".fpw-root"
 
 
@@ -469,7 +469,7 @@ def sync_drift_js() -> str:
 
 
 # ---------------------------------------------------------------- the widget's flows
-# Selectors come from js/widget.js: the root is `.fpw-root`; `.fpw-status` carries
+# Selectors come from js/src/ (panels/*.js): the root is `.fpw-root`; `.fpw-status` carries
 # data-stage (idle, pending, processing, downloading, completed, ...) and data-run-id;
 # the inline player is `video.fpw-video` (data-run-id, data-ready); the comparison is
 # `section.fpw-compare` (data-ready="true" once its videos are synced) with

@@ -1,0 +1,50 @@
+// No key pressed inside the widget reaches the notebook around it (tests/browser/test_keys.py
+// checks the same in a real JupyterLab).
+import { test, afterEach } from "node:test";
+import assert from "node:assert/strict";
+import { setupDom, FakeModel, byName } from "./fake.js";
+
+setupDom();
+const widget = (await import("../src/widget.js")).default;
+
+let el, cleanup;
+afterEach(() => { cleanup?.(); el?.remove(); cleanup = null; });
+
+test("the root asks Lumino to skip its shortcuts, and no keydown leaves it", () => {
+  const model = new FakeModel({ history: [{ id: "r1", stage: "completed", prompt: "p", duration: 10, has_video: true }] });
+  el = document.createElement("div");
+  document.body.append(el);
+  cleanup = widget.render({ model, el });
+  const root = el.firstElementChild;
+  assert.equal(root.getAttribute("data-lm-suppress-shortcuts"), "true");
+  const outside = [];
+  const note = (e) => outside.push(`${e.type} ${e.key}`);
+  document.addEventListener("keydown", note);
+  document.addEventListener("keypress", note);
+  try {
+    const controls = [byName(root, "Duration")[0], byName(root, "Prompt")[0], root.querySelector(".fpw-card-check"),
+      byName(root, "Generate")[0]];
+    for (const control of controls) {
+      for (const key of ["ArrowLeft", "ArrowRight", "a", "d", "Escape", "Enter"]) {
+        control.dispatchEvent(new KeyboardEvent("keydown", { key, bubbles: true }));
+        control.dispatchEvent(new KeyboardEvent("keypress", { key, bubbles: true }));
+      }
+    }
+    assert.deepEqual(outside, [], "keys reached the document");
+  } finally {
+    document.removeEventListener("keydown", note);
+    document.removeEventListener("keypress", note);
+  }
+  cleanup();
+  cleanup = null;
+  // A closed view holds no key back: its (detached) root, put back in the page, lets them through.
+  document.body.append(root);
+  const after = [];
+  const spy = (e) => after.push(e.key);
+  document.addEventListener("keydown", spy);
+  root.append(document.createElement("input"));
+  root.lastChild.dispatchEvent(new KeyboardEvent("keydown", { key: "a", bubbles: true }));
+  document.removeEventListener("keydown", spy);
+  root.remove();
+  assert.deepEqual(after, ["a"]);
+});
