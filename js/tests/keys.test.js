@@ -11,7 +11,8 @@ let el, cleanup;
 afterEach(() => { cleanup?.(); el?.remove(); cleanup = null; });
 
 test("the root asks Lumino to skip its shortcuts, and no keydown leaves it", () => {
-  const model = new FakeModel({ history: [{ id: "r1", stage: "completed", prompt: "p", duration: 10, has_video: true }] });
+  const model = new FakeModel({ start_image_info: { name: "a.jpg" }, prompt: "zoom in",
+    history: [{ id: "r1", stage: "completed", prompt: "p", duration: 10, has_video: true }] });
   el = document.createElement("div");
   document.body.append(el);
   cleanup = widget.render({ model, el });
@@ -31,6 +32,13 @@ test("the root asks Lumino to skip its shortcuts, and no keydown leaves it", () 
       }
     }
     assert.deepEqual(outside, [], "keys reached the document");
+    // Lumino matches selectors like ".jp-mod-commandMode :focus" on the focused control
+    // itself: each control carries the mark once it has the focus.
+    for (const control of controls) {
+      control.focus();
+      assert.equal(document.activeElement, control);
+      assert.equal(control.getAttribute("data-lm-suppress-shortcuts"), "true", control.className);
+    }
   } finally {
     document.removeEventListener("keydown", note);
     document.removeEventListener("keypress", note);
