@@ -141,8 +141,10 @@ class JupyterServer:
     own FRAMEPACK_HOME and no PIAPI_API_KEY unless `env` adds one.
     """
 
-    def __init__(self, workdir: Path, *, app: str = "lab", env: dict[str, str] | None = None, name: str = "jupyter") -> None:
+    def __init__(self, workdir: Path, *, app: str = "lab", env: dict[str, str] | None = None, name: str = "jupyter",
+                 python: str | None = None) -> None:
         self.workdir = Path(workdir)
+        self.python = python or sys.executable  # another venv's, to try an installed wheel
         self.app = app
         self.name = name
         self.token = secrets.token_hex(16)
@@ -182,7 +184,7 @@ class JupyterServer:
                 "JUPYTER_RUNTIME_DIR": str(self.workdir / "runtime"),
                 "IPYTHONDIR": str(self.workdir / "ipython"),
                 "FRAMEPACK_HOME": str(self.framepack_home),
-                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+                "PATH": f"{Path(self.python).parent}{os.pathsep}{env.get('PATH', '')}",
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -197,7 +199,7 @@ class JupyterServer:
             shutil.copy2(nb, self.root / "notebooks" / nb.name)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         cmd = [
-            sys.executable, "-m", "jupyter", self.app,
+            self.python, "-m", "jupyter", self.app,
             "--no-browser",
             "--allow-root",
             f"--port={self.port}",
