@@ -130,7 +130,9 @@ function runCard(run, data, onSelect) {
   ];
   const inGallery = new Set(data.runs.map((/** @type {any} */ r) => r.run_id));
   const dl = h("dl", { class: "fpw-gallery-facts" },
-    ...facts.filter(([, v]) => v).map(([k, v]) => [h("dt", { text: k }), h("dd", { text: String(v) })]));
+    ...facts
+      .filter(([, v]) => v)
+      .map(([k, v]) => [h("dt", { text: k }), h("dd", { text: String(v) })]));
   if (run.parent_id) {
     const label = `run ${run.parent_id.slice(0, 8)}`;
     const parent = inGallery.has(run.parent_id)
@@ -147,13 +149,16 @@ function runCard(run, data, onSelect) {
     disabled: !src,
   }));
   check.addEventListener("change", () => onSelect(run.run_id, check.checked));
+  const select = h("label", { class: "fpw-gallery-select" },
+    check, src ? " Select for comparison" : " No video to compare");
   const e = h("article", {
-    class: "fpw-gallery-card", id: `run-${run.run_id}`, "data-run-id": run.run_id, "data-stage": run.stage,
+    class: "fpw-gallery-card", id: `run-${run.run_id}`, "data-run-id": run.run_id,
+    "data-stage": run.stage,
   },
   shown,
   h("p", { class: "fpw-gallery-prompt", text: run.prompt || "(no prompt)" }),
   dl,
-  h("label", { class: "fpw-gallery-select" }, check, src ? " Select for comparison" : " No video to compare"));
+  select);
   return { check, e };
 }
 
@@ -168,7 +173,8 @@ export function renderGallery(root, data) {
     limits: { fps: data.fps, max_compared: most }, comparison: {}, history: [], selected: [],
   });
   const byId = new Map(data.runs.map((/** @type {any} */ r) => [r.run_id, r]));
-  const cards = data.runs.map((/** @type {any} */ r) => ({ id: r.run_id, stage: r.stage, has_video: !!r.video }));
+  const cards = data.runs.map((/** @type {any} */ r) => (
+    { id: r.run_id, stage: r.stage, has_video: !!r.video }));
   /** @type {import("./types.js").Ctx} */
   const ctx = {
     model,
@@ -195,11 +201,16 @@ export function renderGallery(root, data) {
   const compareBtn = /** @type {HTMLButtonElement} */ (h("button", {
     type: "button", class: "fpw-primary fpw-compare-btn", text: "Compare", disabled: true,
   }));
-  const hint = h("span", { class: "fpw-select-hint", text: `Select 2 to ${most} runs with a video, then` });
+  const hint = h("span", {
+    class: "fpw-select-hint", text: `Select 2 to ${most} runs with a video, then`,
+  });
   const grid = h("div", { class: "fpw-gallery-cards", role: "list" });
   const compareBox = h("div", { class: "fpw-gallery-compare" });
   const badge = sim
-    ? h("span", { class: "fpw-badge fpw-badge-sim", text: "Offline simulator \u2014 videos are synthetic, not FramePack's" })
+    ? h("span", {
+      class: "fpw-badge fpw-badge-sim",
+      text: "Offline simulator \u2014 videos are synthetic, not FramePack's",
+    })
     : null;
   const shared = `${plural(data.runs.length, "run")} \u00b7 shared ${when(data.exported_at)}`;
   root.append(
@@ -227,7 +238,9 @@ export function renderGallery(root, data) {
     });
     compareBtn.disabled = selected.length < 2 || selected.length > most;
   }
-  compareBtn.addEventListener("click", () => model.set("comparison", galleryComparison(data, selected)));
+  compareBtn.addEventListener("click", () => {
+    model.set("comparison", galleryComparison(data, selected));
+  });
   const close = mountComparison(ctx, compareBox);
   sync();
   return close;

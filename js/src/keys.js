@@ -22,7 +22,8 @@ export function keepKeysInside(root) {
   /** @param {Event} e */
   const mark = (e) => {
     const target = /** @type {Element} */ (e.target);
-    if (target !== root && !target.hasAttribute?.(SUPPRESS)) target.setAttribute?.(SUPPRESS, "true");
+    if (target === root || target.hasAttribute?.(SUPPRESS)) return;
+    target.setAttribute?.(SUPPRESS, "true");
   };
   /** @param {Event} e */
   const stop = (e) => e.stopPropagation();

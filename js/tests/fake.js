@@ -1,4 +1,5 @@
 // Test helpers (not a test file): a jsdom window as globals and a fake anywidget model.
+import { File as BufferFile } from "node:buffer";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -11,6 +12,7 @@ export function setupDom() {
     globalThis[key] = window[key];
   }
   globalThis.window = window; // File and Blob stay node's own (with arrayBuffer(), as in browsers)
+  globalThis.File ??= BufferFile; // a global from Node 20 on; Debian bookworm's Node is 18
   // jsdom does not implement media playback: make it inert.
   const media = window.HTMLMediaElement.prototype;
   media.load = function () {};
@@ -98,4 +100,27 @@ export function sources() {
   };
   walk("");
   return found;
+}
+
+/**
+ * setTimeout and clearTimeout on a clock the test moves with tick(ms) (Node's own mock
+ * timers changed their API between Node 18 and 20). restore() puts the real ones back.
+ */
+export function fakeTimeouts() {
+  const real = { setTimeout: globalThis.setTimeout, clearTimeout: globalThis.clearTimeout };
+  const due = new Map();
+  let now = 0, next = 1;
+  globalThis.setTimeout = (fn, ms = 0, ...args) => { due.set(next, { at: now + ms, fn, args }); return next++; };
+  globalThis.clearTimeout = (id) => { due.delete(id); };
+  return {
+    tick(ms) {
+      now += ms;
+      for (const [id, t] of [...due].sort((a, b) => a[1].at - b[1].at)) {
+        if (t.at > now || !due.has(id)) continue;
+        due.delete(id);
+        t.fn(...t.args);
+      }
+    },
+    restore() { Object.assign(globalThis, real); },
+  };
 }

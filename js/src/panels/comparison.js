@@ -40,8 +40,11 @@ export function mountComparison(ctx, box) {
   const seek = /** @type {HTMLInputElement} */ (h("input.fpw-seek", {
     type: "range", "aria-label": "Seek", min: 0, max: 0, step: 1 / fps, value: 0, disabled: true,
   }));
-  const speed = /** @type {HTMLSelectElement} */ (h("select.fpw-speed", { "aria-label": "Playback speed" },
-    ...[0.25, 0.5, 1, 1.5, 2].map((r) => h("option", { value: r, selected: r === 1, text: `${r}×` }))));
+  const rates = [0.25, 0.5, 1, 1.5, 2].map((r) =>
+    h("option", { value: r, selected: r === 1, text: `${r}×` }));
+  const speed = /** @type {HTMLSelectElement} */ (
+    h("select.fpw-speed", { "aria-label": "Playback speed" }, ...rates)
+  );
   const loopBox = /** @type {HTMLInputElement} */ (h("input", { type: "checkbox", checked: true }));
   const closeBtn = button("Close comparison", { class: "fpw-close" });
   const exportBtn = button("Export MP4", {
@@ -92,7 +95,10 @@ export function mountComparison(ctx, box) {
     fill();
     section.scrollIntoView?.({ block: "nearest" });
   }
-  /** One run's cell: label, prompt diff, the facts that differ, its video. @param {any} item @param {any} d */
+  /**
+   * One run's cell: label, prompt diff, the facts that differ, its video.
+   * @param {any} item @param {any} d what differs
+   */
   function cell(item, d) {
     /** @param {boolean} changed @param {string} text */
     const fact = (changed, text) =>
@@ -101,7 +107,9 @@ export function mountComparison(ctx, box) {
       d.negative_prompt && fact(true, `Negative: ${item.negative_prompt || "(none)"}`),
       fact(d.duration, `${item.duration} s`),
       d.start_image && fact(true, `Start image ${item.start_image?.sha?.slice(0, 6) || "?"}`),
-      d.end_image && fact(true, item.end_image ? `End image ${item.end_image.sha.slice(0, 6)}` : "No end image"),
+      d.end_image && fact(true, item.end_image
+        ? `End image ${item.end_image.sha.slice(0, 6)}`
+        : "No end image"),
     ];
     const v = video({ class: "fpw-cmp-video", preload: "auto", "data-run-id": item.run_id });
     const note = videoNote(media, "fpw-cell-note");
@@ -152,7 +160,9 @@ export function mountComparison(ctx, box) {
       if (!seeking) seek.value = String(c.leader.currentTime);
     };
     const opts = { signal: /** @type {AbortController} */ (cells).signal };
-    for (const ev of ["play", "pause", "timeupdate", "seeked"]) c.leader.addEventListener(ev, update, opts);
+    for (const ev of ["play", "pause", "timeupdate", "seeked"]) {
+      c.leader.addEventListener(ev, update, opts);
+    }
     update();
   }
   s.on(playBtn, "click", () => sync?.toggle());

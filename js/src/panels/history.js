@@ -92,7 +92,8 @@ export function mountHistory(ctx, box) {
     const shown = list.map(card);
     const keep = new Set(list.map((/** @type {any} */ c) => c.id));
     for (const k of els.keys()) if (!keep.has(k)) els.delete(k);
-    const same = shown.length === cards.children.length && shown.every((e, i) => cards.children[i] === e);
+    const same = shown.length === cards.children.length
+      && shown.every((e, i) => cards.children[i] === e);
     if (!same) {
       cards.replaceChildren(...shown);
       // Keep the keyboard where it was when the cards move.
@@ -107,9 +108,10 @@ export function mountHistory(ctx, box) {
     shareRow.hidden = !list.some((/** @type {any} */ c) => c.has_video);
     // Posters are asked for once per run, and again once the run has its video.
     const key = (/** @type {any} */ c) => `${c.id}:${c.has_video}`;
-    const missing = list.filter((/** @type {any} */ c) => !media.poster(c.id) && !askedPosters.has(key(c)));
-    missing.forEach((/** @type {any} */ c) => askedPosters.add(key(c)));
-    if (missing.length) send({ type: "posters", run_ids: missing.map((/** @type {any} */ c) => c.id) });
+    /** @type {any[]} */
+    const missing = list.filter((c) => !media.poster(c.id) && !askedPosters.has(key(c)));
+    missing.forEach((c) => askedPosters.add(key(c)));
+    if (missing.length) send({ type: "posters", run_ids: missing.map((c) => c.id) });
     syncSelection();
   }
   function syncSelection() {

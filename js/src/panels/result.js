@@ -10,14 +10,16 @@ export function mountResult(ctx, box) {
   const s = scope(ctx.model);
   const { get, send, media } = ctx;
   const player = video({
-    class: "fpw-video", "aria-label": "Result video", controls: true, preload: "metadata", hidden: true,
+    class: "fpw-video", "aria-label": "Result video", controls: true, preload: "metadata",
+    hidden: true,
   });
   const note = videoNote(media, "fpw-player-note");
   const saveVideo = /** @type {HTMLAnchorElement} */ (
     h("a.fpw-link", { text: "Download video", hidden: true })
   );
   const cardBtn = button("Run card", {
-    class: "fpw-card-export", title: "Download a run card (.zip: metadata and poster)", hidden: true,
+    class: "fpw-card-export", title: "Download a run card (.zip: metadata and poster)",
+    hidden: true,
   });
   const extend = button("Extend", { class: "fpw-extend", hidden: true });
   box.append(player, note.el, h("div.fpw-actions", {}, saveVideo, cardBtn, extend));
@@ -73,7 +75,9 @@ export function mountResult(ctx, box) {
   s.on(player, "error", () => {
     player.dataset.ready = "error";
   });
-  s.on(cardBtn, "click", () => send({ type: "export", what: "card", run_id: get("status")?.run_id }));
+  s.on(cardBtn, "click", () => {
+    send({ type: "export", what: "card", run_id: get("status")?.run_id });
+  });
   s.on(extend, "click", () => send({ type: "extend", run_id: get("status")?.run_id }));
   s.messages({
     extended() {

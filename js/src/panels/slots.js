@@ -37,14 +37,16 @@ export function mountSlots(ctx, box, say) {
     });
     const meta = h("span.fpw-slot-meta");
     const clear = button("×", {
-      class: "fpw-clear", "aria-label": `Remove ${name.toLowerCase()}`, title: "Remove", hidden: true,
+      class: "fpw-clear", "aria-label": `Remove ${name.toLowerCase()}`, title: "Remove",
+      hidden: true,
     });
     const url = /** @type {HTMLInputElement} */ (h("input.fpw-url", {
       type: "url", "aria-label": `${name} URL`, placeholder: "or an image URL (https://…)",
     }));
     const label = h("label.fpw-slot-label", { for: fid, text: name });
     const drop = h("div.fpw-drop", {}, img, label, hint, meta, file);
-    const slotBox = h("div", { class: `fpw-slot fpw-slot-${slot}`, "data-slot": slot }, drop, clear, url);
+    const slotBox = h("div", { class: `fpw-slot fpw-slot-${slot}`, "data-slot": slot },
+      drop, clear, url);
     slots[slot] = { box: slotBox, img, meta, clear, url, preview: null, thumb: null };
     box.append(slotBox);
 
@@ -64,7 +66,8 @@ export function mountSlots(ctx, box, say) {
       e.preventDefault();
       drop.classList.remove("fpw-over");
       const f = firstImage(e.dataTransfer?.files);
-      const u = e.dataTransfer?.getData?.("text/uri-list") || e.dataTransfer?.getData?.("text/plain");
+      const text = (/** @type {string} */ type) => e.dataTransfer?.getData?.(type);
+      const u = text("text/uri-list") || text("text/plain");
       if (f) upload(slot, f);
       else if (u) sendUrl(slot, u.split(/\s+/)[0]);
     });
@@ -122,7 +125,10 @@ export function mountSlots(ctx, box, say) {
     if (!u) return say("An image URL must start with http:// or https://.");
     send({ type: "image_url", slot, url: u });
   }
-  /** The slot's picture: this view's preview, else the kernel's thumbnail or URL. @param {string} slot */
+  /**
+   * The slot's picture: this view's preview, else the kernel's thumbnail or URL.
+   * @param {string} slot
+   */
   function show(slot) {
     const t = slots[slot];
     const info = get(`${slot}_image_info`);

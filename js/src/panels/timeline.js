@@ -56,7 +56,9 @@ export function mountTimeline(ctx, box) {
     const t = info();
     const on = live();
     const segs = on ? t.segments || [] : draft;
-    list.replaceChildren(...segs.map((/** @type {any} */ g, /** @type {number} */ i) => row(g, i, segs.length, on)));
+    /** @type {any[]} */
+    const rows = segs;
+    list.replaceChildren(...rows.map((g, i) => row(g, i, rows.length, on)));
     const li = focus && list.children[focus[0]];
     if (li) {
       const target = li.querySelector(`[data-act="${focus[1]}"]:not(:disabled)`)
@@ -71,7 +73,8 @@ export function mountTimeline(ctx, box) {
     const name = `Segment ${i + 1}`;
     const lower = name.toLowerCase();
     const prompt = /** @type {HTMLTextAreaElement} */ (h("textarea", {
-      rows: 2, "aria-label": `${name} prompt`, maxlength: get("limits").max_prompt_chars, disabled: on,
+      rows: 2, "aria-label": `${name} prompt`, maxlength: get("limits").max_prompt_chars,
+      disabled: on,
     }));
     const dur = /** @type {HTMLInputElement} */ (h("input", {
       type: "number", "aria-label": `${name} duration`, min: get("min_duration"),
@@ -104,7 +107,9 @@ export function mountTimeline(ctx, box) {
     const hi = get("max_duration");
     if (request.id) return "Starting…";
     if (!get("start_image_info")) return "Add a start image first.";
-    if (draft.some((g) => !String(g.prompt || "").trim())) return "Write a prompt for every segment.";
+    if (draft.some((g) => !String(g.prompt || "").trim())) {
+      return "Write a prompt for every segment.";
+    }
     if (draft.some((g) => !Number.isInteger(d(g)) || d(g) < lo || d(g) > hi)) {
       return `Durations: ${lo} to ${hi} s.`;
     }
@@ -125,14 +130,20 @@ export function mountTimeline(ctx, box) {
       ? t.description
       : `${plural(draft.length, "segment")} · ${secs()} s${cost}${cost && simulated(get)}`;
     if (on) {
-      const progress = { running: `Segment ${(t.current ?? 0) + 1} of ${t.count}…`, stitching: "Stitching…" };
+      const progress = {
+        running: `Segment ${(t.current ?? 0) + 1} of ${t.count}…`,
+        stitching: "Stitching…",
+      };
       note.textContent = progress[/** @type {"running"} */ (t.status)] || t.error || "";
     } else {
       note.textContent = reason || (planId ? "Nothing starts until you press Start timeline." : "");
     }
     syncPlayer(on && t.status === "done" && t.has_video ? t.timeline_id : null);
   }
-  /** The stitched video of `vid` (a timeline or chain id), or no player. @param {string | null} vid */
+  /**
+   * The stitched video of `vid` (a timeline or chain id), or no player.
+   * @param {string | null} vid
+   */
   function syncPlayer(vid) {
     const url = vid && media.video(vid);
     player.hidden = !url;
