@@ -2,15 +2,17 @@
 
 The folder holds
 
-- ``index.html``: the page, self-contained: the widget's CSS and ES module inlined with the
-  gallery's own small script (``js/gallery.js``), and the runs' data as JSON,
+- ``index.html``: the page, self-contained: the built gallery script and CSS
+  (``static/gallery.js``, ``static/gallery.css``, bundled from ``js/src/``) inlined as they
+  are, and the runs' data as JSON,
 - ``videos/<run>.mp4``: copies of the runs' local videos,
 - ``posters/<run>.jpg``: a frame from the middle of each video (the start image without one).
 
-Why the widget's module is inlined rather than copied beside the page and imported: Chromium
-loads no module file from a ``file://`` page (its origin is "null", so the import is refused
-as cross-origin), and the page must open from ``file://``. Inlined, the gallery's comparison
-is the widget's own (``mountComparison`` and ``SyncController``): no second copy.
+Why the script is inlined rather than copied beside the page and loaded: Chromium loads no
+module file from a ``file://`` page (its origin is "null", so the import is refused as
+cross-origin), and the page must open from ``file://``. The bundle already holds the
+widget's own comparison panel and lock-step player (``js/src/panels/comparison.js``,
+``js/src/sync.js``): no second copy.
 
 The data holds one entry per run, cut from `export.run_card` (the run's `to_dict()` made
 shareable: no local path, no URL, never the key), and the word diff of every pair of
@@ -33,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._assets import frontend_file
+from ._assets import BUILD_HINT, frontend_file
 from .compare import diff_ops
 from .constants import FPS, MAX_COMPARED, MAX_GALLERY_RUNS
 from .errors import InvalidInputError
@@ -58,8 +60,9 @@ CARD_KEYS = (
     "cost_usd", "created_at", "submitted_at", "finished_at", "wall_time", "parent_id", "timeline_id", "segment",
     "sweep_id", "start_image_sha", "end_image_sha", "error",
 )
+#: The ids the gallery's script reads (js/src/gallery-page.js).
 DATA_ID = "fpw-gallery-data"
-_IMPORT_LINE = re.compile(r"^import \{[^}]*\} from \"\./widget\.js\";\n", re.MULTILINE)
+ROOT_ID = "fpw-gallery"
 
 
 def _file_stem(run_id: str) -> str:
@@ -105,9 +108,10 @@ def gallery_data(runs: Sequence["Run"], files: dict[str, dict[str, str]], *, tit
 
 
 def _frontend(name: str) -> str:
+    """A built frontend file's text, checked to be safe to inline into the page as it is."""
     path = frontend_file(name)
     if path is None:
-        raise FileNotFoundError(f"{name} is missing from this installation of framepack_widgets; reinstall it")
+        raise FileNotFoundError(f"the gallery's {name} was not built in this installation of framepack_widgets; {BUILD_HINT}")
     text = path.read_text(encoding="utf-8")
     if "</script" in text.lower() or "</style" in text.lower():  # would end the inline block early
         raise ValueError(f"{name} cannot be inlined into an HTML page (it contains a closing tag)")
@@ -115,11 +119,10 @@ def _frontend(name: str) -> str:
 
 
 def _page(data: dict[str, Any]) -> str:
-    """index.html: the widget's module and the gallery script as one inline module."""
-    gallery, found = _IMPORT_LINE.subn("", _frontend("gallery.js"), count=1)
-    if not found:
-        raise ValueError("gallery.js no longer starts by importing from ./widget.js; the page would not run")
-    script = _frontend("widget.js") + "\n" + gallery
+    """index.html: the built gallery CSS and script inlined as they are, and the runs' data.
+
+    A classic inline script (not a module: nothing to import), placed after the elements it
+    reads, so it runs once they are there."""
     # JSON inside <script>: "<" escaped so no text in it can close the element.
     payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
     title = html.escape(data["title"])
@@ -129,12 +132,10 @@ def _page(data: dict[str, Any]) -> str:
         # Nothing from outside the folder: no network at all, media only from the folder.
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
         "script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self' file: blob:; media-src 'self' file: blob:\">\n"
-        f"<title>{title}</title>\n<style>\n{_frontend('widget.css')}\n{_frontend('gallery.css')}</style>\n</head>\n<body>\n"
-        f"<main id=\"fpw-gallery\" class=\"fpw-root fpw-gallery\"></main>\n"
+        f"<title>{title}</title>\n<style>\n{_frontend('gallery.css')}</style>\n</head>\n<body>\n"
+        f"<main id=\"{ROOT_ID}\" class=\"fpw-root fpw-gallery\"></main>\n"
         f"<script type=\"application/json\" id=\"{DATA_ID}\">{payload}</script>\n"
-        f"<script type=\"module\">\n{script}\n"
-        f"renderGallery(document.getElementById(\"fpw-gallery\"), JSON.parse(document.getElementById(\"{DATA_ID}\").textContent));\n"
-        "</script>\n</body>\n</html>\n"
+        f"<script>\n{_frontend('gallery.js')}</script>\n</body>\n</html>\n"
     )
 
 

@@ -22,7 +22,8 @@ from framepack_widgets.client import AsyncClient
 from framepack_widgets.compare import diff_ops
 from framepack_widgets.constants import MAX_GALLERY_RUNS
 from framepack_widgets.errors import InvalidInputError
-from framepack_widgets.gallery import GALLERY_FORMAT, export_gallery, read_gallery_data, zip_gallery
+from framepack_widgets._assets import STATIC
+from framepack_widgets.gallery import DATA_ID, GALLERY_FORMAT, export_gallery, read_gallery_data, zip_gallery
 from framepack_widgets.runs import Run, RunStore
 from framepack_widgets.simulator import Simulator
 from gallery_runs import make_runs
@@ -89,13 +90,38 @@ def test_word_diffs_come_from_python_for_each_pair_of_distinct_prompts(gallery: 
 
 def test_the_page_is_self_contained(gallery: Path) -> None:
     page = gallery.read_text(encoding="utf-8")
-    # One inline module: the widget's own code and the gallery script, no file to import.
-    assert page.count('<script type="module">') == 1
-    assert "export class SyncController" in page and "function mountComparison" in page
-    assert "import {" not in page and 'from "./widget.js"' not in page
+    # The built gallery script and CSS, inlined as they are (the script holds the widget's own
+    # comparison panel and player): one inline script, no module, nothing to import.
+    script = (STATIC / "gallery.js").read_text(encoding="utf-8")
+    assert f"<script>\n{script}</script>" in page
+    assert f"<style>\n{(STATIC / 'gallery.css').read_text(encoding='utf-8')}</style>" in page
+    assert page.count("<script") == 2, "the data and the script, nothing else"
+    assert 'type="module"' not in page and not re.search(r"\bimport\s*[{(*\"']", script)
     assert not re.search(r"""\b(?:src|href)\s*=\s*["'](?!#)""", page), "the page loads a file by itself"
+    # The script runs where it stands: after the elements it reads.
+    assert page.index('id="fpw-gallery"') < page.index(f'id="{DATA_ID}"') < page.index("<script>\n")
     # Whatever the code says, the browser is told to fetch nothing from outside.
     assert "default-src 'none'" in page
+
+
+def test_a_built_file_that_could_close_its_element_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import framepack_widgets.gallery as gallery_module
+
+    for name in ("gallery.js", "gallery.css"):
+        (tmp_path / name).write_text((STATIC / name).read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setattr(gallery_module, "frontend_file", lambda name: tmp_path / name if (tmp_path / name).is_file() else None)
+    data = {"title": "t", "runs": []}
+    assert "<script>" in gallery_module._page(data)
+    (tmp_path / "gallery.js").write_text('console.log("</script><script>alert(1)")', encoding="utf-8")
+    with pytest.raises(ValueError, match="closing tag"):
+        gallery_module._page(data)
+    (tmp_path / "gallery.js").write_text("1", encoding="utf-8")
+    (tmp_path / "gallery.css").write_text("a{}</STYLE>", encoding="utf-8")
+    with pytest.raises(ValueError, match="closing tag"):
+        gallery_module._page(data)
+    (tmp_path / "gallery.css").unlink()
+    with pytest.raises(FileNotFoundError, match="was not built"):
+        gallery_module._page(data)
 
 
 def test_the_key_never_reaches_the_gallery(made: tuple[RunStore, list[Run]], tmp_path: Path,

@@ -19,8 +19,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from framepack_widgets._assets import STATIC
 from framepack_widgets.widget._snapshot import POSTER_BYTES
-from saved_notebook import posters_taken_out
+from saved_notebook import posters_taken_out, widget_code_bytes
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -186,6 +187,9 @@ def test_saved_widget_state_stays_small_and_holds_no_bytes_or_key(tmp_path: Path
     models = [m for m in state.values() if "history" in m.get("state", {})]
     assert models, "no FramepackWidget model in the saved widget state"
     assert len(models[0]["state"]["history"]) == 10
+    # Each widget instance carries its own copy of the code: the minified bundle, not the sources.
+    assert models[0]["state"]["_esm"] == (STATIC / "widget.js").read_text(encoding="utf-8")
+    print(f"of that, the widget's code (_esm + _css, per widget instance): {widget_code_bytes(models[0]['state']) / 1024:.1f} KB")
     # ... and ten runs add at most 100 KB.
     assert saved - baseline <= 100 * 1024, f"ten runs added {(saved - baseline) / 1024:.1f} KB to the notebook"
     # Even counting the widget's own code (anywidget saves _esm and _css with the state).

@@ -199,9 +199,10 @@ def test_a_sync_client_is_refused_with_a_clear_message(store: RunStore) -> None:
 
 
 def test_the_frontend_files_are_found() -> None:
+    # The built bundle (tests/test_frontend_build.py checks the build itself).
     esm = str(FramepackWidget._esm)
     css = str(FramepackWidget._css)
-    assert "export default" in esm and "SyncController" in esm
+    assert "as default}" in esm and "data-lm-suppress-shortcuts" in esm
     assert ".fpw-root" in css
 
 

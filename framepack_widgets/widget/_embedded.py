@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._assets import frontend_file
+from .._assets import BUILD_HINT, frontend_file
 
 from .._environment import sim_time_scale
 
@@ -30,15 +30,18 @@ _simulator_lock = threading.Lock()
 
 
 def asset(name: str) -> Path | str:
-    """The shipped frontend file: the wheel's static/ copy, else js/ of a source checkout."""
+    """The built frontend file (framepack_widgets/static/), for anywidget's _esm and _css.
+
+    A missing build is said in the cell, where the widget would be, instead of failing at import.
+    """
     path = frontend_file(name)
     if path is not None:
         return path
-    if name.endswith(".js"):  # a broken install: say so in the cell instead of failing at import
-        return (
-            "export default { render({ el }) { el.textContent = "
-            "'framepack_widgets: widget.js is missing from this installation; reinstall the package.'; } };"
-        )
+    if name.endswith(".js"):
+        import json
+
+        text = f"framepack_widgets: its frontend (static/{name}) was not built; {BUILD_HINT}. Then restart the kernel."
+        return "export default { render({ el }) { el.textContent = " + json.dumps(text) + "; } };"
     return ""
 
 

@@ -1,4 +1,8 @@
 // Test helpers (not a test file): a jsdom window as globals and a fake anywidget model.
+import { File as BufferFile } from "node:buffer";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { JSDOM } from "jsdom";
 
 export function setupDom() {
@@ -8,6 +12,7 @@ export function setupDom() {
     globalThis[key] = window[key];
   }
   globalThis.window = window; // File and Blob stay node's own (with arrayBuffer(), as in browsers)
+  globalThis.File ??= BufferFile; // a global from Node 20 on; Debian bookworm's Node is 18
   // jsdom does not implement media playback: make it inert.
   const media = window.HTMLMediaElement.prototype;
   media.load = function () {};
@@ -80,4 +85,42 @@ export class FakeVideo {
     if (t >= this.duration) { if (this.loop) t -= this.duration; else { t = this.duration; this.paused = true; this.ended = true; } }
     this.currentTime = t;
   }
+}
+
+/** Every module and stylesheet in js/src, for checks that read the source itself. */
+export function sources() {
+  const root = fileURLToPath(new URL("../src/", import.meta.url));
+  const found = [];
+  const walk = (dir) => {
+    for (const entry of readdirSync(join(root, dir), { withFileTypes: true })) {
+      const name = dir ? `${dir}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) walk(name);
+      else if (/\.(js|css)$/.test(name)) found.push({ path: `js/src/${name}`, text: readFileSync(join(root, name), "utf8") });
+    }
+  };
+  walk("");
+  return found;
+}
+
+/**
+ * setTimeout and clearTimeout on a clock the test moves with tick(ms) (Node's own mock
+ * timers changed their API between Node 18 and 20). restore() puts the real ones back.
+ */
+export function fakeTimeouts() {
+  const real = { setTimeout: globalThis.setTimeout, clearTimeout: globalThis.clearTimeout };
+  const due = new Map();
+  let now = 0, next = 1;
+  globalThis.setTimeout = (fn, ms = 0, ...args) => { due.set(next, { at: now + ms, fn, args }); return next++; };
+  globalThis.clearTimeout = (id) => { due.delete(id); };
+  return {
+    tick(ms) {
+      now += ms;
+      for (const [id, t] of [...due].sort((a, b) => a[1].at - b[1].at)) {
+        if (t.at > now || !due.has(id)) continue;
+        due.delete(id);
+        t.fn(...t.args);
+      }
+    },
+    restore() { Object.assign(globalThis, real); },
+  };
 }

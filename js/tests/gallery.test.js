@@ -1,11 +1,11 @@
-// The shared gallery's script (js/gallery.js) and the widget's Share button.
+// The shared gallery's page (js/src/gallery.js) and the widget's Share button.
 import { test, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { setupDom, FakeModel, byName, flush } from "./fake.js";
 
 setupDom();
-const { renderGallery, galleryComparison } = await import("../gallery.js");
-const widget = (await import("../widget.js")).default;
+const { renderGallery, galleryComparison } = await import("../src/gallery.js");
+const widget = (await import("../src/widget.js")).default;
 
 const run = (id, p, extra = {}) => ({
   run_id: id, p, prompt: ["zoom in on the house", "pan left across the hills"][p], negative_prompt: "", duration: 10,

@@ -1,13 +1,21 @@
 // The view is composed of mounts; each cleans up after itself, and render's cleanup after all.
 import { test, beforeEach, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { setupDom, FakeModel, byName, flush } from "./fake.js";
+import { setupDom, FakeModel, byName, flush, sources } from "./fake.js";
 
 const env = setupDom();
-const mod = await import("../widget.js");
-const widget = mod.default;
-const MOUNTS = ["mountHeader", "mountInputs", "mountStatus", "mountResult", "mountSweep", "mountQueued", "mountHistory", "mountComparison"];
+const widget = (await import("../src/widget.js")).default;
+const { context } = await import("../src/context.js");
+const MOUNTS = {
+  mountHeader: (await import("../src/panels/header.js")).mountHeader,
+  mountInputs: (await import("../src/panels/inputs.js")).mountInputs,
+  mountStatus: (await import("../src/panels/status.js")).mountStatus,
+  mountResult: (await import("../src/panels/result.js")).mountResult,
+  mountSweep: (await import("../src/panels/sweep.js")).mountSweep,
+  mountQueued: (await import("../src/panels/queued.js")).mountQueued,
+  mountHistory: (await import("../src/panels/history.js")).mountHistory,
+  mountComparison: (await import("../src/panels/comparison.js")).mountComparison,
+};
 
 const live = () => env.created.map((c) => c.url).filter((u) => !env.revoked.includes(u));
 const one = (root, name) => { const found = byName(root, name); assert.equal(found.length, 1, name); return found[0]; };
@@ -34,13 +42,13 @@ function view(state, model = new FakeModel(state)) {
 beforeEach(() => { env.created.length = 0; env.revoked.length = 0; });
 afterEach(() => { for (const v of views) { v.cleanup?.(); v.el.remove(); } views = []; });
 
-for (const name of MOUNTS) {
+for (const [name, mount] of Object.entries(MOUNTS)) {
   test(`${name} mounts on its own and its cleanup removes every model listener it added`, () => {
     const model = new FakeModel({ history: [card("a"), card("b")], comparison: COMPARISON, status: { run_id: "a", stage: "completed", running: false, has_video: true } });
     const root = document.createElement("div");
-    const ctx = mod.context(model, root);
+    const ctx = context(model, root);
     const base = model.listenerCount(); // the media store's own
-    const cleanup = mod[name](ctx, root);
+    const cleanup = mount(ctx, root);
     assert.equal(typeof cleanup, "function");
     assert.ok(root.childElementCount > 0, "it built its part");
     assert.ok(model.listenerCount() > base, "it listens to the model");
@@ -148,8 +156,8 @@ test("frame rate, image size, prompt length and comparison size come from the mo
   assert.ok(unchecked.length === 1 && unchecked[0].disabled, "a fourth run cannot be selected");
 });
 
-test("widget.js holds no price, no limits and no list of final stages", () => {
-  const src = readFileSync(new URL("../widget.js", import.meta.url), "utf8");
+test("js/src holds no price, no limits and no list of final stages", () => {
+  const src = sources().map((f) => f.text).join("\n");
   assert.doesNotMatch(src, /0\.03/);
   assert.doesNotMatch(src, /\b(1280|2000)\b|const FPS/, "no copy of the model's limits");
   assert.doesNotMatch(src, /get\([^)]*\)\s*(\?\?|\|\|)\s*\d/, "no numeric fallbacks for model values");

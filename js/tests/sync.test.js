@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { FakeVideo } from "./fake.js";
 
-const { SyncController } = await import("../widget.js");
+const { SyncController } = await import("../src/sync.js");
 const FRAME = 1 / 30;
 const noRaf = () => {}; // ticks are driven by the test
 

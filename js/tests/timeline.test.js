@@ -4,8 +4,9 @@ import assert from "node:assert/strict";
 import { setupDom, FakeModel, byName, flush } from "./fake.js";
 
 const env = setupDom();
-const mod = await import("../widget.js");
-const widget = mod.default;
+const widget = (await import("../src/widget.js")).default;
+const { context } = await import("../src/context.js");
+const { mountTimeline } = await import("../src/panels/timeline.js");
 
 let views = [];
 function view(state) {
@@ -38,9 +39,9 @@ const info = (extra) => ({
 test("mountTimeline mounts on its own and its cleanup removes every model listener it added", () => {
   const model = new FakeModel({ timeline_info: info(), status: { run_id: "a", stage: "completed", has_video: true } });
   const root = document.createElement("div");
-  const ctx = mod.context(model, root);
+  const ctx = context(model, root);
   const base = model.listenerCount();
-  const cleanup = mod.mountTimeline(ctx, root);
+  const cleanup = mountTimeline(ctx, root);
   assert.ok(root.childElementCount > 0);
   assert.ok(model.listenerCount() > base);
   cleanup();

@@ -5,8 +5,8 @@ import assert from "node:assert/strict";
 import { setupDom, FakeModel, byName, flush } from "./fake.js";
 
 setupDom();
-const widget = (await import("../widget.js")).default;
-const { sendInChunks } = await import("../widget.js");
+const widget = (await import("../src/widget.js")).default;
+const { sendInChunks } = await import("../src/uploads.js");
 
 let el, model, cleanup;
 function mount(state) {

@@ -141,8 +141,10 @@ class JupyterServer:
     own FRAMEPACK_HOME and no PIAPI_API_KEY unless `env` adds one.
     """
 
-    def __init__(self, workdir: Path, *, app: str = "lab", env: dict[str, str] | None = None, name: str = "jupyter") -> None:
+    def __init__(self, workdir: Path, *, app: str = "lab", env: dict[str, str] | None = None, name: str = "jupyter",
+                 python: str | None = None) -> None:
         self.workdir = Path(workdir)
+        self.python = python or sys.executable  # another venv's, to try an installed wheel
         self.app = app
         self.name = name
         self.token = secrets.token_hex(16)
@@ -182,7 +184,7 @@ class JupyterServer:
                 "JUPYTER_RUNTIME_DIR": str(self.workdir / "runtime"),
                 "IPYTHONDIR": str(self.workdir / "ipython"),
                 "FRAMEPACK_HOME": str(self.framepack_home),
-                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+                "PATH": f"{Path(self.python).parent}{os.pathsep}{env.get('PATH', '')}",
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -197,7 +199,7 @@ class JupyterServer:
             shutil.copy2(nb, self.root / "notebooks" / nb.name)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         cmd = [
-            sys.executable, "-m", "jupyter", self.app,
+            self.python, "-m", "jupyter", self.app,
             "--no-browser",
             "--allow-root",
             f"--port={self.port}",
@@ -442,7 +444,7 @@ class NotebookPage:
         return self.video_state(video)
 
 
-# The widget's root element (js/widget.js).
+# The widget's root element (js/src/widget.js).
 WIDGET_ROOT = ".fpw-root"
 
 
@@ -469,7 +471,7 @@ def sync_drift_js() -> str:
 
 
 # ---------------------------------------------------------------- the widget's flows
-# Selectors come from js/widget.js: the root is `.fpw-root`; `.fpw-status` carries
+# Selectors come from js/src/ (panels/*.js): the root is `.fpw-root`; `.fpw-status` carries
 # data-stage (idle, pending, processing, downloading, completed, ...) and data-run-id;
 # the inline player is `video.fpw-video` (data-run-id, data-ready); the comparison is
 # `section.fpw-compare` (data-ready="true" once its videos are synced) with
