@@ -70,7 +70,7 @@ def test_segments_from_one_encoder_are_copied_but_for_one_gop_per_join(tmp_path:
     # Join 1: both GOPs hold 10 frames, so the later segment's first frame goes (its GOP, 9
     # frames, encoded again). Join 2: the earlier segment's last GOP is the shorter (5 frames):
     # its last frame goes, 4 frames encoded again.
-    assert result.encoded_frames == 9 + 4
+    assert result.encoded_frames == 9 + 4 and result.dropped == ((1, 0), (1, 44))
     got = yuv_frames(result.path)
     want = _expected(clips, [slice(None), slice(1, -1), slice(None)])
     assert len(got) == result.frames == 113
@@ -113,7 +113,7 @@ def test_the_repeated_frame_in_the_shorter_gop_goes(tmp_path: Path) -> None:
     want = levels(a)[:-1] + levels(b) + levels(c)[1:]
     got = levels(result.path)
     assert len(got) == len(want) and max(abs(g - w) for g, w in zip(got, want)) <= 1, (got, want)
-    assert result.encoded_frames == 3 + 9
+    assert result.encoded_frames == 3 + 9 and result.dropped == ((0, 13), (2, 0))
 
 
 def test_a_gop_whose_headers_cannot_be_repeated_carries_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -188,7 +188,7 @@ def test_segments_that_differ_are_encoded_again_whole(tmp_path: Path) -> None:
     one = chain(tmp_path, [20], gop=10, prefix="one")[0]
     other = encode(tmp_path / "other.mp4", (scene(19 + i) for i in range(20)), gop=10, options={"crf": "35"})
     result = stitch([one, other], tmp_path / "all.mp4")
-    assert not result.copied and result.frames == 39 and result.encoded_frames == 39
+    assert not result.copied and result.frames == 39 and result.encoded_frames == 39 and result.dropped == ((1, 0),)
     got, want = yuv_frames(result.path), _expected([one, other], [slice(None), slice(1, None)])
     assert len(got) == 39 and min(psnr(g, w) for g, w in zip(got, want)) > 35
 

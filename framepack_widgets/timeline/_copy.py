@@ -55,6 +55,7 @@ class Joined:
     width: int
     height: int
     encoded_frames: int
+    dropped: tuple[tuple[int, int], ...]  # at each join, (segment, frame) of the frame that went
 
 
 @dataclass
@@ -191,7 +192,8 @@ class _Writer:
                         width, height = stream.codec_context.width, stream.codec_context.height
                     self._segment(container, stream, segment)
         counts = tuple(s.count for s in segments)
-        return Joined(sum(counts) - (len(segments) - 1), counts, width, height, self.encoded)
+        dropped = tuple((k, s.count - 1) if s.drop_last else (k + 1, 0) for k, s in enumerate(segments[:-1]))
+        return Joined(sum(counts) - (len(segments) - 1), counts, width, height, self.encoded, dropped)
 
     def _segment(self, container: Any, stream: Any, segment: _Segment) -> None:
         stream.codec_context.thread_type = "AUTO"  # before it opens, for the GOPs decoded here

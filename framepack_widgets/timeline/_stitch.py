@@ -53,6 +53,9 @@ class StitchResult:
     height: int
     copied: bool = False  # joined by stream copy (else every frame was encoded again)
     encoded_frames: int = 0  # frames encoded again (the joins' GOPs; every frame when not copied)
+    #: At each join, (segment, frame) of the repeated frame that went: the later segment's
+    #: first, or the earlier segment's last when its GOP was the cheaper to encode again.
+    dropped: tuple[tuple[int, int], ...] = ()
 
 
 def stitched_path(folder: str | os.PathLike[str], video_keys: Sequence[str]) -> Path:
@@ -93,7 +96,7 @@ def stitch(
             joined = _encode_all(sources, part.path, comment, stop)
         part.commit()
     return StitchResult(target, joined.frames, joined.segment_frames, joined.width, joined.height, copied,
-                        joined.encoded_frames)
+                        joined.encoded_frames, joined.dropped)
 
 
 def _segments_settings(sources: Sequence[Path]) -> str | None:
@@ -145,7 +148,8 @@ def _encode_all(sources: Sequence[Path], path: Path, comment: str | None, stop: 
     finally:
         frames.close()
     assert size is not None
-    return Joined(written, tuple(frames.counts), size[0], size[1], written)
+    return Joined(written, tuple(frames.counts), size[0], size[1], written,
+                  tuple((k, 0) for k in range(1, len(frames.counts))))
 
 
 class _Frames:

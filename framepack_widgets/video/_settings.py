@@ -65,11 +65,15 @@ def video_settings(
     **more: Any,
 ) -> dict[str, Any]:
     """The settings object for one run's video (`more`: task_id, timeline_id, segment,
-    simulated, seed, ...; None values are left out)."""
+    simulated, seed, start_image/end_image as `to_params()` gives them, ...; None values
+    are left out, and an image given by address loses its query and password)."""
     settings: dict[str, Any] = {
         "prompt": str(prompt), "negative_prompt": str(negative_prompt or ""), "duration": duration,
         "model": model, "run_id": run_id, "parent_id": parent_id,
     }
+    for key in ("start_image", "end_image"):
+        if key in more:
+            more[key] = _image(more[key])
     settings.update({k: v for k, v in more.items() if v is not None and k not in settings})
     settings["made_by"] = MADE_BY
     return settings
@@ -84,7 +88,7 @@ def run_settings(run: Any) -> dict[str, Any]:
         prompt=run.prompt, negative_prompt=run.negative_prompt, duration=run.duration, run_id=run.run_id,
         parent_id=run.parent_id, task_id=getattr(run, "task_id", None), timeline_id=getattr(run, "timeline_id", None),
         segment=getattr(run, "segment", None), simulated=getattr(run, "simulated", None),
-        start_image=_image(params.get("start_image")), end_image=_image(params.get("end_image")), **extra,
+        start_image=params.get("start_image"), end_image=params.get("end_image"), **extra,
     )
 
 
