@@ -32,7 +32,7 @@ from stitch_clips import (
 
 from framepack_widgets.timeline import _copy, stitch
 from framepack_widgets.video import PartFile, read_settings, video_settings, write_settings
-from framepack_widgets.video._h264 import (
+from framepack_widgets.video.h264 import (
     annexb_units,
     avcc_parameter_sets,
     length_prefixed,

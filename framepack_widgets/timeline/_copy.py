@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..constants import FPS
-from ..video._h264 import (
+from ..video.h264 import (
     NAL_PPS,
     NAL_SPS,
     ParameterSets,

@@ -34,7 +34,7 @@ from ..constants import FPS
 from ..video import PartFile, combined_settings, read_settings, remove_stale_parts, settings_text
 from ._copy import CannotCopy, Joined, copyable, join_by_copy
 
-__all__ = ["StitchResult", "stitch", "stitched_path", "STITCH_CRF", "STITCH_PRESET", "remove_stale_parts"]
+__all__ = ["StitchResult", "stitch", "stitched_path", "STITCH_CRF", "STITCH_PRESET"]
 
 #: x264 settings where every frame is re-encoded (segments that differ). The segments are
 #: already H.264 at about this quality, so CRF 20 keeps their frames; "ultrafast" keeps it

@@ -4,8 +4,8 @@
   `comment` tag, written by stream copy; `run_settings`, `combined_settings` build them.
 - `_parts`: `PartFile`, a hidden `.part.mp4` renamed into place whole; `remove_stale_parts`
   clears those a killed writer left.
-- `_h264`: the H.264 facts that joining videos by stream copy needs (parameter sets,
-  packet framing, x264's own settings).
+- `h264` (imported on its own): the H.264 facts that joining videos by stream copy
+  needs (parameter sets, packet framing, x264's own settings).
 
 Low in the layers (constants and errors only); PyAV is imported inside the functions.
 """

@@ -20,7 +20,7 @@ import pytest
 from stitch_clips import chain, rgb_frames
 
 from framepack_widgets.timeline import _copy, stitch
-from framepack_widgets.video._h264 import prefixed_units, unit_type, x264_options_for_headers
+from framepack_widgets.video.h264 import prefixed_units, unit_type, x264_options_for_headers
 
 PAGE = "<!doctype html><title>stitched</title><video muted playsinline></video><canvas></canvas>"
 

@@ -17,10 +17,14 @@ import re
 from collections.abc import Iterable, Mapping
 
 __all__ = [
+    "NAL_PPS",
+    "NAL_SEI",
+    "NAL_SPS",
     "ParameterSets",
     "avcc_parameter_sets",
     "annexb_units",
     "length_prefixed",
+    "prefixed_units",
     "unit_type",
     "x264_settings",
     "x264_options_for_headers",
