@@ -221,33 +221,42 @@ class _Writer:
     def _encode_again(
         self, stream: Any, packets: Sequence[Any], shift: int, *, first: bool, last: bool, sample: bytes
     ) -> None:
-        """Decode one GOP; encode it again without its first (or last) frame. `sample`: the
-        segment's first, where x264 wrote its settings."""
+        """Decode one GOP and encode it again as it decodes, without its first (or last)
+        frame: one frame held at a time, whatever the GOP's length. `sample`: the segment's
+        first, where x264 wrote its settings."""
         import av
 
         decoder = stream.codec_context
-        frames = []
+        encoder: _GopEncoder | None = None
+        when: list[int] = []  # where each frame encoded again is shown
+        held, decoded, shown = None, 0, None
         for packet in [*packets, None]:
-            frames.extend(decoder.decode(packet))
+            for frame in decoder.decode(packet):
+                decoded += 1
+                if shown is not None and frame.pts <= shown:
+                    raise CannotCopy()  # not in display order: let the decoder judge it whole
+                shown = frame.pts
+                if first and decoded == 1:
+                    continue
+                if last:  # the GOP's last frame is only known at its end: keep one back
+                    held, frame = frame, held
+                    if frame is None:
+                        continue
+                encoder = encoder or _GopEncoder(stream, sample, self.sets, self.rate)
+                when.append(frame.pts + shift)
+                frame.pts, frame.time_base = len(when) - 1, encoder.time_base
+                frame.pict_type = av.video.frame.PictureType.NONE  # x264 chooses the frame types
+                for out in encoder.encode(frame):
+                    self._put(out, when[out.pts], when[0] + out.dts * self.tick)
+                if len(when) % FPS == 0 and self.stop():
+                    raise InterruptedError("stitching was stopped")
         decoder.flush_buffers()  # ready for the segment's other GOP, if it has one to encode
-        if len(frames) != len(packets):
+        if decoded != len(packets):
             raise CannotCopy()  # a frame that does not decode: let the decoder judge it whole
-        frames.sort(key=lambda f: f.pts)
-        kept = frames[int(first) : len(frames) - int(last)]
-        if not kept:
-            return
-        encoder = _GopEncoder(stream, sample, self.sets, self.rate)
-        when = [f.pts + shift for f in kept]  # where each kept frame is shown
-        for index, frame in enumerate(kept):
-            frame.pts, frame.time_base = index, encoder.time_base
-            frame.pict_type = av.video.frame.PictureType.NONE  # x264 chooses the frame types
-            for packet in encoder.encode(frame):
-                self._put(packet, when[packet.pts], when[0] + packet.dts * self.tick)
-            if index % FPS == 0 and self.stop():
-                raise InterruptedError("stitching was stopped")
-        for packet in encoder.encode(None):
-            self._put(packet, when[packet.pts], when[0] + packet.dts * self.tick)
-        self.encoded += len(kept)
+        if encoder is not None:
+            for out in encoder.encode(None):
+                self._put(out, when[out.pts], when[0] + out.dts * self.tick)
+        self.encoded += len(when)
 
     def _put(self, packet: Any, pts: int, dts: int) -> None:
         if self.last_dts is not None and dts <= self.last_dts:
