@@ -399,11 +399,15 @@ def export_run_comparison(runs: Sequence["Run"], out_path: str | os.PathLike[str
 
 
 def _shown_settings(paths: Sequence[Path], labels: Sequence[str]) -> str | None:
-    """A comparison's settings from its videos' own, when every one carries them."""
-    parts = [read_settings(p) for p in paths]
-    if any(p is None for p in parts):
+    """A comparison's settings from its videos' own, when every one carries them (None when
+    one does not, or when together they are more than a tag holds)."""
+    parts = [p for p in map(read_settings, paths) if p is not None]
+    if len(parts) != len(paths):
         return None
-    return settings_text(combined_settings("comparison", [p for p in parts if p is not None], labels=list(labels)))
+    try:
+        return settings_text(combined_settings("comparison", parts, labels=list(labels)))
+    except ValueError:
+        return None
 
 
 # --------------------------------------------------------------------------------------

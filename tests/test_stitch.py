@@ -256,5 +256,15 @@ def test_h264_helpers_refuse_what_they_cannot_read() -> None:
     assert x264_settings(b"\x00\x00\x00\x02\x65\x88", 4) is None
     plain = {"rc": "crf", "crf": "23.0", "cabac": "1"}
     assert x264_options_for_headers(plain) is not None
-    for odd in ({"cqm": "1"}, {"interlaced": "tff"}, {"rc": "abr", "bitrate": "900"}):
+    for odd in ({"cqm": "1"}, {"interlaced": "tff"}, {"rc": "abr", "bitrate": "900"}, {"crf": "23:dump-yuv=x"}):
         assert x264_options_for_headers({**plain, **odd}) is None, odd
+
+
+def test_x264_settings_from_a_file_add_no_option_of_their_own() -> None:
+    """A downloaded file's settings text is untrusted: a value carrying ':name=value' would
+    give x264 an option (dump-yuv writes a file), so only numbers pass."""
+    hostile = {"rc": "crf", "crf": "23.0", "cabac": "1:dump-yuv=/tmp/owned", "ref": "1", "aq": "1:1.0:dump-yuv=x",
+               "deblock": "1:0:0:dump-yuv=x", "direct": "1:x"}
+    options = x264_options_for_headers(hostile)
+    assert options is not None and "cabac" not in options and options["ref"] == "1"
+    assert not any("dump" in f"{k}={v}" or "/" in v for k, v in options.items()), options

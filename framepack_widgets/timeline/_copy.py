@@ -41,7 +41,7 @@ __all__ = ["CannotCopy", "Joined", "copyable", "join_by_copy"]
 #: Packets after a keyframe looked at to be sure none is shown before it (an open GOP).
 _REORDER_LOOKAHEAD = 32
 #: x264 settings of a GOP encoded again when the segments' own are unknown (not x264's).
-FALLBACK_X264 = {"crf": "20", "keyint": "infinite", "scenecut": "0"}
+_FALLBACK_X264 = {"crf": "20", "keyint": "infinite", "scenecut": "0"}
 
 
 class CannotCopy(Exception):
@@ -277,18 +277,29 @@ class _GopEncoder:
     def __init__(self, stream: Any, first_sample: bytes, sets: ParameterSets, rate: Fraction) -> None:
         self.sets = sets
         self.time_base = 1 / rate
+        import av
+
         found = x264_settings(first_sample, sets.length_size)
         options = x264_options_for_headers(found) if found else None
         self.in_band = True
         self.context: Any = None
         if options is not None:
-            context = self._open(stream, options, rate, global_header=True)
-            if sets.same_as(annexb_units(bytes(context.extradata or b""))):
-                self.context, self.in_band = context, False
+            try:
+                context = self._open(stream, options, rate, global_header=True)
+            except (av.FFmpegError, ValueError):  # settings this x264 does not take
+                options = None
+            else:
+                if sets.same_as(annexb_units(bytes(context.extradata or b""))):
+                    self.context, self.in_band = context, False
         if self.context is None:
             free = sorted(set(range(1, 32)) - sets.ids())
-            self.context = self._open(stream, {**(options or FALLBACK_X264), "sps-id": str(free[0])}, rate,
-                                      global_header=False)
+            if not free:
+                raise CannotCopy()
+            try:
+                self.context = self._open(stream, {**(options or _FALLBACK_X264), "sps-id": str(free[0])}, rate,
+                                          global_header=False)
+            except (av.FFmpegError, ValueError):
+                raise CannotCopy() from None
 
     @staticmethod
     def _open(stream: Any, options: Mapping[str, str], rate: Fraction, *, global_header: bool) -> Any:

@@ -21,6 +21,7 @@ PyAV is imported inside the functions: importing the package stays light.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import queue
 import threading
@@ -42,6 +43,8 @@ __all__ = ["StitchResult", "stitch", "stitched_path", "STITCH_CRF", "STITCH_PRES
 STITCH_CRF = 20
 STITCH_PRESET = "ultrafast"
 _STITCH_VERSION = "2"  # bump when the output changes, so cached stitches are not reused
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,9 +76,11 @@ def stitch(
 ) -> StitchResult:
     """Write the segments `paths` as one H.264 MP4 to `out` (atomically), without the
     repeated frame at each join. `settings` go into its `comment` tag (default:
-    the segments' own settings, combined, when each carries them). Stale part files of a
-    killed stitch in `out`'s folder are removed first. Raises ValueError for a segment
-    without frames, InterruptedError when `should_stop()` turns true."""
+    the segments' own settings, combined, when each carries them). The part files a killed
+    stitch left in `out`'s folder are removed first (`video.remove_stale_parts`). Raises
+    ValueError for a segment without frames, InterruptedError when `should_stop()` turns true."""
+    import av
+
     if not paths:
         raise ValueError("nothing to stitch: give at least one video")
     sources = [Path(p) for p in paths]
@@ -91,6 +96,9 @@ def stitch(
                 joined = join_by_copy(sources, part.path, comment, stop)
             except CannotCopy:
                 joined = None
+            except av.FFmpegError as exc:  # then every frame again, as for segments that differ
+                log.warning("stitching by stream copy failed (%s); encoding every frame again", exc)
+                joined = None
         copied = joined is not None
         if joined is None:
             joined = _encode_all(sources, part.path, comment, stop)
@@ -100,14 +108,17 @@ def stitch(
 
 
 def _segments_settings(sources: Sequence[Path]) -> str | None:
-    """The stitched video's settings from the segments' own, when every one carries them."""
-    parts = [read_settings(p) for p in sources]
-    if not parts or any(p is None for p in parts):
+    """The stitched video's settings from the segments' own, when every one carries them
+    (None when one does not, or when together they are more than a tag holds)."""
+    parts = [p for p in map(read_settings, sources) if p is not None]
+    if len(parts) != len(sources):
         return None
-    timelines = {p.get("timeline_id") for p in parts if p is not None}
-    timeline_id = next(iter(timelines)) if len(timelines) == 1 else None
-    kind = "timeline" if isinstance(timeline_id, str) else "chain"
-    return settings_text(combined_settings(kind, [p for p in parts if p is not None], timeline_id=timeline_id))
+    timelines = {p.get("timeline_id") if isinstance(p.get("timeline_id"), str) else None for p in parts}
+    timeline_id = timelines.pop() if len(timelines) == 1 else None
+    try:
+        return settings_text(combined_settings("timeline" if timeline_id else "chain", parts, timeline_id=timeline_id))
+    except ValueError:
+        return None
 
 
 # --------------------------------------------------------------------------- every frame again

@@ -159,19 +159,22 @@ def x264_options_for_headers(settings: Mapping[str, str]) -> dict[str, str] | No
     """x264 options (for `x264-params`) whose SPS/PPS match the stream `settings` came
     from, with the fastest choices where headers do not depend on them, or None when the
     settings cannot be repeated (a custom quantiser matrix, interlacing, intra refresh, an
-    average-bitrate stream). The caller checks the headers it gets all the same."""
+    average-bitrate stream). The caller checks the headers it gets all the same.
+
+    The settings come from a downloaded file: only numbers pass into the options (a value
+    such as "1:dump-yuv=/some/file" would otherwise add an option of its own)."""
     if any(settings.get(key, default) != default for key, default in _UNSUPPORTED.items()):
         return None
-    options = {name: settings[key] for key, name in _SAME.items() if key in settings}
+    options = {name: settings[key] for key, name in _SAME.items() if _number(settings.get(key))}
     rc = settings.get("rc", "crf")
-    if rc == "crf" and "crf" in settings:
+    if rc == "crf" and _number(settings.get("crf")):
         options["crf"] = settings["crf"]
-    elif rc == "cqp" and "qp" in settings:
+    elif rc == "cqp" and _number(settings.get("qp")):
         options["qp"] = settings["qp"]
     else:
         return None
     deblock = settings.get("deblock", "1:0:0").split(":")
-    if len(deblock) == 3 and deblock[0] == "1":
+    if len(deblock) == 3 and deblock[0] == "1" and all(map(_number, deblock)):
         options["deblock"] = f"{deblock[1]},{deblock[2]}"
     else:
         options["no-deblock"] = "1"
@@ -179,15 +182,22 @@ def x264_options_for_headers(settings: Mapping[str, str]) -> dict[str, str] | No
     if direct.isdigit() and int(direct) < len(_DIRECT):
         options["direct"] = _DIRECT[int(direct)]
     aq = settings.get("aq", "0").split(":")
-    options["aq-mode"] = aq[0]
-    if len(aq) > 1:
-        options["aq-strength"] = aq[1]
+    if 1 <= len(aq) <= 2 and all(map(_number, aq)):
+        options["aq-mode"] = aq[0]
+        options.update({"aq-strength": aq[1]} if len(aq) == 2 else {})
     # Headers do not depend on these: the fast end of each. psy=0 also keeps x264 from
     # moving chroma_qp_offset again (the settings text holds the value already moved).
     options.update({"psy": "0", "subme": "1", "me": "dia", "trellis": "0", "mbtree": "0", "scenecut": "0",
                     "b-adapt": "0", "rc-lookahead": "0", "no-mixed-refs": "1", "partitions": "i8x8,i4x4",
                     "keyint": "infinite", "min-keyint": "1"})
     return options
+
+
+_NUMBER = re.compile(r"-?[0-9]{1,6}(\.[0-9]{1,6})?")
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, str) and _NUMBER.fullmatch(value) is not None
 
 
 def _first_ue(data: bytes) -> int | None:
