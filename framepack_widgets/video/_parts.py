@@ -43,9 +43,12 @@ class PartFile:
     def __enter__(self) -> "PartFile":
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self._mode)
         try:
-            os.chmod(self.path, self._mode)  # the umask must not widen or narrow it
+            os.chmod(self.path, self._mode)  # exactly this mode, whatever the umask
             if fcntl is not None:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            else:  # nothing to hold it by, and an open file could not be renamed there
+                os.close(self._fd)
+                self._fd = None
         except BaseException:
             self._release(remove=True)
             raise

@@ -151,9 +151,10 @@ def read_settings(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 def write_settings(path: str | os.PathLike[str], settings: Mapping[str, Any]) -> Path:
-    """Put `settings` into the MP4 at `path` by stream copy: every packet as it was, the
-    container's other tags kept, the file replaced whole (its mode kept) or not at all.
-    Raises VideoFileError for a file that is not an MP4 video."""
+    """Put `settings` into the MP4 at `path` by stream copy: every video and audio packet
+    as it was (other tracks, such as timecodes, are left out), the container's other tags
+    kept, the file replaced whole (its mode kept) or not at all. Raises VideoFileError for
+    a file that is not an MP4 video, OSError when its folder cannot be written."""
     import av
 
     text = settings_text(settings)
