@@ -31,7 +31,7 @@ from stitch_clips import (
 )
 
 from framepack_widgets.timeline import _copy, stitch
-from framepack_widgets.video import PartFile, read_settings, video_settings, write_settings
+from framepack_widgets.video import PartFile, read_settings, remove_stale_parts, video_settings, write_settings
 from framepack_widgets.video.h264 import (
     annexb_units,
     avcc_parameter_sets,
@@ -245,6 +245,20 @@ def test_a_stitch_clears_part_files_a_killed_stitch_left(tmp_path: Path) -> None
         assert live.path.exists(), "a part file its writer holds is left alone"
     assert not stale.exists() and other.exists()
     assert sorted(p.name for p in folder.iterdir()) == ["all.mp4", "keep.mp4"]
+
+
+def test_stale_part_files_are_told_by_their_lock_and_age(tmp_path: Path) -> None:
+    now = time.time()
+    young, old, older = (tmp_path / f".{n}.0123456789.part.mp4" for n in ("young", "old", "older"))
+    for path, age in ((young, 0), (old, 120), (older, 3600)):
+        path.write_bytes(b"half a video")
+        os.utime(path, (now - age, now - age))
+    (tmp_path / "video.mp4").write_bytes(b"a whole one")
+    # A writer that takes no lock (the simulator's renders) is told by age alone.
+    assert remove_stale_parts(tmp_path, min_age=600) == 1 and not older.exists() and old.exists()
+    assert remove_stale_parts(tmp_path) == 1 and not old.exists()
+    assert young.exists(), "just made: its writer may not hold it yet"
+    assert (tmp_path / "video.mp4").exists() and remove_stale_parts(tmp_path / "missing") == 0
 
 
 # --------------------------------------------------------------------------- H.264 facts
