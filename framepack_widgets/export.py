@@ -25,7 +25,7 @@ import os
 import re
 import uuid
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 from .compare import labels_for
 from .constants import FPS, MAX_COMPARED, MODEL, TASK_TYPE, VERSION
 from .errors import InvalidInputError
+from .video import SETTINGS_TAG, combined_settings, read_settings, run_settings, settings_text
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +245,7 @@ def export_comparison(
     columns: int | None = None,
     crf: int = 23,
     on_progress: Callable[[float], None] | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> Path:
     """Put 1–4 videos side by side (2x2 for four) in one browser-playable MP4.
 
@@ -255,6 +257,9 @@ def export_comparison(
     playing at once. It lasts as long as the longest input; shorter ones hold their last
     frame. Written to a temporary file beside `out_path` and renamed into place, so a
     crash never leaves a half-written file under the final name. Returns the path.
+
+    `settings` go into the MP4's comment tag (`framepack_widgets.video`); by default the
+    videos' own settings, combined, when every one carries them.
     """
     import av
     from PIL import Image, ImageDraw
@@ -271,6 +276,7 @@ def export_comparison(
         raise InvalidInputError("fps must be positive, height at least 16 and max_width at least 32 pixels")
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
+    comment = settings_text(settings) if settings is not None else _shown_settings(paths, labels)
 
     n = len(paths)
     cols = columns or (2 if n == 4 else n)
@@ -331,6 +337,8 @@ def export_comparison(
         tmp_name = _temp_beside(out)
         expected = max((s.expected_seconds or 0.0) for s in sources) or None
         with av.open(tmp_name, mode="w", format="mp4", container_options={"movflags": "+faststart"}) as container:
+            if comment is not None:
+                container.metadata[SETTINGS_TAG] = comment
             stream = container.add_stream("libx264", rate=fps)
             stream.width = width
             stream.height = total_h
@@ -385,7 +393,21 @@ def export_run_comparison(runs: Sequence["Run"], out_path: str | os.PathLike[str
         raise InvalidInputError(
             f"run(s) {', '.join(map(str, missing))} have no local video yet: wait for them to finish"
         )
-    return export_comparison([r.video_path for r in runs], labels_for(runs), out_path, **kwargs)
+    labels = labels_for(runs)
+    kwargs.setdefault("settings", combined_settings("comparison", [run_settings(r) for r in runs], labels=labels))
+    return export_comparison([r.video_path for r in runs], labels, out_path, **kwargs)
+
+
+def _shown_settings(paths: Sequence[Path], labels: Sequence[str]) -> str | None:
+    """A comparison's settings from its videos' own, when every one carries them (None when
+    one does not, or when together they are more than a tag holds)."""
+    parts = [p for p in map(read_settings, paths) if p is not None]
+    if len(parts) != len(paths):
+        return None
+    try:
+        return settings_text(combined_settings("comparison", parts, labels=list(labels)))
+    except ValueError:
+        return None
 
 
 # --------------------------------------------------------------------------------------

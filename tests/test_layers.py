@@ -40,6 +40,7 @@ LAYERS = [
     ("_environment", 1),
     ("_observers", 1),
     ("_assets", 1),
+    ("video", 1),
     ("_images", 2),
     ("inputs", 2),
     ("client", 3),

@@ -125,6 +125,7 @@ def generate_command(args: argparse.Namespace) -> int:
             line.update(task)
             line.message("downloading the video")
             written = client.download(task, output)
+            _write_settings(written, request, task, simulated=client.is_simulator, err=err)
         except KeyboardInterrupt:
             line.close()
             print("framepack: interrupted; the task may still run (and be billed) on the server.", file=err)
@@ -139,6 +140,22 @@ def generate_command(args: argparse.Namespace) -> int:
     print(f"framepack: wrote {written}", file=err)
     print(str(written))
     return EXIT_OK
+
+
+def _write_settings(path: Path, request: FramepackInput, task: Task, *, simulated: bool, err: TextIO) -> None:
+    """The run's settings into the MP4's comment tag. The video is paid for and saved: a
+    file whose tag cannot be written is kept as it came, with a word on stderr."""
+    from ..video import VideoFileError, video_settings, write_settings
+
+    params = request.to_params()
+    settings = video_settings(
+        prompt=request.prompt, negative_prompt=request.negative_prompt, duration=request.duration,
+        task_id=task.task_id, simulated=simulated, start_image=params["start_image"], end_image=params["end_image"],
+    )
+    try:
+        write_settings(path, settings)
+    except (VideoFileError, OSError) as exc:
+        print(f"framepack: the video is saved as it came; its settings could not be written into it ({exc})", file=err)
 
 
 def _say_task(task: Task | None, err: TextIO) -> None:
