@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..constants import FPS
+from ..errors import FramepackError
 from ..video.h264 import (
     NAL_PPS,
     NAL_SPS,
@@ -44,7 +45,7 @@ _REORDER_LOOKAHEAD = 32
 _FALLBACK_X264 = {"crf": "20", "keyint": "infinite", "scenecut": "0"}
 
 
-class CannotCopy(Exception):
+class CannotCopy(FramepackError):
     """These segments cannot be joined by stream copy (found while copying)."""
 
 
