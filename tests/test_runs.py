@@ -34,6 +34,7 @@ from framepack_widgets.inputs import FramepackInput
 from framepack_widgets.runs import Run, RunNotAttachedError, Runner, RunStage
 from framepack_widgets.runs import RunStore
 from framepack_widgets.task import Task, TaskStatus
+from framepack_widgets.video import read_settings
 
 KEY = "sk-test-NEVER-STORED-0123456789"
 
@@ -159,6 +160,21 @@ def stages(run: Run) -> list[str]:
 
 
 # --------------------------------------------------------------------------- the happy path
+def _packets(path: Path) -> list[bytes]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [bytes(p) for p in container.demux(video=0) if p.size]
+
+
+def _packets_of_bytes(data: bytes, path: Path) -> list[bytes]:
+    path.write_bytes(data)
+    try:
+        return _packets(path)
+    finally:
+        path.unlink()
+
+
 async def test_run_is_stored_before_create_and_completes(store: RunStore, client: FakeClient) -> None:
     seen_in_store: list[str] = []
 
@@ -184,7 +200,10 @@ async def test_run_is_stored_before_create_and_completes(store: RunStore, client
     assert stages(run) == ["queued", "submitting", "pending", "processing", "processing", "processing",
                            "downloading", "completed"]
     assert run.video_path is not None and run.video_path.parent == store.videos_dir
-    assert run.video_path.read_bytes() == client.video
+    # The store's copy is the downloaded video with the run's settings in its comment tag.
+    assert _packets(run.video_path) == _packets_of_bytes(client.video, store.tmp_dir.parent / "sent.mp4")
+    settings = read_settings(run.video_path)
+    assert settings is not None and settings["run_id"] == run.run_id and settings["prompt"] == run.prompt
     assert run.video_path.name == f"{run.video_sha}.mp4"
     assert run.wall_time is not None and run.wall_time >= 0
     assert run.created_at.tzinfo is not None and run.finished_at is not None
@@ -226,8 +245,9 @@ async def test_start_is_cheap_and_reentrant(store: RunStore, client: FakeClient)
     assert a.run_id != b.run_id and store.count() == 2
     await asyncio.gather(a.wait(), b.wait())
     assert {a.stage, b.stage} == {RunStage.COMPLETED} and len(client.creates) == 2
-    assert a.video_path == b.video_path  # same content, stored once
-    assert len(list(store.videos_dir.iterdir())) == 1
+    # Each copy carries its own run's settings (run id), so the same video is two files.
+    assert a.video_path != b.video_path and len(list(store.videos_dir.iterdir())) == 2
+    assert [read_settings(r.video_path)["run_id"] for r in (a, b)] == [a.run_id, b.run_id]
 
 
 # --------------------------------------------------------------------------- error paths

@@ -216,6 +216,12 @@ async def test_a_timeline_is_stored_whole_before_anything_is_sent_then_runs_segm
     facts = video_facts(timeline.video_path)
     assert facts["frames"] == 3 * 10 * FPS - 2 and facts["fps"] == 30.0 and facts["codec"] == "h264"
     assert timeline.video_path.parent == runner.store.folder / "stitched"
+    from framepack_widgets.video import read_settings
+
+    settings = read_settings(timeline.video_path)  # the settings travel with the stitched video
+    assert settings is not None and settings["kind"] == "timeline" and settings["timeline_id"] == timeline.timeline_id
+    assert [p["run_id"] for p in settings["parts"]] == [r.run_id for r in runs]
+    assert all(read_settings(r.video_path)["run_id"] == r.run_id for r in runs)  # and each segment's own
 
 
 async def test_a_failed_segment_stops_the_timeline_and_retry_sends_only_that_one(sim: Simulator, runner: Runner) -> None:

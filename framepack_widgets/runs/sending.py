@@ -293,12 +293,24 @@ class Sender:
         self.save(run)
         tmp = self.store.temp_path(f"{run.run_id}.mp4")
         try:
-            written = await self.client.download(task, tmp)
-            final = self.store.add_video(Path(written))
+            written = Path(await self.client.download(task, tmp))
+            await self._tag(run, written)
+            final = self.store.add_video(written)
         finally:
             if tmp.exists():
                 tmp.unlink()
         self.finish(run, RunStage.COMPLETED, video_path=final, video_sha=final.stem, percent=100.0)
+
+    @staticmethod
+    async def _tag(run: Run, video: Path) -> None:
+        """The run's settings into the video's `comment` tag before the store names it by its
+        content, so the file carries them wherever it is copied (a tag it refuses is no loss)."""
+        from ..video import VideoFileError, run_settings, write_settings
+
+        try:
+            await asyncio.to_thread(write_settings, video, run_settings(run))
+        except (VideoFileError, ValueError, OSError) as exc:
+            log.warning("the settings of run %s could not be written into its video: %s", run.run_id, exc)
 
     async def _cancelled(self, run: Run) -> None:
         """The person cancelled: ask PiAPI when a task exists, then mark the run."""

@@ -32,6 +32,7 @@ from ..runs import Run, RunNotAttachedError, RunStage
 from ..runs.live import running_loop
 from ..runs.record import utcnow
 from ._plan import Segment, TimelinePlan
+from ..video import combined_settings, run_settings
 from ._stitch import stitch, stitched_path
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -367,7 +368,9 @@ class Timeline:
         target = stitched_path(self.runner.store.folder, [r.video_sha or Path(str(r.video_path)).stem for r in self.runs])
         if not target.is_file():
             try:
-                await asyncio.to_thread(stitch, [Path(str(p)) for p in paths], target, should_stop=lambda: self._cancelled)
+                settings = combined_settings(self.kind, [run_settings(r) for r in self.runs], timeline_id=self.timeline_id)
+                await asyncio.to_thread(stitch, [Path(str(p)) for p in paths], target, should_stop=lambda: self._cancelled,
+                                        settings=settings)
             except InterruptedError:
                 return
             except Exception as exc:
