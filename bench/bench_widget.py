@@ -77,7 +77,7 @@ def state_growth(runs: int = 10) -> tuple[tuple[int, int], tuple[int, int]]:
         widget = FramepackWidget(client, store=store)
         widget.start_image = buf.getvalue()
         widget.prompt = inp.prompt
-        widget.compare(*[card["id"] for card in widget.history[:4]])
+        widget.compare(*[card["id"] for card in widget._history[:4]])
         full = size(widget)
         widget.close()
         store.close()

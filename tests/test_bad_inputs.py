@@ -244,7 +244,7 @@ async def test_bad_browser_messages_are_explained_and_send_nothing(case: str, wi
     content, buffers, words = BROWSER[case]
     widget._handle_custom_msg(content, [memoryview(b) for b in buffers])
     if words:
-        errors = [m["message"] for m in widget.sent if m.get("type") == "error"] + [widget.input_error]
+        errors = [m["message"] for m in widget.sent if m.get("type") == "error"] + [widget._input_error]
         assert any(all(w.lower() in e.lower() for w in words) for e in errors), errors
     assert widget.requests.requests == 0 and widget.store.count() == 0
 

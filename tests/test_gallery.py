@@ -206,15 +206,15 @@ async def test_the_share_button_writes_a_gallery_and_downloads_it_zipped(widget:
             break
         await asyncio.sleep(0.02)
     else:
-        raise AssertionError(f"no download; notice={widget.notice!r}, sent={[c for c, _ in widget.sent]}")
+        raise AssertionError(f"no download; notice={widget._notice!r}, sent={[c for c, _ in widget.sent]}")
     assert downloads[0]["name"].startswith("gallery-") and downloads[0]["name"].endswith(".zip")
-    assert all(len(b[0]) <= widget.limits["chunk_bytes"] for c, b in widget.sent if c.get("type") == "download")
+    assert all(len(b[0]) <= widget._limits["chunk_bytes"] for c, b in widget.sent if c.get("type") == "download")
     zipped = Path(widget.store.folder) / "exports" / downloads[0]["name"]
     with zipfile.ZipFile(zipped) as zf:
         index = next(n for n in zf.namelist() if n.endswith("index.html"))
         data = read_gallery_data_text(zf.read(index).decode())
     assert [e["run_id"] for e in data["runs"]] == ids
-    assert "Saved" in widget.notice
+    assert "Saved" in widget._notice
 
 
 def read_gallery_data_text(page: str) -> dict:

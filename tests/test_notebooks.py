@@ -184,9 +184,9 @@ def test_saved_widget_state_stays_small_and_holds_no_bytes_or_key(tmp_path: Path
 
     # The widget state really was saved (otherwise this test would prove nothing) ...
     state = nb.metadata["widgets"][WIDGET_STATE]["state"]
-    models = [m for m in state.values() if "history" in m.get("state", {})]
+    models = [m for m in state.values() if "_history" in m.get("state", {})]
     assert models, "no FramepackWidget model in the saved widget state"
-    assert len(models[0]["state"]["history"]) == 10
+    assert len(models[0]["state"]["_history"]) == 10
     # Each widget instance carries its own copy of the code: the minified bundle, not the sources.
     assert models[0]["state"]["_esm"] == (STATIC / "widget.js").read_text(encoding="utf-8")
     print(f"of that, the widget's code (_esm + _css, per widget instance): {widget_code_bytes(models[0]['state']) / 1024:.1f} KB")

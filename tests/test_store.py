@@ -573,7 +573,7 @@ async def test_the_widget_shows_that_a_damaged_store_was_moved_aside(tmp_path: P
     http = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(500)))
     client = AsyncClient("k", base_url="http://127.0.0.1:9", http_client=http)
     w = FramepackWidget(client, store=RunStore(folder))
-    assert "damaged" in w.notice and "kept, not deleted" in w.notice
+    assert "damaged" in w._notice and "kept, not deleted" in w._notice
     w.close()
 
 

@@ -99,15 +99,15 @@ async def widget(sim: Simulator, tmp_path: Path):
 async def test_the_widget_takes_an_image_sent_in_chunks(widget: FramepackWidget) -> None:
     data = noisy_png()
     assert len(data) > 2 * MESSAGE_CHUNK_BYTES
-    assert widget.limits["chunk_bytes"] == MESSAGE_CHUNK_BYTES
-    assert widget.limits["max_upload_bytes"] == MAX_UPLOAD_BYTES
-    parts = cut(data, widget.limits["chunk_bytes"])
+    assert widget._limits["chunk_bytes"] == MESSAGE_CHUNK_BYTES
+    assert widget._limits["max_upload_bytes"] == MAX_UPLOAD_BYTES
+    parts = cut(data, widget._limits["chunk_bytes"])
     for content, piece in parts[:-1]:
         widget._handle_custom_msg(content, [memoryview(piece)])
         assert widget.start_image is None, "the image is set only once every chunk is in"
     widget._handle_custom_msg(parts[-1][0], [memoryview(parts[-1][1])])
     assert widget.start_image is not None
-    assert widget.start_image_info["width"] == 700 and widget.start_image_info["size"] == len(data)
+    assert widget._start_image_info["width"] == 700 and widget._start_image_info["size"] == len(data)
     assert [m for m in widget.sent if m["type"] == "error"] == []
 
 
@@ -118,4 +118,4 @@ async def test_the_widget_refuses_an_upload_over_the_limit(widget: FramepackWidg
     assert widget.start_image is None
     (error,) = [m for m in widget.sent if m["type"] == "error"]
     assert error["slot"] == "start" and "set widget.start_image from Python" in error["message"]
-    assert widget.input_error == error["message"]
+    assert widget._input_error == error["message"]

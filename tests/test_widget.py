@@ -131,11 +131,11 @@ def ready(widget: FramepackWidget, prompt: str = "a red square, the camera slowl
 # --------------------------------------------------------------------------- backend & badge
 async def test_simulator_backend_is_labelled_synthetic(widget: FramepackWidget, sim: Simulator) -> None:
     assert widget.backend == "simulator"
-    assert widget.backend_label == SIMULATOR_LABEL
-    assert "synthetic" in widget.backend_label
+    assert widget._backend_label == SIMULATOR_LABEL
+    assert "synthetic" in widget._backend_label
     assert widget.balance == ""
-    assert widget.cost_per_second == 0.03
-    assert (widget.min_duration, widget.max_duration) == (10, 30)
+    assert widget._cost_per_second == 0.03
+    assert (widget._min_duration, widget._max_duration) == (10, 30)
     assert_clean_state(widget, sim.api_key)
 
 
@@ -153,7 +153,7 @@ async def test_piapi_backend_shows_balance_and_never_the_key(store: RunStore) ->
     w = FramepackWidget(client, store=store)
     rec = attach(w)
     assert w.backend == "piapi"
-    assert w.backend_label == "PiAPI"
+    assert w._backend_label == "PiAPI"
     await wait_for(lambda: w.balance)  # fetched in the background, never blocking the widget
     assert w.balance == "$12.50"
     assert seen[0].headers["x-api-key"] == SECRET
@@ -171,7 +171,7 @@ async def test_no_client_and_no_key_starts_the_embedded_simulator(store: RunStor
     w = FramepackWidget(store=store)
     try:
         assert w.backend == "simulator"
-        assert "synthetic" in w.backend_label
+        assert "synthetic" in w._backend_label
         assert w.client.is_simulator
         assert_clean_state(w, w._sim.api_key)
     finally:
@@ -206,11 +206,22 @@ def test_the_frontend_files_are_found() -> None:
     assert ".fpw-root" in css
 
 
+def test_only_traits_a_python_user_reads_are_public() -> None:
+    """Traits only the frontend draws from are private (`_history`, `_limits`, ...): what Python
+    code reads has its own door (`runs`, `compare()`, the Sweep and Timeline objects, exceptions)."""
+    import anywidget
+
+    own = set(FramepackWidget.class_traits(sync=True)) - set(anywidget.AnyWidget.class_traits(sync=True))
+    public = {name for name in own if not name.startswith("_")}
+    assert public == {"prompt", "negative_prompt", "duration", "selected", "status", "busy", "session_cost",
+                      "backend", "balance"}
+
+
 def test_every_synced_trait_says_its_type_default_and_what_is_drawn() -> None:
     import anywidget
 
     own = set(FramepackWidget.class_traits(sync=True)) - set(anywidget.AnyWidget.class_traits(sync=True))
-    assert {"prompt", "status", "history", "comparison", "timeline_info", "queued"} <= own
+    assert {"prompt", "status", "_history", "_comparison", "_timeline_info", "_queued"} <= own
     undocumented = sorted(name for name in own if "default" not in (FramepackWidget.class_traits()[name].help or ""))
     assert undocumented == []
 
@@ -221,7 +232,7 @@ async def test_images_set_from_python_send_thumbnails_not_traits(widget: Framepa
 
     rec = attach(widget)
     widget.start_image = Image.new("RGB", (2000, 1000), (10, 200, 30))
-    info = widget.start_image_info
+    info = widget._start_image_info
     assert (info["width"], info["height"]) == (1280, 640)  # normalised: long side 1280
     assert info["name"] == "PIL image"
     (content, buffers), = rec.of("image")
@@ -231,10 +242,10 @@ async def test_images_set_from_python_send_thumbnails_not_traits(widget: Framepa
     path = tmp_path / "end frame.png"
     Image.fromarray(np.full((300, 400, 3), 128, np.uint8)).save(path)
     widget.end_image = path
-    assert widget.end_image_info["name"] == "end frame.png"
+    assert widget._end_image_info["name"] == "end frame.png"
     assert widget.end_image.width == 400
     widget.end_image = None
-    assert widget.end_image_info is None
+    assert widget._end_image_info is None
     assert rec.of("image")[-1][0] == {"type": "image", "slot": "end", "clear": True}
     assert_clean_state(widget)
 
@@ -244,7 +255,7 @@ async def test_browser_upload_arrives_as_a_buffer(widget: FramepackWidget) -> No
     data = jpeg(size=(1280, 960))
     msg(widget, {"type": "upload", "slot": "start", "name": "holiday.jpg", "mime": "image/jpeg", "size": 5_000_000}, [data])
     assert widget.start_image is not None
-    assert widget.start_image_info == {"name": "holiday.jpg", "width": 1280, "height": 960, "size": 5_000_000}
+    assert widget._start_image_info == {"name": "holiday.jpg", "width": 1280, "height": 960, "size": 5_000_000}
     assert rec.of("image")[0][0]["slot"] == "start"
     # A second view appears: it asks for the thumbnails again, and is always answered.
     msg(widget, {"type": "hello"})
@@ -256,9 +267,9 @@ async def test_a_bad_upload_is_explained_and_changes_nothing(widget: FramepackWi
     rec = attach(widget)
     msg(widget, {"type": "upload", "slot": "end", "name": "notes.txt", "mime": "text/plain"}, [b"just text, no image"])
     assert widget.end_image is None
-    assert widget.input_error
+    assert widget._input_error
     (error, _), = rec.of("error")
-    assert error["slot"] == "end" and error["message"] == widget.input_error
+    assert error["slot"] == "end" and error["message"] == widget._input_error
     msg(widget, {"type": "upload", "slot": "middle", "name": "x.jpg"}, [jpeg()])
     assert "Something went wrong" in rec.of("error")[-1][0]["message"]
 
@@ -267,13 +278,13 @@ async def test_image_urls_pass_through_and_other_schemes_are_refused(widget: Fra
     rec = attach(widget)
     msg(widget, {"type": "image_url", "slot": "start", "url": "https://example.com/cat.png"})
     assert widget.start_image.url == "https://example.com/cat.png"
-    assert widget.start_image_info["url"] == "https://example.com/cat.png"
+    assert widget._start_image_info["url"] == "https://example.com/cat.png"
     assert rec.of("image")[-1][0]["url"] == "https://example.com/cat.png"
     msg(widget, {"type": "image_url", "slot": "end", "url": "javascript:alert(1)"})
     assert widget.end_image is None
     assert "http" in rec.of("error")[-1][0]["message"]
     msg(widget, {"type": "clear_image", "slot": "start"})
-    assert widget.start_image is None and widget.start_image_info is None
+    assert widget.start_image is None and widget._start_image_info is None
 
 
 # --------------------------------------------------------------------------- generate
@@ -282,15 +293,15 @@ async def test_generate_needs_a_start_image_and_a_prompt(widget: FramepackWidget
     widget.prompt = "zoom in"
     with pytest.raises(InvalidInputError, match="start image"):
         widget.generate()
-    assert "start image" in widget.input_error
+    assert "start image" in widget._input_error
     widget.start_image = jpeg()
-    assert widget.input_error == ""
+    assert widget._input_error == ""
     widget.prompt = "   "
     msg(widget, {"type": "generate", "request_id": "r-1"})
     (error, _), = rec.of("error")
     assert error["request_id"] == "r-1"
     assert "prompt" in error["message"].lower()
-    assert widget.input_error == error["message"]
+    assert widget._input_error == error["message"]
     assert store.count() == 0
     with pytest.raises(TraitError, match="10 to 30"):
         widget.duration = 31
@@ -344,7 +355,7 @@ async def test_generate_end_to_end_streams_status_and_delivers_the_video(widget:
     assert isinstance(run, Run)
     assert widget.status["run_id"] == run.run_id
     assert widget.status["running"] is True
-    assert widget.history[0]["id"] == run.run_id
+    assert widget._history[0]["id"] == run.run_id
     result = await run
     assert result is run
     assert run.stage is RunStage.COMPLETED
@@ -356,7 +367,7 @@ async def test_generate_end_to_end_streams_status_and_delivers_the_video(widget:
     status = widget.status
     assert status["stage"] == "completed" and status["has_video"] and status["percent"] == 100
     assert status["running"] is False and status["elapsed"] > 0
-    card = widget.history[0]
+    card = widget._history[0]
     assert card["stage"] == "completed" and card["has_video"] and card["cost"] == 0.3 and card["wall"] is not None
     assert widget.session_cost == 0.3
     # The view asks for the video: it arrives as buffers, reassembling to the file.
@@ -416,7 +427,7 @@ async def test_compare_two_runs_with_a_word_diff(widget: FramepackWidget) -> Non
     b = widget.generate()
     await asyncio.gather(a, b)
     widget.compare(a, b.run_id)
-    cmp = widget.comparison
+    cmp = widget._comparison
     assert cmp["run_ids"] == [a.run_id, b.run_id]
     assert widget.selected == [a.run_id, b.run_id]
     assert cmp["differs"] == {"prompt": True, "negative_prompt": False, "duration": True, "start_image": False, "end_image": False}
@@ -431,16 +442,16 @@ async def test_compare_two_runs_with_a_word_diff(widget: FramepackWidget) -> Non
     msg(widget, {"type": "compare", "run_ids": [a.run_id, "nope"]})
     assert "nope" in rec.of("error")[-1][0]["message"]
     msg(widget, {"type": "compare", "run_ids": []})
-    assert widget.comparison == {}
+    assert widget._comparison == {}
     msg(widget, {"type": "compare", "run_ids": [b.run_id, a.run_id]})
-    assert widget.comparison["run_ids"] == [b.run_id, a.run_id]
+    assert widget._comparison["run_ids"] == [b.run_id, a.run_id]
     out = widget.export_comparison()
     assert out.is_file() and out.suffix == ".mp4"
     msg(widget, {"type": "export", "what": "comparison"})
     await wait_for(lambda: rec.of("download"))
     download = rec.of("download")
     assert download[0][0]["mime"] == "video/mp4"
-    assert "Saved" in widget.notice
+    assert "Saved" in widget._notice
     assert_clean_state(widget)
 
 
@@ -466,15 +477,15 @@ async def test_history_shows_the_latest_50_and_pages_older_ones(client: AsyncCli
     _stored_runs(store, 60)
     w = FramepackWidget(client, store=store)
     rec = attach(w)
-    assert len(w.history) == proto.HISTORY_LIMIT
-    assert w.history_total == 60
-    assert w.history[0]["prompt"] == "stored prompt 59"
-    assert w.status["run_id"] == w.history[0]["id"], "the newest run is shown on open"
-    msg(w, {"type": "history", "before": w.history[-1]["seq"]})
+    assert len(w._history) == proto.HISTORY_LIMIT
+    assert w._history_total == 60
+    assert w._history[0]["prompt"] == "stored prompt 59"
+    assert w.status["run_id"] == w._history[0]["id"], "the newest run is shown on open"
+    msg(w, {"type": "history", "before": w._history[-1]["seq"]})
     (page, _), = rec.of("history_page")
     assert [c["prompt"] for c in page["runs"]] == [f"stored prompt {i}" for i in range(9, -1, -1)]
     assert page["total"] == 60
-    assert len(json.dumps(w.history)) < 30_000
+    assert len(json.dumps(w._history)) < 30_000
     w.close()
 
 
@@ -489,7 +500,7 @@ async def test_unfinished_runs_are_resumed_when_the_widget_opens(client: AsyncCl
     w = FramepackWidget(client, store=store)
     assert w.status["run_id"] == run.run_id
     await wait_for(lambda: w.status.get("stage") == "completed")
-    assert w.history[0]["has_video"]
+    assert w._history[0]["has_video"]
     assert w.session_cost == 0.0, "a run from an earlier session is not counted again"
     w.close()
 
@@ -516,7 +527,7 @@ async def test_ten_runs_keep_the_saved_widget_state_small(widget: FramepackWidge
 async def test_a_sweep_waits_for_confirmation_then_opens_the_comparison(widget: FramepackWidget, store: RunStore) -> None:
     ready(widget)
     sweep = widget.sweep(prompt=["zoom in", "pan left"], max_cost=1.0)
-    info = widget.sweep_info
+    info = widget._sweep_info
     assert info["state"] == "pending" and info["count"] == 2 and info["total_cost_usd"] == 0.6
     assert store.count() == 0, "nothing starts before confirmation"
     with pytest.raises(InvalidInputError):
@@ -525,16 +536,16 @@ async def test_a_sweep_waits_for_confirmation_then_opens_the_comparison(widget: 
     msg(widget, {"type": "sweep", "action": "confirm", "sweep_id": sweep.sweep_id})  # double click
     assert store.count() == 2
     await sweep
-    await wait_for(lambda: widget.sweep_info.get("state") == "done")
-    assert sorted(widget.comparison["run_ids"]) == sorted(r.run_id for r in sweep.runs)
-    assert all(c.get("sweep_id") == sweep.sweep_id for c in widget.history[:2])
+    await wait_for(lambda: widget._sweep_info.get("state") == "done")
+    assert sorted(widget._comparison["run_ids"]) == sorted(r.run_id for r in sweep.runs)
+    assert all(c.get("sweep_id") == sweep.sweep_id for c in widget._history[:2])
 
 
 async def test_a_pending_sweep_can_be_discarded(widget: FramepackWidget, store: RunStore) -> None:
     ready(widget)
     sweep = widget.sweep(duration=[10, 20])
     msg(widget, {"type": "sweep", "action": "cancel", "sweep_id": sweep.sweep_id})
-    assert widget.sweep_info == {}
+    assert widget._sweep_info == {}
     assert store.count() == 0
 
 
@@ -635,12 +646,12 @@ async def test_runs_left_unsent_by_a_stopped_kernel_wait_for_send_or_discard(
         store.save(run, owner=dead)
     creates = sim.count("create")
     w = FramepackWidget(client, store=store)
-    assert w.queued["count"] == 3 and w.queued["cost_usd"] == 0.9
-    assert "3 queued runs, $0.90" in w.queued["text"]
+    assert w._queued["count"] == 3 and w._queued["cost_usd"] == 0.9
+    assert "3 queued runs, $0.90" in w._queued["text"]
     await asyncio.sleep(0.2)
     assert sim.count("create") == creates, "nothing is sent before the person says so"
     msg(w, {"type": "queued", "action": "discard"})
-    assert w.queued == {}
+    assert w._queued == {}
     assert {store.get(r.run_id).stage for r in left} == {RunStage.CANCELLED}
     assert sim.count("create") == creates
     w.close()
@@ -648,8 +659,8 @@ async def test_runs_left_unsent_by_a_stopped_kernel_wait_for_send_or_discard(
     more = Run.from_input(inp.replace(prompt="left queued again"), backend="simulator")
     store.save(more, owner=dead)
     w = FramepackWidget(client, store=store)
-    assert w.queued["count"] == 1
+    assert w._queued["count"] == 1
     [sent] = w.send_queued()
     await sent
-    assert sent.stage is RunStage.COMPLETED and sim.count("create") == creates + 1 and w.queued == {}
+    assert sent.stage is RunStage.COMPLETED and sim.count("create") == creates + 1 and w._queued == {}
     w.close()

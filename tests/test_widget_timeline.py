@@ -78,7 +78,7 @@ async def test_a_timeline_planned_in_python_waits_for_start_timeline_then_plays_
 ) -> None:
     sim.clear_requests()
     timeline = widget.timeline([("the camera zooms in", 10), ("it pans left", 10)], max_cost=1.0)
-    info = widget.timeline_info
+    info = widget._timeline_info
     assert info["status"] == "pending" and info["total_seconds"] == 20 and info["total_cost_usd"] == 0.6
     assert [s["prompt"] for s in info["segments"]] == ["the camera zooms in", "it pans left"]
     assert widget.store.count() == 0, "nothing stored, nothing sent before Start timeline"
@@ -88,9 +88,9 @@ async def test_a_timeline_planned_in_python_waits_for_start_timeline_then_plays_
     msg(widget, start)
     msg(widget, start)  # a double click (or a second view) starts nothing more
     assert [m["timeline_id"] for m in widget.send.of("timeline_started")] == [timeline.timeline_id]
-    assert widget.timeline_info["status"] == "running"
+    assert widget._timeline_info["status"] == "running"
     await timeline
-    info = widget.timeline_info
+    info = widget._timeline_info
     assert info["status"] == "done" and info["has_video"] and sim.count("create") == 2
     assert [s["stage"] for s in info["segments"]] == ["completed", "completed"]
     assert widget.status["run_id"] == timeline.runs[-1].run_id, "the status followed the segment in progress"
@@ -122,12 +122,12 @@ async def test_a_failed_segment_is_retried_from_the_panel(widget: FramepackWidge
     msg(widget, {"type": "timeline", "action": "start", "request_id": "view-4", "segments": SEGMENTS, "shown_cost": 0.6})
     timeline = widget._timelines.shown
     await timeline
-    info = widget.timeline_info
+    info = widget._timeline_info
     assert info["status"] == "failed" and [s["retry"] for s in info["segments"]] == [True, False]
     assert info["segments"][1]["stage"] == "waiting" and sim.count("create") == 1
     msg(widget, {"type": "timeline", "action": "retry", "timeline_id": timeline.timeline_id, "segment": 0})
     await timeline
-    assert widget.timeline_info["status"] == "done" and sim.count("create") == 3
+    assert widget._timeline_info["status"] == "done" and sim.count("create") == 3
 
 
 async def test_extend_fills_the_inputs_from_the_last_frame_and_the_chain_shows_and_plays(
@@ -141,13 +141,13 @@ async def test_extend_fills_the_inputs_from_the_last_frame_and_the_chain_shows_a
     msg(widget, {"type": "extend", "run_id": first.run_id})
     assert widget.send.of("extended") == [{"type": "extended", "run_id": first.run_id}]
     assert (widget.prompt, widget.negative_prompt, widget.duration) == ("the camera zooms in", "blurry", 12)
-    assert widget.end_image is None and widget.start_image_info["name"] == f"last frame of run {first.run_id[:8]}"
+    assert widget.end_image is None and widget._start_image_info["name"] == f"last frame of run {first.run_id[:8]}"
     assert (widget.start_image.width, widget.start_image.height) == first.last_frame().size
     widget.prompt = "it pans left"
     second = widget.generate()
     assert second.parent_id == first.run_id
     await second
-    cards = {c["id"]: c for c in widget.history}
+    cards = {c["id"]: c for c in widget._history}
     assert cards[second.run_id]["chain"] == {"part": 2, "of": 2} and cards[second.run_id]["parent_id"] == first.run_id
     assert cards[first.run_id]["chain"] == {"part": 1, "of": 2}, "the first part's card learns of its continuation"
 
@@ -160,8 +160,8 @@ async def test_extend_fills_the_inputs_from_the_last_frame_and_the_chain_shows_a
     chain = widget._timelines.shown
     assert chain.kind == "chain" and [r.run_id for r in chain.runs] == [first.run_id, second.run_id]
     await chain
-    assert widget.timeline_info["status"] == "done" and widget.timeline_info["has_video"]
-    assert widget.timeline_info["total_seconds"] == 24
+    assert widget._timeline_info["status"] == "done" and widget._timeline_info["has_video"]
+    assert widget._timeline_info["total_seconds"] == 24
 
     msg(widget, {"type": "extend", "run_id": "no-such-run"})
     assert "Could not extend" in widget.send.of("error")[-1]["message"]
@@ -191,7 +191,7 @@ async def test_a_new_widget_carries_on_a_stored_timeline_and_shows_it(sim: Simul
         timeline = w._timelines.shown
         assert timeline is not None and timeline.timeline_id == "timeline-left"
         await timeline
-        assert w.timeline_info["status"] == "done" and sim.count("create") == 3
+        assert w._timeline_info["status"] == "done" and sim.count("create") == 3
         assert [r.run_id for r in timeline.runs] == ids
         await w.runner.aclose()
     store.close()

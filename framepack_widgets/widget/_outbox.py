@@ -2,7 +2,7 @@
 
 `Outbox` sends custom messages (see `_protocol` for the wire): bytes as chunked buffers,
 never in a trait. `Notice` owns the one-line notice at the widget's top (an export saved,
-a run being extended, a damaged history moved aside); the widget mirrors it into `notice`.
+a run being extended, a damaged history moved aside); the widget mirrors it into `_notice`.
 """
 
 from __future__ import annotations

@@ -53,15 +53,15 @@ class WidgetState(anywidget.AnyWidget):
              "Duration slider shows and edits it; the cost beside Generate follows it.",
     ).tag(sync=True)
     # ------------------------------------------------------------------ fixed numbers the browser needs
-    cost_per_second = t.Float(
+    _cost_per_second = t.Float(
         COST_PER_SECOND, help=f"float US dollars, default {COST_PER_SECOND}: PiAPI's price per second of video; the "
                               "browser prices Generate, sweeps and timelines with it.",
     ).tag(sync=True)
-    min_duration = t.Int(MIN_DURATION, help=f"int seconds, default {MIN_DURATION}: the Duration slider's lowest "
+    _min_duration = t.Int(MIN_DURATION, help=f"int seconds, default {MIN_DURATION}: the Duration slider's lowest "
                                             "value (and timeline segments').").tag(sync=True)
-    max_duration = t.Int(MAX_DURATION, help=f"int seconds, default {MAX_DURATION}: the Duration slider's highest "
+    _max_duration = t.Int(MAX_DURATION, help=f"int seconds, default {MAX_DURATION}: the Duration slider's highest "
                                             "value (and timeline segments').").tag(sync=True)
-    limits = t.Dict(
+    _limits = t.Dict(
         {"fps": FPS, "max_side": DEFAULT_MAX_SIDE, "max_prompt_chars": MAX_PROMPT_CHARS, "max_compared": MAX_COMPARED,
          "chunk_bytes": MESSAGE_CHUNK_BYTES, "max_upload_bytes": MAX_UPLOAD_BYTES},
         help="dict, default from constants.py: the other fixed numbers the browser needs (it has no literal copy "
@@ -72,53 +72,53 @@ class WidgetState(anywidget.AnyWidget):
     backend = t.Unicode("simulator", help="\"simulator\" or \"piapi\", default \"simulator\": which service runs "
                                           "the videos; the header badge and every price say \"simulated\" for the "
                                           "simulator.").tag(sync=True)
-    backend_label = t.Unicode("", help="str, default \"\" (set when the widget opens): the header badge's text "
+    _backend_label = t.Unicode("", help="str, default \"\" (set when the widget opens): the header badge's text "
                                        "(the simulator's says its videos are synthetic).").tag(sync=True)
     balance = t.Unicode("", help="str, default \"\": the PiAPI account's balance as PiAPI reported it (\"$12.50\", "
                                  "\"1,200 credits\"), shown in the header; empty for the simulator.").tag(sync=True)
     # ------------------------------------------------------------------ mirrored from the parts
-    start_image_info = t.Dict(
+    _start_image_info = t.Dict(
         allow_none=True, default_value=None,
         help="dict or None, default None: the start image's name, width, height, size (and url); the Start image "
              "slot shows them beside its thumbnail, and Generate stays off without it. From ImageSlots.",
     ).tag(sync=True)
-    end_image_info = t.Dict(allow_none=True, default_value=None,
+    _end_image_info = t.Dict(allow_none=True, default_value=None,
                             help="dict or None, default None: the same for the End image slot. From ImageSlots.",
                             ).tag(sync=True)
-    input_error = t.Unicode("", help="str, default \"\": what is wrong with the inputs (nothing was sent), shown "
+    _input_error = t.Unicode("", help="str, default \"\": what is wrong with the inputs (nothing was sent), shown "
                                      "under them. From ImageSlots.").tag(sync=True)
     busy = t.Bool(False, help="bool, default False: a Generate is still being submitted; the browser keeps the "
                               "Generate button off. From RunIndex.").tag(sync=True)
     status = t.Dict(help="dict, default {}: the current run's live status (stage, percent or an estimate, "
                          "elapsed, ETA, last log lines, error and hint, whether it has a video); the status line, "
                          "progress bar and player draw it. From RunIndex.").tag(sync=True)
-    history = t.List(help="list of dicts, default []: the newest run cards (at most 50; older pages come as "
+    _history = t.List(help="list of dicts, default []: the newest run cards (at most 50; older pages come as "
                           "messages), drawn as the History list. From RunIndex.").tag(sync=True)
-    history_total = t.Int(0, help="int, default 0: runs in the store, for \"History (n runs)\" and paging. From "
+    _history_total = t.Int(0, help="int, default 0: runs in the store, for \"History (n runs)\" and paging. From "
                                   "RunIndex.").tag(sync=True)
     selected = t.List(t.Unicode(), help="list of run ids, default []: the runs picked on their cards (the browser "
                                         "sets it too); Compare and Share use them. From Comparison.").tag(sync=True)
-    comparison = t.Dict(help="dict, default {}: the comparison grid (run ids, one item per run with its prompt "
+    _comparison = t.Dict(help="dict, default {}: the comparison grid (run ids, one item per run with its prompt "
                              "diffed against the first, and which fields differ); empty closes it. From "
                              "Comparison.").tag(sync=True)
     session_cost = t.Float(0.0, help="float US dollars, default 0.0: what this session's runs cost (or would, on "
                                      "the simulator), shown as \"Session: $x\". From RunIndex.").tag(sync=True)
-    sweep_info = t.Dict(help="dict, default {}: the sweep panel (a planned sweep's count, price and description, "
+    _sweep_info = t.Dict(help="dict, default {}: the sweep panel (a planned sweep's count, price and description, "
                              "then its progress); empty hides it. From SweepPanel.").tag(sync=True)
-    timeline_info = t.Dict(help="dict, default {}: the Timeline panel (the plan or the segments' runs with their "
+    _timeline_info = t.Dict(help="dict, default {}: the Timeline panel (the plan or the segments' runs with their "
                                 "status, totals, whether the stitched video exists). From TimelinesPanel."
                            ).tag(sync=True)
-    notice = t.Unicode("", help="str, default \"\": one notice line at the widget's top (an export saved, a run "
+    _notice = t.Unicode("", help="str, default \"\": one notice line at the widget's top (an export saved, a run "
                                 "being extended, a damaged history moved aside). From Notice.").tag(sync=True)
-    queued = t.Dict(help="dict, default {}: runs a stopped kernel stored but never sent (count, cost, text); the "
+    _queued = t.Dict(help="dict, default {}: runs a stopped kernel stored but never sent (count, cost, text); the "
                          "banner offers Send and Discard. Sent only when the person says. From QueuedRuns."
                     ).tag(sync=True)
 
     @t.validate("duration")
     def _check_duration(self, proposal: dict[str, Any]) -> int:
         value = proposal["value"]
-        if not self.min_duration <= value <= self.max_duration:
+        if not self._min_duration <= value <= self._max_duration:
             raise InvalidTraitError(
-                f"duration must be whole seconds from {self.min_duration} to {self.max_duration} (got {value})."
+                f"duration must be whole seconds from {self._min_duration} to {self._max_duration} (got {value})."
             )
         return value

@@ -1,6 +1,6 @@
 """The Timeline panel: a planned or running timeline, or a chain of extended runs, as one video.
 
-`timeline_info` is what the panel draws (`_protocol.timeline_info`). A timeline is planned
+`_timeline_info` is what the panel draws (`_protocol.timeline_info`). A timeline is planned
 from the start image and waits for "Start timeline" (or `confirm()`); while it runs, the
 status and player follow the segment in progress unless the person is looking at a run of
 their own. A chain (runs continued by Extend) plays as one video once every part has

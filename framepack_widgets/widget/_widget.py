@@ -105,36 +105,37 @@ class FramepackWidget(WidgetState):
             )
         simulated = self._client.is_simulator
         self.backend = "simulator" if simulated else "piapi"
-        self.backend_label = SIMULATOR_LABEL if simulated else PIAPI_LABEL
+        self._backend_label = SIMULATOR_LABEL if simulated else PIAPI_LABEL
         self._runner = Runner(self._client, self._store, max_concurrent=max_concurrent)
         self._background = Background()
         self._snapshot = NotebookSnapshot(self._snapshot_data)
         outbox = Outbox(lambda content, buffers: self.send(content, buffers))
-        self._notice = Notice()
-        self._notice.say(self._store.notice or "")  # e.g. a damaged history was moved aside
+        self._notice_line = Notice()
+        self._notice_line.say(self._store.notice or "")  # e.g. a damaged history was moved aside
         self._slots = ImageSlots(outbox)
         self._index = RunIndex(self._runner, self._store, backend=self.backend, changed=self._snapshot.refresh,
                                default_eta=self._sim.expected_seconds if self._sim is not None else None)
         posters = Posters(self._store)
         self._notebook_poster = NotebookPoster(posters.poster, enabled=bool(poster_in_notebook))
-        self._comparison = Comparison(self._index)
-        self._sweeps = SweepPanel(self._runner, self._comparison)
+        self._compared = Comparison(self._index)
+        self._sweeps = SweepPanel(self._runner, self._compared)
         self._timelines = TimelinesPanel(self._runner, self._index, self._slots,
                                          negative_prompt=lambda: self.negative_prompt)
         self._queue = QueuedRuns(self._runner, simulated=simulated)
-        self._exports = Exports(Path(self._store.folder) / "exports", index=self._index, comparison=self._comparison,
-                                outbox=outbox, notice=self._notice, background=self._background)
-        self._mirror(self._notice, text="notice")
-        self._mirror(self._slots, "start_image_info", "end_image_info", "input_error")
-        self._mirror(self._index, "history", "history_total", "status", "busy", "session_cost")
-        self._mirror(self._comparison, "comparison")
-        t.link((self._comparison, "selected"), (self, "selected"))  # both ways: the browser selects cards
-        self._mirror(self._sweeps, "sweep_info")
-        self._mirror(self._timelines, "timeline_info")
-        self._mirror(self._queue, "queued")
+        self._exports = Exports(Path(self._store.folder) / "exports", index=self._index, comparison=self._compared,
+                                outbox=outbox, notice=self._notice_line, background=self._background)
+        self._mirror(self._notice_line, text="_notice")
+        self._mirror(self._slots, start_image_info="_start_image_info", end_image_info="_end_image_info",
+                     input_error="_input_error")
+        self._mirror(self._index, "status", "busy", "session_cost", history="_history", history_total="_history_total")
+        self._mirror(self._compared, comparison="_comparison")
+        t.link((self._compared, "selected"), (self, "selected"))  # both ways: the browser selects cards
+        self._mirror(self._sweeps, sweep_info="_sweep_info")
+        self._mirror(self._timelines, timeline_info="_timeline_info")
+        self._mirror(self._queue, queued="_queued")
         messages = Messages(
             outbox, actions=ViewActions(generate=self._generate_with, cancel=self.cancel, extend=self.extend_from),
-            slots=self._slots, index=self._index, posters=posters, comparison=self._comparison, sweeps=self._sweeps,
+            slots=self._slots, index=self._index, posters=posters, comparison=self._compared, sweeps=self._sweeps,
             queue=self._queue, exports=self._exports, timelines=self._timelines,
         )
         self.on_msg(messages.receive)
@@ -163,7 +164,7 @@ class FramepackWidget(WidgetState):
         if not bundle:
             return bundle
         data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
-        data["text/plain"] = f"FramePack widget ({self.backend_label})"
+        data["text/plain"] = f"FramePack widget ({self._backend_label})"
         return data, metadata
 
     def _ipython_display_(self, **kwargs: Any) -> None:
@@ -180,7 +181,7 @@ class FramepackWidget(WidgetState):
 
     def _snapshot_data(self) -> dict[str, str]:
         run = self._index.current
-        facts = {"backend_label": self.backend_label, "total": self.history_total, "prompt": self.prompt}
+        facts = {"backend_label": self._backend_label, "total": self._history_total, "prompt": self.prompt}
         poster = self._notebook_poster.for_run(run)
         return {
             "text/plain": snapshot_text(run, **facts),
@@ -318,7 +319,7 @@ class FramepackWidget(WidgetState):
     # ------------------------------------------------------------------ comparison & export
     def compare(self, *runs: "Run | str") -> None:
         """Show 2 to 4 (`MAX_COMPARED`) runs, Run objects or run ids, side by side; no arguments closes it."""
-        self._comparison.show(runs)
+        self._compared.show(runs)
 
     def export_comparison(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Write the current comparison as one side-by-side MP4 (labelled with what differs)."""
@@ -374,7 +375,7 @@ class FramepackWidget(WidgetState):
         self.prompt, self.negative_prompt = target.prompt, target.negative_prompt
         if target.duration is not None:
             self.duration = target.duration
-        self._notice.say(f"Extending run {target.run_id[:8]}: its last frame is the start image. "
+        self._notice_line.say(f"Extending run {target.run_id[:8]}: its last frame is the start image. "
                          "Edit the prompt if you like, then press Generate.")
 
     def timeline(

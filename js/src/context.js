@@ -27,7 +27,7 @@ export function context(model, root) {
     },
     send,
     runs() {
-      const hist = model.get("history") || [];
+      const hist = model.get("_history") || [];
       const ids = new Set(hist.map((/** @type {any} */ c) => c.id));
       return [...hist, ...older.filter((/** @type {any} */ c) => !ids.has(c.id))];
     },

@@ -48,7 +48,7 @@ export const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
  * @param {number} secs
  */
 export function price(get, secs) {
-  const rate = get("cost_per_second");
+  const rate = get("_cost_per_second");
   return Number.isFinite(rate) ? ` · ${money(secs * rate)}` : "";
 }
 

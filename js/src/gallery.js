@@ -35,7 +35,7 @@ export function galleryModel(state) {
     },
     /** The comparison's "Close" asks the kernel to compare nothing; here the page does it. */
     send(/** @type {any} */ msg) {
-      if (msg?.type === "compare" && !(msg.run_ids || []).length) model.set("comparison", {});
+      if (msg?.type === "compare" && !(msg.run_ids || []).length) model.set("_comparison", {});
     },
   };
   return model;
@@ -170,7 +170,7 @@ function runCard(run, data, onSelect) {
 export function renderGallery(root, data) {
   const most = data.max_compared;
   const model = galleryModel({
-    limits: { fps: data.fps, max_compared: most }, comparison: {}, history: [], selected: [],
+    _limits: { fps: data.fps, max_compared: most }, _comparison: {}, _history: [], selected: [],
   });
   const byId = new Map(data.runs.map((/** @type {any} */ r) => [r.run_id, r]));
   const cards = data.runs.map((/** @type {any} */ r) => (
@@ -239,7 +239,7 @@ export function renderGallery(root, data) {
     compareBtn.disabled = selected.length < 2 || selected.length > most;
   }
   compareBtn.addEventListener("click", () => {
-    model.set("comparison", galleryComparison(data, selected));
+    model.set("_comparison", galleryComparison(data, selected));
   });
   const close = mountComparison(ctx, compareBox);
   sync();

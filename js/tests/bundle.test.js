@@ -24,7 +24,7 @@ test("the built widget.js is what anywidget needs: a default export {initialize,
   const widget = (await import(`data:text/javascript;base64,${Buffer.from(code).toString("base64")}`)).default;
   assert.equal(typeof widget.initialize, "function");
   assert.equal(typeof widget.render, "function");
-  const model = new FakeModel({ start_image_info: { name: "cat.jpg", width: 640, height: 480 } });
+  const model = new FakeModel({ _start_image_info: { name: "cat.jpg", width: 640, height: 480 } });
   const el = document.createElement("div");
   document.body.append(el);
   const cleanup = widget.render({ model, el });

@@ -26,11 +26,11 @@ export function setupDom() {
 }
 
 export const DEFAULTS = {
-  prompt: "", negative_prompt: "", duration: 10, cost_per_second: 0.03, min_duration: 10, max_duration: 30,
-  backend: "simulator", backend_label: "Offline simulator \u2014 videos are synthetic, not FramePack's", balance: "",
-  start_image_info: null, end_image_info: null, input_error: "", busy: false, status: {},
-  history: [], history_total: 0, selected: [], comparison: {}, session_cost: 0,
-  limits: { fps: 30, max_side: 1280, max_prompt_chars: 2000, max_compared: 4, chunk_bytes: 524288, max_upload_bytes: 8388608 },
+  prompt: "", negative_prompt: "", duration: 10, _cost_per_second: 0.03, _min_duration: 10, _max_duration: 30,
+  backend: "simulator", _backend_label: "Offline simulator \u2014 videos are synthetic, not FramePack's", balance: "",
+  _start_image_info: null, _end_image_info: null, _input_error: "", busy: false, status: {},
+  _history: [], _history_total: 0, selected: [], _comparison: {}, session_cost: 0,
+  _limits: { fps: 30, max_side: 1280, max_prompt_chars: 2000, max_compared: 4, chunk_bytes: 524288, max_upload_bytes: 8388608 },
 };
 
 export class FakeModel {

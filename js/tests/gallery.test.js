@@ -111,7 +111,7 @@ test("Share appears once a run has a video and sends the selected runs", () => {
     const share = byName(el, "Share")[0];
     assert.ok(share, "a button named Share");
     assert.equal(share.closest(".fpw-share-row").hidden, true, "nothing to share yet");
-    model.update({ history: [{ id: "r1", stage: "completed", prompt: "p", duration: 10, cost: 0.3, has_video: true, created: 1 }] });
+    model.update({ _history: [{ id: "r1", stage: "completed", prompt: "p", duration: 10, cost: 0.3, has_video: true, created: 1 }] });
     assert.equal(share.closest(".fpw-share-row").hidden, false);
     share.click();
     assert.deepEqual(model.messages("share")[0].content, { type: "share", run_ids: [] });

@@ -11,8 +11,8 @@ let el, cleanup;
 afterEach(() => { cleanup?.(); el?.remove(); cleanup = null; });
 
 test("the root asks Lumino to skip its shortcuts, and no keydown leaves it", () => {
-  const model = new FakeModel({ start_image_info: { name: "a.jpg" }, prompt: "zoom in",
-    history: [{ id: "r1", stage: "completed", prompt: "p", duration: 10, has_video: true }] });
+  const model = new FakeModel({ _start_image_info: { name: "a.jpg" }, prompt: "zoom in",
+    _history: [{ id: "r1", stage: "completed", prompt: "p", duration: 10, has_video: true }] });
   el = document.createElement("div");
   document.body.append(el);
   cleanup = widget.render({ model, el });

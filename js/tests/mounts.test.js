@@ -44,7 +44,7 @@ afterEach(() => { for (const v of views) { v.cleanup?.(); v.el.remove(); } views
 
 for (const [name, mount] of Object.entries(MOUNTS)) {
   test(`${name} mounts on its own and its cleanup removes every model listener it added`, () => {
-    const model = new FakeModel({ history: [card("a"), card("b")], comparison: COMPARISON, status: { run_id: "a", stage: "completed", running: false, has_video: true } });
+    const model = new FakeModel({ _history: [card("a"), card("b")], _comparison: COMPARISON, status: { run_id: "a", stage: "completed", running: false, has_video: true } });
     const root = document.createElement("div");
     const ctx = context(model, root);
     const base = model.listenerCount(); // the media store's own
@@ -61,7 +61,7 @@ for (const [name, mount] of Object.entries(MOUNTS)) {
 }
 
 test("render's cleanup revokes every blob URL: videos, posters, slot previews and thumbnails, downloads", async () => {
-  const { model, root, cleanup } = view({ history: [card("r1")], status: { run_id: "r1", stage: "completed", running: false, has_video: true } });
+  const { model, root, cleanup } = view({ _history: [card("r1")], status: { run_id: "r1", stage: "completed", running: false, has_video: true } });
   deliver(model, "r1");
   model.custom({ type: "poster", run_id: "r1", mime: "image/jpeg" }, [new Uint8Array([9])]);
   model.custom({ type: "image", slot: "end", mime: "image/jpeg" }, [new Uint8Array([1])]);
@@ -88,8 +88,8 @@ test("after cleanup, no control still talks to the kernel and no timer keeps run
   globalThis.clearTimeout = (t) => { timers.delete(t); ct(t); };
   try {
     const { model, root, cleanup } = view({
-      start_image_info: { name: "a.jpg" }, prompt: "zoom in", history: [card("a"), card("b")], selected: ["a", "b"],
-      status: { run_id: "a", stage: "processing", running: true, elapsed: 1 }, sweep_info: { sweep_id: "s", state: "pending" }, comparison: COMPARISON,
+      _start_image_info: { name: "a.jpg" }, prompt: "zoom in", _history: [card("a"), card("b")], selected: ["a", "b"],
+      status: { run_id: "a", stage: "processing", running: true, elapsed: 1 }, _sweep_info: { sweep_id: "s", state: "pending" }, _comparison: COMPARISON,
     });
     one(root, "Generate").click(); // starts the 60 s guard against a lost reply
     assert.ok(timers.size >= 2, "the status ticker and the generate guard are running");
@@ -102,7 +102,7 @@ test("after cleanup, no control still talks to the kernel and no timer keeps run
     for (const b of [...controls, show]) { b.disabled = false; b.click(); }
     prompt.value = "changed";
     prompt.dispatchEvent(new Event("input"));
-    model.update({ status: { run_id: "b", stage: "completed", running: false, has_video: true }, comparison: {}, history: [] });
+    model.update({ status: { run_id: "b", stage: "completed", running: false, has_video: true }, _comparison: {}, _history: [] });
     model.custom({ type: "video", run_id: "a", nonce: "x", index: 0, count: 1 }, [new Uint8Array([1])]);
     assert.equal(model.sent.length, sent, "nothing sent after cleanup");
     assert.equal(model.saves, saves);
@@ -113,7 +113,7 @@ test("after cleanup, no control still talks to the kernel and no timer keeps run
 });
 
 test("two views of one model: closing one leaves the other working", () => {
-  const a = view({ start_image_info: { name: "a.jpg" } });
+  const a = view({ _start_image_info: { name: "a.jpg" } });
   const alone = a.model.listenerCount();
   const b = view({}, a.model);
   assert.equal(a.model.listenerCount(), 2 * alone);
@@ -126,13 +126,13 @@ test("two views of one model: closing one leaves the other working", () => {
 });
 
 test("the price and the duration limits come from the model, and follow it", () => {
-  const { model, root } = view({ cost_per_second: 0.05, min_duration: 5, max_duration: 60, duration: 12 });
+  const { model, root } = view({ _cost_per_second: 0.05, _min_duration: 5, _max_duration: 60, duration: 12 });
   const dur = one(root, "Duration"), out = root.querySelector("output.fpw-cost");
   assert.deepEqual([dur.min, dur.max, dur.value], ["5", "60", "12"]);
   assert.equal(out.textContent, "12 s \u00b7 $0.60");
-  model.update({ cost_per_second: 0.04 });
+  model.update({ _cost_per_second: 0.04 });
   assert.equal(out.textContent, "12 s \u00b7 $0.48");
-  model.update({ max_duration: 20, min_duration: 8 });
+  model.update({ _max_duration: 20, _min_duration: 8 });
   assert.deepEqual([dur.min, dur.max], ["8", "20"]);
   dur.value = "20";
   dur.dispatchEvent(new Event("input"));
@@ -140,13 +140,13 @@ test("the price and the duration limits come from the model, and follow it", () 
 });
 
 test("without a price from the model no figure is made up", () => {
-  const { root } = view({ cost_per_second: undefined, duration: 10 });
+  const { root } = view({ _cost_per_second: undefined, duration: 10 });
   assert.equal(root.querySelector("output.fpw-cost").textContent, "10 s");
 });
 
 test("frame rate, image size, prompt length and comparison size come from the model's limits", () => {
-  const { model, root } = view({ limits: { fps: 24, max_side: 640, max_prompt_chars: 99, max_compared: 3 },
-    history: ["a", "b", "c", "d"].map((k, i) => ({ id: k, prompt: k, stage: "completed", duration: 10, has_video: true, final: true, seq: i })) });
+  const { model, root } = view({ _limits: { fps: 24, max_side: 640, max_prompt_chars: 99, max_compared: 3 },
+    _history: ["a", "b", "c", "d"].map((k, i) => ({ id: k, prompt: k, stage: "completed", duration: 10, has_video: true, final: true, seq: i })) });
   assert.equal(one(root, "Prompt").maxLength, 99);
   assert.match(root.querySelector(".fpw-prev").title, /1\/24 s/);
   assert.equal(root.querySelector(".fpw-seek").step, String(1 / 24));
@@ -178,7 +178,7 @@ test("the run-card button follows status.running, whatever the stage is called",
 });
 
 test("one video reaches both the player and the comparison cell; old videos are evicted and revoked", () => {
-  const { model, root } = view({ history: ["a", "b"].map((x) => card(x)), status: { run_id: "a", stage: "completed", running: false, has_video: true }, comparison: COMPARISON });
+  const { model, root } = view({ _history: ["a", "b"].map((x) => card(x)), status: { run_id: "a", stage: "completed", running: false, has_video: true }, _comparison: COMPARISON });
   assert.deepEqual(model.messages("video").map((m) => m.content.run_id), ["a", "b"], "each video asked for once");
   deliver(model, "a");
   const url = root.querySelector("video.fpw-video").getAttribute("src");
@@ -195,10 +195,10 @@ test("one video reaches both the player and the comparison cell; old videos are 
 });
 
 test("a run in the comparison that finishes later gets its video", () => {
-  const { model, root } = view({ history: [card("a"), card("b", { stage: "processing", final: false, has_video: false })], comparison: COMPARISON });
+  const { model, root } = view({ _history: [card("a"), card("b", { stage: "processing", final: false, has_video: false })], _comparison: COMPARISON });
   assert.deepEqual(model.messages("video").map((m) => m.content.run_id), ["a"]);
   assert.match(root.querySelector('.fpw-cell[data-run-id="b"] .fpw-cell-note').textContent, /No video yet \(Processing\)/);
-  model.update({ history: [card("a"), card("b")] });
+  model.update({ _history: [card("a"), card("b")] });
   assert.deepEqual(model.messages("video").map((m) => m.content.run_id), ["a", "b"]);
   assert.match(root.querySelector('.fpw-cell[data-run-id="b"] .fpw-cell-note').textContent, /Loading/);
 });
@@ -219,7 +219,7 @@ test("odd messages are ignored: unknown or inherited types, unknown slots, bad c
 });
 
 test("runs a stopped kernel left unsent are shown with their cost and sent or dropped only on a click", () => {
-  const { model, root } = view({ queued: { count: 3, cost_usd: 0.9, text: "3 queued runs, $0.90" } });
+  const { model, root } = view({ _queued: { count: 3, cost_usd: 0.9, text: "3 queued runs, $0.90" } });
   const box = root.querySelector(".fpw-queued");
   assert.equal(box.hidden, false);
   assert.match(box.textContent, /3 queued runs, \$0\.90/);
@@ -227,9 +227,9 @@ test("runs a stopped kernel left unsent are shown with their cost and sent or dr
   one(root, "Send").click();
   assert.deepEqual(model.messages("queued").map((m) => m.content.action), ["send"]);
   assert.equal(one(root, "Discard").disabled, true, "one answer per question");
-  model.update({ queued: {} });
+  model.update({ _queued: {} });
   assert.equal(box.hidden, true);
-  model.update({ queued: { count: 1, cost_usd: 0.3, text: "1 queued run, $0.30" } });
+  model.update({ _queued: { count: 1, cost_usd: 0.3, text: "1 queued run, $0.30" } });
   one(root, "Discard").click();
   assert.deepEqual(model.messages("queued").map((m) => m.content.action), ["send", "discard"]);
 });

@@ -10,7 +10,7 @@ const { mountTimeline } = await import("../src/panels/timeline.js");
 
 let views = [];
 function view(state) {
-  const model = new FakeModel({ timeline_info: {}, sweep_info: {}, ...state });
+  const model = new FakeModel({ _timeline_info: {}, _sweep_info: {}, ...state });
   const el = document.createElement("div");
   document.body.append(el);
   const cleanup = widget.render({ model, el });
@@ -37,7 +37,7 @@ const info = (extra) => ({
 
 // (Extend on the result is mountResult's, covered in mounts.test.js.)
 test("mountTimeline mounts on its own and its cleanup removes every model listener it added", () => {
-  const model = new FakeModel({ timeline_info: info(), status: { run_id: "a", stage: "completed", has_video: true } });
+  const model = new FakeModel({ _timeline_info: info(), status: { run_id: "a", stage: "completed", has_video: true } });
   const root = document.createElement("div");
   const ctx = context(model, root);
   const base = model.listenerCount();
@@ -50,7 +50,7 @@ test("mountTimeline mounts on its own and its cleanup removes every model listen
 });
 
 test("segments are added, edited, reordered and removed; the total length and cost follow the model's price", () => {
-  const { model, root } = view({ start_image_info: IMG, prompt: "the camera zooms in", duration: 10, cost_per_second: 0.05 });
+  const { model, root } = view({ _start_image_info: IMG, prompt: "the camera zooms in", duration: 10, _cost_per_second: 0.05 });
   const panel = open(root);
   const total = panel.querySelector(".fpw-tl-total");
   assert.equal(one(panel, "Segment 1 prompt").value, "the camera zooms in", "the first segment starts from the prompt");
@@ -66,7 +66,7 @@ test("segments are added, edited, reordered and removed; the total length and co
   one(panel, "Add segment").click();
   one(panel, "Remove segment 3").click();
   assert.equal(total.textContent, "2 segments \u00b7 30 s \u00b7 $1.50 (simulated, nothing charged)");
-  model.update({ cost_per_second: 0.04 });
+  model.update({ _cost_per_second: 0.04 });
   assert.match(total.textContent, /\$1\.20/);
   assert.equal(model.messages("timeline").length, 0, "editing sends nothing");
 });
@@ -77,7 +77,7 @@ test("Start timeline waits for a start image, a prompt per segment and valid dur
   const start = one(panel, "Start timeline"), note = panel.querySelector("[role=status]");
   assert.equal(start.disabled, true);
   assert.match(note.textContent, /start image/);
-  model.update({ start_image_info: IMG });
+  model.update({ _start_image_info: IMG });
   one(panel, "Add segment").click();
   assert.equal(start.disabled, true, "segment 2 has no prompt");
   type(one(panel, "Segment 2 prompt"), "pan left");
@@ -102,8 +102,8 @@ test("Start timeline waits for a start image, a prompt per segment and valid dur
 });
 
 test("a running timeline shows each segment's status; when done, the stitched video is asked for and plays", async () => {
-  const { model, root } = view({ start_image_info: IMG });
-  model.update({ timeline_info: info() });
+  const { model, root } = view({ _start_image_info: IMG });
+  model.update({ _timeline_info: info() });
   const panel = panelOf(root);
   assert.equal(panel.open, true, "a timeline from the kernel opens the panel");
   assert.equal(panel.dataset.status, "running");
@@ -113,7 +113,7 @@ test("a running timeline shows each segment's status; when done, the stitched vi
   assert.equal(byName(panel, "Start timeline")[0].hidden, true);
   one(panel, "Cancel timeline").click();
   assert.deepEqual(model.messages("timeline").at(-1).content, { type: "timeline", action: "cancel", timeline_id: "timeline-1" });
-  model.update({ timeline_info: info({ status: "done", current: null, has_video: true }) });
+  model.update({ _timeline_info: info({ status: "done", current: null, has_video: true }) });
   assert.deepEqual(model.messages("video").map((m) => m.content.run_id), ["timeline-1"]);
   const v = panel.querySelector("video");
   assert.equal(v.hidden, true);
@@ -128,8 +128,8 @@ test("a running timeline shows each segment's status; when done, the stitched vi
 });
 
 test("the stitched video stays playable while many other videos come and go", async () => {
-  const { model, root } = view({ start_image_info: IMG });
-  model.update({ timeline_info: info({ status: "done", current: null, has_video: true }) });
+  const { model, root } = view({ _start_image_info: IMG });
+  model.update({ _timeline_info: info({ status: "done", current: null, has_video: true }) });
   const send = (rid, nonce) => model.custom({ type: "video", run_id: rid, nonce, index: 0, count: 1, size: 1, mime: "video/mp4" }, [new Uint8Array([1])]);
   send("timeline-1", model.messages("video")[0].content.nonce);
   await flush();
@@ -142,10 +142,10 @@ test("the stitched video stays playable while many other videos come and go", as
 });
 
 test("a failed segment offers Retry segment, which asks the kernel to retry that one", () => {
-  const { model, root } = view({ start_image_info: IMG });
+  const { model, root } = view({ _start_image_info: IMG });
   const failed = info({ status: "failed", error: "Segment 2 of 2 ended failed: the model refused.",
     segments: [info().segments[0], { ...info().segments[1], stage: "failed", percent: null, error: "the model refused", retry: true }] });
-  model.update({ timeline_info: failed });
+  model.update({ _timeline_info: failed });
   const panel = panelOf(root);
   assert.match(panel.querySelector("[role=status]").textContent, /Segment 2 of 2 ended failed/);
   one(panel, "Retry segment").click();
@@ -153,16 +153,16 @@ test("a failed segment offers Retry segment, which asks the kernel to retry that
 });
 
 test("a plan made in Python fills the panel; Start confirms that plan, until the person edits it", () => {
-  const { model, root } = view({ start_image_info: IMG });
-  model.update({ timeline_info: info({ status: "pending", current: 0, segments: info().segments.map((s) => ({ ...s, stage: null, run_id: null })) }) });
+  const { model, root } = view({ _start_image_info: IMG });
+  model.update({ _timeline_info: info({ status: "pending", current: 0, segments: info().segments.map((s) => ({ ...s, stage: null, run_id: null })) }) });
   const panel = panelOf(root);
   assert.equal(one(panel, "Segment 2 prompt").value, "pan left");
   assert.match(panel.querySelector("[role=status]").textContent, /Nothing starts until you press Start timeline/);
   one(panel, "Start timeline").click();
   assert.equal(model.messages("timeline")[0].content.timeline_id, "timeline-1");
   model.custom({ type: "timeline_started", request_id: model.messages("timeline")[0].content.request_id, timeline_id: "timeline-1" });
-  model.update({ timeline_info: {} });
-  model.update({ timeline_info: info({ timeline_id: "timeline-2", status: "pending" }) });
+  model.update({ _timeline_info: {} });
+  model.update({ _timeline_info: info({ timeline_id: "timeline-2", status: "pending" }) });
   type(one(panel, "Segment 1 prompt"), "zoom out");
   one(panel, "Start timeline").click();
   assert.equal(model.messages("timeline").at(-1).content.timeline_id, null, "an edited plan is a new plan");
@@ -174,7 +174,7 @@ test("Extend on the finished result and on each card with a video; a chain shows
     { id: "a", seq: 1, stage: "completed", final: true, prompt: "zoom in", duration: 10, cost: 0.3, backend: "simulator", has_video: true, chain: { part: 1, of: 2 } },
     { id: "c", seq: 0, stage: "failed", final: true, prompt: "tilt", duration: 10, cost: 0.3, backend: "simulator", has_video: false },
   ];
-  const { model, root } = view({ history: cards, status: { run_id: "b", stage: "processing", running: true } });
+  const { model, root } = view({ _history: cards, status: { run_id: "b", stage: "processing", running: true } });
   const result = root.querySelector(".fpw-output");
   assert.equal(result.querySelector(".fpw-extend").hidden, true, "no Extend while the run is processing");
   model.update({ status: { run_id: "b", stage: "completed", running: false, has_video: true } });
@@ -201,9 +201,9 @@ test("Extend on the finished result and on each card with a video; a chain shows
 });
 
 test("the panel's texts come from the kernel and are never parsed as HTML", () => {
-  const { model, root } = view({ start_image_info: IMG });
+  const { model, root } = view({ _start_image_info: IMG });
   const evil = "<img src=x onerror=alert(1)>";
-  model.update({ timeline_info: info({ status: "failed", error: evil, segments: [{ prompt: evil, duration: 10, stage: "failed", error: evil, retry: true }] }) });
+  model.update({ _timeline_info: info({ status: "failed", error: evil, segments: [{ prompt: evil, duration: 10, stage: "failed", error: evil, retry: true }] }) });
   const panel = panelOf(root);
   assert.equal(panel.querySelectorAll("img").length, 0);
   assert.equal(one(panel, "Segment 1 prompt").value, evil);

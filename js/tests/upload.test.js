@@ -29,7 +29,7 @@ const pattern = (n) => Uint8Array.from({ length: n }, (_, i) => i % 251);
 
 test("an upload bigger than one chunk goes as several messages the kernel can join", async () => {
   // jsdom has no createImageBitmap: the file goes as it is, as for a format the browser cannot decode.
-  const root = mount({ limits: LIMITS });
+  const root = mount({ _limits: LIMITS });
   const bytes = pattern(2500);
   choose(root, "End image", bytes);
   await flush(); await flush();
@@ -47,7 +47,7 @@ test("an upload bigger than one chunk goes as several messages the kernel can jo
 });
 
 test("an image the browser cannot shrink under the limit is refused, never sent", async () => {
-  const root = mount({ limits: LIMITS });
+  const root = mount({ _limits: LIMITS });
   choose(root, "Start image", pattern(6000));
   await flush(); await flush();
   assert.equal(model.messages("upload").length, 0, "nothing was sent");
@@ -57,7 +57,7 @@ test("an image the browser cannot shrink under the limit is refused, never sent"
 });
 
 test("a small upload is one message with the whole image", async () => {
-  const root = mount({ limits: LIMITS });
+  const root = mount({ _limits: LIMITS });
   choose(root, "Start image", pattern(700), "image/jpeg");
   await flush(); await flush();
   const up = model.messages("upload");

@@ -10,7 +10,7 @@ const widget = (await import("../src/widget.js")).default;
 
 let views = [];
 function view(state) {
-  const model = new FakeModel({ timeline_info: {}, sweep_info: {}, ...state });
+  const model = new FakeModel({ _timeline_info: {}, _sweep_info: {}, ...state });
   const el = document.createElement("div");
   document.body.append(el);
   const cleanup = widget.render({ model, el });
@@ -38,7 +38,7 @@ function retryIn(box) {
 const shown = (e) => !e.hidden && !e.closest("[hidden]");
 
 test("the result player says the kernel's error and Retry asks for the video again", () => {
-  const { model, root } = view({ history: [card("r1")], status: { run_id: "r1", stage: "completed", running: false, has_video: true } });
+  const { model, root } = view({ _history: [card("r1")], status: { run_id: "r1", stage: "completed", running: false, has_video: true } });
   const note = root.querySelector(".fpw-output .fpw-player-note");
   assert.equal(asked(model, "r1").length, 1);
   assert.match(note.textContent, /Loading the video/);
@@ -55,8 +55,8 @@ test("the result player says the kernel's error and Retry asks for the video aga
 });
 
 test("a comparison cell shows its video's error with Retry; the other cells are unaffected", () => {
-  const { model, root } = view({ history: [card("a"), card("b")] });
-  model.update({ comparison: { run_ids: ["a", "b"], differs: { prompt: true },
+  const { model, root } = view({ _history: [card("a"), card("b")] });
+  model.update({ _comparison: { run_ids: ["a", "b"], differs: { prompt: true },
     items: ["a", "b"].map((id, i) => ({ run_id: id, label: "AB"[i], prompt: [["=", id]], duration: 10 })) } });
   const cellNote = (id) => root.querySelector(`.fpw-cell[data-run-id="${id}"] .fpw-cell-note`);
   deliver(model, "a");
@@ -64,7 +64,7 @@ test("a comparison cell shows its video's error with Retry; the other cells are 
   assert.match(cellNote("b").textContent, /not in the local cache/);
   assert.doesNotMatch(cellNote("b").textContent, /Loading/);
   assert.equal(shown(cellNote("a")), false, "cell A has its video");
-  model.update({ history: [card("a"), card("b", { cost: 0.31 })] });
+  model.update({ _history: [card("a"), card("b", { cost: 0.31 })] });
   assert.match(cellNote("b").textContent, /not in the local cache/, "a history change does not hide the error");
   assert.equal(asked(model, "b").length, 1, "nor ask again unasked");
   retryIn(cellNote("b")).click();
@@ -76,9 +76,9 @@ test("a comparison cell shows its video's error with Retry; the other cells are 
 });
 
 test("an error heard before the comparison opens is shown in its cell at once", () => {
-  const { model, root } = view({ history: [card("a"), card("b")], status: { run_id: "b", stage: "completed", running: false, has_video: true } });
+  const { model, root } = view({ _history: [card("a"), card("b")], status: { run_id: "b", stage: "completed", running: false, has_video: true } });
   model.custom({ type: "video_error", run_id: "b", message: GONE });
-  model.update({ comparison: { run_ids: ["a", "b"], differs: {},
+  model.update({ _comparison: { run_ids: ["a", "b"], differs: {},
     items: ["a", "b"].map((id, i) => ({ run_id: id, label: "AB"[i], prompt: [["=", id]], duration: 10 })) } });
   assert.match(root.querySelector('.fpw-cell[data-run-id="b"] .fpw-cell-note').textContent, /not in the local cache/);
   assert.equal(asked(model, "b").length, 1, "the failed video is not asked for again until Retry");
@@ -89,8 +89,8 @@ const done = (extra) => ({ timeline_id: "timeline-1", kind: "timeline", status: 
   segments: [{ prompt: "zoom in", duration: 10, stage: "completed" }, { prompt: "pan left", duration: 10, stage: "completed" }], ...extra });
 
 test("the timeline player shows the stitched video's error with Retry", () => {
-  const { model, root } = view({ start_image_info: { name: "a.jpg" } });
-  model.update({ timeline_info: done() });
+  const { model, root } = view({ _start_image_info: { name: "a.jpg" } });
+  model.update({ _timeline_info: done() });
   const panel = root.querySelector("details.fpw-timeline");
   const note = panel.querySelector(".fpw-player-note");
   assert.equal(asked(model, "timeline-1").length, 1);
@@ -107,11 +107,11 @@ test("the timeline player shows the stitched video's error with Retry", () => {
 
 test("a chain played from its card shows the error of its video with Retry", () => {
   const cards = [card("b", { chain: { part: 2, of: 2 }, parent_id: "a" }), card("a", { chain: { part: 1, of: 2 } })];
-  const { model, root } = view({ history: cards });
+  const { model, root } = view({ _history: cards });
   root.querySelector('.fpw-card[data-run-id="b"] .fpw-card-chain').click();
   assert.deepEqual(model.messages("chain").at(-1).content, { type: "chain", run_id: "b" });
   // The kernel shows the chain in the Timeline panel and stitches it.
-  model.update({ timeline_info: done({ timeline_id: "chain-a", kind: "chain", description: "A chain of 2 runs" }) });
+  model.update({ _timeline_info: done({ timeline_id: "chain-a", kind: "chain", description: "A chain of 2 runs" }) });
   const note = root.querySelector("details.fpw-timeline .fpw-player-note");
   model.custom({ type: "video_error", run_id: "chain-a", message: "Part 1's video is not in the local cache." });
   assert.match(note.textContent, /Part 1's video/);

@@ -42,7 +42,7 @@ test("the simulator badge says the videos are synthetic; PiAPI shows the balance
   assert.match(root.querySelector(".fpw-badge").textContent, /synthetic/);
   assert.equal(root.querySelector(".fpw-root").dataset.backend, "simulator");
   cleanup(); el.remove();
-  root = mount({ backend: "piapi", backend_label: "PiAPI", balance: "$12.50" });
+  root = mount({ backend: "piapi", _backend_label: "PiAPI", balance: "$12.50" });
   assert.equal(root.querySelector(".fpw-badge").textContent, "PiAPI");
   assert.equal(root.querySelector(".fpw-balance").textContent, "Balance: $12.50");
 });
@@ -55,7 +55,7 @@ test("Generate is disabled until there is a prompt and a start image, and while 
   assert.equal(model.get("prompt"), "a cat turns its head", "typing syncs the prompt trait");
   assert.ok(model.saves > 0);
   assert.equal(gen.disabled, true, "still no start image");
-  model.update({ start_image_info: IMG });
+  model.update({ _start_image_info: IMG });
   assert.equal(gen.disabled, false);
   type(prompt, "   ");
   assert.equal(gen.disabled, true, "a blank prompt is not a prompt");
@@ -67,7 +67,7 @@ test("Generate is disabled until there is a prompt and a start image, and while 
 });
 
 test("a double click (or click + Ctrl+Enter) sends one generate request", () => {
-  const root = mount({ start_image_info: IMG });
+  const root = mount({ _start_image_info: IMG });
   const gen = one(root, "Generate"), prompt = one(root, "Prompt");
   type(prompt, "the camera pans left");
   gen.click();
@@ -88,7 +88,7 @@ test("a double click (or click + Ctrl+Enter) sends one generate request", () => 
 });
 
 test("the duration slider updates the cost live and syncs the trait", () => {
-  const root = mount({ cost_per_second: 0.03 });
+  const root = mount({ _cost_per_second: 0.03 });
   const dur = one(root, "Duration"), out = root.querySelector(".fpw-cost");
   assert.equal(out.textContent, "10 s \u00b7 $0.30");
   dur.value = "23";
@@ -105,8 +105,8 @@ test("status, cards and errors are rendered as text, never as HTML", () => {
   const before = root.querySelectorAll("img").length;
   model.update({
     status: { run_id: "r1", stage: "failed", running: false, elapsed: 12, error: EVIL, hint: EVIL, logs: [EVIL, "<b>bold</b>"] },
-    history: [{ id: "r1", stage: "failed", prompt: EVIL, negative_prompt: "", duration: 10, cost: 0.3, wall: 12, backend: "simulator", has_video: false }],
-    input_error: EVIL,
+    _history: [{ id: "r1", stage: "failed", prompt: EVIL, negative_prompt: "", duration: 10, cost: 0.3, wall: 12, backend: "simulator", has_video: false }],
+    _input_error: EVIL,
   });
   model.custom({ type: "error", message: EVIL });
   assert.equal(root.querySelector(".fpw-error").textContent, EVIL);
@@ -218,14 +218,14 @@ test("uploading through the Start image input sends the bytes as a buffer", asyn
   assert.equal(up[0].buffers[0].byteLength, 6);
   assert.ok(!("data" in up[0].content), "no bytes in the JSON part");
   // The kernel answers with the normalised image's info and a thumbnail.
-  model.update({ start_image_info: IMG });
+  model.update({ _start_image_info: IMG });
   model.custom({ type: "image", slot: "start", name: "photo.jpg", mime: "image/jpeg" }, [new Uint8Array([1])]);
   const thumb = root.querySelector(".fpw-slot-start .fpw-thumb");
   assert.match(thumb.getAttribute("src"), /^blob:/);
   assert.match(root.querySelector(".fpw-slot-start .fpw-slot-meta").textContent, /cat\.jpg · 640×480/);
   one(root, "Remove start image").click();
   assert.deepEqual(model.messages("clear_image")[0].content, { type: "clear_image", slot: "start" });
-  model.update({ start_image_info: null });
+  model.update({ _start_image_info: null });
   assert.equal(thumb.hasAttribute("src"), false);
 });
 
@@ -263,7 +263,7 @@ test("the browser downscales big photos to a 1280 px JPEG before sending", async
 const card = (id, extra = {}) => ({ id, stage: "completed", prompt: `prompt ${id}`, negative_prompt: "", duration: 10, cost: 0.3, wall: 14.2, backend: "simulator", has_video: true, created: 1, ...extra });
 
 test("history cards: selecting 2 to 4 enables Compare", () => {
-  const root = mount({ history: ["a", "b", "c", "d", "e"].map((x) => card(x)), history_total: 7 });
+  const root = mount({ _history: ["a", "b", "c", "d", "e"].map((x) => card(x)), _history_total: 7 });
   const cards = root.querySelectorAll(".fpw-card");
   assert.equal(cards.length, 5);
   assert.match(cards[0].querySelector(".fpw-card-meta").textContent, /10 s · Done · 0:14 · \$0\.30/);
@@ -291,9 +291,9 @@ test("history cards: selecting 2 to 4 enables Compare", () => {
 });
 
 test("the comparison grid shows N synced videos and what differs", () => {
-  const root = mount({ history: ["a", "b", "c"].map((x) => card(x)) });
+  const root = mount({ _history: ["a", "b", "c"].map((x) => card(x)) });
   model.update({
-    comparison: {
+    _comparison: {
       run_ids: ["a", "b", "c"],
       differs: { prompt: true, duration: true, negative_prompt: false, start_image: false, end_image: false },
       items: [
@@ -324,7 +324,7 @@ test("the comparison grid shows N synced videos and what differs", () => {
   for (const name of ["Play", "Previous frame", "Next frame", "Seek", "Playback speed"]) assert.equal(one(root, name).disabled, false, name);
   one(root, "Close comparison").click();
   assert.deepEqual(model.messages("compare").at(-1).content.run_ids, []);
-  model.update({ comparison: {} });
+  model.update({ _comparison: {} });
   assert.equal(section.hidden, true);
   assert.equal(section.querySelectorAll("video").length, 0);
 });
@@ -358,7 +358,7 @@ test("a view the kernel never answers says so; the first answer clears it", (t) 
   model.custom({ type: "hello" });
   assert.equal(notice.textContent, "");
   assert.ok(!view.classList.contains("fpw-quiet"), "an answer brings the widget back");
-  model.update({ notice: "Resumed 2 runs." });
+  model.update({ _notice: "Resumed 2 runs." });
   assert.equal(notice.textContent, "Resumed 2 runs.", "the kernel's own notice still shows");
 });
 

@@ -107,7 +107,7 @@ def test_quickstart_upload_generate_play_compare(lab: NotebookPage, photo: Path,
     print(f"quickstart saved from JupyterLab with widget state, two runs: +{grown / 1024:.1f} KB")
     assert grown <= 100 * 1024, f"the saved notebook grew by {grown / 1024:.1f} KB"
     state = json.loads(saved)["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
-    assert any(len(m.get("state", {}).get("history", [])) == 2 for m in state.values()), "no widget with two runs saved"
+    assert any(len(m.get("state", {}).get("_history", [])) == 2 for m in state.values()), "no widget with two runs saved"
     for magic in MAGIC_BASE64:
         assert magic not in text, f"{magic!r} (image/video bytes besides the poster) in the saved notebook"
     assert not LONG_BASE64.search(text), "a long base64 run (bytes) in the saved notebook"

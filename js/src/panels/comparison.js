@@ -27,7 +27,7 @@ export function diffLine(ops) {
 export function mountComparison(ctx, box) {
   const s = scope(ctx.model);
   const { get, send, media } = ctx;
-  const fps = get("limits").fps;
+  const fps = get("_limits").fps;
   const summary = h("p.fpw-diff-summary");
   const grid = h("div.fpw-grid");
   const playBtn = button("Play", { class: "fpw-play", disabled: true });
@@ -75,7 +75,7 @@ export function mountComparison(ctx, box) {
   s.defer(reset);
 
   function build() {
-    const cmp = get("comparison") || {};
+    const cmp = get("_comparison") || {};
     const now = cmp.run_ids || [];
     if (ids && now.join() === ids.join()) return fill();
     reset();
@@ -192,7 +192,7 @@ export function mountComparison(ctx, box) {
   s.defer(media.subscribe((what, rid) => {
     if (what !== "poster" && ids?.includes(rid)) fill();
   }));
-  s.watch("history", () => ids && fill()); // a compared run may have just finished
-  s.follow("comparison", build);
+  s.watch("_history", () => ids && fill()); // a compared run may have just finished
+  s.follow("_comparison", build);
   return s.close;
 }

@@ -24,12 +24,12 @@ export function mountHeader(ctx, box) {
   let late = false;
   function sync() {
     const sim = get("backend") === "simulator";
-    badge.textContent = get("backend_label") || (sim ? "Offline simulator" : "PiAPI");
+    badge.textContent = get("_backend_label") || (sim ? "Offline simulator" : "PiAPI");
     badge.className = `fpw-badge ${sim ? "fpw-badge-sim" : "fpw-badge-api"}`;
     balance.textContent = get("balance") ? `Balance: ${get("balance")}` : "";
     ctx.root.dataset.backend = get("backend");
     ctx.root.classList.toggle("fpw-quiet", late);
-    notice.textContent = get("notice") || (late ? QUIET : "");
+    notice.textContent = get("_notice") || (late ? QUIET : "");
   }
   const timer = setTimeout(() => {
     late = true;
@@ -46,6 +46,6 @@ export function mountHeader(ctx, box) {
   };
   ctx.model.on("msg:custom", heard);
   s.defer(stop);
-  s.follow("backend backend_label balance notice", sync);
+  s.follow("backend _backend_label balance _notice", sync);
   return s.close;
 }

@@ -9,7 +9,7 @@ import { scope } from "../scope.js";
 export function mountHistory(ctx, box) {
   const s = scope(ctx.model);
   const { get, save, send, media } = ctx;
-  const most = () => get("limits").max_compared;
+  const most = () => get("_limits").max_compared;
   const cards = h("div.fpw-cards", { role: "list" });
   const compareBtn = button("Compare", { class: "fpw-compare-btn", disabled: true });
   const older = button("Show older runs", { class: "fpw-older", hidden: true });
@@ -101,7 +101,7 @@ export function mountHistory(ctx, box) {
         /** @type {HTMLElement} */ (focused).focus();
       }
     }
-    const total = get("history_total") || list.length;
+    const total = get("_history_total") || list.length;
     title.textContent = `History (${plural(total, "run")})`;
     older.hidden = list.length >= total;
     section.hidden = !list.length;
@@ -149,6 +149,6 @@ export function mountHistory(ctx, box) {
     if (c) card(c);
   }));
   s.watch("selected", syncSelection);
-  s.follow("history history_total status", sync);
+  s.follow("_history _history_total status", sync);
   return s.close;
 }

@@ -16,7 +16,7 @@ export function mountInputs(ctx, box) {
   const prompt = /** @type {HTMLTextAreaElement} */ (h("textarea.fpw-prompt", {
     id: `${id}-prompt`,
     rows: 3,
-    maxlength: get("limits").max_prompt_chars,
+    maxlength: get("_limits").max_prompt_chars,
     placeholder: "What should happen? e.g. “the camera slowly zooms in”",
     "aria-keyshortcuts": "Control+Enter Meta+Enter",
   }));
@@ -70,7 +70,7 @@ export function mountInputs(ctx, box) {
   /** Why Generate is disabled now ("" when it is not). */
   function whyNot() {
     if (request.id || get("busy")) return "A submission is in flight…";
-    if (!get("start_image_info")) return "Add a start image to generate.";
+    if (!get("_start_image_info")) return "Add a start image to generate.";
     return prompt.value.trim() ? "" : "Write a prompt to generate.";
   }
   function updateGenerate() {
@@ -98,8 +98,8 @@ export function mountInputs(ctx, box) {
   function sync() {
     mirror(prompt, "prompt");
     mirror(negative, "negative_prompt");
-    dur.min = get("min_duration");
-    dur.max = get("max_duration");
+    dur.min = get("_min_duration");
+    dur.max = get("_max_duration");
     if (String(dur.value) !== String(get("duration"))) dur.value = get("duration");
     updateCost();
     updateGenerate();
@@ -119,10 +119,10 @@ export function mountInputs(ctx, box) {
       say([msg.message, msg.hint].filter(Boolean).join(" "));
     },
   });
-  s.follow("prompt negative_prompt duration cost_per_second min_duration max_duration busy", sync);
-  s.watch("start_image_info", updateGenerate);
+  s.follow("prompt negative_prompt duration _cost_per_second _min_duration _max_duration busy", sync);
+  s.watch("_start_image_info", updateGenerate);
   s.follow("session_cost backend", syncSession);
   s.follow("status", syncCancel);
-  s.follow("input_error", () => say(get("input_error")));
+  s.follow("_input_error", () => say(get("_input_error")));
   return s.close;
 }

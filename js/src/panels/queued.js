@@ -19,11 +19,11 @@ export function mountQueued(ctx, box) {
   s.on(go, "click", () => tell("send"));
   s.on(drop, "click", () => tell("discard"));
   function sync() {
-    const q = get("queued") || {};
+    const q = get("_queued") || {};
     section.hidden = !q.count;
     go.disabled = drop.disabled = false;
     text.textContent = q.text || "";
   }
-  s.follow("queued", sync);
+  s.follow("_queued", sync);
   return s.close;
 }

@@ -85,7 +85,7 @@ export function mountSlots(ctx, box, say) {
     if (!f) return;
     e.preventDefault();
     const target = e.target.closest?.(".fpw-slot")?.dataset.slot;
-    upload(target || (get("start_image_info") ? "end" : "start"), f);
+    upload(target || (get("_start_image_info") ? "end" : "start"), f);
   });
 
   /** @param {keyof SLOT_NAMES} slot @param {File} file */
@@ -98,7 +98,7 @@ export function mountSlots(ctx, box, say) {
     const t = slots[slot];
     t.meta.textContent = "Preparing…";
     try {
-      const { max_side, chunk_bytes, max_upload_bytes } = get("limits");
+      const { max_side, chunk_bytes, max_upload_bytes } = get("_limits");
       const img = await downscale(file, max_side, chunk_bytes);
       if (s.closed) return;
       const mb = (img.buffer.byteLength / 2 ** 20).toFixed(1);
@@ -131,7 +131,7 @@ export function mountSlots(ctx, box, say) {
    */
   function show(slot) {
     const t = slots[slot];
-    const info = get(`${slot}_image_info`);
+    const info = get(`_${slot}_image_info`);
     const u = safeUrl(t.preview || t.thumb || info?.url);
     t.img.hidden = !u;
     if (u) t.img.src = u;
@@ -150,7 +150,7 @@ export function mountSlots(ctx, box, say) {
   }
   /** @param {string} slot */
   function sync(slot) {
-    const info = get(`${slot}_image_info`);
+    const info = get(`_${slot}_image_info`);
     const t = slots[slot];
     const size = info?.width ? ` · ${info.width}×${info.height}` : "";
     t.meta.textContent = info ? `${info.name || ""}${size}` : "";
@@ -172,6 +172,6 @@ export function mountSlots(ctx, box, say) {
       sync(msg.slot);
     },
   });
-  for (const slot of Object.keys(SLOT_NAMES)) s.follow(`${slot}_image_info`, () => sync(slot));
+  for (const slot of Object.keys(SLOT_NAMES)) s.follow(`_${slot}_image_info`, () => sync(slot));
   return s.close;
 }

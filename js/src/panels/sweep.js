@@ -12,11 +12,11 @@ export function mountSweep(ctx, box) {
   const stop = button("Discard sweep");
   const { section, text } = actionBar(box, "fpw-sweep", "Sweep", go, stop);
   /** @param {string} action */
-  const tell = (action) => send({ type: "sweep", action, sweep_id: get("sweep_info")?.sweep_id });
+  const tell = (action) => send({ type: "sweep", action, sweep_id: get("_sweep_info")?.sweep_id });
   s.on(go, "click", () => tell("confirm"));
   s.on(stop, "click", () => tell("cancel"));
   function sync() {
-    const sw = get("sweep_info") || {};
+    const sw = get("_sweep_info") || {};
     section.hidden = !sw.sweep_id;
     if (!sw.sweep_id) return;
     section.dataset.state = sw.state;
@@ -31,6 +31,6 @@ export function mountSweep(ctx, box) {
     stop.hidden = sw.state === "done" || sw.state === "cancelled";
     stop.textContent = sw.state === "pending" ? "Discard sweep" : "Cancel sweep";
   }
-  s.follow("sweep_info", sync);
+  s.follow("_sweep_info", sync);
   return s.close;
 }

@@ -39,7 +39,7 @@ export function mountTimeline(ctx, box) {
     total, note, player, playerNote.el));
   box.append(panel);
   const request = inFlight(s, `${id}-tl`, sync);
-  const info = () => get("timeline_info") || {};
+  const info = () => get("_timeline_info") || {};
   const live = () => !editing && !!info().timeline_id;
   const secs = () => draft.reduce((a, g) => a + (Number(g.duration) || 0), 0);
   /** @param {Segment[]} segs */
@@ -73,12 +73,12 @@ export function mountTimeline(ctx, box) {
     const name = `Segment ${i + 1}`;
     const lower = name.toLowerCase();
     const prompt = /** @type {HTMLTextAreaElement} */ (h("textarea", {
-      rows: 2, "aria-label": `${name} prompt`, maxlength: get("limits").max_prompt_chars,
+      rows: 2, "aria-label": `${name} prompt`, maxlength: get("_limits").max_prompt_chars,
       disabled: on,
     }));
     const dur = /** @type {HTMLInputElement} */ (h("input", {
-      type: "number", "aria-label": `${name} duration`, min: get("min_duration"),
-      max: get("max_duration"), step: 1, disabled: on,
+      type: "number", "aria-label": `${name} duration`, min: get("_min_duration"),
+      max: get("_max_duration"), step: 1, disabled: on,
     }));
     prompt.value = g.prompt || "";
     dur.value = g.duration;
@@ -103,10 +103,10 @@ export function mountTimeline(ctx, box) {
   function why() {
     /** @param {Segment} g */
     const d = (g) => Number(g.duration);
-    const lo = get("min_duration");
-    const hi = get("max_duration");
+    const lo = get("_min_duration");
+    const hi = get("_max_duration");
     if (request.id) return "Starting…";
-    if (!get("start_image_info")) return "Add a start image first.";
+    if (!get("_start_image_info")) return "Add a start image first.";
     if (draft.some((g) => !String(g.prompt || "").trim())) {
       return "Write a prompt for every segment.";
     }
@@ -202,7 +202,7 @@ export function mountTimeline(ctx, box) {
   s.on(stop, "click", () => tell("cancel"));
   s.on(start, "click", () => {
     if (why()) return;
-    const cps = get("cost_per_second");
+    const cps = get("_cost_per_second");
     tell("start", {
       request_id: request.start(),
       timeline_id: planId,
@@ -228,7 +228,7 @@ export function mountTimeline(ctx, box) {
   s.defer(media.subscribe((what, rid) => {
     if (what !== "poster" && rid === info().timeline_id) sync();
   }));
-  s.watch("start_image_info cost_per_second backend", sync);
-  s.follow("timeline_info", onInfo);
+  s.watch("_start_image_info _cost_per_second backend", sync);
+  s.follow("_timeline_info", onInfo);
   return s.close;
 }
