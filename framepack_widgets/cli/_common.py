@@ -1,6 +1,8 @@
 """What every `framepack` command shares: the options and words about the backend.
 
-Without PIAPI_API_KEY a command runs on the offline simulator, and says so.
+Without PIAPI_API_KEY a command runs on the offline simulator, and says so. Its clients are
+made for the command line (`audience="cli"`): their messages name options and variables,
+never a Python call.
 """
 
 from __future__ import annotations
@@ -17,16 +19,19 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from .._environment import sim_time_scale
+from ..constants import DEFAULT_BASE_URL
 from ..errors import InvalidInputError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..client import AsyncClient
+    from ..client import AsyncClient, Client
     from ..runs import RunStore
 
 __all__ = [
+    "CLI",
     "add_backend_options",
     "ask_to_start",
     "backend",
+    "describe_backend",
     "money",
     "open_backend",
     "positive",
@@ -37,6 +42,10 @@ __all__ = [
     "writable_file",
     "writable_folder",
 ]
+
+
+#: How the commands make their clients: every message worded for a terminal.
+CLI = "cli"
 
 
 def uses_api() -> bool:
@@ -69,6 +78,14 @@ def simulator_notice(what: str) -> str:
     )
 
 
+def describe_backend(client: "Client | AsyncClient") -> str:
+    """Where a command sends its tasks, for its first line: "PiAPI", "PiAPI at <url>", or
+    "the simulator at <url>" (the URL never with a password)."""
+    if client.is_simulator:
+        return f"the simulator at {client.base_url}"
+    return "PiAPI" if client.base_url == DEFAULT_BASE_URL else f"PiAPI at {client.base_url}"
+
+
 def money(value: float) -> str:
     return f"${value:,.2f}"
 
@@ -96,7 +113,8 @@ def writable_file(path: Path, option: str = "-o/--output") -> Path:
     """Where a file can be written: its folder exists (or is made now) and takes a file,
     checked before anything is paid for."""
     if path.is_dir():
-        raise InvalidInputError(f"{option}: {path} is a folder; give a file name (e.g. {path / 'out.mp4'}).")
+        raise InvalidInputError(
+            f"{option}: {path} is a folder; give a file name (e.g. {path / 'out.mp4'}). Nothing was sent.")
     writable_folder(path.parent, option)
     return path
 
@@ -145,7 +163,7 @@ def open_backend() -> tuple["AsyncClient | None", "RunStore"]:
     from ..client import AsyncClient
     from ..runs import RunStore
 
-    client = AsyncClient() if uses_api() else None
+    client = AsyncClient(audience=CLI) if uses_api() else None
     return client, RunStore()
 
 
@@ -159,7 +177,7 @@ async def backend(client: "AsyncClient | None", sim_time_scale: float) -> AsyncI
             from ..simulator import Simulator
 
             sim = stack.enter_context(Simulator(time_scale=sim_time_scale))
-            client = AsyncClient(sim.api_key, base_url=sim.base_url)
+            client = AsyncClient(sim.api_key, base_url=sim.base_url, audience=CLI)
         async with client:
             yield client
 

@@ -23,6 +23,7 @@ from ._common import (
     add_backend_options,
     ask_to_start,
     backend,
+    describe_backend,
     money,
     open_backend,
     positive,
@@ -104,7 +105,7 @@ def _confirm_and_run(
         ends = "  (ends on the end image)" if inp.end_image is not None else ""
         print(f"  {k:2d}. {inp.duration:2d} s  {inp.prompt!r}{ends}  {money(inp.cost_usd)}", file=err)
     if use_api:
-        print(f"framepack: this sends {plan.count} tasks to PiAPI, one after another, and costs "
+        print(f"framepack: this sends {plan.count} tasks to {describe_backend(client)}, one after another, and costs "
               f"{money(plan.total_cost_usd)}.", file=err)
     else:
         print(simulator_notice("the videos are"), file=err)

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ..errors import APIError, AuthenticationError
+from ..errors import APIError, APIStatusError, AuthenticationError
 from ..task import Task
-from ._core import BaseClient, RequestSpec
+from ._core import SEND_OPTIONS, BaseClient
 from ._downloads import AtomicVideoFile, after_download_exception, after_download_response, download_request, download_target
 from ._polling import PollStrategy, check_expected_seconds
-from ._retry import Step
+from ._retry import RequestSpec, Step
 from ._settings import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, POOL_LIMITS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,10 +57,11 @@ class Client(BaseClient):
         http_client: httpx.Client | None = None,
         poll: "PollStrategy | float | None" = None,
         allow_http: bool | None = None,
+        audience: str = "python",
     ) -> None:
         super().__init__(
             api_key, base_url=base_url, timeout=timeout, max_retries=max_retries, upload_url=upload_url, poll=poll,
-            allow_http=allow_http,
+            allow_http=allow_http, audience=audience,
         )
         if http_client is None:
             self._http = httpx.Client(timeout=self.timeout, limits=POOL_LIMITS)
@@ -91,7 +92,7 @@ class Client(BaseClient):
         while True:
             request = self._build_request(self._http, spec, timeout)
             try:
-                response = self._http.send(request)
+                response = self._http.send(request, **SEND_OPTIONS)  # never follows a redirect
             except httpx.TransportError as exc:
                 step = self._after_exception(spec, request, exc, attempt, max_retries)
             else:
@@ -126,9 +127,22 @@ class Client(BaseClient):
     def cancel(self, task_id: "str | Task") -> Task | None:
         """Ask PiAPI to cancel a task. PiAPI documents cancelling for some models only (not
         Framepack) and only while the task is pending: a task that keeps running is still
-        charged. Returns the task snapshot when the answer contains one (its status says
-        whether it was cancelled); a refusal raises with the API's words."""
-        return self._send(self._cancel_spec(self._task_id(task_id)))
+        charged. Tries `DELETE /api/v1/task/{id}` (the docs), then `POST .../cancel` (PiAPI's
+        CLI) when the first is refused as a route (404/405). Returns the task snapshot when
+        the answer contains one (its status says whether it was cancelled); a refusal raises
+        with what PiAPI answered."""
+        first, second = self._cancel_specs(self._task_id(task_id))
+        try:
+            task = self._send(first)
+        except APIStatusError as refused:
+            if not self._cancel_falls_back(refused):
+                raise
+            try:
+                task = self._send(second)
+            except APIStatusError as again:
+                raise self._cancel_refused(refused, again, second.task_id or "") from None
+            self._cancel_worked(second)
+        return task
 
     def account_info(self) -> dict:
         """The account's credits/balance as PiAPI reports them (the envelope's `data`)."""
