@@ -7,7 +7,7 @@ official CLI and its MCP server show many shapes for one envelope; each is accep
 | what | accepted |
 |---|---|
 | status | any case; `success`/`succeeded`/`complete`/`finished` = completed, `error`/`failure`/`rejected` = failed, `queued`/`starting`/`retry` = pending, `staged`, `canceled`/`cancelled`; an unknown word with a video URL = completed, with an error message = failed, with neither = UNKNOWN (polled on) |
-| task id | 1 to 256 of `A-Z a-z 0-9 . _ : @ + = ~ -`, starting with a letter or digit; anything else (a 70,000-character id, control characters, slashes, spaces) is refused where a `Task` is made (`InvalidInputError`, a `ValueError`) |
+| task id | 1 to 256 of `A-Z a-z 0-9 . _ : @ + = ~ -`, starting with a letter or digit; anything else (a 70,000-character id, control characters, slashes, spaces) is refused where an answer becomes a `Task` (`InvalidInputError`, a `ValueError`), and where a caller names a task (`check_task_id`) |
 | video | `video_url`; `video` (string, `{url}`, `{resource_without_watermark, resource}` or a list); `video_urls`; `works[].video.{resource_without_watermark, resource}`; `works[].resource.{resourceWithoutWatermark, resource}`; else the first http(s) URL anywhere in `output` (a video-looking one first) |
 | times | `meta.*` or top level; `ended_at` or `completed_at`; `""` and Go's zero time = None |
 | usage | `consume`/`frozen` as numbers or numeric strings |
@@ -347,8 +347,6 @@ class Task:
     #: The API's own word for the status, as it came ("Completed", "succeeded", "generating").
     status_word: str | None = None
 
-    def __post_init__(self) -> None:
-        check_task_id(self.task_id)  # once, where every Task is made: a URL path, a file name, a message
 
     @property
     def is_terminal(self) -> bool:
@@ -398,7 +396,8 @@ class Task:
         elif status is TaskStatus.UNKNOWN and _error_message(data.get("error"), failed=False):
             status = TaskStatus.FAILED  # an unknown word that says what went wrong: it ended
         return cls(
-            task_id=str(data.get("task_id") or data.get("id") or ""),
+            # Once, where an answer becomes a Task: its id goes into URL paths, file names, messages.
+            task_id=check_task_id(str(data.get("task_id") or data.get("id") or "")),
             status=status,
             video_url=video_url,
             error=_error_message(data.get("error"), failed=status is TaskStatus.FAILED),

@@ -191,6 +191,10 @@ HOSTILE_ANSWERS: dict[str, tuple[str, httpx.Response, tuple[str, ...]]] = {
     "get redirected (302)": ("get", _moved(302), ("redirect", "elsewhere.example")),
     "cancel redirected (301)": ("cancel", _moved(301), ("redirect", "elsewhere.example")),
     "account redirected (303)": ("account", _moved(303), ("redirect", "elsewhere.example")),
+    "create answered with JSON nested 100,000 deep": ("create", httpx.Response(
+        200, content=b"[" * 100_000 + b"]" * 100_000), ("not valid JSON", "may have")),
+    "get answered with JSON nested 100,000 deep": ("get", httpx.Response(
+        404, content=b"[" * 100_000 + b"]" * 100_000), ("no task t1",)),
     "completed, but a final word no client knows and an error": ("get", httpx.Response(200, json={
         "code": 200, "data": {"task_id": "t1", "status": "moderated", "error": {"message": "refused: nsfw"}}}),
         ("failed", "refused: nsfw")),

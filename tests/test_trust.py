@@ -96,10 +96,8 @@ def test_a_task_id_cannot_lead_a_download_out_of_its_folder(tmp_path: Path) -> N
     folder = tmp_path / "videos"
     folder.mkdir()
     with Client(KEY, base_url="https://api.example.com", http_client=httpx.Client(transport=httpx.MockTransport(video))) as c:
-        for task_id in ("../../escaped", "/etc/passwd", "a/b\\c", "..", "\x00"):  # no Task has such an id
-            with pytest.raises(InvalidInputError, match="task id"):
-                Task(task_id=task_id, status=TaskStatus.COMPLETED, video_url="https://img.example/v.mp4")
-        for task_id in ("a..b", "t:1", "x" * 256):  # odd, but usable: the file stays a plain name in the folder
+        # No answer makes a Task with such an id (task.check_task_id); one made by hand still stays in the folder.
+        for task_id in ("../../escaped", "/etc/passwd", "a/b\\c", "..", "\x00", "a..b", "t:1", "x" * 256):
             task = Task(task_id=task_id, status=TaskStatus.COMPLETED, video_url="https://img.example/v.mp4")
             written = c.download(task, folder)
             assert written.parent == folder and written.name not in ("", ".", ".."), written
@@ -529,8 +527,10 @@ def test_a_hostile_task_id_from_the_api_is_a_typed_error(name: str) -> None:
         assert "task id" in str(got.value)
         with pytest.raises(InvalidInputError, match="task id"):
             client.get_task(hostile)
+        with pytest.raises(InvalidInputError, match="task id"):
+            client.wait(hostile, timeout=1)
     with pytest.raises(InvalidInputError, match="task id"):
-        Task(task_id=hostile, status=TaskStatus.PENDING)
+        Task.from_data({"task_id": hostile, "status": "pending"})
 
 
 # ---- 13. only the simulator is called the simulator
@@ -543,3 +543,26 @@ def test_a_loopback_api_with_a_real_key_is_not_the_simulator() -> None:
             with pytest.raises(AuthenticationError):
                 client.get_task("t1")
             assert client.is_simulator  # it said so in its answer
+
+
+def test_a_password_in_the_base_url_still_reaches_its_proxy_and_only_it(tmp_path: Path) -> None:
+    import base64
+
+    seen: list[httpx.Request] = []
+
+    def proxy(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.host == "cdn.example":
+            return httpx.Response(200, content=b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
+        return httpx.Response(200, json={"code": 200, "data": {"task_id": "t1", "status": "completed",
+                                                               "output": {"video_url": "https://cdn.example/v.mp4"}}})
+
+    with Client(KEY, base_url=f"https://someone:{PASSWORD}@proxy.example:8443",
+                http_client=httpx.Client(transport=httpx.MockTransport(proxy))) as client:
+        task = client.get_task("t1")
+        client.download(task, tmp_path / "v.mp4")
+    request, download = seen
+    assert str(request.url) == "https://proxy.example:8443/api/v1/task/t1"  # no userinfo in any URL
+    expected = "Basic " + base64.b64encode(f"someone:{PASSWORD}".encode()).decode()
+    assert request.headers["authorization"] == expected  # what httpx sends for user:password@
+    assert "authorization" not in download.headers and "x-api-key" not in download.headers

@@ -106,7 +106,7 @@ def record_command(argv: list[str]) -> int:
             outcome, code = "completed", EXIT_OK
         except KeyboardInterrupt:
             problem = "interrupted; the task may still run (and be billed) on the server."
-        except errors.FramepackError as exc:
+        except (errors.FramepackError, OSError) as exc:  # OSError: the disk refused the video
             outcome, code, problem = f"{type(exc).__name__}: {exc}", exit_code_for(exc), str(exc)
         finally:
             line.close()

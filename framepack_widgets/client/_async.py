@@ -25,7 +25,7 @@ from ._core import SEND_OPTIONS, BaseClient
 from ._downloads import AtomicVideoFile, after_download_exception, after_download_response, download_request, download_target
 from ._polling import PollStrategy, check_expected_seconds
 from ._retry import RequestSpec, Step
-from ._settings import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, POOL_LIMITS, POOL_SIZE
+from ._settings import ClientArgumentError, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, POOL_LIMITS, POOL_SIZE
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..inputs import FramepackInput
@@ -68,7 +68,8 @@ class AsyncClient(BaseClient):
             self._http = http_client
             self._owns_http = False
         else:
-            raise TypeError("http_client must be an httpx.AsyncClient for AsyncClient (use Client for httpx.Client).")
+            raise ClientArgumentError(
+                "http_client must be an httpx.AsyncClient for AsyncClient (use Client for httpx.Client).")
         self._gate = asyncio.Semaphore(POOL_SIZE)  # API calls in flight at once (see the module docstring)
         self._sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
         self._clock: Callable[[], float] = time.monotonic

@@ -56,7 +56,7 @@ class Decisions:
         if status >= 400:
             try:
                 body = redact_value(response.json(), self._settings.api_key)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or JSON nested beyond reason
                 body = None
             return self.after_error(spec, request, response, body, status, attempt, retries)
         if 300 <= status < 400:  # never followed: it would carry the key to another address

@@ -67,9 +67,14 @@ def redact_value(value: Any, secret: "Secret | None") -> Any:
     try:
         if secret.get() not in json.dumps(value, default=str, ensure_ascii=False):
             return value
-    except (TypeError, ValueError, RecursionError):
+    except (TypeError, ValueError):
         return value
-    return _scrubbed(value, secret)
+    except RecursionError:  # nested beyond reason: nothing of it is kept, so nothing leaks
+        return None
+    try:
+        return _scrubbed(value, secret)
+    except RecursionError:
+        return None
 
 
 def _scrubbed(value: Any, secret: "Secret") -> Any:

@@ -18,12 +18,14 @@ from urllib.parse import unquote, urlsplit
 import httpx
 
 from ..constants import DEFAULT_BASE_URL, DEFAULT_UPLOAD_URL, SIMULATOR_KEY_PREFIX
-from ..errors import InvalidInputError
+from ..errors import FramepackError, InvalidInputError
 from ._redaction import MIN_SECRET_CHARS, display_url, redact, redact_bytes, redact_value, short_url
 from ._words import Words, words_for
 
 __all__ = [
     "API_KEY_HEADER",
+    "ClientArgumentError",
+    "NotPicklableError",
     "CONNECT_TIMEOUT",
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_RETRIES",
@@ -67,6 +69,14 @@ POOL_TIMEOUT: float | None = None
 _PIAPI_HOST_SUFFIXES = ("piapi.ai", "theapi.app")
 
 
+class ClientArgumentError(InvalidInputError, TypeError):
+    """An argument of the wrong kind for this client (also a `TypeError`); nothing was sent."""
+
+
+class NotPicklableError(FramepackError, TypeError):
+    """A client (its key) cannot be pickled: that would write the key somewhere (a `TypeError` too)."""
+
+
 class Secret:
     """Holds the API key so that no repr, log line or traceback-with-locals shows it."""
 
@@ -84,7 +94,8 @@ class Secret:
     __str__ = __repr__
 
     def __reduce__(self) -> Any:  # pickling a client must not write the key somewhere
-        raise TypeError("the API key is not picklable")
+        raise NotPicklableError(
+            "A client cannot be pickled: that would write its API key somewhere. Make a new client where it is needed.")
 
 
 @dataclass(frozen=True)

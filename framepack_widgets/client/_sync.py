@@ -21,7 +21,7 @@ from ._core import SEND_OPTIONS, BaseClient
 from ._downloads import AtomicVideoFile, after_download_exception, after_download_response, download_request, download_target
 from ._polling import PollStrategy, check_expected_seconds
 from ._retry import RequestSpec, Step
-from ._settings import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, POOL_LIMITS
+from ._settings import ClientArgumentError, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, POOL_LIMITS
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..inputs import FramepackInput
@@ -70,7 +70,8 @@ class Client(BaseClient):
             self._http = http_client
             self._owns_http = False
         else:
-            raise TypeError("http_client must be an httpx.Client for Client (use AsyncClient for httpx.AsyncClient).")
+            raise ClientArgumentError(
+                "http_client must be an httpx.Client for Client (use AsyncClient for httpx.AsyncClient).")
         self._sleep: Callable[[float], Any] = time.sleep
         self._clock: Callable[[], float] = time.monotonic
 

@@ -98,7 +98,7 @@ def _json(content: bytes) -> tuple[Any, str | None]:
     """(the JSON body, None), or (None, the text) when it is not JSON."""
     try:
         return json.loads(content.decode("utf-8")), None
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None, content.decode("utf-8", "replace")[:2000]
 
 
@@ -148,10 +148,13 @@ class TraceRecorder:
         else:
             entry["path"] = _scrub_text(request.url.path, self._secrets)
             body, text = _json(response.read())
-            if text is None:
-                entry["body"] = scrub(body, self._secrets)
-            else:
-                entry["text"] = _scrub_text(text, self._secrets)
+            try:
+                if text is None:
+                    entry["body"] = scrub(body, self._secrets)
+                else:
+                    entry["text"] = _scrub_text(text, self._secrets)
+            except RecursionError:  # an answer nested beyond reason: noted, not kept
+                entry["text"] = "<an answer nested too deep to record>"
         entry["headers"] = scrub(headers, self._secrets)
         with self._lock:
             sent, _ = self._sent.pop(id(request), (self._elapsed(), call))
