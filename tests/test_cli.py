@@ -308,3 +308,15 @@ def test_the_banner_calls_a_loopback_api_with_a_real_key_piapi_not_the_simulator
     err = capsys.readouterr().err
     first = err.splitlines()[0]
     assert "simulator" not in first.lower() and f"127.0.0.1:{proxy.port}" in first and "costs $" in first
+
+
+def test_a_sweep_run_that_may_have_been_charged_is_explained_in_command_line_words(
+        photo: Path, tmp_path: Path, fast_sim: Simulator, capsys: pytest.CaptureFixture[str]) -> None:
+    fast_sim.inject(Fault.drop_after_body("create"))
+    code = cli.main(["sweep", str(photo), "--prompt", "zoom in", "--yes", "-o", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_SUBMISSION_UNKNOWN and fast_sim.count("create") == 1
+    assert "task list" in err and "FRAMEPACK_HOME" in err  # the money advice stays; the Python calls go
+    _no_python_words(err)
+    for words in ("runner.", "rerun(", "attach("):
+        assert words not in err, err

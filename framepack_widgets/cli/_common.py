@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import math
 import os
+import re
 import signal
 import tempfile
 from collections.abc import AsyncIterator, Coroutine
@@ -31,6 +32,7 @@ __all__ = [
     "add_backend_options",
     "ask_to_start",
     "backend",
+    "command_line_words",
     "describe_backend",
     "money",
     "open_backend",
@@ -84,6 +86,40 @@ def describe_backend(client: "Client | AsyncClient") -> str:
     if client.is_simulator:
         return f"the simulator at {client.base_url}"
     return "PiAPI" if client.base_url == DEFAULT_BASE_URL else f"PiAPI at {client.base_url}"
+
+
+#: A sentence that tells a Python user what to call (`run.rerun()`, `runner.attach(run, id)`, `base_url=`).
+_PYTHON_ADVICE = re.compile(r"\b[A-Za-z_]\w*(?:\.\w+)*\([^)]*\)|\b[a-z_]+=(?=[\s).,]|$)")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+FOLLOW_UP = ("The run is kept in the run store (FRAMEPACK_HOME): open the widget on it in a notebook to "
+             "follow it or send it again.")
+
+
+_ASIDE = re.compile(r"\s*\((?:[^()]|\([^()]*\))*\)")
+
+
+def _without_python(sentence: str) -> str | None:
+    """The sentence up to the clause that tells a Python user what to call (None: nothing left)."""
+    found = _PYTHON_ADVICE.search(sentence)
+    if found is None:
+        return sentence
+    head = sentence[: found.start()]
+    cut = max(head.rfind(": "), head.rfind("; "))
+    return head[:cut].rstrip(" ,") + "." if cut > 0 else None
+
+
+def command_line_words(text: str | None) -> str:
+    """A run's error or hint for a terminal: what tells a Python user what to call (an aside,
+    a clause, a sentence) is left out, and where it was, the one thing a command-line user
+    can do instead is said."""
+    if not text:
+        return ""
+    plain = _ASIDE.sub(lambda aside: "" if _PYTHON_ADVICE.search(aside.group(0)) else aside.group(0), text.strip())
+    sentences = [_without_python(sentence) for sentence in _SENTENCE_END.split(plain)]
+    kept = [sentence for sentence in sentences if sentence]
+    if any(sentence != original for sentence, original in zip(sentences, _SENTENCE_END.split(plain))):
+        kept.append(FOLLOW_UP)
+    return " ".join(kept)
 
 
 def money(value: float) -> str:

@@ -26,6 +26,7 @@ from ._common import (
     stoppable,
     ask_to_start,
     backend,
+    command_line_words,
     describe_backend,
     money,
     open_backend,
@@ -225,7 +226,7 @@ def _report(plan: SweepPlan, runs: list[Run], folder: Path, out: IO[str], err: I
                 continue
             print(str(target), file=out)
             continue
-        detail = " ".join(x for x in (run.error, run.hint) if x)
+        detail = command_line_words(" ".join(x for x in (run.error, run.hint) if x))
         task = f" (task {run.task_id})" if run.task_id else ""
         print(f"framepack: run {k} ({inp.prompt!r}) ended {run.stage}{task}: {detail}", file=err)
         codes.append(exit_code_for_stage(run.stage))

@@ -23,6 +23,7 @@ from ._common import (
     add_backend_options,
     ask_to_start,
     backend,
+    command_line_words,
     describe_backend,
     money,
     open_backend,
@@ -156,11 +157,11 @@ def _report(timeline: Timeline, args: argparse.Namespace, *, out: IO[str], err: 
         print(str(target), file=out)
         print(f"framepack: {timeline.count} segments, {timeline.total_seconds} s, stitched into {target}", file=err)
         return EXIT_OK
-    print(f"framepack: the timeline stopped: {timeline.error or timeline.status}", file=err)
+    print(f"framepack: the timeline stopped: {command_line_words(timeline.error) or timeline.status}", file=err)
     index = timeline.current
     if index is None:  # every segment completed; the stitching failed
         return exit_code_for_stage(RunStage.ERROR)
     run = timeline.runs[index]
     if run.hint:
-        print(f"framepack: {run.hint}", file=err)
+        print(f"framepack: {command_line_words(run.hint)}", file=err)
     return exit_code_for_stage(run.stage)

@@ -40,7 +40,9 @@ class Client(BaseClient):
     `poll` a PollStrategy (or a number of seconds) used by `wait()`. An `http_client` you
     pass is used as-is and not closed by `close()`. A key never goes in clear text to another
     machine: a plain http:// `base_url` that is not this machine's is refused unless
-    `allow_http=True` (or PIAPI_ALLOW_HTTP=1).
+    `allow_http=True` (or PIAPI_ALLOW_HTTP=1). A `base_url` with `user:password@` (a proxy)
+    is shown everywhere without them. `audience="cli"` words every message for a terminal
+    (options and variables, never a Python call), as the `framepack` command does.
 
     Test hooks: `_sleep` (retry and poll sleeps) and `_clock` (the wait deadline) can be
     replaced, e.g. `client._sleep = recorded.append` to run retries without waiting.

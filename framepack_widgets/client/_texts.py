@@ -218,7 +218,7 @@ class ErrorTexts:
             if spec.task_id:
                 text = f"{service} has no task {spec.task_id} (404 Not Found): {said}. Check the id; old tasks expire."
             else:
-                text = f"{service} could not {spec.what} (404 Not Found): {said}. Check PIAPI_BASE_URL."
+                text = f"{service} could not {spec.what} (404 Not Found): {said}. {self._settings.words.check_base_url}"
         elif status == 429:
             cls = RateLimitError
             kwargs["retry_after"] = retry_after

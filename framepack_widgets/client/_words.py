@@ -22,22 +22,24 @@ class Words:
     """Advice phrased for one audience."""
 
     check_key: str  # after a 401
+    check_base_url: str  # the address answered 404: it is not the API's
     no_key: str  # no key at all
     allow_http: str  # how to allow a clear-text base URL on purpose
     slow_request: str  # after a request timed out
     inline_images: str  # uploads refused (no paid plan) and the image too large to go inline
-    _wait_again: str  # the wait gave up; "{task_id}" is replaced
-    _follow_later: str  # completed without a video URL; "{task_id}" is replaced
+    wait_again_text: str  # the wait gave up; "{task_id}" is replaced
+    follow_later_text: str  # completed without a video URL; "{task_id}" is replaced
 
     def wait_again(self, task_id: str) -> str:
-        return self._wait_again.format(task_id=task_id, task_id_repr=repr(task_id))
+        return self.wait_again_text.format(task_id=task_id, task_id_repr=repr(task_id))
 
     def follow_later(self, task_id: str) -> str:
-        return self._follow_later.format(task_id=task_id, task_id_repr=repr(task_id))
+        return self.follow_later_text.format(task_id=task_id, task_id_repr=repr(task_id))
 
 
 _PYTHON = Words(
     check_key="Check PIAPI_API_KEY or the api_key= you passed.",
+    check_base_url="Check base_url (or PIAPI_BASE_URL).",
     no_key=(
         "No PiAPI key: pass api_key= or set PIAPI_API_KEY "
         "(or use the offline simulator: framepack_widgets.simulator.Simulator). No request was sent."
@@ -45,21 +47,22 @@ _PYTHON = Words(
     allow_http="pass allow_http=True or set PIAPI_ALLOW_HTTP=1",
     slow_request="A larger timeout= may help.",
     inline_images="use image_encoding='base64' instead",
-    _wait_again="It may still finish: call wait({task_id_repr}) again later, or pass a longer timeout=.",
-    _follow_later="Follow it again later (wait({task_id_repr}))",
+    wait_again_text="It may still finish: call wait({task_id_repr}) again later, or pass a longer timeout=.",
+    follow_later_text="Follow it again later (wait({task_id_repr}))",
 )
 
 _CLI = Words(
     check_key="Check PIAPI_API_KEY.",
+    check_base_url="Check PIAPI_BASE_URL.",
     no_key="No PiAPI key: set PIAPI_API_KEY (or unset it to use the offline simulator). No request was sent.",
     allow_http="set PIAPI_ALLOW_HTTP=1",
     slow_request="The network or the API may be slow: try again in a minute.",
-    inline_images="or use a smaller image, which is sent inline",
-    _wait_again=(
+    inline_images="send a smaller image instead (it then goes inline, as base64)",
+    wait_again_text=(
         "It may still finish (and be charged): look for task {task_id} in PiAPI's dashboard; "
         "next time give a longer --timeout."
     ),
-    _follow_later="Look for task {task_id} in PiAPI's dashboard later",
+    follow_later_text="Look for task {task_id} in PiAPI's dashboard later",
 )
 
 
