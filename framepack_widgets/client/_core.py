@@ -80,6 +80,8 @@ class BaseClient:
         self.poll: PollStrategy = coerce_poll(poll)
         self._random = random.Random()
         self._simulator = made_for_the_simulator(self._settings)  # until the server says
+        # Only this machine's answers may say "simulator" (a remote one could claim it to look free).
+        self._local_host = httpx.URL(self._settings.base_url).host if is_loopback_url(self._settings.base_url) else None
         self._texts = ErrorTexts(self._settings, lambda: self._simulator)
         self._decisions = Decisions(self._settings, self._texts, self._random)
         self._uploads_refused = False  # the plan has no uploads (403): send images inline from now on
@@ -262,8 +264,8 @@ class BaseClient:
 
     def _note_server(self, request: httpx.Request, response: httpx.Response) -> None:
         """Whether the server is the simulator, as its answers say (only this machine's are believed)."""
-        if is_loopback_url(str(request.url)):
-            self._simulator = SIMULATOR_HEADER.lower() in response.headers
+        if self._local_host is not None and request.url.host == self._local_host:
+            self._simulator = SIMULATOR_HEADER in response.headers
 
     # -- waiting
     def _waiter(
