@@ -121,6 +121,17 @@ def _frontend(name: str) -> str:
     return text
 
 
+def _carry_settings(run: "Run", copy: Path) -> None:
+    """A video stored before settings travelled with videos gets its run's settings here."""
+    from .video import VideoFileError, read_settings, run_settings, write_settings
+
+    if read_settings(copy) is None:
+        try:
+            write_settings(copy, run_settings(run))
+        except (VideoFileError, ValueError) as exc:
+            log.warning("no settings written into the gallery's copy of run %s: %s", run.run_id, exc)
+
+
 def _page(data: dict[str, Any]) -> str:
     """index.html: the built gallery CSS and script inlined as they are, and the runs' data.
 
@@ -172,6 +183,7 @@ def _write_files(runs: Sequence["Run"], build: Path, title: str | None) -> None:
         if video is not None:
             names["video"] = f"videos/{stem}.mp4"
             shutil.copyfile(video, build / names["video"])
+            _carry_settings(run, build / names["video"])
         poster = _poster(run, video)
         if poster is not None:
             poster.thumbnail((POSTER_SIDE, POSTER_SIDE))

@@ -281,3 +281,26 @@ def test_a_full_disk_during_an_export_says_so_and_leaves_no_partial_copies(
     else:
         assert not out.exists(), "no half-written gallery folder"
     assert [p.name for p in out.parent.iterdir() if p.name != "g"] == [], "no temporary folder left"
+
+
+def test_a_video_stored_before_settings_travelled_gets_them_in_the_gallery(
+        made: tuple[RunStore, list[Run]], tmp_path: Path) -> None:
+    import av
+
+    from framepack_widgets.video import read_settings
+
+    run = made[1][0]
+    bare = tmp_path / "bare.mp4"  # the stored video remuxed without its comment tag
+    with av.open(str(run.video_path)) as source, av.open(str(bare), "w", format="mp4") as out:
+        copy = out.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(video=0):
+            if packet.dts is not None:
+                packet.stream = copy
+                out.mux(packet)
+    assert read_settings(bare) is None
+    old = Run.from_dict({**run.to_dict(), "video_path": str(bare)})
+    page = export_gallery([old], tmp_path / "old")
+    entry = read_gallery_data(page)["runs"][0]
+    settings = read_settings(page.parent / entry["video"])
+    assert settings is not None and settings["run_id"] == run.run_id and settings["prompt"] == run.prompt
+    assert read_settings(bare) is None  # the store's file is left as it was
