@@ -205,7 +205,7 @@ def labels_for(runs: Sequence["Run | FramepackInput"]) -> list[str]:
 
     prompt_differs = len({" ".join(_norm(w) for w in p.split()) for p in prompts}) > 1
     start_names = naming(starts, "start_image", "start image")
-    end_names = naming(ends, "end_image", "end image")
+    end_names = naming([None if e == s else e for e, s in zip(ends, starts)], "end_image", "end image")
 
     labels: list[str] = []
     for k in range(n):

@@ -157,13 +157,12 @@ class Messages:
             return
         name = str(content.get("name") or "image")[:120]
         size = content.get("size") if isinstance(content.get("size"), int) else None
-        batch = content.get("batch")
+        batch = content.get("batch")  # [id, index, count] of several images dropped at once
         try:
             if str(content.get("mime") or "").startswith("video/") or data[4:8] == b"ftyp":
                 self._actions.restore(data, name)  # an MP4: its settings, not an image
-            elif isinstance(batch, str) and batch and slot == "start":
-                images = self._slots.gather(batch[:40], _int(content.get("batch_index")),
-                                            _int(content.get("batch_count")), data, name)
+            elif isinstance(batch, list) and len(batch) == 3 and slot == "start":
+                images = self._slots.gather(str(batch[0])[:40], _int(batch[1]), _int(batch[2]), data, name)
                 if images is not None:
                     self._actions.sweep_images(images)
             else:

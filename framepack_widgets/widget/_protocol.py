@@ -7,7 +7,7 @@ into chunks small enough for every frontend (Colab drops messages over about 1 M
 
 Browser -> kernel (``content["type"]``; buffers only where noted):
     hello                                   a view appeared: answer, resend the slot thumbnails
-    upload      slot, name, mime, size, upload_id, index, count, total, batch?, batch_index?, batch_count?
+    upload      slot, name, mime, size, upload_id, index, count, total, batch? ([id, index, count])
                                             buffers[0] = one chunk of the image the browser
                                             downscaled (JPEG); the kernel joins the chunks.
                                             With batch: one of several images dropped at once
