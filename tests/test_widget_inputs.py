@@ -266,6 +266,8 @@ async def test_an_image_sweep_from_python_is_priced_and_each_image_checked_first
     lake.write_bytes(jpeg((0, 90, 200)))
     with pytest.raises(InvalidInputError, match="Start image 2"):
         widget.sweep(start_image=[lake, tmp_path / "missing.jpg"])
+    with pytest.raises(InvalidInputError, match="gives no runs"):
+        widget.sweep(start_image=())
     assert widget._sweep_info == {} and widget.store.count() == 0
     sweep = widget.sweep(start_image=[lake, jpeg((1, 2, 3))], duration=[10, 20], max_cost=2)
     assert sweep.count == 4 and not sweep.confirmed
@@ -336,10 +338,14 @@ async def test_a_video_without_settings_or_a_file_that_is_none_changes_nothing(w
     plain = mp4_without_settings(tmp_path / "holiday.mp4")
     with pytest.raises(InvalidInputError, match="holiday.mp4 carries no settings"):
         widget.restore_settings(plain)
+    with pytest.raises(InvalidInputError, match="nope.mp4: no such file"):
+        widget.restore_settings(tmp_path / "nope.mp4")
     upload(widget, plain.read_bytes(), "holiday.mp4", mime="video/mp4")
     assert "holiday.mp4 carries no settings" in widget.send.of("error")[-1]["message"]
     upload(widget, b"\x00\x00\x00\x18ftypisom" + b"garbage" * 100, "broken.mp4", mime="video/mp4")
     assert "broken.mp4 is not a video this widget can read" in widget.send.of("error")[-1]["message"]
+    upload(widget, b"\x00\x00\x00\x18ftypheic" + b"x" * 100, "photo.heic", mime="image/heic")
+    assert "video" not in widget.send.of("error")[-1]["message"], "an ISO-BMFF image is still an image"
     assert (widget.prompt, widget.start_image.sha256, widget.duration) == before
     assert widget._notice == ""
     assert list(widget.store.tmp_dir.iterdir()) == [], "the dropped file is not left behind"

@@ -159,7 +159,8 @@ class Messages:
         size = content.get("size") if isinstance(content.get("size"), int) else None
         batch = content.get("batch")  # [id, index, count] of several images dropped at once
         try:
-            if str(content.get("mime") or "").startswith("video/") or data[4:8] == b"ftyp":
+            mime = str(content.get("mime") or "")
+            if mime.startswith("video/") or (not mime.startswith("image/") and data[4:8] == b"ftyp"):
                 self._actions.restore(data, name)  # an MP4: its settings, not an image
             elif isinstance(batch, list) and len(batch) == 3 and slot == "start":
                 images = self._slots.gather(str(batch[0])[:40], _int(batch[1]), _int(batch[2]), data, name)

@@ -60,6 +60,8 @@ def settings_from_video(path: str | Path, *, runner: "Runner", name: str | None 
 
     path = Path(path)
     shown = name or path.name
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: no such file, so nothing changed; give the path of an MP4 made here.")
     settings = read_settings(path)
     if settings is None:
         raise InvalidInputError(_refusal(path, shown))

@@ -384,7 +384,7 @@ class FramepackWidget(WidgetState):
         plans the same. With Loop on, each run ends on its own start image.
         When it finishes, its runs (up to 4) open in the comparison grid."""
         images = start_image if isinstance(start_image, (list, tuple)) else [start_image]
-        base = self._input(None if self._slots.get("start") is not None or start_image is None else images[0])
+        base = self._input(images[0] if self._slots.get("start") is None and images else None)
         return self._sweeps.plan(
             base, start_image=start_image, prompt=prompt, negative_prompt=negative_prompt, duration=duration,
             end_image=end_image, repeats=repeats, max_cost=max_cost, max_concurrent=max_concurrent, confirm=confirm,
