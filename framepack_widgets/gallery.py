@@ -15,7 +15,8 @@ widget's own comparison panel and lock-step player (``js/src/panels/comparison.j
 ``js/src/sync.js``): no second copy.
 
 The data holds one entry per run, cut from `export.run_card` (the run's `to_dict()` made
-shareable: no local path, no URL, never the key), and the word diff of every pair of
+shareable: no local path, no URL, never the key; its number in the store and its images'
+names, by which the cards and the comparison name runs), and the word diff of every pair of
 distinct prompts (`compare.diff_ops`), so a viewer can compare any 2-4 runs. Those pairs
 are why a gallery holds at most `MAX_GALLERY_RUNS` runs. Nothing in the page refers to
 anything outside its folder.
@@ -59,7 +60,7 @@ POSTER_SIDE = 640
 #: What a gallery entry keeps of a run's card (the rest is for the zip card, or means
 #: nothing away from this machine).
 CARD_KEYS = (
-    "run_id", "task_id", "stage", "status", "prompt", "negative_prompt", "duration", "backend", "simulated",
+    "run_id", "seq", "loop", "task_id", "stage", "status", "prompt", "negative_prompt", "duration", "backend", "simulated",
     "cost_usd", "created_at", "submitted_at", "finished_at", "wall_time", "parent_id", "timeline_id", "segment",
     "sweep_id", "start_image_sha", "end_image_sha", "error",
 )
@@ -92,6 +93,10 @@ def gallery_data(runs: Sequence["Run"], files: dict[str, dict[str, str]], *, tit
         card = run_card(run)
         entry = {key: card.get(key) for key in CARD_KEYS}
         entry["p"] = prompts.setdefault(run.prompt, len(prompts))
+        for key in ("start_image", "end_image"):  # the names runs are labelled by when their images differ
+            name = (run.params.get(key) or {}).get("name")
+            if name:
+                entry[f"{key}_name"] = str(name)[:120]
         entry.update(files.get(run.run_id, {}))
         facts = card.get("video") or {}
         entry["video_facts"] = {k: facts.get(k) for k in ("width", "height", "fps", "frames", "seconds") if facts.get(k)}
