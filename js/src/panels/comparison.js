@@ -55,7 +55,7 @@ export function mountComparison(ctx, box) {
     summary,
     grid,
     h("div.fpw-toolbar", {}, playBtn, prevBtn, nextBtn, seek, speed,
-      h("label.fpw-loop", {}, loopBox, " Loop")));
+      h("label.fpw-loop", { title: "Play the comparison again and again" }, loopBox, " Repeat")));
   box.append(section);
   /** @type {string[] | null} the runs shown */
   let ids = null;
