@@ -153,13 +153,15 @@ def some_frames(path, wanted):
 def differ(a, b):
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 
-zoom = await studio.generate()
+zoom = studio.generate()  # each run takes the inputs as they are when it starts; all run at once
 studio.prompt = "the door of the red house opens and the flowers sway in the wind"
-content = await studio.generate()
+content = studio.generate()
 studio.negative_prompt = "camera movement, zoom, shaking, blurry"
-negative = await studio.generate()
-looped = await loop.generate()
+negative = studio.generate()
+looped = loop.generate()
 plan.confirm()
+for run in (zoom, content, negative, looped):
+    await run
 await plan
 
 content_frames, negative_frames = (some_frames(r.video_path, {0, 150, 299}) for r in (content, negative))
@@ -169,6 +171,7 @@ with av.open(str(plan.video_path)) as container:
     film_frames = container.streams.video[0].frames
 print(json.dumps({
     "stages": [str(r.stage) for r in (zoom, content, negative, looped)] + [plan.status],
+    "runs": len({r.run_id for r in (zoom, content, negative, looped)}),
     "spent": round(sum(r.cost_usd for r in (zoom, content, negative, looped)) + plan.total_cost_usd, 2),
     "negative_changes": max(differ(a, b) for a, b in zip(content_frames, negative_frames)),
     "loop_end_to_start": differ(loop_first, loop_last),
@@ -229,12 +232,16 @@ def test_teaching_demo_is_a_lesson_that_runs_offline(tmp_path: Path) -> None:
     views = [v for v in views if v]
     assert len(views) == 4 and all(len(v) == 1 for v in views), views  # one per exercise
     assert views[0] == views[1] and len({v[0] for v in views}) == 3, views  # exercise 2 goes on in 1's widget
+    for cell in lesson_cells:
+        if any(WIDGET_VIEW in out.get("data", {}) for out in cell.outputs):  # the widget and its snapshot, nothing else
+            assert all(WIDGET_VIEW in out.get("data", {}) or "fpw-snapshot" in out.get("data", {}).get("text/html", "")
+                       for out in cell.outputs), cell.outputs
 
     # The exercises, done as a student would, spend what the plan says and show on the
     # simulator what the lesson says they show.
     result = json.loads(outputs_text(nb.cells[-1]).strip().splitlines()[-1])
     print("the lesson's exercises on the simulator:", result)
-    assert result["stages"] == ["completed"] * 4 + ["done"], result
+    assert result["stages"] == ["completed"] * 4 + ["done"] and result["runs"] == 4, result
     assert result["spent"] == planned_cost <= 3.00, (result["spent"], planned_cost)
     assert result["negative_changes"] < 1.0, "the simulator should ignore the negative prompt"
     assert result["loop_end_to_start"] < 4.0 < 10.0 < result["zoom_end_to_start"], result  # H.264 noise vs a zoom
