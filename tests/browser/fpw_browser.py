@@ -319,18 +319,29 @@ class AppServer:
         self.framepack_home.mkdir(parents=True, exist_ok=True)
         env = isolated_env(self.workdir, framepack_home=self.framepack_home)
         env.update(self.extra_env)
+        command = [arg.format(port=self.port) for arg in self.command]
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen([a.format(port=self.port) for a in self.command], cwd=self.workdir, env=env, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(command, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        try:
+            self._wait_until_it_answers()
+        except BaseException:
+            self.stop()  # no fixture will: it raised before yielding the server
+            raise
+        return self
+
+    def _wait_until_it_answers(self) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + SERVER_START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n{self.log_path.read_text(errors='replace')}")
+                log = self.log_path.read_text(errors="replace")
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n{log}")
             try:
                 with urllib.request.urlopen(self.url + self.probe, timeout=5):
-                    return self
+                    return
             except urllib.error.HTTPError:
-                return self  # it answers
+                return  # it answers
             except (OSError, urllib.error.URLError):
                 time.sleep(0.3)
         raise RuntimeError(f"{self.name} did not answer in {SERVER_START_TIMEOUT:.0f} s")

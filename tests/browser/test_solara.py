@@ -40,15 +40,24 @@ from fpw_browser import (
 # boxes of the comparison's controls (viewport coordinates), and what is drawn at each control's
 # centre.
 CONTROLS_AT_THE_END_JS = """section => {
-  for (let n = section; n; n = n.parentElement) if (n.scrollHeight > n.clientHeight + 1) n.scrollTop = n.scrollHeight;
-  const box = e => { const r = e.getBoundingClientRect(); return {left: r.left, top: r.top, right: r.right, bottom: r.bottom}; };
-  const link = [...document.querySelectorAll('a')].find(a => /runs on/.test(a.parentElement.textContent) && /solara/i.test(a.textContent));
-  const controls = [...section.querySelectorAll('.fpw-toolbar :is(button, select, input, label)')].filter(e => e.offsetParent);
+  for (let n = section; n; n = n.parentElement) {
+    if (n.scrollHeight > n.clientHeight + 1) n.scrollTop = n.scrollHeight;
+  }
+  const box = e => {
+    const r = e.getBoundingClientRect();
+    return {left: r.left, top: r.top, right: r.right, bottom: r.bottom};
+  };
+  const link = [...document.querySelectorAll('a')]
+    .find(a => /runs on/.test(a.parentElement.textContent) && /solara/i.test(a.textContent));
+  const controls = [...section.querySelectorAll('.fpw-toolbar :is(button, select, input, label)')]
+    .filter(e => e.offsetParent);
   return {
     badge: link ? box(link.parentElement) : null,
     controls: controls.map(e => {
-      const b = box(e), hit = document.elementFromPoint((b.left + b.right) / 2, (b.top + b.bottom) / 2);
-      return {name: e.getAttribute('aria-label') || e.textContent.trim() || e.tagName, ...b, reachable: e.contains(hit) || !!hit?.contains(e)};
+      const b = box(e);
+      const hit = document.elementFromPoint((b.left + b.right) / 2, (b.top + b.bottom) / 2);
+      const name = e.getAttribute('aria-label') || e.textContent.trim() || e.tagName;
+      return {name, ...b, reachable: e.contains(hit) || !!hit?.contains(e)};
     }),
   };
 }"""

@@ -68,10 +68,12 @@ def test_voila_presents_the_lesson_and_its_widget_works(context: object, page: o
     assert page.get_by_role("heading", name=re.compile("a 45-minute lesson")).is_visible()  # type: ignore[attr-defined]
     text = page.locator("body").inner_text()  # type: ignore[attr-defined]
     assert "def sample_scene" not in text and "studio = FramepackWidget" not in text, "Voila shows code"
-    assert page.locator(OUTPUT_ERRORS).count() == 0, page.locator(OUTPUT_ERRORS).all_inner_texts()  # type: ignore[attr-defined]
+    errors = page.locator(OUTPUT_ERRORS)  # type: ignore[attr-defined]
+    assert errors.count() == 0, errors.all_inner_texts()
     assert page.locator("mjx-container, .MathJax").count() == 0, "prices rendered as TeX"  # type: ignore[attr-defined]
     assert "$1.80" in page.locator("table").first.inner_text()  # type: ignore[attr-defined]
-    assert page.locator(".jp-OutputArea-output img").count() >= 2  # the picture and the contact sheet  # type: ignore[attr-defined]
+    pictures = page.locator(".jp-OutputArea-output img")  # type: ignore[attr-defined]
+    assert pictures.count() >= 2  # the sample picture and the contact sheet
     assert roots.count() == 4, roots.count()  # exercises 1 to 4
     for i in range(4):
         assert "synthetic" in roots.nth(i).locator(".fpw-badge").inner_text().lower()
