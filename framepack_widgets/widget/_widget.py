@@ -80,7 +80,8 @@ class FramepackWidget(WidgetState):
     picked up again when a widget opens, which starts on its own inputs ("Ready"); its history
     shows this notebook's runs, and all of the store's one click away. `budget` (US dollars a
     day, else FRAMEPACK_BUDGET) refuses any run, sweep or timeline that would take the day's
-    spend in this store past it, before anything is sent (`BudgetExceededError`). Beside the widget, its output keeps a snapshot of the
+    spend in this store past it, before anything is sent (`BudgetExceededError`).
+    Beside the widget, its output keeps a snapshot of the
     current run (status, prompt, facts and a poster of at most 12 KB) that a notebook shows where
     the widget cannot be drawn; `poster_in_notebook=False` leaves the poster (usually the start
     image) out, so a shared notebook holds no image.

@@ -20,6 +20,7 @@ import nbformat
 import pytest
 
 from fpw_browser import (
+    ARTIFACTS,
     UI_TIMEOUT_MS,
     JupyterServer,
     NotebookPage,
@@ -85,10 +86,10 @@ def test_a_run_past_the_days_budget_is_refused_before_it_is_sent(page: object, b
     root = nb.widget()
     root.wait_for()
     spend = root.locator(".fpw-head .fpw-session")
-    assert wait_text(nb, spend, r"Today \$0\.00 of \$0\.50") == "Session $0.00 · Today $0.00 of $0.50"
+    assert wait_text(nb, spend, r"Today \$0\.00 of \$0\.50").startswith("Session $0.00 · Today $0.00 of $0.50")
     run_id = click_generate(nb, root, "the camera zooms in slowly on the red house")
     wait_stage(nb, root, run_id, ["completed"], idle=True)
-    assert wait_text(nb, spend, r"Today \$0\.30") == "Session $0.30 · Today $0.30 of $0.50"
+    assert wait_text(nb, spend, r"Today \$0\.30").startswith("Session $0.30 · Today $0.30 of $0.50")
     assert creates(piapi) == 1
 
     root.get_by_label("Prompt", exact=True).fill("the camera pans left across the hills")
@@ -100,7 +101,8 @@ def test_a_run_past_the_days_budget_is_refused_before_it_is_sent(page: object, b
     nb.page.wait_for_function("b => !b.disabled", arg=generate.element_handle(), timeout=UI_TIMEOUT_MS)
     assert root.locator(".fpw-status").get_attribute("data-run-id") == run_id, "no new run"
     assert creates(piapi) == 1, "the refused run reached the API"
-    assert spend.text_content() == "Session $0.30 · Today $0.30 of $0.50"
+    assert spend.text_content().startswith("Session $0.30 · Today $0.30 of $0.50")
+    root.screenshot(path=str(ARTIFACTS / "budget_refused.png"))
 
 
 def test_a_fresh_widget_in_a_second_notebook_opens_ready_and_share_says_what_it_saved(
@@ -149,5 +151,6 @@ def test_a_fresh_widget_in_a_second_notebook_opens_ready_and_share_says_what_it_
         assert wait_text(nb, note, "^(Exporting…|Saved )")
         text = wait_text(nb, note, r"^Saved gallery-\d{8}-\d{6}\.zip · downloading$")
     assert download.value.suggested_filename == text.split()[1]
+    root.screenshot(path=str(ARTIFACTS / "second_notebook_all_runs.png"))
     assert root.locator(":scope > .fpw-notice").text_content() == "", "the top notice stays quiet"
     assert str(folder_server.root) not in root.text_content()
