@@ -1,12 +1,16 @@
-"""SQLite as both the run store and the simulator's state use it: WAL, short write transactions.
+"""SQLite as both the run store and the simulator's state use it: WAL, short write transactions,
+files private to their user.
 
 Several kernels (processes) may open the same file at once; WAL lets readers go on while
 one writer commits, and BEGIN IMMEDIATE takes the write lock up front so two writers
-queue instead of deadlocking.
+queue instead of deadlocking. What these databases hold (prompts, images, videos) is the
+user's own: folders 0700, files 0600 (or stricter, by umask), also when a folder already
+existed with looser modes.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -14,6 +18,52 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from ._environment import umask
+
+__all__ = [
+    "SharedConnection",
+    "connect_wal",
+    "private_database",
+    "private_file",
+    "private_folder",
+    "write_private",
+    "write_transaction",
+]
+
+
+def _chmod(path: Path, mode: int) -> None:
+    try:
+        os.chmod(path, mode & ~umask())
+    except FileNotFoundError:
+        pass
+
+
+def private_file(path: Path) -> None:
+    """Only the user may read it: 0600 (or stricter, by umask)."""
+    _chmod(path, 0o600)
+
+
+def private_folder(path: Path) -> Path:
+    """Make the folder (and its parents) if missing, and let only the user in: 0700 (or
+    stricter, by umask), also when it already existed with looser modes."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _chmod(path, 0o700)
+    return path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file only the user may read (0600 from its first byte, also over an older file)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    private_file(path)
+
+
+def private_database(db_path: Path) -> None:
+    """The database and its WAL companions (SQLite gives them the database's mode) made private."""
+    for suffix in ("", "-wal", "-shm"):
+        private_file(Path(f"{db_path}{suffix}"))
 
 
 def connect_wal(db_path: Path, *, busy_timeout: float, where: str) -> sqlite3.Connection:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .inputs import FramepackInput
     from .runs import Run
 
-__all__ = ["Fields", "diff_ops", "differences", "fields_of", "labels_for", "word_diff"]
+__all__ = ["Fields", "diff_ops", "differences", "fields_of", "image_names", "labels_for", "word_diff"]
 
 DiffOp = Literal["same", "added", "removed"]
 
@@ -101,11 +101,29 @@ def _image_key(info: Mapping[str, Any] | None) -> str | None:
     return (info.get("sha256") or info.get("url") or None) if info else None
 
 
-def fields_of(item: "Run | FramepackInput") -> Fields:
-    """The compared fields of a Run (from its params: no image is read) or of an input."""
+def _params(item: "Run | FramepackInput") -> Mapping[str, Any]:
     from .inputs import FramepackInput
 
-    params = item.to_params() if isinstance(item, FramepackInput) else item.params
+    return item.to_params() if isinstance(item, FramepackInput) else item.params
+
+
+def image_names(items: Sequence["Run | FramepackInput"], key: str = "start_image") -> dict[str, str]:
+    """What each image (by content hash or URL) is called among `items`: the name it was
+    given ("lake_cabin.jpg") or the last part of its URL. Images without a name are left out."""
+    names: dict[str, str] = {}
+    for item in items:
+        info = _params(item).get(key) or {}
+        image = _image_key(info)
+        url = str(info.get("url") or "")
+        name = info.get("name") or url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+        if image is not None and name and image not in names:
+            names[image] = str(name)
+    return names
+
+
+def fields_of(item: "Run | FramepackInput") -> Fields:
+    """The compared fields of a Run (from its params: no image is read) or of an input."""
+    params = _params(item)
     return Fields(
         str(params.get("prompt") or ""),
         str(params.get("negative_prompt") or ""),
@@ -147,9 +165,11 @@ def labels_for(runs: Sequence["Run | FramepackInput"]) -> list[str]:
     Prompts: the words of each prompt that are not common to all prompts (quoted; "(no
     extra words)" when a prompt is only the common part). Negative prompt, duration,
     start image and end image appear only when they differ between the runs; images are
-    told apart by content hash and numbered in order of appearance ("start image 2").
-    Runs with identical settings (repeats) are labelled "take 1", "take 2", ...
-    Accepts Run objects or FramepackInput objects.
+    told apart by content hash and shown by name ("lake_cabin.jpg") when every one of them
+    has a distinct name, else numbered in order of appearance ("start image 2"); an end
+    image that is the run's own start image is "loop". Runs with identical settings
+    (repeats) are labelled by their run number ("run #3"), or "take 1", "take 2", ...
+    before they are stored. Accepts Run objects or FramepackInput objects.
     """
     fields = [fields_of(r) for r in runs]
     n = len(fields)
@@ -171,9 +191,21 @@ def labels_for(runs: Sequence["Run | FramepackInput"]) -> list[str]:
                 order[v] = len(order) + 1
         return order
 
+    def naming(values: Sequence[str | None], key: str, what: str) -> dict[str | None, str]:
+        """Each image's name when all have distinct ones, else "start image 1", "start image 2", ..."""
+        names = image_names(runs, key)
+        shown = [v for v in dict.fromkeys(values) if v is not None]
+        if all(v in names for v in shown) and len({names[v] for v in shown}) == len(shown):
+            return {v: names[v] for v in shown}
+        return {v: f"{what} {k}" for v, k in numbering(values).items()}
+
+    def number(k: int) -> str:
+        seq = getattr(runs[k], "seq", None)
+        return f"run #{seq}" if isinstance(seq, int) else f"take {k + 1}"
+
     prompt_differs = len({" ".join(_norm(w) for w in p.split()) for p in prompts}) > 1
-    start_numbers = numbering(starts)
-    end_numbers = numbering(ends)
+    start_names = naming(starts, "start_image", "start image")
+    end_names = naming([None if e == s else e for e, s in zip(ends, starts)], "end_image", "end image")
 
     labels: list[str] = []
     for k in range(n):
@@ -192,19 +224,23 @@ def labels_for(runs: Sequence["Run | FramepackInput"]) -> list[str]:
         if differs(durations):
             parts.append(f"{durations[k]} s")
         if differs(starts):
-            parts.append(f"start image {start_numbers.get(starts[k], '?')}")
+            parts.append(start_names.get(starts[k], "start image ?"))
         if differs(ends):
-            parts.append(f"end image {end_numbers[ends[k]]}" if ends[k] is not None else "no end image")
+            if ends[k] is None:
+                parts.append("no end image")
+            else:
+                parts.append("loop" if ends[k] == starts[k] else end_names[ends[k]])
         if not parts:
-            parts.append(f"take {k + 1}" if n > 1 else (prompts[k] or "run"))
+            parts.append(number(k) if n > 1 else (prompts[k] or "run"))
         labels.append(" · ".join(parts))
-    # Identical labels would defeat the purpose: number them.
+    # Identical labels would defeat the purpose: number them (by run number when stored).
     if len(set(labels)) < len(labels):
         seen: dict[str, int] = {}
         for k, label in enumerate(labels):
             if labels.count(label) > 1:
                 seen[label] = seen.get(label, 0) + 1
-                labels[k] = f"{label} · take {seen[label]}"
+                seq = getattr(runs[k], "seq", None)
+                labels[k] = f"{label} · " + (f"run #{seq}" if isinstance(seq, int) else f"take {seen[label]}")
     return labels
 
 

@@ -10,6 +10,8 @@ __all__ = [
     "VERSION",
     "MODEL",
     "TASK_TYPE",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_UPLOAD_URL",
     "COST_PER_SECOND",
     "MIN_DURATION",
     "MAX_DURATION",
@@ -25,6 +27,8 @@ __all__ = [
     "UPLOAD_EXTENSIONS",
     "UPLOAD_BASE64_LIMIT",
     "UPLOAD_NAME_CHARS",
+    "SIMULATOR_HEADER",
+    "SIMULATOR_KEY_PREFIX",
     "cost_usd",
 ]
 
@@ -34,6 +38,9 @@ VERSION = "0.1.0"
 #: What the create request asks PiAPI for.
 MODEL = "Qubico/framepack"
 TASK_TYPE = "img2video"
+#: Where PiAPI's API and its upload endpoint are.
+DEFAULT_BASE_URL = "https://api.piapi.ai"
+DEFAULT_UPLOAD_URL = "https://upload.theapi.app/api/ephemeral_resource"
 
 #: PiAPI's list price: US dollars per second of video.
 COST_PER_SECOND = 0.03
@@ -66,6 +73,13 @@ UPLOAD_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
 UPLOAD_BASE64_LIMIT = 10 * 1024 * 1024
 #: PiAPI's upload endpoint: at most this many characters in `file_name`, extension included.
 UPLOAD_NAME_CHARS = 128
+
+#: The offline simulator names itself in this header on every answer, so a client knows it
+#: talks to the simulator (its videos are synthetic, nothing is charged), not to PiAPI
+#: through a proxy on this machine.
+SIMULATOR_HEADER = "X-Framepack-Simulator"
+#: The keys the simulator makes for itself start so (a client made with one is made for it).
+SIMULATOR_KEY_PREFIX = "sim-"
 
 
 def cost_usd(duration: int | float | None) -> float:

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     import httpx
 
-    from .task import Task
+#: A `framepack_widgets.task.Task` snapshot. Typed loosely here because `task` raises these
+#: errors itself, and no module imports one that imports it back (not even for the type checker).
+TaskSnapshot = Any
 
 __all__ = [
     "FramepackError",
@@ -142,7 +144,7 @@ class SubmissionUnknownError(APIError):
 class TaskFailedError(FramepackError):
     """The task ended as failed (or cancelled); `task` is its last snapshot."""
 
-    def __init__(self, message: str, *, task: "Task") -> None:
+    def __init__(self, message: str, *, task: TaskSnapshot) -> None:
         super().__init__(message)
         self.task = task
 
@@ -150,7 +152,7 @@ class TaskFailedError(FramepackError):
 class TaskTimeoutError(FramepackError):
     """Waiting gave up; the task may still finish. Re-attach later with its id."""
 
-    def __init__(self, message: str, *, task_id: str, last_task: "Task | None" = None) -> None:
+    def __init__(self, message: str, *, task_id: str, last_task: TaskSnapshot | None = None) -> None:
         super().__init__(message)
         self.task_id = task_id
         self.last_task = last_task

@@ -15,7 +15,8 @@ widget's own comparison panel and lock-step player (``js/src/panels/comparison.j
 ``js/src/sync.js``): no second copy.
 
 The data holds one entry per run, cut from `export.run_card` (the run's `to_dict()` made
-shareable: no local path, no URL, never the key), and the word diff of every pair of
+shareable: no local path, no URL, never the key; its number in the store and its images'
+names, by which the cards and the comparison name runs), and the word diff of every pair of
 distinct prompts (`compare.diff_ops`), so a viewer can compare any 2-4 runs. Those pairs
 are why a gallery holds at most `MAX_GALLERY_RUNS` runs. Nothing in the page refers to
 anything outside its folder.
@@ -23,12 +24,14 @@ anything outside its folder.
 
 from __future__ import annotations
 
+import errno
 import html
 import json
 import logging
 import os
 import re
 import shutil
+import tempfile
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -36,9 +39,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._assets import BUILD_HINT, frontend_file
+from ._environment import umask
 from .compare import diff_ops
 from .constants import FPS, MAX_COMPARED, MAX_GALLERY_RUNS
-from .errors import InvalidInputError
+from .errors import FramepackError, InvalidInputError
 from .export import poster_frame, run_card
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,7 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .runs import Run
 
-__all__ = ["GALLERY_FORMAT", "GALLERY_VERSION", "export_gallery", "gallery_data", "read_gallery_data", "zip_gallery"]
+__all__ = ["GALLERY_FORMAT", "GALLERY_VERSION", "GalleryExportError", "export_gallery", "gallery_data", "read_gallery_data", "zip_gallery"]
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +60,7 @@ POSTER_SIDE = 640
 #: What a gallery entry keeps of a run's card (the rest is for the zip card, or means
 #: nothing away from this machine).
 CARD_KEYS = (
-    "run_id", "task_id", "stage", "status", "prompt", "negative_prompt", "duration", "backend", "simulated",
+    "run_id", "seq", "loop", "task_id", "stage", "status", "prompt", "negative_prompt", "duration", "backend", "simulated",
     "cost_usd", "created_at", "submitted_at", "finished_at", "wall_time", "parent_id", "timeline_id", "segment",
     "sweep_id", "start_image_sha", "end_image_sha", "error",
 )
@@ -89,6 +93,10 @@ def gallery_data(runs: Sequence["Run"], files: dict[str, dict[str, str]], *, tit
         card = run_card(run)
         entry = {key: card.get(key) for key in CARD_KEYS}
         entry["p"] = prompts.setdefault(run.prompt, len(prompts))
+        for key in ("start_image", "end_image"):  # the names runs are labelled by when their images differ
+            name = (run.params.get(key) or {}).get("name")
+            if name:
+                entry[f"{key}_name"] = str(name)[:120]
         entry.update(files.get(run.run_id, {}))
         facts = card.get("video") or {}
         entry["video_facts"] = {k: facts.get(k) for k in ("width", "height", "fps", "frames", "seconds") if facts.get(k)}
@@ -118,6 +126,17 @@ def _frontend(name: str) -> str:
     return text
 
 
+def _carry_settings(run: "Run", copy: Path) -> None:
+    """A video stored before settings travelled with videos gets its run's settings here."""
+    from .video import VideoFileError, read_settings, run_settings, write_settings
+
+    if read_settings(copy) is None:
+        try:
+            write_settings(copy, run_settings(run))
+        except (VideoFileError, ValueError) as exc:
+            log.warning("no settings written into the gallery's copy of run %s: %s", run.run_id, exc)
+
+
 def _page(data: dict[str, Any]) -> str:
     """index.html: the built gallery CSS and script inlined as they are, and the runs' data.
 
@@ -139,13 +158,55 @@ def _page(data: dict[str, Any]) -> str:
     )
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:10]}.part")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+class GalleryExportError(FramepackError, OSError):
+    """The gallery could not be written (a full disk, a folder that refuses files); nothing
+    half-written was left behind, and an earlier gallery in that folder is as it was."""
+
+
+def _export_error(out: Path, exc: OSError) -> GalleryExportError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "the disk is full"
+        todo = "Free some space (or choose a folder on another disk), then export again."
+    else:
+        what = exc.strerror or str(exc)
+        todo = "Choose a folder you can write to, then export again."
+    return GalleryExportError(
+        exc.errno or 0, f"Could not write the gallery in {out}: {what}. Nothing was left half-written "
+        f"(an earlier gallery there is unchanged). {todo}"
+    )
+
+
+def _write_files(runs: Sequence["Run"], build: Path, title: str | None) -> None:
+    """The whole gallery (videos, posters, index.html) into `build`, an empty folder."""
+    (build / "videos").mkdir()
+    (build / "posters").mkdir()
+    files: dict[str, dict[str, str]] = {}
+    for run in runs:
+        stem = _file_stem(run.run_id)
+        video = Path(run.video_path) if run.video_path is not None and Path(run.video_path).is_file() else None
+        names: dict[str, str] = {}
+        if video is not None:
+            names["video"] = f"videos/{stem}.mp4"
+            shutil.copyfile(video, build / names["video"])
+            _carry_settings(run, build / names["video"])
+        poster = _poster(run, video)
+        if poster is not None:
+            poster.thumbnail((POSTER_SIDE, POSTER_SIDE))
+            names["poster"] = f"posters/{stem}.jpg"
+            poster.save(build / names["poster"], "JPEG", quality=82)
+        files[run.run_id] = names
+    count = len(runs)
+    data = gallery_data(runs, files, title=title or f"FramePack: {count} run{'' if count == 1 else 's'}")
+    (build / "index.html").write_text(_page(data), encoding="utf-8")
+
+
+def _move_into(build: Path, out: Path) -> None:
+    """Each file of `build` renamed into `out` (same disk: no byte is copied, nothing can fill up)."""
+    for path in sorted(build.rglob("*")):
+        if path.is_file():
+            target = out / path.relative_to(build)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
 
 
 def export_gallery(runs: Sequence["Run"], folder: str | os.PathLike[str], *, title: str | None = None) -> Path:
@@ -154,7 +215,10 @@ def export_gallery(runs: Sequence["Run"], folder: str | os.PathLike[str], *, tit
     side by side in lock-step with the prompt words that differ highlighted.
 
     Runs without a local video get a card (and a poster from their start image) but no
-    player. Files of an earlier gallery in the same folder are replaced.
+    player. Files of an earlier gallery in the same folder are replaced. Everything is
+    written first into a temporary folder beside (a new folder) or inside (an existing one)
+    and renamed into place at the end: a full disk raises `GalleryExportError` (also an
+    `OSError`) and leaves no partial copy.
     """
     runs = list(runs)
     if not runs:
@@ -164,27 +228,25 @@ def export_gallery(runs: Sequence["Run"], folder: str | os.PathLike[str], *, tit
             f"a gallery holds at most {MAX_GALLERY_RUNS} runs (got {len(runs)}): pass fewer, e.g. runs=w.runs[-20:]"
         )
     out = Path(folder)
-    (out / "videos").mkdir(parents=True, exist_ok=True)
-    (out / "posters").mkdir(exist_ok=True)
-    files: dict[str, dict[str, str]] = {}
-    for run in runs:
-        stem = _file_stem(run.run_id)
-        video = Path(run.video_path) if run.video_path is not None and Path(run.video_path).is_file() else None
-        names: dict[str, str] = {}
-        if video is not None:
-            names["video"] = f"videos/{stem}.mp4"
-            shutil.copyfile(video, out / names["video"])
-        poster = _poster(run, video)
-        if poster is not None:
-            poster.thumbnail((POSTER_SIDE, POSTER_SIDE))
-            names["poster"] = f"posters/{stem}.jpg"
-            poster.save(out / names["poster"], "JPEG", quality=82)
-        files[run.run_id] = names
-    count = len(runs)
-    data = gallery_data(runs, files, title=title or f"FramePack: {count} run{'' if count == 1 else 's'}")
-    index = out / "index.html"
-    _write_text(index, _page(data))
-    return index
+    existed = out.is_dir()
+    parent = out if existed else out.parent
+    build: Path | None = None
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        build = Path(tempfile.mkdtemp(prefix=f".{out.name}.export-", dir=parent))
+        _write_files(runs, build, title)
+        if existed:
+            _move_into(build, out)
+        else:
+            os.chmod(build, 0o777 & ~umask())  # a normal folder (mkdtemp made it 0700)
+            os.rename(build, out)
+            build = None
+    except OSError as exc:
+        raise _export_error(out, exc) from None
+    finally:
+        if build is not None:
+            shutil.rmtree(build, ignore_errors=True)
+    return out / "index.html"
 
 
 def zip_gallery(folder: str | os.PathLike[str]) -> Path:

@@ -73,6 +73,9 @@ class ImageSource:
     height: int | None = None
     sha256: str = ""
     original_size: int | None = field(default=None, compare=False)
+    #: What a person calls the image ("lake_cabin.jpg"): kept in `to_params()` so runs can
+    #: be labelled by it; never part of the hash or of equality.
+    name: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if (self.url is None) == (self.data is None):
@@ -135,11 +138,20 @@ class ImageSource:
 
         return _images.open_normalized(self.data)
 
+    def named(self, name: str | None) -> "ImageSource":
+        """The same image under a name (None or "" keeps it as it is)."""
+        return dataclasses.replace(self, name=str(name)[:120]) if name and name != self.name else self
+
     def to_params(self) -> dict[str, Any]:
-        """JSON-safe description without bytes: {"url"} or {"sha256","mime","width","height"}."""
-        if self.url is not None:
-            return {"url": self.url}
-        return {"sha256": self.sha256, "mime": self.mime, "width": self.width, "height": self.height}
+        """JSON-safe description without bytes: {"url"} or {"sha256","mime","width","height"},
+        with "name" when the image has one."""
+        params: dict[str, Any] = (
+            {"url": self.url} if self.url is not None
+            else {"sha256": self.sha256, "mime": self.mime, "width": self.width, "height": self.height}
+        )
+        if self.name:
+            params["name"] = self.name
+        return params
 
     def __repr__(self) -> str:
         if self.url is not None:

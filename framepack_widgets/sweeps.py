@@ -1,6 +1,7 @@
 """Sweeps: "try these five prompts" as one call, priced and confirmed before anything is sent.
 
     plan = plan_sweep(base, prompt=["zoom in", "pan left"], duration=[10, 20], max_cost=2.0)
+    plan_sweep(base, start_image=["lake.jpg", "beach.jpg"])   # an image sweep: one run per image
     plan.describe()                      # "4 runs (2 prompts × 2 durations), $1.80 in all"
     sweep = start_sweep(runner, plan, confirm=False)   # nothing starts: a pending Sweep
     sweep.confirm()                      # the widget's button (or confirm=True in code)
@@ -25,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -55,8 +57,9 @@ log = logging.getLogger(__name__)
 #: A sweep larger than this is refused unless `max_runs=` says otherwise (a typo guard).
 MAX_SWEEP_RUNS = 100
 
-_AXES = ("prompt", "negative_prompt", "duration", "end_image")
+_AXES = ("start_image", "prompt", "negative_prompt", "duration", "end_image")
 _AXIS_NAMES = {
+    "start_image": ("start image", "start images"),
     "prompt": ("prompt", "prompts"),
     "negative_prompt": ("negative prompt", "negative prompts"),
     "duration": ("duration", "durations"),
@@ -97,8 +100,8 @@ def cost_cap(max_cost: float | None) -> float | None:
 class SweepPlan:
     """The grid of a sweep: validated inputs in order, what varies, and what it costs.
 
-    `inputs` are in `itertools.product` order over the varied fields (prompt, negative
-    prompt, duration, end image), each repeated `repeats` times in a row.
+    `inputs` are in `itertools.product` order over the varied fields (start image, prompt,
+    negative prompt, duration, end image), each repeated `repeats` times in a row.
     """
 
     inputs: tuple["FramepackInput", ...]
@@ -129,9 +132,19 @@ class SweepPlan:
         shape_text = f" ({' × '.join(shape)})" if len(shape) > 1 else ""
         costs = self.costs_usd
         if costs and min(costs) == max(costs):
-            return f"{runs}{shape_text} × {_money(costs[0])} = {_money(self.total_cost_usd)}"
-        low, high = (min(costs), max(costs)) if costs else (0.0, 0.0)
-        return f"{runs}{shape_text}, {_money(low)}–{_money(high)} each, {_money(self.total_cost_usd)} in all"
+            text = f"{runs}{shape_text} × {_money(costs[0])} = {_money(self.total_cost_usd)}"
+        else:
+            low, high = (min(costs), max(costs)) if costs else (0.0, 0.0)
+            text = f"{runs}{shape_text}, {_money(low)}–{_money(high)} each, {_money(self.total_cost_usd)} in all"
+        return text + self._images_text()
+
+    def _images_text(self) -> str:
+        """" · start images: lake.jpg, beach.jpg" for an image sweep (the first few names)."""
+        if self.axes.get("start_image", 0) < 2:
+            return ""
+        names = list(dict.fromkeys(i.start_image.name or f"<image {i.start_image.sha256[:8]}>" for i in self.inputs))
+        more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+        return f" · start images: {', '.join(names[:5])}{more}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe (no bytes), for the widget's confirmation panel."""
@@ -143,6 +156,8 @@ class SweepPlan:
             "repeats": self.repeats,
             "entries": [
                 {
+                    "start_image": i.start_image.sha256,
+                    "start_image_name": i.start_image.name,
                     "prompt": i.prompt,
                     "negative_prompt": i.negative_prompt,
                     "duration": i.duration,
@@ -178,9 +193,19 @@ def _values(name: str, value: Any) -> list[Any] | None:
     return [value]
 
 
+def _image_label(value: Any) -> str | None:
+    """The file name of an image given by path or URL, to label its runs by."""
+    if isinstance(value, (str, os.PathLike)):
+        text = os.fspath(value)
+        if not text.startswith("data:"):
+            return text.split("?", 1)[0].rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1][:120] or None
+    return None
+
+
 def plan_sweep(
     base_input: "FramepackInput",
     *,
+    start_image: Any = None,
     prompt: str | Sequence[str] | None = None,
     negative_prompt: str | Sequence[str] | None = None,
     duration: int | Sequence[int] | None = None,
@@ -188,13 +213,17 @@ def plan_sweep(
     repeats: int = 1,
     max_cost: float | None = None,
     max_runs: int = MAX_SWEEP_RUNS,
+    loop: bool = False,
 ) -> SweepPlan:
     """Build and price the grid of runs; nothing is sent.
 
-    Each of `prompt`, `negative_prompt`, `duration`, `end_image` is a list of values to try
-    (or one value, or None to keep the base input's). The grid is their product, each
-    entry repeated `repeats` times; every entry is validated through
-    `base_input.replace(...)`. For `end_image`, a list may contain None (no end image).
+    Each of `start_image`, `prompt`, `negative_prompt`, `duration`, `end_image` is a list of
+    values to try (or one value, or None to keep the base input's). The grid is their
+    product, each entry repeated `repeats` times; every entry is validated through
+    `base_input.replace(...)`. Images are anything `FramepackInput` accepts, each
+    normalised once before anything is planned (a path or URL names its runs: "lake.jpg").
+    For `end_image`, a list may contain None (no end image). `loop`: every entry ends on
+    its own start image (unless `end_image` is varied).
     Raises InvalidInputError naming the bad entry, or CostLimitError over `max_cost`.
     """
     from .inputs import normalize_image
@@ -202,18 +231,13 @@ def plan_sweep(
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise InvalidInputError(f"repeats must be a whole number of 1 or more, not {repeats!r}")
     given = {
+        "start_image": _values("start_image", start_image),
         "prompt": _values("prompt", prompt),
         "negative_prompt": _values("negative_prompt", negative_prompt),
         "duration": _values("duration", duration),
         "end_image": _values("end_image", end_image),
     }
     axes = {name: values for name, values in given.items() if values is not None}
-    if "end_image" in axes:  # decode each end image once, not once per grid entry
-        max_side = base_input.max_side
-        axes["end_image"] = [
-            None if v is None else normalize_image(v, max_side=max_side, what=f"end image {k + 1}")
-            for k, v in enumerate(axes["end_image"])
-        ]
     count = repeats
     for values in axes.values():
         count *= len(values)
@@ -222,10 +246,21 @@ def plan_sweep(
             f"This sweep would start {count} runs, more than max_runs={max_runs}. Nothing was sent. "
             "Narrow the grid, or pass a larger max_runs if you mean it."
         )
+    max_side = base_input.max_side
+    for name in ("start_image", "end_image"):  # decode each image once, not once per grid entry
+        if name in axes:
+            what = _AXIS_NAMES[name][0]
+            axes[name] = [
+                None if v is None and name == "end_image" else
+                normalize_image(v, max_side=max_side, what=f"{what} {k + 1}").named(_image_label(v))
+                for k, v in enumerate(axes[name])
+            ]
     names = list(axes)
     inputs: list[FramepackInput] = []
     for combo in itertools.product(*(axes[n] for n in names)):
         changes = dict(zip(names, combo))
+        if loop and "end_image" not in changes:
+            changes["end_image"] = changes.get("start_image", base_input.start_image)
         try:
             entry = base_input.replace(**changes) if changes else base_input
         except InvalidInputError as exc:
@@ -243,7 +278,7 @@ def _short(value: Any) -> str:
     from .inputs import ImageSource
 
     if isinstance(value, ImageSource):
-        return f"<image {value.sha256[:8]}>"
+        return value.name or f"<image {value.sha256[:8]}>"
     text = repr(value)
     return text if len(text) <= 40 else text[:39] + "…'"
 

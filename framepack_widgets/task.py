@@ -6,7 +6,8 @@ official CLI and its MCP server show many shapes for one envelope; each is accep
 
 | what | accepted |
 |---|---|
-| status | any case; `success`/`succeeded`/`finished` = completed, `error` = failed, `queued`/`starting`/`retry` = pending, `staged`, `canceled`/`cancelled`; an unknown word with a video URL = completed, without one = UNKNOWN (polled on) |
+| status | any case; `success`/`succeeded`/`complete`/`finished` = completed, `error`/`failure`/`rejected` = failed, `queued`/`starting`/`retry` = pending, `staged`, `canceled`/`cancelled`; an unknown word with a video URL = completed, with an error message = failed, with neither = UNKNOWN (polled on) |
+| task id | 1 to 256 of `A-Z a-z 0-9 . _ : @ + = ~ -`, starting with a letter or digit; anything else (a 70,000-character id, control characters, slashes, spaces) is refused where an answer becomes a `Task` (`InvalidInputError`, a `ValueError`), and where a caller names a task (`check_task_id`) |
 | video | `video_url`; `video` (string, `{url}`, `{resource_without_watermark, resource}` or a list); `video_urls`; `works[].video.{resource_without_watermark, resource}`; `works[].resource.{resourceWithoutWatermark, resource}`; else the first http(s) URL anywhere in `output` (a video-looking one first) |
 | times | `meta.*` or top level; `ended_at` or `completed_at`; `""` and Go's zero time = None |
 | usage | `consume`/`frozen` as numbers or numeric strings |
@@ -18,13 +19,17 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["Task", "TaskStatus", "parse_task", "find_video_url", "output_keys", "parse_time"]
+from .errors import InvalidInputError
+
+__all__ = ["TASK_ID_MAX", "Task", "TaskStatus", "check_task_id", "parse_task", "find_video_url", "output_keys",
+           "parse_time"]
 
 
 class TaskStatus(str, enum.Enum):
@@ -70,10 +75,34 @@ _TERMINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCE
 #: Words other PiAPI models, its CLI and community clients use for the same states.
 _SYNONYMS = {
     "success": "completed", "succeeded": "completed", "succeed": "completed", "finished": "completed",
-    "error": "failed",
+    "complete": "completed",
+    "error": "failed", "failure": "failed", "rejected": "failed",
     "queued": "pending", "starting": "pending", "retry": "pending",
     "canceled": "cancelled",
 }
+
+
+#: The longest task id taken. PiAPI's are UUIDs (36 characters); a URL path must stay short.
+TASK_ID_MAX = 256
+_TASK_ID = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:@+=~-]{{0,{TASK_ID_MAX - 1}}}")
+
+
+def check_task_id(value: object) -> str:
+    """`value` when it is a task id this package can put in a URL path, a file name and a
+    message; InvalidInputError (a ValueError) naming what is wrong otherwise."""
+    if isinstance(value, str) and _TASK_ID.fullmatch(value):
+        return value
+    if not isinstance(value, str):
+        shown = f"{type(value).__name__} {value!r}"[:80]
+    elif not value:
+        shown = "an empty string"
+    else:
+        head = repr(value[:40]) + ("…" if len(value) > 40 else "")
+        shown = f"{len(value):,} characters: {head}" if len(value) > 40 else head
+    raise InvalidInputError(
+        f"A task id must be 1 to {TASK_ID_MAX} letters, digits or . _ : @ + = ~ - (starting with a letter or "
+        f"digit), as PiAPI's are; this one is {shown}. Use the id PiAPI gave (a UUID)."
+    )
 
 
 _FROMISOFORMAT_IS_RFC3339 = sys.version_info >= (3, 11)  # Z and any number of fraction digits
@@ -318,6 +347,7 @@ class Task:
     #: The API's own word for the status, as it came ("Completed", "succeeded", "generating").
     status_word: str | None = None
 
+
     @property
     def is_terminal(self) -> bool:
         return self.status.is_terminal
@@ -363,8 +393,11 @@ class Task:
         video_url, surely_video = _video_of(output, status)
         if status is TaskStatus.UNKNOWN and surely_video:
             status = TaskStatus.COMPLETED  # an unknown word, but the video is there
+        elif status is TaskStatus.UNKNOWN and _error_message(data.get("error"), failed=False):
+            status = TaskStatus.FAILED  # an unknown word that says what went wrong: it ended
         return cls(
-            task_id=str(data.get("task_id") or data.get("id") or ""),
+            # Once, where an answer becomes a Task: its id goes into URL paths, file names, messages.
+            task_id=check_task_id(str(data.get("task_id") or data.get("id") or "")),
             status=status,
             video_url=video_url,
             error=_error_message(data.get("error"), failed=status is TaskStatus.FAILED),
@@ -383,14 +416,14 @@ class Task:
 def parse_task(envelope: Mapping[str, Any]) -> Task:
     """Parse a whole envelope (`{"code", "message", "data"}`), or a bare `data` object.
 
-    Raises ValueError when there is no task in it; the client turns that into an APIError.
+    Raises `InvalidInputError` (a `ValueError`) when there is no task in it or its task id
+    is unusable; the client turns that into an APIError.
     """
     if not isinstance(envelope, Mapping):
-        raise ValueError("the response is not a JSON object")
+        raise InvalidInputError("the response is not a JSON object")
     data = envelope.get("data") if "data" in envelope else envelope
     if not isinstance(data, Mapping):
-        raise ValueError("the response has no task data")
-    task = Task.from_data(data)
-    if not task.task_id:
-        raise ValueError("the response has no task_id")
-    return task
+        raise InvalidInputError("the response has no task data")
+    if not (data.get("task_id") or data.get("id")):
+        raise InvalidInputError("the response names no task id (task_id)")
+    return Task.from_data(data)

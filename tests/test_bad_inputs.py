@@ -170,6 +170,64 @@ def test_downloading_a_task_without_a_video_says_to_wait_first() -> None:
     assert counter.requests == 0
 
 
+# --------------------------------------------------------------------------- answers from a hostile API
+def _task_answer(task_id: str, status: str = "pending") -> httpx.Response:
+    return httpx.Response(200, json={"code": 200, "message": "success", "data": {"task_id": task_id, "status": status}})
+
+
+def _moved(status: int) -> httpx.Response:
+    return httpx.Response(status, headers={"location": "https://elsewhere.example/x"})
+
+
+HOSTILE_ANSWERS: dict[str, tuple[str, httpx.Response, tuple[str, ...]]] = {
+    "create names a 70,000-character task id": ("create", _task_answer("a" * 70_000), ("task id", "may have")),
+    "create names a task id with control characters": ("create", _task_answer("t\x1b[2J\x07"), ("task id", "may have")),
+    "create names a task id with a slash": ("create", _task_answer("../../x"), ("task id", "may have")),
+    "create names a task id with spaces": ("create", _task_answer("t 1 2"), ("task id", "may have")),
+    "get names a 70,000-character task id": ("get", _task_answer("a" * 70_000), ("task id",)),
+    "get names a task id with a newline": ("get", _task_answer("t1\nx"), ("task id",)),
+    "create redirected (307)": ("create", _moved(307), ("redirect", "may have")),
+    "create redirected (308)": ("create", _moved(308), ("redirect", "may have")),
+    "get redirected (302)": ("get", _moved(302), ("redirect", "elsewhere.example")),
+    "cancel redirected (301)": ("cancel", _moved(301), ("redirect", "elsewhere.example")),
+    "account redirected (303)": ("account", _moved(303), ("redirect", "elsewhere.example")),
+    "create answered with JSON nested 100,000 deep": ("create", httpx.Response(
+        200, content=b"[" * 100_000 + b"]" * 100_000), ("not valid JSON", "may have")),
+    "get answered with JSON nested 100,000 deep": ("get", httpx.Response(
+        404, content=b"[" * 100_000 + b"]" * 100_000), ("no task t1",)),
+    "completed, but a final word no client knows and an error": ("get", httpx.Response(200, json={
+        "code": 200, "data": {"task_id": "t1", "status": "moderated", "error": {"message": "refused: nsfw"}}}),
+        ("failed", "refused: nsfw")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_ANSWERS))
+def test_hostile_answers_are_typed_errors_and_nothing_is_resent(case: str) -> None:
+    from framepack_widgets.client import Client
+
+    call, answer, words = HOSTILE_ANSWERS[case]
+    seen: list[httpx.Request] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return answer
+
+    http = httpx.Client(follow_redirects=True, transport=httpx.MockTransport(api))
+    ticks = iter(range(10**6))
+    with Client("k", base_url="https://api.example.com", http_client=http, max_retries=2) as c:
+        c._sleep = lambda _s: None
+        c._clock = lambda: float(next(ticks))  # a second passes at each look: a wait gives up soon
+        with pytest.raises(FramepackError) as info:
+            {"create": lambda: c.create_task({"prompt": "a", "start_image": URL}),
+             "get": lambda: c.wait("t1", timeout=5),
+             "cancel": lambda: c.cancel("t1"),
+             "account": lambda: c.account_info()}[call]()
+    assert_explained(info.value, words)
+    assert all(r.url.host == "api.example.com" for r in seen)
+    if call == "create":
+        assert len(seen) == 1, "the money rule: a create that may have made a task is never resent"
+
+
 # --------------------------------------------------------------------------- the widget, from Python and from the browser
 @pytest.fixture
 def widget(tmp_path: Path) -> Any:
@@ -292,14 +350,22 @@ CLI: dict[str, tuple[list[str], dict[str, str], tuple[str, ...]]] = {
                                  ("http",)),
     "FRAMEPACK_HOME is a file (sweep)": (["sweep", URL, "--prompt", "a", "--yes"], {"FRAMEPACK_HOME": "<file>"},
                                          ("FRAMEPACK_HOME", "is a file")),
+    "record -o under a file": (["record", URL, "--prompt", "a", "-o", "<file>/t.json"], {}, ("-o", "is a file")),
+    "record -o unwritable": (["record", URL, "--prompt", "a", "-o", "/proc/framepack-nowhere/t.json"], {},
+                             ("-o", "cannot")),
+    "record --video under a file": (["record", URL, "--prompt", "a", "-o", "<tmp>/t.json", "--video",
+                                     "<file>/v.mp4"], {}, ("--video", "is a file")),
+    "record --video unwritable": (["record", URL, "--prompt", "a", "-o", "<tmp>/t.json", "--video",
+                                   "/proc/framepack-nowhere/v.mp4"], {}, ("--video", "cannot")),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CLI))
 def test_bad_command_lines_exit_2_with_one_clear_line(case: str, tmp_path: Path, counting_api: Any) -> None:
     args, env, words = CLI[case]
+    (tmp_path / "a-file").write_text("x")
+    args = [a.replace("<file>", str(tmp_path / "a-file")).replace("<tmp>", str(tmp_path)) for a in args]
     if env.get("FRAMEPACK_HOME") == "<file>":
-        (tmp_path / "a-file").write_text("x")
         env = {**env, "FRAMEPACK_HOME": str(tmp_path / "a-file")}
     env.setdefault("PIAPI_API_KEY", counting_api.api_key)
     env.setdefault("PIAPI_BASE_URL", counting_api.base_url)
@@ -339,5 +405,7 @@ def test_a_home_that_is_a_file_stops_the_widget_with_the_fix(tmp_path: Path, mon
     assert_explained(info.value, ("FRAMEPACK_HOME", "is a file", "folder"))
 
 
-def test_the_table_is_at_least_eighty_cases() -> None:
-    assert len(INPUTS) + len(CLIENT) + len(WIDGET_PY) + len(BROWSER) + len(CLI) + 7 + 4 >= 80
+def test_the_table_is_at_least_a_hundred_cases() -> None:
+    counted = len(INPUTS) + len(CLIENT) + len(HOSTILE_ANSWERS) + len(WIDGET_PY) + len(BROWSER) + len(CLI) + 7 + 4
+    print(f"bad inputs: {counted} cases")
+    assert counted >= 100

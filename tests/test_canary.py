@@ -4,7 +4,8 @@ that key everywhere it can, with faults; then every artefact is searched for it.
 Artefacts: the run store's files (database, images, videos), the saved notebook, the
 widget's synced state, DEBUG logs of this package, httpx and httpcore, exception chains
 (verbose, with locals), exported files (run cards, a comparison video, a gallery), the
-command line's output and its trace file.
+command line's output and its trace file. Also searched for: a proxy's password given in the
+base URL (`http://user:password@...`), and a redirect to another host (which must see nothing).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from framepack_widgets.inputs import FramepackInput
 from framepack_widgets.simulator import Fault, Simulator
 
 CANARY = "sk-CANARY-7f3e9d1c5b2a48e6a0c4-do-not-leak"
-FORMS = [CANARY.encode(), quote(CANARY, safe="").encode(), CANARY.encode("utf-16-le")]
+PASSWORD = "pw-CANARY-proxy-5b2a48e6"  # in the base URL: http://someone:PASSWORD@host
+FORMS = [CANARY.encode(), quote(CANARY, safe="").encode(), CANARY.encode("utf-16-le"),
+         PASSWORD.encode(), PASSWORD.encode("utf-16-le")]
 
 
 def _jpeg(color: tuple[int, int, int]) -> bytes:
@@ -182,15 +185,72 @@ async def test_no_path_leaves_the_key_anywhere(hostile_api: Simulator, logs: io.
     assert hay.add_files("cli files", tmp_path / "cli") >= 4
     assert hay.add_files("cli store", tmp_path / "cli-home") > 4
 
+    # --- a redirect to another host, through a caller's httpx client that follows redirects
+    with Simulator(time_scale=40) as thief:
+        sim.inject(Fault.redirect(307, "create", location=f"{thief.base_url}/api/v1/task"))
+        sim.inject(Fault.redirect(308, "get", location=f"{thief.base_url}/api/v1/task/x?sig=1"))
+        for name, exc in _redirected(sim, task.task_id, red).items():
+            hay.add_exception(f"redirected {name}", exc)
+        hay.add("the other host's requests", repr([(r.method, r.path, r.endpoint) for r in thief.requests]))
+        assert thief.requests == [], "a redirect carried a request to another host"
+    sim.clear_faults()
+
+    # --- a proxy's password in the base URL: the command line, a trace, a run's error in the store
+    proxied = f"http://someone:{PASSWORD}@127.0.0.1:{sim.port}"
+    proxy_env = {**env, "PIAPI_BASE_URL": proxied, "FRAMEPACK_HOME": str(tmp_path / "proxy-home")}
+    for name in ("generate", "record"):
+        args = [a.replace(str(tmp_path / "cli"), str(tmp_path / "proxied")) for a in commands[name]]
+        done = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "framepack_widgets.cli", *args], capture_output=True, text=True,
+            env=proxy_env, timeout=180,
+        )
+        assert done.returncode == 0, (name, done.stderr)
+        hay.add(f"cli {name} through a proxy URL", done.stdout + done.stderr)
+    assert hay.add_files("cli files through a proxy URL", tmp_path / "proxied") >= 2
+    closed = f"http://someone:{PASSWORD}@127.0.0.1:{_closed_port()}"
+    unreachable_store = RunStore(tmp_path / "proxy-store")
+    async with AsyncClient(CANARY, base_url=closed, max_retries=0) as unreachable:
+        hay.add("repr of a client with a proxy URL", repr(unreachable) + unreachable.base_url)
+        w = FramepackWidget(unreachable, store=unreachable_store, resume=False)
+        w.start_image, w.prompt = red, "the proxy is down"
+        down = await w.generate()
+        assert down.error, down.stage
+        hay.add("a run that could not reach the proxy", json.dumps(down.to_dict(), default=str))
+        w.close()
+    unreachable_store.close()
+    assert hay.add_files("store of a run through a proxy URL", tmp_path / "proxy-store") >= 1
+
     # --- a saved notebook that ran the widget against the same API
     nb_path = await asyncio.to_thread(_run_notebook, tmp_path, sim)
     hay.add("saved notebook", nb_path.read_bytes())
 
     hay.add("logs", logs.getvalue())
     assert "x-api-key" in logs.getvalue().lower() or "api/v1/task" in logs.getvalue()  # the logs did log
-    assert len(hay.items) > 40
-    assert hay.hits() == [], f"the key was found in: {hay.hits()}"
+    assert len(hay.items) > 50
+    assert hay.hits() == [], f"the key (or the proxy's password) was found in: {hay.hits()}"
     print(f"canary: {len(hay.items)} artefacts searched, {sum(map(len, hay.items.values())):,} bytes, no hit")
+
+
+def _redirected(sim: Simulator, task_id: str, image: bytes) -> dict[str, BaseException]:
+    """The errors of a create and a get the API redirects, through a client that follows redirects."""
+    import httpx
+
+    caught: dict[str, BaseException] = {}
+    with httpx.Client(follow_redirects=True) as http, Client(CANARY, base_url=sim.base_url, http_client=http) as c:
+        for name, call in (("create", lambda: c.create_task(FramepackInput("moved", image, duration=10))),
+                           ("get", lambda: c.get_task(task_id))):
+            with pytest.raises(FramepackError) as redirected:
+                call()
+            caught[name] = redirected.value
+    return caught
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _run_notebook(tmp_path: Path, sim: Simulator) -> Path:

@@ -251,3 +251,72 @@ def test_sigterm_during_a_sweep_cancels_what_was_not_sent_and_reports_every_run(
     with RunStore(tmp_path / "home") as store:
         stages = sorted(r.stage.value for r in store.list())
     assert stages.count("cancelled") == 2 and RunStage.QUEUED.value not in stages
+
+
+# --------------------------------------------------------------------------- issue 18: words for the command line
+PYTHON_WORDS = ("wait(", "timeout=", "api_key=", "allow_http=", "image_encoding=", "Simulator(", "client.", "()")
+
+
+def _no_python_words(text: str) -> None:
+    for words in PYTHON_WORDS:
+        assert words not in text, f"a command-line user is told {words!r}: {text}"
+
+
+def test_a_timeout_tells_the_command_line_what_to_do_in_its_own_words(
+        photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    with Simulator(time_scale=1) as sim:
+        monkeypatch.setenv("PIAPI_API_KEY", sim.api_key)
+        monkeypatch.setenv("PIAPI_BASE_URL", sim.base_url)
+        code = cli.main(["generate", str(photo), "--prompt", "zoom in", "--timeout", "1", "-o", str(tmp_path / "x.mp4")])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_TIMEOUT and "--timeout" in err
+    _no_python_words(err)
+
+
+def test_a_clear_text_base_url_tells_the_command_line_the_variable_to_set(
+        photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PIAPI_API_KEY", "sk-live-0123456789")
+    monkeypatch.setenv("PIAPI_BASE_URL", "http://10.1.2.3:8080")
+    for command in ("generate", "record"):
+        assert cli.main([command, str(photo), "--prompt", "zoom in", "-o", str(tmp_path / "x")]) == cli.EXIT_BAD_INPUT
+        err = capsys.readouterr().err
+        assert "PIAPI_ALLOW_HTTP=1" in err
+        _no_python_words(err)
+
+
+def test_a_wrong_key_and_a_missing_video_are_said_in_command_line_words(
+        photo: Path, tmp_path: Path, fast_sim: Simulator, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    fast_sim.inject(Fault.url_lag(100))
+    assert cli.main(["generate", str(photo), "--prompt", "zoom in", "-o", str(tmp_path / "x.mp4")]) != cli.EXIT_OK
+    lagged = capsys.readouterr().err
+    assert "no video URL" in lagged
+    monkeypatch.setenv("PIAPI_API_KEY", "sk-wrong-0123456789")
+    assert cli.main(["generate", str(photo), "--prompt", "zoom in", "-o", str(tmp_path / "y.mp4")]) == cli.EXIT_API_ERROR
+    refused = capsys.readouterr().err
+    assert "PIAPI_API_KEY" in refused
+    _no_python_words(lagged + refused)
+
+
+def test_the_banner_calls_a_loopback_api_with_a_real_key_piapi_not_the_simulator(
+        photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    with Simulator(time_scale=60, api_key="sk-live-looks-real-123456") as proxy:  # e.g. a local proxy to PiAPI
+        monkeypatch.setenv("PIAPI_API_KEY", proxy.api_key)
+        monkeypatch.setenv("PIAPI_BASE_URL", proxy.base_url)
+        proxy.inject(Fault.status_code(503, "create", times=None))
+        cli.main(["generate", str(photo), "--prompt", "zoom in", "-o", str(tmp_path / "x.mp4")])
+    err = capsys.readouterr().err
+    first = err.splitlines()[0]
+    assert "simulator" not in first.lower() and f"127.0.0.1:{proxy.port}" in first and "costs $" in first
+
+
+def test_a_sweep_run_that_may_have_been_charged_is_explained_in_command_line_words(
+        photo: Path, tmp_path: Path, fast_sim: Simulator, capsys: pytest.CaptureFixture[str]) -> None:
+    fast_sim.inject(Fault.drop_after_body("create"))
+    code = cli.main(["sweep", str(photo), "--prompt", "zoom in", "--yes", "-o", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_SUBMISSION_UNKNOWN and fast_sim.count("create") == 1
+    assert "task list" in err and "FRAMEPACK_HOME" in err  # the money advice stays; the Python calls go
+    _no_python_words(err)
+    for words in ("runner.", "rerun(", "attach("):
+        assert words not in err, err

@@ -540,11 +540,68 @@ def test_cancel_and_account_info() -> None:
     assert client.account_info() == {"credits": 12.5, "plan": "free"}
 
 
-def test_cancel_without_task_in_answer_returns_none_and_ids_are_quoted() -> None:
+def test_cancel_without_task_in_answer_returns_none_and_unusable_ids_are_refused() -> None:
     server = Server(("DELETE", GET, [httpx.Response(200, json={"code": 200, "message": "ok", "data": None})]))
     client, _ = make_client(server)
-    assert client.cancel("a/b?c") is None
-    assert server.requests[0].url.raw_path == b"/api/v1/task/a%2Fb%3Fc"
+    assert client.cancel("t-1:b") is None
+    assert server.requests[0].url.raw_path == b"/api/v1/task/t-1%3Ab"
+    with pytest.raises(InvalidInputError, match="task id"):
+        client.cancel("a/b?c")  # never sent: not an id PiAPI gives
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("refusal", [405, 404])
+def test_cancel_falls_back_to_the_post_route_piapis_cli_uses(refusal: int) -> None:
+    server = Server(
+        ("DELETE", GET, [err(refusal, "Method Not Allowed" if refusal == 405 else "404 page not found")]),
+        ("POST", f"{GET}t-1/cancel", [ok("cancelled")]),
+    )
+    client, _ = make_client(server)
+    task = client.cancel("t-1")
+    assert task is not None and task.status is TaskStatus.CANCELLED
+    assert [(r.method, r.url.path) for r in server.requests] == [
+        ("DELETE", "/api/v1/task/t-1"), ("POST", "/api/v1/task/t-1/cancel")]
+
+
+async def test_cancel_falls_back_in_the_async_client_too() -> None:
+    server = Server(("DELETE", GET, [err(405, "Method Not Allowed")]), ("POST", f"{GET}t-1/cancel", [ok("cancelled")]))
+    client, _ = make_async(server)
+    task = await client.cancel("t-1")
+    assert task is not None and task.status is TaskStatus.CANCELLED and len(server.requests) == 2
+
+
+def test_a_cancel_both_routes_refuse_says_what_piapi_answered_to_each() -> None:
+    server = Server(
+        ("DELETE", GET, [err(405, "Method Not Allowed")]),
+        ("POST", f"{GET}t-1/cancel", [err(400, "task t-1 is processing: only pending tasks can be cancelled")]),
+    )
+    client, _ = make_client(server)
+    with pytest.raises(BadRequestError) as info:
+        client.cancel("t-1")
+    text = str(info.value)
+    assert "405" in text and "Method Not Allowed" in text and "only pending tasks can be cancelled" in text
+    assert len(server.requests) == 2
+
+
+def test_a_cancel_refused_for_a_reason_is_not_sent_twice() -> None:
+    server = Server(("DELETE", GET, [err(400, "only pending tasks can be cancelled")]))
+    client, _ = make_client(server)
+    with pytest.raises(BadRequestError, match="only pending"):
+        client.cancel("t-1")
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("word, outcome", [("complete", "completed"), ("failure", "failed"), ("rejected", "failed")])
+def test_a_final_word_ends_the_wait_at_once(word: str, outcome: str) -> None:
+    data = {"output": {"video_url": "https://img.example/v.mp4"}} if outcome == "completed" else {}
+    server = Server(("GET", GET, [ok(word, **data)]))
+    client, sleeps = make_client(server)
+    if outcome == "completed":
+        assert client.wait("t-1", timeout=3600).status is TaskStatus.COMPLETED
+    else:
+        with pytest.raises(TaskFailedError):
+            client.wait("t-1", timeout=3600)
+    assert len(server.requests) == 1 and sleeps == []
 
 
 def test_account_info_top_level_fields() -> None:
@@ -644,7 +701,8 @@ def test_environment_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIAPI_API_KEY", KEY)
     monkeypatch.setenv("PIAPI_BASE_URL", "http://127.0.0.1:8765/")
     client = Client()
-    assert client.base_url == "http://127.0.0.1:8765" and client.is_simulator and client.has_api_key
+    assert client.base_url == "http://127.0.0.1:8765" and client.has_api_key
+    assert not client.is_simulator  # this machine, but a real key: a proxy to PiAPI until the server says otherwise
     assert client.upload_url == "http://127.0.0.1:8765/api/ephemeral_resource"
     assert KEY not in repr(client)
     client.close()
@@ -664,7 +722,9 @@ def test_environment_and_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     ("https://api.piapi.ai", False), ("http://10.0.0.1", False),
 ])
 def test_is_simulator(url: str, loopback: bool) -> None:
-    assert Client("k", base_url=url, allow_http=True).is_simulator is loopback
+    """This machine with the simulator's kind of key: made for the simulator; any other key is PiAPI."""
+    assert Client("sim-k3y", base_url=url, allow_http=True).is_simulator is loopback
+    assert not Client("sk-real", base_url=url, allow_http=True).is_simulator
 
 
 def test_bad_settings_are_refused() -> None:
@@ -1119,9 +1179,9 @@ def test_upload_403_falls_back_to_inline_base64_with_a_notice(caplog: pytest.Log
 
 
 def test_upload_403_for_an_image_too_large_to_inline_says_uploads_need_a_paid_plan(monkeypatch) -> None:
-    from framepack_widgets.client import _core
+    from framepack_widgets.client import _uploads
 
-    monkeypatch.setattr(_core, "INLINE_IMAGE_LIMIT", 8)
+    monkeypatch.setattr(_uploads, "INLINE_IMAGE_LIMIT", 8)
     server = Server(("POST", UPLOAD, [err(403, "Insufficient plan level")]), ("POST", CREATE, [ok()]))
     client, _ = make_client(server)
     with pytest.raises(AuthenticationError) as info:
@@ -1152,7 +1212,7 @@ def test_upload_403_in_a_200_envelope_also_falls_back() -> None:
     ],
 )
 def test_upload_file_names_follow_the_documented_rules(name: str, expected: str | None) -> None:
-    from framepack_widgets.client._core import upload_file_name
+    from framepack_widgets.client._uploads import upload_file_name
 
     got = upload_file_name(name)
     assert got == expected

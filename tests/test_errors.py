@@ -27,15 +27,6 @@ from framepack_widgets.errors import (
 PACKAGE = "framepack_widgets"
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 
-#: TEMPORARY: the simulator's own exceptions, being moved under FramepackError by another
-#: change at the same time as this test was written. The lead empties this set after merging;
-#: nothing may be added to it.
-NOT_YET_FRAMEPACK_ERRORS = {
-    "framepack_widgets.simulator._state.StateVersionError",
-    "framepack_widgets.simulator._replay.TraceError",
-    "framepack_widgets.simulator._render.RenderCancelled",
-    "framepack_widgets.simulator._http._Dropped",
-}
 
 
 def _module_names() -> list[str]:
@@ -66,7 +57,7 @@ def test_every_exception_class_derives_from_framepack_error(module_name: str) ->
     wrong = [
         f"{module_name}.{cls.__qualname__}"
         for cls in _exception_classes(module_name)
-        if not issubclass(cls, FramepackError) and f"{module_name}.{cls.__qualname__}" not in NOT_YET_FRAMEPACK_ERRORS
+        if not issubclass(cls, FramepackError)
     ]
     assert wrong == [], f"derive these from framepack_widgets.errors.FramepackError: {wrong}"
 
@@ -77,17 +68,6 @@ def test_scripts_define_no_exceptions(module_name: str) -> None:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     classes = [node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)]
     assert classes == []
-
-
-def test_the_allowlist_names_only_classes_that_exist_and_still_need_it() -> None:
-    """When a listed class is fixed (or gone), its line must go: the list only shrinks."""
-    stale = []
-    for qualified in sorted(NOT_YET_FRAMEPACK_ERRORS):
-        module_name, _, name = qualified.rpartition(".")
-        cls = getattr(importlib.import_module(module_name), name, None)
-        if cls is None or issubclass(cls, FramepackError):
-            stale.append(qualified)
-    assert stale == [], f"remove from NOT_YET_FRAMEPACK_ERRORS: {stale}"
 
 
 def test_the_checker_finds_an_exception_outside_the_hierarchy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,12 +7,14 @@ whether anything may have been charged. The matrix is printed as a table at the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from framepack_widgets import cli
@@ -27,6 +29,10 @@ MAY_WORDS = ("may have",)
 NOTHING_WORDS = ("no task was created", "nothing was charged", "nothing was sent")
 
 
+#: Where a redirect points: another host, which must never see a request (the key, the body).
+THIEF = "<thief>"
+
+
 @dataclass(frozen=True)
 class Case:
     """A fault on the create request, what it must end in, and how many tasks it may make."""
@@ -34,6 +40,12 @@ class Case:
     fault: Fault | None  # None: the API cannot be reached at all
     outcome: str
     tasks_made: int  # tasks the server creates (the money rule: never more than one)
+
+    def made_for(self, thief: str) -> Fault | None:
+        """The fault, with a redirect pointed at the thief's address."""
+        if self.fault is not None and self.fault.location == THIEF:
+            return dataclasses.replace(self.fault, location=f"{thief}/api/v1/task")
+        return self.fault
 
 
 FAULTS: dict[str, Case] = {
@@ -52,6 +64,11 @@ FAULTS: dict[str, Case] = {
     "200 + code 400 (refused)": Case(Fault.envelope(400, "create"), REFUSED, 0),
     "200 + code 500, no task named": Case(Fault.envelope(500, "create"), UNKNOWN, 1),
     "200 + code 500, task named": Case(Fault.envelope(500, "create", with_data=True), COMPLETED, 1),
+    "307 redirect to another host": Case(Fault.redirect(307, "create", location=THIEF), UNKNOWN, 0),
+    "308 redirect to another host": Case(Fault.redirect(308, "create", location=THIEF), UNKNOWN, 0),
+    "302 redirect to another host": Case(Fault.redirect(302, "create", location=THIEF), UNKNOWN, 0),
+    "a 70,000-character task id": Case(Fault.task_id("a" * 70_000), UNKNOWN, 1),
+    "a task id with control chars": Case(Fault.task_id("t\x1b[2J\x07/../x y"), UNKNOWN, 1),
 }
 PATHS = ("Client.generate", "AsyncClient.generate", "widget Generate", "framepack generate", "framepack sweep")
 RESULTS: dict[tuple[str, str], str] = {}
@@ -61,6 +78,13 @@ RESULTS: dict[tuple[str, str], str] = {}
 def sim() -> Any:
     with Simulator(time_scale=100, long_side=64, render_workers=2) as simulator:
         yield simulator
+
+
+@pytest.fixture(scope="module")
+def thief() -> Any:
+    """Another host: a redirect points here, and nothing may ever arrive."""
+    with Simulator(time_scale=100, long_side=64) as other:
+        yield other
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +110,8 @@ async def _run_path(path: str, base_url: str, key: str, image: Path, tmp: Path,
                     monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
     """(outcome, the message the person gets) for one create through `path`."""
     inp = FramepackInput("the camera zooms in", image, duration=10)
-    if path == "Client.generate":
-        with Client(key, base_url=base_url) as client:
+    if path == "Client.generate":  # a caller's httpx client that follows redirects
+        with httpx.Client(follow_redirects=True) as http, Client(key, base_url=base_url, http_client=http) as client:
             client._sleep = lambda _s: None  # retries without waiting
             try:
                 client.generate(inp, timeout=60)
@@ -95,7 +119,8 @@ async def _run_path(path: str, base_url: str, key: str, image: Path, tmp: Path,
                 return _outcome_of_exception(exc), str(exc)
         return COMPLETED, ""
     if path == "AsyncClient.generate":
-        async with AsyncClient(key, base_url=base_url) as aclient:
+        async with httpx.AsyncClient(follow_redirects=True) as http, \
+                AsyncClient(key, base_url=base_url, http_client=http) as aclient:
 
             async def no_wait(_s: float) -> None:
                 return None
@@ -143,21 +168,24 @@ async def _run_path(path: str, base_url: str, key: str, image: Path, tmp: Path,
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("fault_name", list(FAULTS))
 async def test_a_fault_on_the_create(
-    fault_name: str, path: str, sim: Simulator, image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fault_name: str, path: str, sim: Simulator, thief: Simulator, image: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     case = FAULTS[fault_name]
     sim.clear_faults()
     tasks_before, creates_before = len(sim.tasks), sim.count("create")
-    if case.fault is None:
+    fault = case.made_for(thief.base_url)
+    if fault is None:
         base_url = f"http://127.0.0.1:{_closed_port()}"
     else:
         base_url = sim.base_url
-        sim.inject(case.fault)
+        sim.inject(fault)
     outcome, message = await _run_path(path, base_url, sim.api_key, image, tmp_path, monkeypatch)
     tasks_made = len(sim.tasks) - tasks_before
     creates_seen = sim.count("create") - creates_before
     RESULTS[(fault_name, path)] = f"{outcome} ({tasks_made} task{'s' if tasks_made != 1 else ''})"
     assert outcome == case.outcome, message
+    assert thief.requests == [], "a request (the key, the create body) reached another host"
     assert tasks_made == case.tasks_made, "the money rule: at most one task, and only where the fault makes one"
     retried = case.outcome == COMPLETED and case.tasks_made == 1 and fault_name in ("429", "503")
     assert creates_seen <= (2 if retried else 1), f"{creates_seen} create requests reached the server"
@@ -185,4 +213,5 @@ def test_print_the_matrix(capsys: pytest.CaptureFixture[str]) -> None:
     (out / "fault_matrix.txt").write_text(table + "\n")
     with capsys.disabled():
         print("\n" + table)
+        print(f"fault matrix: {len(FAULTS)} faults x {len(PATHS)} paths = {len(RESULTS)} cells")
     assert len(lines) == len(FAULTS) + 2

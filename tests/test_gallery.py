@@ -223,3 +223,86 @@ def read_gallery_data_text(page: str) -> dict:
     found = re.search(r'<script type="application/json" id="fpw-gallery-data">(.*?)</script>', page, re.DOTALL)
     assert found
     return json.loads(found.group(1))
+
+
+# --------------------------------------------------------------------------- issue 18: a full disk
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("fails_on", ["the second video", "a poster", "the page"])
+@pytest.mark.parametrize("earlier", [False, True], ids=["new folder", "over an earlier gallery"])
+def test_a_full_disk_during_an_export_says_so_and_leaves_no_partial_copies(
+        fails_on: str, earlier: bool, made: tuple[RunStore, list[Run]], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import shutil
+
+    from framepack_widgets import gallery as gallery_module
+    from framepack_widgets.errors import FramepackError
+
+    out = tmp_path / "shared" / "g"
+    if earlier:
+        export_gallery(made[1][:1], out, title="the earlier one")
+    before = _snapshot(out) if earlier else None
+    full = OSError(errno.ENOSPC, "No space left on device")
+    copies = {"n": 0}
+    real_copy, real_save = shutil.copyfile, None
+
+    def copyfile(src, dst, *a, **k):
+        copies["n"] += 1
+        if fails_on == "the second video" and copies["n"] == 2:
+            real_copy(src, dst)  # half of it made it to the disk
+            raise full
+        return real_copy(src, dst, *a, **k)
+
+    monkeypatch.setattr(gallery_module.shutil, "copyfile", copyfile)
+    if fails_on == "a poster":
+        from PIL import Image
+
+        real_save = Image.Image.save
+
+        def save(self, fp, *a, **k):
+            real_save(self, fp, *a, **k)
+            raise full
+
+        monkeypatch.setattr(Image.Image, "save", save)
+    if fails_on == "the page":
+        def write_text(self, *a, **k):
+            raise full
+
+        monkeypatch.setattr(Path, "write_text", write_text)
+    with pytest.raises(FramepackError) as info:
+        export_gallery(made[1], out)
+    text = str(info.value)
+    assert "space" in text.lower() and str(out) in text and "free" in text.lower()
+    assert isinstance(info.value, OSError)  # callers catching OSError still do
+    monkeypatch.undo()
+    if earlier:
+        assert _snapshot(out) == before, "the earlier gallery is untouched"
+    else:
+        assert not out.exists(), "no half-written gallery folder"
+    assert [p.name for p in out.parent.iterdir() if p.name != "g"] == [], "no temporary folder left"
+
+
+def test_a_video_stored_before_settings_travelled_gets_them_in_the_gallery(
+        made: tuple[RunStore, list[Run]], tmp_path: Path) -> None:
+    import av
+
+    from framepack_widgets.video import read_settings
+
+    run = made[1][0]
+    bare = tmp_path / "bare.mp4"  # the stored video remuxed without its comment tag
+    with av.open(str(run.video_path)) as source, av.open(str(bare), "w", format="mp4") as out:
+        copy = out.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(video=0):
+            if packet.dts is not None:
+                packet.stream = copy
+                out.mux(packet)
+    assert read_settings(bare) is None
+    old = Run.from_dict({**run.to_dict(), "video_path": str(bare)})
+    page = export_gallery([old], tmp_path / "old")
+    entry = read_gallery_data(page)["runs"][0]
+    settings = read_settings(page.parent / entry["video"])
+    assert settings is not None and settings["run_id"] == run.run_id and settings["prompt"] == run.prompt
+    assert read_settings(bare) is None  # the store's file is left as it was

@@ -56,7 +56,7 @@ LAYERS = [
 ]
 #: The simulator stands apart: it may use only these, and only these may use it.
 SIMULATOR = "simulator"
-SIMULATOR_MAY_IMPORT = {"constants", "_sqlite"}
+SIMULATOR_MAY_IMPORT = {"constants", "_sqlite", "errors"}
 MAY_IMPORT_SIMULATOR = {"widget", "cli"}
 
 

@@ -203,3 +203,41 @@ def test_record_is_listed_in_the_help(capsys: pytest.CaptureFixture[str]) -> Non
     with pytest.raises(SystemExit):
         cli.main(["record", "--help"])
     assert "bug reports" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- issue 18: paths checked before paying
+@pytest.mark.parametrize("where", ["-o under a file", "-o unwritable", "--video under a file", "--video unwritable",
+                                   "--video a folder's parent is a file"])
+def test_record_checks_every_path_before_anything_is_sent(
+        where: str, photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    bad = {"under a file": str(blocker / "x.out"), "unwritable": "/proc/framepack-nowhere/x.out",
+           "a folder's parent is a file": str(blocker / "sub" / "deeper" / "x.mp4")}[where.split(" ", 1)[1]]
+    option = where.split(" ", 1)[0]
+    args = ["record", str(photo), "--prompt", "zoom in", "-o", str(tmp_path / "t.trace.json")]
+    args += [option, bad] if option == "--video" else []
+    if option == "-o":
+        args[-1] = bad
+    with Simulator(time_scale=60, long_side=64) as sim:
+        monkeypatch.setenv("PIAPI_API_KEY", sim.api_key)
+        monkeypatch.setenv("PIAPI_BASE_URL", sim.base_url)
+        code = cli.main(args)
+        assert sim.count("create") == 0 and sim.count("upload") == 0
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_BAD_INPUT, err
+    assert option in err and "Nothing was sent" in err and "Traceback" not in err
+    assert blocker.read_text() == "x"
+
+
+def test_record_into_a_folder_puts_the_trace_and_video_inside(
+        photo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("FRAMEPACK_SIM_TIME_SCALE", "60")
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    code = cli.main(["record", str(photo), "--prompt", "zoom in", "-o", str(folder), "--video", str(videos)])
+    assert code == cli.EXIT_OK, capsys.readouterr().err
+    assert (folder / "cat.trace.json").is_file() and (videos / "cat.mp4").read_bytes()[4:8] == b"ftyp"

@@ -973,3 +973,15 @@ def test_the_render_size_comes_from_the_environment_unless_given(monkeypatch: py
     monkeypatch.setenv("FRAMEPACK_SIM_LONG_SIDE", "tiny")
     with pytest.raises(ValueError, match="FRAMEPACK_SIM_LONG_SIDE"):
         Simulator()
+
+
+def test_cancel_answers_on_both_routes_piapi_is_seen_with(make_sim) -> None:
+    sim = make_sim(pending_seconds=1000)
+    with _client(sim) as client:
+        first, second = _create(client)["task_id"], _create(client)["task_id"]
+        by_delete = client.delete(f"/api/v1/task/{first}")
+        by_post = client.post(f"/api/v1/task/{second}/cancel")
+        assert by_delete.status_code == by_post.status_code == 200
+        assert by_post.json()["data"]["status"] == "cancelled"
+        assert sim.count("cancel") == 2
+        assert client.post("/api/v1/task/no-such-task/cancel").status_code == 404

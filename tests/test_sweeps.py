@@ -515,3 +515,76 @@ def test_cli_interrupted_cancels_unsent_runs(tmp_path: Path) -> None:
     with RunStore(tmp_path / "home") as store:
         stages = sorted(r.stage.value for r in store.list(limit=None))
     assert stages.count("cancelled") == 2 and RunStage.QUEUED.value not in stages
+
+
+# ----------------------------------------------------------------------- image sweeps
+
+
+def _jpeg_file(folder: Path, name: str, color: tuple[int, int, int]) -> Path:
+    from PIL import Image
+
+    path = folder / name
+    Image.new("RGB", (96, 64), color).save(path, "JPEG")
+    return path
+
+
+def test_an_image_sweep_runs_once_per_image_named_after_its_file(base, tmp_path: Path) -> None:
+    lake, beach = _jpeg_file(tmp_path, "lake.jpg", (0, 90, 200)), _jpeg_file(tmp_path, "beach.jpg", (230, 200, 120))
+    plan = plan_sweep(base, start_image=[lake, str(beach), "https://example.com/img/forest.png?token=x"])
+    assert plan.count == 3 and plan.axes == {"start_image": 3}
+    assert [i.start_image.name for i in plan.inputs] == ["lake.jpg", "beach.jpg", "forest.png"]
+    assert [i.prompt for i in plan.inputs] == [base.prompt] * 3
+    assert plan.inputs[0].start_image.to_params()["name"] == "lake.jpg", "the name travels with the run's params"
+    assert plan.describe() == "3 runs × $0.30 = $0.90 · start images: lake.jpg, beach.jpg, forest.png"
+    assert [e["start_image_name"] for e in plan.to_dict()["entries"]] == ["lake.jpg", "beach.jpg", "forest.png"]
+
+
+def test_images_combine_with_other_axes_and_loop_ends_each_run_on_its_own_image(base, tmp_path: Path) -> None:
+    lake, beach = _jpeg_file(tmp_path, "lake.jpg", (0, 90, 200)), _jpeg_file(tmp_path, "beach.jpg", (230, 200, 120))
+    plan = plan_sweep(base, start_image=[lake, beach], prompt=["zoom in", "pan left"], loop=True)
+    assert plan.count == 4
+    assert [(i.start_image.name, i.prompt) for i in plan.inputs] == [
+        ("lake.jpg", "zoom in"), ("lake.jpg", "pan left"), ("beach.jpg", "zoom in"), ("beach.jpg", "pan left")]
+    assert all(i.end_image == i.start_image for i in plan.inputs), "Loop: each run ends on its own start image"
+    assert plan.describe().startswith("4 runs (2 start images × 2 prompts)")
+    # Loop without an image axis loops on the base image; a varied end image wins over Loop.
+    assert all(i.end_image == base.start_image for i in plan_sweep(base, prompt=["a", "b"], loop=True).inputs)
+    ends = plan_sweep(base, start_image=[lake, beach], end_image=[None], loop=True)
+    assert all(i.end_image is None for i in ends.inputs)
+
+
+def test_every_image_is_checked_before_anything_is_planned(base, tmp_path: Path) -> None:
+    lake = _jpeg_file(tmp_path, "lake.jpg", (0, 90, 200))
+    with pytest.raises(InvalidInputError, match=r"Start image 2 .*no such file"):
+        plan_sweep(base, start_image=[lake, tmp_path / "missing.jpg"])
+    with pytest.raises(InvalidInputError, match=r"Start image 2 is required"):
+        plan_sweep(base, start_image=[lake, None])
+    with pytest.raises(InvalidInputError, match="start_image=\\[\\] gives no runs"):
+        plan_sweep(base, start_image=[])
+    # The run count is checked first: a typo does not decode a hundred images to say so.
+    with pytest.raises(InvalidInputError, match="more than max_runs"):
+        plan_sweep(base, start_image=[tmp_path / "never-read.jpg"] * 3, prompt=["a", "b"], max_runs=5)
+
+
+async def test_an_image_sweep_through_the_runner_stores_each_image_and_its_name(tmp_path: Path) -> None:
+    from framepack_widgets.client import AsyncClient
+    from framepack_widgets.compare import labels_for
+    from framepack_widgets.runs import Runner, RunStore
+    from framepack_widgets.simulator import Simulator
+
+    lake, beach = _jpeg_file(tmp_path, "lake.jpg", (0, 90, 200)), _jpeg_file(tmp_path, "beach.jpg", (230, 200, 120))
+    with Simulator(time_scale=200, long_side=96) as sim:
+        client = AsyncClient(sim.api_key, base_url=sim.base_url, poll=0.02)
+        store = RunStore(tmp_path / "store")
+        runner = Runner(client, store)
+        base = FramepackInput("the camera zooms in", lake)
+        sweep = start_sweep(runner, plan_sweep(base, start_image=[lake, beach]), confirm=True)
+        runs = await sweep
+        assert [r.stage for r in runs] == [RunStage.COMPLETED] * 2
+        again = [store.get(r.run_id) for r in runs]  # read back from the store: the names are kept
+        assert [r.params["start_image"]["name"] for r in again] == ["lake.jpg", "beach.jpg"]
+        assert [r.input.start_image.name for r in again] == ["lake.jpg", "beach.jpg"]
+        assert labels_for(again) == ["lake.jpg", "beach.jpg"]
+        await runner.aclose()
+        await client.close()
+        store.close()

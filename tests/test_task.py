@@ -352,3 +352,37 @@ def test_logs_null_strings_or_objects(logs: object, lines: tuple) -> None:
 def test_bare_create_reply_from_the_framepack_page() -> None:
     task = parse_task({"task_id": "abc", "status": "pending", "created_at": "2019-08-24T14:15:22Z"})
     assert task.task_id == "abc" and task.status is TaskStatus.PENDING and task.created_at is not None
+
+
+# --------------------------------------------------------------------------- issue 18: words that end a task
+@pytest.mark.parametrize("word, status", [
+    ("complete", TaskStatus.COMPLETED), ("Complete", TaskStatus.COMPLETED),
+    ("failure", TaskStatus.FAILED), ("rejected", TaskStatus.FAILED), ("REJECTED", TaskStatus.FAILED),
+])
+def test_complete_failure_and_rejected_are_final(word: str, status: TaskStatus) -> None:
+    task = parse_task(envelope(status=word))
+    assert task.status is status and task.is_terminal and task.status_word == word
+
+
+def test_an_unknown_word_with_an_error_message_is_a_failure() -> None:
+    task = parse_task(envelope(status="moderated", error={"code": 10001, "message": "prompt refused by moderation"}))
+    assert task.status is TaskStatus.FAILED and task.error == "prompt refused by moderation"
+    calm = parse_task(envelope(status="moderated"))  # the placeholder error of a task that did not fail
+    assert calm.status is TaskStatus.UNKNOWN and not calm.is_terminal
+
+
+@pytest.mark.parametrize("task_id", ["a" * 70_000, "t\x00", "t\x1b[31m", "a/b", "a\\b", "t 1", "t\n1", "..", "", "é"])
+def test_an_unusable_task_id_is_refused_where_a_task_is_made(task_id: str) -> None:
+    from framepack_widgets.errors import FramepackError
+
+    with pytest.raises(ValueError) as parsed:
+        parse_task(envelope(task_id=task_id))
+    assert isinstance(parsed.value, FramepackError) and "task id" in str(parsed.value)
+    assert len(str(parsed.value)) < 400  # the message shows a short, printable part of it
+    with pytest.raises(FramepackError, match="task id"):
+        Task.from_data({"task_id": task_id, "status": "pending"})  # a webhook's data too
+
+
+@pytest.mark.parametrize("task_id", ["8718d5c1-aaaa-4bbb-8ccc-0123456789ab", "t1", "task_7.b:c", "A" * 128])
+def test_usual_task_ids_are_fine(task_id: str) -> None:
+    assert parse_task(envelope(task_id=task_id)).task_id == task_id

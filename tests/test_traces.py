@@ -164,3 +164,50 @@ def test_a_broken_trace_says_what_is_wrong(broken: dict, words: str, tmp_path: P
         load_trace(path)
     with pytest.raises(TraceError, match="no trace at"):
         load_trace(tmp_path / "missing.json")
+
+
+# --------------------------------------------------------------------------- issue 18: hostile traces
+def _hostile_trace(**changes: Any) -> dict:
+    done = {"code": 200, "message": "success", "data": {
+        "task_id": "t-hostile", "status": "completed", "output": {"video_url": "https://evil.example/v.mp4"},
+        "logs": ["fetched https://evil.example/other.mp4"]}}
+    trace = {"format": "framepack-trace", "version": 1, "source": "a hostile trace",
+             "request": {"input": {"duration": 10}},
+             "exchanges": [{"t": 0, "call": "create", "status": 200, "text": json.dumps(
+                               {"code": 200, "data": {"task_id": "t-hostile", "status": "pending"}})},
+                           {"t": 1, "call": "get", "status": 200, "text": json.dumps(done)}]}
+    trace.update(changes)
+    return trace
+
+
+def test_a_trace_whose_text_holds_json_still_points_every_url_at_the_simulator(start_image: str,
+                                                                               tmp_path: Path) -> None:
+    with Simulator(replay=_hostile_trace(), long_side=64, render_workers=1) as sim:
+        with Client(sim.api_key, base_url=sim.base_url, poll=0.02) as client:
+            task = client.wait(client.create_task({"prompt": "zoom in", "start_image": start_image}), timeout=60)
+            assert task.video_url.startswith(sim.base_url), task.video_url
+            assert "evil.example" not in json.dumps(task.raw) + " ".join(task.logs)
+            assert client.download(task, tmp_path / "v.mp4").read_bytes()[4:8] == b"ftyp"
+
+
+@pytest.mark.parametrize("asked, clamped", [(10**8, 30), (1, 10), (45, 30), (20, 20)])
+def test_a_trace_asking_for_an_absurd_duration_is_clamped(asked: int, clamped: int) -> None:
+    assert load_trace(_hostile_trace(request={"input": {"duration": asked}})).duration == clamped
+
+
+def test_a_deeply_nested_trace_is_a_trace_error_naming_the_file(tmp_path: Path) -> None:
+    from framepack_widgets.errors import FramepackError as Base
+
+    path = tmp_path / "deep.trace.json"
+    trace = json.dumps(_hostile_trace())
+    deep = "[" * 100_000 + "]" * 100_000
+    path.write_text(trace[:-1] + f', "note": {deep}}}')
+    with pytest.raises(TraceError) as info:
+        load_trace(path)
+    assert str(path) in str(info.value) and "nested" in str(info.value)
+    assert isinstance(info.value, Base) and isinstance(info.value, ValueError)
+    nested: Any = {}
+    for _ in range(5000):
+        nested = {"a": nested}
+    with pytest.raises(TraceError, match="nested"):
+        load_trace(_hostile_trace(exchanges=[{"t": 0, "call": "get", "status": 200, "body": nested}]))

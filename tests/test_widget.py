@@ -213,7 +213,7 @@ def test_only_traits_a_python_user_reads_are_public() -> None:
 
     own = set(FramepackWidget.class_traits(sync=True)) - set(anywidget.AnyWidget.class_traits(sync=True))
     public = {name for name in own if not name.startswith("_")}
-    assert public == {"prompt", "negative_prompt", "duration", "selected", "status", "busy", "session_cost",
+    assert public == {"prompt", "negative_prompt", "duration", "loop", "selected", "status", "busy", "session_cost",
                       "backend", "balance"}
 
 
@@ -435,7 +435,7 @@ async def test_compare_two_runs_with_a_word_diff(widget: FramepackWidget) -> Non
     assert first["prompt"] == [["=", "a red square, the camera zooms in"]]
     assert ["+", "slowly"] in second["prompt"]
     assert ["-", "in"] in second["prompt"] and ["+", "out"] in second["prompt"]
-    assert second["duration"] == 11 and second["label"] == "B"
+    assert second["duration"] == 11 and (first["label"], second["label"]) == (f"#{a.seq}", f"#{b.seq}")
     assert second["caption"]
     with pytest.raises(ValueError, match="2 to 4"):
         widget.compare(a)

@@ -141,7 +141,7 @@ async def test_extend_fills_the_inputs_from_the_last_frame_and_the_chain_shows_a
     msg(widget, {"type": "extend", "run_id": first.run_id})
     assert widget.send.of("extended") == [{"type": "extended", "run_id": first.run_id}]
     assert (widget.prompt, widget.negative_prompt, widget.duration) == ("the camera zooms in", "blurry", 12)
-    assert widget.end_image is None and widget._start_image_info["name"] == f"last frame of run {first.run_id[:8]}"
+    assert widget.end_image is None and widget._start_image_info["name"] == f"last frame of run #{first.seq}"
     assert (widget.start_image.width, widget.start_image.height) == first.last_frame().size
     widget.prompt = "it pans left"
     second = widget.generate()

@@ -1,6 +1,8 @@
 """What every `framepack` command shares: the options and words about the backend.
 
-Without PIAPI_API_KEY a command runs on the offline simulator, and says so.
+Without PIAPI_API_KEY a command runs on the offline simulator, and says so. Its clients are
+made for the command line (`audience="cli"`): their messages name options and variables,
+never a Python call.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import argparse
 import asyncio
 import math
 import os
+import re
 import signal
 import tempfile
 from collections.abc import AsyncIterator, Coroutine
@@ -17,16 +20,20 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from .._environment import sim_time_scale
+from ..constants import DEFAULT_BASE_URL
 from ..errors import InvalidInputError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..client import AsyncClient
+    from ..client import AsyncClient, Client
     from ..runs import RunStore
 
 __all__ = [
+    "CLI",
     "add_backend_options",
     "ask_to_start",
     "backend",
+    "command_line_words",
+    "describe_backend",
     "money",
     "open_backend",
     "positive",
@@ -37,6 +44,10 @@ __all__ = [
     "writable_file",
     "writable_folder",
 ]
+
+
+#: How the commands make their clients: every message worded for a terminal.
+CLI = "cli"
 
 
 def uses_api() -> bool:
@@ -69,6 +80,48 @@ def simulator_notice(what: str) -> str:
     )
 
 
+def describe_backend(client: "Client | AsyncClient") -> str:
+    """Where a command sends its tasks, for its first line: "PiAPI", "PiAPI at <url>", or
+    "the simulator at <url>" (the URL never with a password)."""
+    if client.is_simulator:
+        return f"the simulator at {client.base_url}"
+    return "PiAPI" if client.base_url == DEFAULT_BASE_URL else f"PiAPI at {client.base_url}"
+
+
+#: A sentence that tells a Python user what to call (`run.rerun()`, `runner.attach(run, id)`, `base_url=`).
+_PYTHON_ADVICE = re.compile(r"\b[A-Za-z_]\w*(?:\.\w+)*\([^)]*\)|\b[a-z_]+=(?=[\s).,]|$)")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+FOLLOW_UP = ("The run is kept in the run store (FRAMEPACK_HOME): open the widget on it in a notebook to "
+             "follow it or send it again.")
+
+
+_ASIDE = re.compile(r"\s*\((?:[^()]|\([^()]*\))*\)")
+
+
+def _without_python(sentence: str) -> str | None:
+    """The sentence up to the clause that tells a Python user what to call (None: nothing left)."""
+    found = _PYTHON_ADVICE.search(sentence)
+    if found is None:
+        return sentence
+    head = sentence[: found.start()]
+    cut = max(head.rfind(": "), head.rfind("; "))
+    return head[:cut].rstrip(" ,") + "." if cut > 0 else None
+
+
+def command_line_words(text: str | None) -> str:
+    """A run's error or hint for a terminal: what tells a Python user what to call (an aside,
+    a clause, a sentence) is left out, and where it was, the one thing a command-line user
+    can do instead is said."""
+    if not text:
+        return ""
+    plain = _ASIDE.sub(lambda aside: "" if _PYTHON_ADVICE.search(aside.group(0)) else aside.group(0), text.strip())
+    sentences = [_without_python(sentence) for sentence in _SENTENCE_END.split(plain)]
+    kept = [sentence for sentence in sentences if sentence]
+    if any(sentence != original for sentence, original in zip(sentences, _SENTENCE_END.split(plain))):
+        kept.append(FOLLOW_UP)
+    return " ".join(kept)
+
+
 def money(value: float) -> str:
     return f"${value:,.2f}"
 
@@ -96,7 +149,8 @@ def writable_file(path: Path, option: str = "-o/--output") -> Path:
     """Where a file can be written: its folder exists (or is made now) and takes a file,
     checked before anything is paid for."""
     if path.is_dir():
-        raise InvalidInputError(f"{option}: {path} is a folder; give a file name (e.g. {path / 'out.mp4'}).")
+        raise InvalidInputError(
+            f"{option}: {path} is a folder; give a file name (e.g. {path / 'out.mp4'}). Nothing was sent.")
     writable_folder(path.parent, option)
     return path
 
@@ -145,7 +199,7 @@ def open_backend() -> tuple["AsyncClient | None", "RunStore"]:
     from ..client import AsyncClient
     from ..runs import RunStore
 
-    client = AsyncClient() if uses_api() else None
+    client = AsyncClient(audience=CLI) if uses_api() else None
     return client, RunStore()
 
 
@@ -159,7 +213,7 @@ async def backend(client: "AsyncClient | None", sim_time_scale: float) -> AsyncI
             from ..simulator import Simulator
 
             sim = stack.enter_context(Simulator(time_scale=sim_time_scale))
-            client = AsyncClient(sim.api_key, base_url=sim.base_url)
+            client = AsyncClient(sim.api_key, base_url=sim.base_url, audience=CLI)
         async with client:
             yield client
 

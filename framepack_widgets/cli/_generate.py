@@ -13,7 +13,16 @@ from typing import TextIO
 from .. import errors
 from ..inputs import FramepackInput
 from ..task import Task
-from ._common import add_backend_options, positive, simulator_notice, time_scale, uses_api, writable_file
+from ._common import (
+    CLI,
+    add_backend_options,
+    describe_backend,
+    positive,
+    simulator_notice,
+    time_scale,
+    uses_api,
+    writable_file,
+)
 from ._exit import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, exit_code_for
 
 __all__ = ["add_generate_parser", "generate_command"]
@@ -102,18 +111,17 @@ def generate_command(args: argparse.Namespace) -> int:
             if output.is_dir():
                 output = output / _default_output(args.image).name
             output = writable_file(output)
-            client = stack.enter_context(Client()) if uses_api() else None
+            client = stack.enter_context(Client(audience=CLI)) if uses_api() else None
         except errors.InvalidInputError as exc:
             print(f"framepack: {exc}", file=err)
             return EXIT_BAD_INPUT
         if client is not None:
-            where = "a simulator at " + client.base_url if client.is_simulator else "PiAPI"
-            print(f"framepack: sending to {where} (costs ${request.cost_usd:.2f})", file=err)
+            print(f"framepack: sending to {describe_backend(client)} (costs ${request.cost_usd:.2f})", file=err)
         else:
             from ..simulator import Simulator
 
             sim = stack.enter_context(Simulator(time_scale=scale))
-            client = stack.enter_context(Client(sim.api_key, base_url=sim.base_url))
+            client = stack.enter_context(Client(sim.api_key, base_url=sim.base_url, audience=CLI))
             print(simulator_notice("the video is"), file=err)
         line = StatusLine(err)
         task: Task | None = None

@@ -4,6 +4,8 @@ The trace (JSON: the create reply and every poll, with the key, image data and s
 URL query strings removed) is what a bug report needs: `framepack simulator --replay
 TRACE.json` answers exactly as PiAPI did. It is written however the run ends (a failed
 task, an error, Ctrl-C), for those are the runs worth reporting. The video is kept too.
+Both paths are checked before anything is sent, like every command's: a run is never paid
+for only to find that its trace cannot be written.
 """
 
 from __future__ import annotations
@@ -16,8 +18,17 @@ from pathlib import Path
 
 from .. import errors
 from ..inputs import FramepackInput
-from ._common import add_backend_options, positive, simulator_notice, time_scale, uses_api
-from ._exit import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, exit_code_for
+from ._common import (
+    CLI,
+    add_backend_options,
+    describe_backend,
+    positive,
+    simulator_notice,
+    time_scale,
+    uses_api,
+    writable_file,
+)
+from ._exit import EXIT_API_ERROR, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK, exit_code_for
 
 __all__ = ["record_command"]
 
@@ -35,8 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--negative-prompt", default="", help="what to avoid")
     parser.add_argument("--duration", default="10", help="seconds of video, 10 to 30 (default 10)")
     parser.add_argument("-o", "--output", default=None,
-                        help="where to write the trace (default: <image name>.trace.json)")
-    parser.add_argument("--video", default=None, help="where to write the MP4 (default: beside the trace)")
+                        help="where to write the trace: a file, or a folder (default: <image name>.trace.json)")
+    parser.add_argument("--video", default=None,
+                        help="where to write the MP4: a file, or a folder (default: beside the trace)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="give up waiting after this many seconds")
     add_backend_options(parser)
     return parser
@@ -60,14 +72,12 @@ def record_command(argv: list[str]) -> int:
         duration: object = int(args.duration) if str(args.duration).strip().isdigit() else args.duration
         request = FramepackInput(args.prompt, args.image, end_image=args.end_image,
                                  negative_prompt=args.negative_prompt, duration=duration)
+        trace_path, video_path = _paths(args)
         if uses_api():
-            Client().close()  # a bad PIAPI_BASE_URL (or a clear-text one) is said now
+            Client(audience=CLI).close()  # a bad PIAPI_BASE_URL (or a clear-text one) is said now
     except errors.InvalidInputError as exc:
         print(f"framepack: {exc}", file=err)
         return EXIT_BAD_INPUT
-    trace_path = Path(args.output) if args.output else Path.cwd() / f"{_stem(args.image)}.trace.json"
-    video_path = Path(args.video) if args.video else trace_path.with_name(
-        trace_path.name.removesuffix(".json").removesuffix(".trace") + ".mp4")
 
     with ExitStack() as stack:
         if uses_api():
@@ -81,10 +91,10 @@ def record_command(argv: list[str]) -> int:
             print(simulator_notice("the video is"), file=err)
         recorder = TraceRecorder(api_key=key, base_url=base_url or "https://api.piapi.ai")
         http = stack.enter_context(recorder.http_client())  # records every answer; closed by the stack
-        client = stack.enter_context(Client(key, base_url=base_url, http_client=http))
+        client = stack.enter_context(Client(key, base_url=base_url, http_client=http, audience=CLI))
         if uses_api():
-            where = "a simulator at " + client.base_url if client.is_simulator else "PiAPI"
-            print(f"framepack: recording a run on {where} (costs ${request.cost_usd:.2f})", file=err)
+            print(f"framepack: recording a run on {describe_backend(client)} (costs ${request.cost_usd:.2f})",
+                  file=err)
         line = StatusLine(err)
         outcome, code, problem = "interrupted", EXIT_INTERRUPTED, ""
         try:
@@ -96,16 +106,38 @@ def record_command(argv: list[str]) -> int:
             outcome, code = "completed", EXIT_OK
         except KeyboardInterrupt:
             problem = "interrupted; the task may still run (and be billed) on the server."
-        except errors.FramepackError as exc:
+        except (errors.FramepackError, OSError) as exc:  # OSError: the disk refused the video
             outcome, code, problem = f"{type(exc).__name__}: {exc}", exit_code_for(exc), str(exc)
         finally:
-            saved = recorder.write(trace_path, outcome=outcome)
             line.close()
+            try:
+                saved: Path | None = recorder.write(trace_path, outcome=outcome)
+            except OSError as exc:  # checked before sending, yet the disk may fill up meanwhile
+                saved = None
+                print(f"framepack: could not write the trace {trace_path} ({exc.strerror or exc}); "
+                      "free some space and record again.", file=err)
+                code = code if code != EXIT_OK else EXIT_API_ERROR
     if problem:
         print(f"framepack: {problem}", file=err)
     if code == EXIT_OK:
         print(f"framepack: wrote {written}", file=err)
-    print(f"framepack: wrote the trace {saved} (no key, image data or signed URLs in it); "
-          "attach it to a bug report", file=err)
-    print(str(saved))
+    if saved is not None:
+        print(f"framepack: wrote the trace {saved} (no key, image data or signed URLs in it); "
+              "attach it to a bug report", file=err)
+        print(str(saved))
     return code
+
+
+def _paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    """(trace file, video file), each checked writable now: a folder given for either gets the
+    default name inside it. InvalidInputError names the option."""
+    stem = _stem(args.image)
+    trace_path = Path(args.output) if args.output else Path.cwd() / f"{stem}.trace.json"
+    if trace_path.is_dir():
+        trace_path = trace_path / f"{stem}.trace.json"
+    trace_path = writable_file(trace_path, "-o/--output")
+    default_video = trace_path.name.removesuffix(".json").removesuffix(".trace") + ".mp4"
+    video_path = Path(args.video) if args.video else trace_path.with_name(default_video)
+    if video_path.is_dir():
+        video_path = video_path / default_video
+    return trace_path, writable_file(video_path, "--video")

@@ -26,6 +26,8 @@ from ._common import (
     stoppable,
     ask_to_start,
     backend,
+    command_line_words,
+    describe_backend,
     money,
     open_backend,
     positive,
@@ -137,7 +139,8 @@ def _confirm_and_run(
         neg = f"  (not: {inp.negative_prompt!r})" if inp.negative_prompt else ""
         print(f"  {k:2d}. {inp.duration:2d} s  {inp.prompt!r}{neg}  {money(inp.cost_usd)}", file=err)
     if use_api:
-        print(f"framepack: this sends {plan.count} tasks to PiAPI and costs {money(plan.total_cost_usd)}.", file=err)
+        print(f"framepack: this sends {plan.count} tasks to {describe_backend(client)} and costs "
+              f"{money(plan.total_cost_usd)}.", file=err)
     else:
         print(simulator_notice("the videos are"), file=err)
 
@@ -150,7 +153,7 @@ def _confirm_and_run(
     except (KeyboardInterrupt, asyncio.CancelledError):
         if use_api:
             note = ("runs already sent may still run (and be billed) at PiAPI; they are in the run "
-                    "store: open the widget (or Runner.resume()) to finish them.")
+                    "store (FRAMEPACK_HOME): open the widget on it in a notebook to finish them.")
         else:
             note = "the offline simulator stopped with it, so runs in progress there cannot finish."
         print(f"framepack: interrupted; {note}", file=err)
@@ -223,7 +226,7 @@ def _report(plan: SweepPlan, runs: list[Run], folder: Path, out: IO[str], err: I
                 continue
             print(str(target), file=out)
             continue
-        detail = " ".join(x for x in (run.error, run.hint) if x)
+        detail = command_line_words(" ".join(x for x in (run.error, run.hint) if x))
         task = f" (task {run.task_id})" if run.task_id else ""
         print(f"framepack: run {k} ({inp.prompt!r}) ended {run.stage}{task}: {detail}", file=err)
         codes.append(exit_code_for_stage(run.stage))

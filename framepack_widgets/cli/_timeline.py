@@ -23,6 +23,8 @@ from ._common import (
     add_backend_options,
     ask_to_start,
     backend,
+    command_line_words,
+    describe_backend,
     money,
     open_backend,
     positive,
@@ -104,7 +106,7 @@ def _confirm_and_run(
         ends = "  (ends on the end image)" if inp.end_image is not None else ""
         print(f"  {k:2d}. {inp.duration:2d} s  {inp.prompt!r}{ends}  {money(inp.cost_usd)}", file=err)
     if use_api:
-        print(f"framepack: this sends {plan.count} tasks to PiAPI, one after another, and costs "
+        print(f"framepack: this sends {plan.count} tasks to {describe_backend(client)}, one after another, and costs "
               f"{money(plan.total_cost_usd)}.", file=err)
     else:
         print(simulator_notice("the videos are"), file=err)
@@ -155,11 +157,11 @@ def _report(timeline: Timeline, args: argparse.Namespace, *, out: IO[str], err: 
         print(str(target), file=out)
         print(f"framepack: {timeline.count} segments, {timeline.total_seconds} s, stitched into {target}", file=err)
         return EXIT_OK
-    print(f"framepack: the timeline stopped: {timeline.error or timeline.status}", file=err)
+    print(f"framepack: the timeline stopped: {command_line_words(timeline.error) or timeline.status}", file=err)
     index = timeline.current
     if index is None:  # every segment completed; the stitching failed
         return exit_code_for_stage(RunStage.ERROR)
     run = timeline.runs[index]
     if run.hint:
-        print(f"framepack: {run.hint}", file=err)
+        print(f"framepack: {command_line_words(run.hint)}", file=err)
     return exit_code_for_stage(run.stage)

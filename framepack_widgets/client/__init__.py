@@ -10,10 +10,13 @@ object (`prompt`, `start_image` as an http(s) URL or base64, optional `end_image
 `negative_prompt`, `duration`), checked by the same rules as `FramepackInput`.
 
 The package, one concept a module: `_settings` (configuration, the key kept secret),
-`_retry` (what is retried and when: the money rule's classification), `_polling` (poll
-strategies and the wait loop's state), `_downloads` (saving videos), `_core` (requests,
-answers, errors: every decision), `_trace` (recording a run's answers for bug reports) and
-the two thin I/O shells `_sync` and `_async`.
+`_redaction` (text without the key, URL secrets or image data), `_words` (advice worded for
+Python code or the command line), `_core` (each call's request), `_envelope` (what an answer
+says), `_decisions` (after each attempt: the money rule), `_retry` (which failures are
+retried, and when), `_texts` (every error's message), `_uploads` (images sent before the
+create), `_polling` (poll strategies and the wait loop's state), `_downloads` (saving
+videos), `_logs` (secrets out of logs), `_trace` (recording a run's answers for bug reports)
+and the two thin I/O shells `_sync` and `_async`.
 """
 
 from __future__ import annotations

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ..errors import APIError, AuthenticationError
+from ..errors import APIError, APIStatusError, AuthenticationError
 from ..task import Task
-from ._core import BaseClient, RequestSpec
+from ._core import SEND_OPTIONS, BaseClient
 from ._downloads import AtomicVideoFile, after_download_exception, after_download_response, download_request, download_target
 from ._polling import PollStrategy, check_expected_seconds
-from ._retry import Step
-from ._settings import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, POOL_LIMITS, POOL_SIZE
+from ._retry import RequestSpec, Step
+from ._settings import ClientArgumentError, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, POOL_LIMITS, POOL_SIZE
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..inputs import FramepackInput
@@ -55,10 +55,11 @@ class AsyncClient(BaseClient):
         http_client: httpx.AsyncClient | None = None,
         poll: "PollStrategy | float | None" = None,
         allow_http: bool | None = None,
+        audience: str = "python",
     ) -> None:
         super().__init__(
             api_key, base_url=base_url, timeout=timeout, max_retries=max_retries, upload_url=upload_url, poll=poll,
-            allow_http=allow_http,
+            allow_http=allow_http, audience=audience,
         )
         if http_client is None:
             self._http = httpx.AsyncClient(timeout=self.timeout, limits=POOL_LIMITS)
@@ -67,7 +68,8 @@ class AsyncClient(BaseClient):
             self._http = http_client
             self._owns_http = False
         else:
-            raise TypeError("http_client must be an httpx.AsyncClient for AsyncClient (use Client for httpx.Client).")
+            raise ClientArgumentError(
+                "http_client must be an httpx.AsyncClient for AsyncClient (use Client for httpx.Client).")
         self._gate = asyncio.Semaphore(POOL_SIZE)  # API calls in flight at once (see the module docstring)
         self._sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
         self._clock: Callable[[], float] = time.monotonic
@@ -95,7 +97,7 @@ class AsyncClient(BaseClient):
             request = self._build_request(self._http, spec, timeout)
             try:
                 async with self._gate:
-                    response = await self._http.send(request)
+                    response = await self._http.send(request, **SEND_OPTIONS)  # never follows a redirect
             except httpx.TransportError as exc:
                 step = self._after_exception(spec, request, exc, attempt, max_retries)
             else:
@@ -126,8 +128,20 @@ class AsyncClient(BaseClient):
         return await self._send(self._get_spec(self._task_id(task_id)))
 
     async def cancel(self, task_id: "str | Task") -> Task | None:
-        """Ask PiAPI to cancel a task (see Client.cancel: pending tasks only; a running one is still charged)."""
-        return await self._send(self._cancel_spec(self._task_id(task_id)))
+        """Ask PiAPI to cancel a task (see Client.cancel: pending tasks only, a running one is
+        still charged; DELETE, then POST .../cancel when the first route is refused)."""
+        first, second = self._cancel_specs(self._task_id(task_id))
+        try:
+            task = await self._send(first)
+        except APIStatusError as refused:
+            if not self._cancel_falls_back(refused):
+                raise
+            try:
+                task = await self._send(second)
+            except APIStatusError as again:
+                raise self._cancel_refused(refused, again, second.task_id or "") from None
+            self._cancel_worked(second)
+        return task
 
     async def account_info(self) -> dict:
         return await self._send(self._account_spec())

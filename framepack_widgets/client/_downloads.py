@@ -21,7 +21,8 @@ from .._environment import umask
 from ..errors import DownloadError
 from ..task import Task
 from ._retry import TRANSIENT_TRANSPORT, Step, backoff_delay, parse_retry_after, read_retryable_status
-from ._settings import API_KEY_HEADER, USER_AGENT, short_url
+from ._redaction import short_url
+from ._settings import API_KEY_HEADER, USER_AGENT
 
 __all__ = [
     "AtomicVideoFile",

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field, fields
 import httpx
 
 from ..errors import APIError, InvalidInputError, NotFoundError, RateLimitError, TaskFailedError, TaskTimeoutError
-from ..task import Task, TaskStatus, output_keys
+from ..task import Task, TaskStatus, check_task_id, output_keys
 from ._retry import backoff_delay, is_transient
+from ._words import Words, words_for
 
 __all__ = [
     "DEFAULT_WAIT_TIMEOUT",
@@ -297,13 +298,15 @@ class Waiter:
         rng: random.Random,
         redact: Callable[[str], str] = lambda text: text,
         expected_seconds: float | None = None,
+        words: Words | None = None,
     ) -> None:
         self._redact = redact
+        self._words = words or words_for("python")
         if isinstance(task_or_id, Task):
             self.task_id = task_or_id.task_id
             self.last: Task | None = task_or_id
         elif isinstance(task_or_id, str) and task_or_id.strip():
-            self.task_id = task_or_id.strip()
+            self.task_id = check_task_id(task_or_id.strip())
             self.last = None
         else:
             raise InvalidInputError(f"wait() needs a Task or a task id string, not {task_or_id!r}.")
@@ -397,10 +400,14 @@ class Waiter:
         state = f"last status {last.status}" if last else "no status seen yet"
         if last is not None and last.percent is not None:
             state += f" at {last.percent:.0f}%"
-        extra = f" (last error: {type(self.last_error).__name__})" if self.last_error else ""
+        extra = ""
+        if self.last_error is not None:
+            said = " ".join(str(self.last_error).split())
+            said = said if len(said) <= 300 else said[:299] + "…"
+            extra = f" (last error: {type(self.last_error).__name__}: {said})"
         return TaskTimeoutError(
             self._redact(f"Stopped waiting for task {self.task_id} after {self.timeout:.0f} s ({state}){extra}. "
-            f"It may still finish: call wait({self.task_id!r}) again later, or pass a longer timeout=."),
+                         f"{self._words.wait_again(self.task_id)}"),
             task_id=self.task_id,
             last_task=last,
         )
@@ -413,7 +420,7 @@ class Waiter:
             seen = f"its output had {', '.join(keys)}" if keys else "its output was empty"
             raise APIError(self._redact(
                 f"Task {task.task_id} completed but PiAPI gave no video URL after {self.url_lag_polls + 1} "
-                f"looks ({seen}). Follow it again later (wait({task.task_id!r})), and please report this "
+                f"looks ({seen}). {self._words.follow_later(task.task_id)}, and please report this "
                 "with a trace (framepack record) so the client learns where this answer keeps the video."
             ))
         if task.status is TaskStatus.CANCELLED:

@@ -3,8 +3,8 @@
 The classification of httpx's own exceptions here is what the money rule rests on: a
 create is sent again only after `never_connected` (the connection never opened, or no
 pooled connection was ever handed to it), since only then can it have created nothing.
-`Step` is the one answer every decision gives the I/O shells: a value, an error, or a
-retry after some seconds.
+`RequestSpec` is one logical call (however often it is sent) and `Step` the one answer
+every decision gives the I/O shells: a value, an error, or a retry after some seconds.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import email.utils
 import math
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timezone
 from typing import Any
@@ -25,6 +25,7 @@ from ..errors import APIConnectionError, APIError, APIStatusError, RateLimitErro
 __all__ = [
     "MalformedResponseError",
     "RETRYABLE_CREATE_STATUS",
+    "RequestSpec",
     "Step",
     "TRANSIENT_TRANSPORT",
     "backoff_delay",
@@ -44,6 +45,21 @@ RETRYABLE_CREATE_STATUS = frozenset({429, 503})
 _RETRYABLE_READ_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 #: Transport failures worth another try for a reading call (a GET is safe to repeat).
 TRANSIENT_TRANSPORT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """One logical call, independent of how many times it is sent."""
+
+    method: str
+    url: str
+    what: str  # for messages: "create the task", "get task 123"
+    json: Any = None
+    creates: bool = False  # money rule: retry only when no task can have been created
+    authenticated: bool = True
+    task_id: str | None = None
+    upload: bool = False
+    parse: Callable[[Any], Any] | None = None  # body -> value; ValueError means malformed
 
 
 @dataclass

@@ -1,26 +1,40 @@
 """What a client is configured with, and keeping its API key out of sight.
 
 Settings come from arguments first, then `PIAPI_API_KEY` / `PIAPI_BASE_URL`, then
-PiAPI's public defaults. The key lives in a `Secret` (no repr, no pickle) and `redact`
-takes it out of any text a person might see: messages, logs, carried requests.
+PiAPI's public defaults. The key lives in a `Secret` (no repr, no pickle), which `_redaction`
+defines beside the code that takes it, and a base URL's `user:password@`, out of any text a
+person might see.
 """
 
 from __future__ import annotations
 
+import base64
 import ipaddress
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from ..constants import DEFAULT_BASE_URL, DEFAULT_UPLOAD_URL, SIMULATOR_KEY_PREFIX
 from ..errors import InvalidInputError
+from ._redaction import (
+    MIN_SECRET_CHARS,
+    NotPicklableError,
+    Secret,
+    display_url,
+    redact,
+    redact_bytes,
+    redact_value,
+    short_url,
+)
+from ._words import Words, words_for
 
 __all__ = [
     "API_KEY_HEADER",
+    "ClientArgumentError",
+    "NotPicklableError",
     "CONNECT_TIMEOUT",
     "DEFAULT_BASE_URL",
     "DEFAULT_MAX_RETRIES",
@@ -29,9 +43,12 @@ __all__ = [
     "POOL_LIMITS",
     "POOL_SIZE",
     "POOL_TIMEOUT",
+    "MIN_SECRET_CHARS",
     "Secret",
     "Settings",
+    "display_url",
     "is_loopback_url",
+    "made_for_the_simulator",
     "redact",
     "redact_bytes",
     "redact_value",
@@ -40,8 +57,6 @@ __all__ = [
     "USER_AGENT",
 ]
 
-DEFAULT_BASE_URL = "https://api.piapi.ai"
-DEFAULT_UPLOAD_URL = "https://upload.theapi.app/api/ephemeral_resource"
 DEFAULT_TIMEOUT = 30.0
 CONNECT_TIMEOUT = 10.0
 DEFAULT_MAX_RETRIES = 3
@@ -63,77 +78,8 @@ POOL_TIMEOUT: float | None = None
 _PIAPI_HOST_SUFFIXES = ("piapi.ai", "theapi.app")
 
 
-class Secret:
-    """Holds the API key so that no repr, log line or traceback-with-locals shows it."""
-
-    __slots__ = ("_value", "__weakref__")
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> Any:  # pickling a client must not write the key somewhere
-        raise TypeError("the API key is not picklable")
-
-
-#: Shorter "keys" (the one-letter keys of tests) are not searched for: replacing every "k"
-#: would garble each answer, and no real key is that short.
-MIN_SECRET_CHARS = 6
-
-
-def redact(text: str, *secrets: "str | Secret | None") -> str:
-    """Replace every occurrence of each secret (and its obvious variants) with `***`."""
-    for secret in secrets:
-        value = secret.get() if isinstance(secret, Secret) else secret
-        if value and len(value) >= MIN_SECRET_CHARS:
-            text = text.replace(value, "***")
-            quoted = quote(value, safe="")
-            if quoted != value:
-                text = text.replace(quoted, "***")
-    return text
-
-
-def redact_value(value: Any, secret: "Secret | None") -> Any:
-    """A JSON body with the key replaced wherever it occurs (a copy only when it does)."""
-    if secret is None or len(secret.get()) < MIN_SECRET_CHARS:
-        return value
-    try:
-        if secret.get() not in json.dumps(value, default=str, ensure_ascii=False):
-            return value
-    except (TypeError, ValueError):
-        return value
-    return _scrubbed(value, secret)
-
-
-def _scrubbed(value: Any, secret: "Secret") -> Any:
-    if isinstance(value, str):
-        return redact(value, secret)
-    if isinstance(value, Mapping):
-        return {redact(str(k), secret) if isinstance(k, str) else k: _scrubbed(v, secret) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_scrubbed(v, secret) for v in value]
-    return value
-
-
-def redact_bytes(data: bytes, secret: "Secret | None") -> bytes:
-    """Raw bytes (a response body kept on an error) with the key replaced."""
-    if secret is None or len(secret.get()) < MIN_SECRET_CHARS:
-        return data
-    for form in {secret.get(), quote(secret.get(), safe="")}:
-        data = data.replace(form.encode(), b"***")
-    return data
-
-
-def short_url(url: str) -> str:
-    """Drop the query string (signed tokens) from URLs shown in messages."""
-    return url.split("?", 1)[0]
+class ClientArgumentError(InvalidInputError, TypeError):
+    """An argument of the wrong kind for this client (also a `TypeError`); nothing was sent."""
 
 
 @dataclass(frozen=True)
@@ -141,10 +87,19 @@ class Settings:
     """What a client was configured with, after the environment was consulted."""
 
     api_key: Secret | None
-    base_url: str
+    base_url: str  # where requests go, without the user:password@ it was given with (see `base_auth`)
     upload_url: str
     timeout: httpx.Timeout
     max_retries: int
+    words: Words  # advice for the audience: Python code or the command line
+    #: The `Authorization` header for a base URL given as `http://user:password@proxy` (as httpx
+    #: would send it), kept out of every URL, so no request, message or traceback shows it.
+    base_auth: Secret | None = None
+
+    @property
+    def display_base_url(self) -> str:
+        """The base URL as every message shows it: never `user:password@`, never a query."""
+        return display_url(self.base_url)
 
 
 def _env(environ: Mapping[str, str], name: str) -> str | None:
@@ -153,7 +108,9 @@ def _env(environ: Mapping[str, str], name: str) -> str | None:
 
 
 def is_loopback_url(url: str) -> bool:
-    """True for http(s)://127.x / localhost / [::1]: the offline simulator, not PiAPI."""
+    """True when the URL names this machine for certain: a literal loopback address
+    (127.0.0.0/8, ::1) or `localhost` itself. A `*.localhost` name is not: it may be
+    resolved through DNS, to another machine."""
     try:
         host = httpx.URL(url).host
     except Exception:
@@ -161,12 +118,21 @@ def is_loopback_url(url: str) -> bool:
     if not host:
         return False
     host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def made_for_the_simulator(settings: Settings) -> bool:
+    """Whether a client looks made for the offline simulator before it has heard from it:
+    this machine, and the simulator's own kind of key (or none). A loopback proxy to PiAPI
+    with a real key is not the simulator; the simulator's answers say so for certain."""
+    if not is_loopback_url(settings.base_url):
+        return False
+    return settings.api_key is None or settings.api_key.get().startswith(SIMULATOR_KEY_PREFIX)
 
 
 def _is_piapi(url: str) -> bool:
@@ -186,15 +152,28 @@ def _make_timeout(timeout: "float | httpx.Timeout | None") -> httpx.Timeout:
 
 def _check_url(url: str, what: str) -> str:
     url = str(url).strip()
+    shown = display_url(url)  # never a password in a message
     if not url.lower().startswith(("http://", "https://")):
-        raise InvalidInputError(f"{what} must start with http:// or https://, not {url!r}.")
+        raise InvalidInputError(f"{what} must start with http:// or https://, not {shown!r}.")
     try:
         parsed = httpx.URL(url)
     except Exception as exc:
-        raise InvalidInputError(f"{what} is not a valid URL ({url!r}): {exc}") from None
+        raise InvalidInputError(f"{what} is not a valid URL ({shown!r}): {redact(str(exc))}") from None
     if not parsed.host:
-        raise InvalidInputError(f"{what} ({url!r}) has no host name; give a full URL, e.g. https://api.piapi.ai.")
+        raise InvalidInputError(f"{what} ({shown!r}) has no host name; give a full URL, e.g. https://api.piapi.ai.")
     return url.rstrip("/")
+
+
+def _split_userinfo(url: str) -> tuple[str, Secret | None]:
+    """(the URL without `user:password@`, the Basic `Authorization` header it stood for)."""
+    parts = urlsplit(url)
+    userinfo, at, host = parts.netloc.rpartition("@")
+    if not at:
+        return url, None
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+    bare = parts._replace(netloc=host).geturl()
+    return bare.rstrip("/"), Secret(f"Basic {token}")
 
 
 def _truthy(value: str | None) -> bool:
@@ -210,6 +189,7 @@ def resolve_settings(
     upload_url: str | None = None,
     environ: Mapping[str, str] | None = None,
     allow_http: bool | None = None,
+    audience: str = "python",
 ) -> Settings:
     """Arguments win; then PIAPI_API_KEY / PIAPI_BASE_URL; then PiAPI's public defaults.
 
@@ -217,6 +197,7 @@ def resolve_settings(
     this machine's own (the offline simulator) is refused unless `allow_http=True` (or
     PIAPI_ALLOW_HTTP=1) says the person means it.
     """
+    words = words_for(audience)
     environ = os.environ if environ is None else environ
     key = api_key if api_key is not None else _env(environ, "PIAPI_API_KEY")
     if key is not None and not isinstance(key, str):
@@ -228,10 +209,11 @@ def resolve_settings(
     if key and base.lower().startswith("http://") and not is_loopback_url(base) and not allowed:
         where = "PIAPI_BASE_URL" if from_env else "base_url"
         raise InvalidInputError(
-            f"{where} is {base}, a plain http:// address on another machine: your API key would travel "
-            "unencrypted, readable by anyone on the way. Use https://. If you really mean it (a proxy on "
-            "a trusted network), pass allow_http=True or set PIAPI_ALLOW_HTTP=1. Nothing was sent."
+            f"{where} is {display_url(base)}, a plain http:// address on another machine: your API key would "
+            "travel unencrypted, readable by anyone on the way. Use https://. If you really mean it (a proxy "
+            f"on a trusted network), {words.allow_http}. Nothing was sent."
         )
+    base, base_auth = _split_userinfo(base)
     if upload_url:
         upload = _check_url(upload_url, "upload_url")
     elif _is_piapi(base):
@@ -246,4 +228,6 @@ def resolve_settings(
         upload_url=upload,
         timeout=_make_timeout(timeout),
         max_retries=max_retries,
+        words=words,
+        base_auth=base_auth,
     )

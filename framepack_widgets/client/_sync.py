@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ..errors import APIError, AuthenticationError
+from ..errors import APIError, APIStatusError, AuthenticationError
 from ..task import Task
-from ._core import BaseClient, RequestSpec
+from ._core import SEND_OPTIONS, BaseClient
 from ._downloads import AtomicVideoFile, after_download_exception, after_download_response, download_request, download_target
 from ._polling import PollStrategy, check_expected_seconds
-from ._retry import Step
-from ._settings import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, POOL_LIMITS
+from ._retry import RequestSpec, Step
+from ._settings import ClientArgumentError, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, POOL_LIMITS
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..inputs import FramepackInput
@@ -40,7 +40,9 @@ class Client(BaseClient):
     `poll` a PollStrategy (or a number of seconds) used by `wait()`. An `http_client` you
     pass is used as-is and not closed by `close()`. A key never goes in clear text to another
     machine: a plain http:// `base_url` that is not this machine's is refused unless
-    `allow_http=True` (or PIAPI_ALLOW_HTTP=1).
+    `allow_http=True` (or PIAPI_ALLOW_HTTP=1). A `base_url` with `user:password@` (a proxy)
+    is shown everywhere without them. `audience="cli"` words every message for a terminal
+    (options and variables, never a Python call), as the `framepack` command does.
 
     Test hooks: `_sleep` (retry and poll sleeps) and `_clock` (the wait deadline) can be
     replaced, e.g. `client._sleep = recorded.append` to run retries without waiting.
@@ -57,10 +59,11 @@ class Client(BaseClient):
         http_client: httpx.Client | None = None,
         poll: "PollStrategy | float | None" = None,
         allow_http: bool | None = None,
+        audience: str = "python",
     ) -> None:
         super().__init__(
             api_key, base_url=base_url, timeout=timeout, max_retries=max_retries, upload_url=upload_url, poll=poll,
-            allow_http=allow_http,
+            allow_http=allow_http, audience=audience,
         )
         if http_client is None:
             self._http = httpx.Client(timeout=self.timeout, limits=POOL_LIMITS)
@@ -69,7 +72,8 @@ class Client(BaseClient):
             self._http = http_client
             self._owns_http = False
         else:
-            raise TypeError("http_client must be an httpx.Client for Client (use AsyncClient for httpx.AsyncClient).")
+            raise ClientArgumentError(
+                "http_client must be an httpx.Client for Client (use AsyncClient for httpx.AsyncClient).")
         self._sleep: Callable[[float], Any] = time.sleep
         self._clock: Callable[[], float] = time.monotonic
 
@@ -91,7 +95,7 @@ class Client(BaseClient):
         while True:
             request = self._build_request(self._http, spec, timeout)
             try:
-                response = self._http.send(request)
+                response = self._http.send(request, **SEND_OPTIONS)  # never follows a redirect
             except httpx.TransportError as exc:
                 step = self._after_exception(spec, request, exc, attempt, max_retries)
             else:
@@ -126,9 +130,22 @@ class Client(BaseClient):
     def cancel(self, task_id: "str | Task") -> Task | None:
         """Ask PiAPI to cancel a task. PiAPI documents cancelling for some models only (not
         Framepack) and only while the task is pending: a task that keeps running is still
-        charged. Returns the task snapshot when the answer contains one (its status says
-        whether it was cancelled); a refusal raises with the API's words."""
-        return self._send(self._cancel_spec(self._task_id(task_id)))
+        charged. Tries `DELETE /api/v1/task/{id}` (the docs), then `POST .../cancel` (PiAPI's
+        CLI) when the first is refused as a route (404/405). Returns the task snapshot when
+        the answer contains one (its status says whether it was cancelled); a refusal raises
+        with what PiAPI answered."""
+        first, second = self._cancel_specs(self._task_id(task_id))
+        try:
+            task = self._send(first)
+        except APIStatusError as refused:
+            if not self._cancel_falls_back(refused):
+                raise
+            try:
+                task = self._send(second)
+            except APIStatusError as again:
+                raise self._cancel_refused(refused, again, second.task_id or "") from None
+            self._cancel_worked(second)
+        return task
 
     def account_info(self) -> dict:
         """The account's credits/balance as PiAPI reports them (the envelope's `data`)."""

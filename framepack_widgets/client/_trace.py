@@ -5,8 +5,9 @@ reach PiAPI. `TraceRecorder` hooks into the httpx client a `Client` sends throug
 (httpx's own event hooks) and keeps every API answer: the create reply and every poll,
 with the time it came. What it writes never holds the API key (the header is never
 recorded, and the key is taken out of any text), image data (base64 and data: URIs are
-replaced by their length) or signed URL query strings (every URL loses its query). The
-simulator reads the file back (`Simulator(replay=...)`, `framepack simulator --replay`).
+replaced by their length, also inside a longer text) or URL secrets (every URL, wherever it
+sits in a text, loses its `user:password@` and its query string). The simulator reads the
+file back (`Simulator(replay=...)`, `framepack simulator --replay`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from typing import Any
 import httpx
 
 from ..constants import VERSION
-from ._settings import DEFAULT_TIMEOUT, POOL_LIMITS, Secret, redact
+from ._redaction import redact, scrub_text
+from ._settings import DEFAULT_TIMEOUT, POOL_LIMITS, Secret
 
 __all__ = ["TRACE_FORMAT", "TRACE_VERSION", "TraceRecorder", "scrub"]
 
@@ -49,11 +51,11 @@ def _scrub_text(text: str, secrets: tuple[str, ...]) -> str:
     stripped = text.strip()
     if stripped.lower().startswith("data:"):
         return f"<data URI removed: {len(stripped)} characters>"
-    if _is_url(stripped):
-        return stripped.split("#", 1)[0].split("?", 1)[0]  # a signed URL's query is its signature
     if len(stripped) >= _BASE64_MIN and _BASE64.fullmatch(stripped):
         return f"<image data removed: {len(stripped)} characters>"
-    return text
+    # URLs anywhere in it (an error message, a log line): no user:password@, no query string
+    # (a signed URL's query is its signature); data: URIs inside a longer text by their length.
+    return scrub_text(stripped if _is_url(stripped) else text)
 
 
 def scrub(value: Any, secrets: "tuple[str, ...]" = ()) -> Any:
@@ -86,7 +88,7 @@ def _call(request: httpx.Request, api_host: str) -> str:
     if path.endswith("/api/v1/task") and request.method == "POST":
         return "create"
     if "/api/v1/task/" in path:
-        return "cancel" if request.method == "DELETE" else "get"
+        return "cancel" if request.method in ("DELETE", "POST") else "get"
     if path.endswith("/account/info"):
         return "account"
     return "download"
@@ -96,7 +98,7 @@ def _json(content: bytes) -> tuple[Any, str | None]:
     """(the JSON body, None), or (None, the text) when it is not JSON."""
     try:
         return json.loads(content.decode("utf-8")), None
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None, content.decode("utf-8", "replace")[:2000]
 
 
@@ -146,10 +148,13 @@ class TraceRecorder:
         else:
             entry["path"] = _scrub_text(request.url.path, self._secrets)
             body, text = _json(response.read())
-            if text is None:
-                entry["body"] = scrub(body, self._secrets)
-            else:
-                entry["text"] = _scrub_text(text, self._secrets)
+            try:
+                if text is None:
+                    entry["body"] = scrub(body, self._secrets)
+                else:
+                    entry["text"] = _scrub_text(text, self._secrets)
+            except RecursionError:  # an answer nested beyond reason: noted, not kept
+                entry["text"] = "<an answer nested too deep to record>"
         entry["headers"] = scrub(headers, self._secrets)
         with self._lock:
             sent, _ = self._sent.pop(id(request), (self._elapsed(), call))

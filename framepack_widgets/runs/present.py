@@ -28,9 +28,15 @@ def show(record: Mapping[str, Any]) -> None:
     display(Video(str(path), embed=True, mimetype="video/mp4", html_attributes="controls loop muted playsinline"))
 
 
+def run_label(record: Mapping[str, Any]) -> str:
+    """"#3" (the run's number in its store), or the id's first 8 characters before it is stored."""
+    seq = record.get("seq")
+    return f"#{seq}" if seq is not None else str(record["run_id"])[:8]
+
+
 def status_text(record: Mapping[str, Any]) -> str:
     """Where the run is, its error and what to do next, in a few lines of text."""
-    text = f"Run {record['run_id'][:8]}: {record['stage']}"
+    text = f"Run {run_label(record)}: {record['stage']}"
     if record.get("error"):
         text += f": {record['error']}"
     if record.get("hint"):
@@ -46,7 +52,7 @@ def code(record: Mapping[str, Any], image_path: ImagePath | None = None) -> str:
     Images are referenced by their file in the store (`image_path`); the API key is never included.
     """
     params = record["params"]
-    run_id = record["run_id"]
+    label = run_label(record)
 
     def image_expr(key: str) -> str | None:
         info = params.get(key)
@@ -68,7 +74,10 @@ def code(record: Mapping[str, Any], image_path: ImagePath | None = None) -> str:
     encoding = params.get("image_encoding")
     if encoding and encoding != "base64":
         args.append(f"    image_encoding={encoding!r},")
-    lines = ["from framepack_widgets import Client, FramepackInput", "", "inp = FramepackInput(", *args, ")", ""]
+    if record.get("loop"):
+        args.append("    # Loop: the video ends on its start image.")
+    lines = [f"# Run {label} (run id {record['run_id']})", "from framepack_widgets import Client, FramepackInput", "",
+             "inp = FramepackInput(", *args, ")", ""]
     if record["simulated"]:
         lines += [
             "# This run used the offline simulator (its video is not FramePack's).",
@@ -79,5 +88,5 @@ def code(record: Mapping[str, Any], image_path: ImagePath | None = None) -> str:
     else:
         lines += [f"# Costs ${record['cost_usd']:.2f} at PiAPI. The key is read from PIAPI_API_KEY.",
                   "with Client() as client:"]
-    lines += ["    task = client.generate(inp)", f"    client.download(task, 'run-{run_id[:8]}.mp4')", ""]
+    lines += ["    task = client.generate(inp)", f"    client.download(task, 'run-{label.lstrip('#')}.mp4')", ""]
     return "\n".join(lines)

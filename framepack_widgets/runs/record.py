@@ -98,7 +98,7 @@ class Run:
     segment: int | None = None
     #: The notebook the run was started from (its path, as the kernel's front end says), else None.
     notebook: str | None = None
-    seq: int | None = None  # position in the store (newest = largest)
+    seq: int | None = None  # the run's number in its store (#1, #2, ...: newest = largest), set when first saved
     stage: RunStage = RunStage.QUEUED
     status: TaskStatus | None = None
     status_word: str | None = None  # the API's own word for the status, as it came
@@ -179,6 +179,23 @@ class Run:
         return self
 
     @property
+    def number(self) -> int | None:
+        """The run's number in its store (1, 2, ...): what people call it. None until stored."""
+        return self.seq
+
+    @property
+    def label(self) -> str:
+        """How the run is named wherever a person reads it: "#3" (its number), or the first
+        8 characters of its id before it is stored. Code keeps using `run_id`."""
+        return f"#{self.seq}" if self.seq is not None else self.run_id[:8]
+
+    @property
+    def loop(self) -> bool:
+        """Whether the video ends on its own start image (the widget's Loop)."""
+        start = _image_key(self.params.get("start_image"))
+        return start is not None and start == _image_key(self.params.get("end_image"))
+
+    @property
     def has_start_image(self) -> bool:
         return bool(self.params.get("start_image"))
 
@@ -189,7 +206,7 @@ class Run:
     def begin(self, input: "FramepackInput") -> None:
         """Give a WAITING segment its full input (the runner then queues and sends it)."""
         if self.stage is not RunStage.WAITING:
-            raise InvalidInputError(f"run {self.run_id[:8]} is {self.stage}, not waiting: its input is fixed "
+            raise InvalidInputError(f"run {self.label} is {self.stage}, not waiting: its input is fixed "
                                     "(rerun() starts a new run with a changed input).")
         self.params = _params_of(input)
         self._input = input
@@ -213,7 +230,7 @@ class Run:
         if self._input is None:
             if not self.has_start_image:
                 raise RunNotAttachedError(
-                    f"run {self.run_id[:8]} is a timeline segment waiting for the previous segment's "
+                    f"run {self.label} is a timeline segment waiting for the previous segment's "
                     "last frame, so it has no start image yet; its timeline sends it."
                 )
             self._input = _input_from_params(self.params, self.store)
@@ -315,7 +332,11 @@ class Run:
         return await self._attached("wait for it").wait(self)
 
     def rerun(self, **changes: Any) -> "Run":
-        """Start a new run with this input, changed as given (e.g. `prompt=`, `duration=`)."""
+        """Start a new run with this input, changed as given (e.g. `prompt=`, `duration=`).
+        A looping run's rerun loops too: a new `start_image` is its end image as well,
+        unless `end_image` is given."""
+        if self.loop and "start_image" in changes and "end_image" not in changes:
+            changes["end_image"] = changes["start_image"]
         new_input = self.input.replace(**changes) if changes else self.input
         return self._attached("rerun it").start(new_input)
 
@@ -360,7 +381,7 @@ class Run:
     def _attached(self, what: str) -> Driver:
         if self.runner is None:
             raise RunNotAttachedError(
-                f"run {self.run_id[:8]} ({self.stage}) has no Runner to {what}: it was read from a "
+                f"run {self.label} ({self.stage}) has no Runner to {what}: it was read from a "
                 "RunStore directly. Take it from widget.runs or runner.get(run_id) (runner.resume() "
                 "re-attaches unfinished runs), or send its input again with runner.start(run.input)."
             )
@@ -380,7 +401,7 @@ class Run:
     def _require_video(self) -> Path:
         if self.video_path is None or not Path(self.video_path).exists():
             raise FileMissingError(
-                f"run {self.run_id[:8]} has no local video ({self.stage}). "
+                f"run {self.label} has no local video ({self.stage}). "
                 + ("Await it first: `await run`." if not self.done() else (self.hint or ""))
             )
         return Path(self.video_path)
@@ -425,6 +446,7 @@ class Run:
             "duration": self.duration,
             "start_image_sha": self.start_image_sha,
             "end_image_sha": self.end_image_sha,
+            "loop": self.loop,
             "cost_usd": self.cost_usd,
             "simulated": self.simulated,
             "wall_time": self.wall_time,
@@ -469,7 +491,8 @@ class Run:
         prompt = self.prompt if len(self.prompt) <= 40 else self.prompt[:39] + "…"
         extra = f" {self.percent:.0f}%" if self.percent is not None and not self.done() else ""
         video = f" video={self.video_path.name}" if self.video_path is not None else ""
-        return f"<Run {self.run_id[:8]} {self.stage}{extra} {self.duration}s {prompt!r}{video}>"
+        loop = " loop" if self.loop else ""
+        return f"<Run {self.label} {self.stage}{extra} {self.duration}s{loop} {prompt!r}{video}>"
 
 
 #: The fields a runner changes as a run moves on (everything but identity and links).
@@ -481,6 +504,11 @@ _STATE_FIELDS = tuple(
 
 def _image_sha(info: object) -> str | None:
     return info.get("sha256") if isinstance(info, Mapping) else None
+
+
+def _image_key(info: object) -> str | None:
+    """What tells two of a run's images apart: the content hash, or the URL."""
+    return (info.get("sha256") or info.get("url") or None) if isinstance(info, Mapping) else None
 
 
 def _params_of(input: "FramepackInput") -> dict[str, Any]:
@@ -505,7 +533,7 @@ def _input_from_params(
             return info["url"]
         if store is None:
             raise RunNotAttachedError(f"the {key.replace('_', ' ')} is in a run store this run is not attached to")
-        return store.image_source(info)
+        return store.image_source(info).named(info.get("name"))  # the name its runs are labelled by
 
     kwargs: dict[str, Any] = {
         "end_image": image("end_image"),

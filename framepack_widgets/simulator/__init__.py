@@ -28,6 +28,7 @@ from ._clock import (
     SimTask,
     default_processing_seconds,
 )
+from ._errors import SimulatorError, UnknownTaskError
 from ._faults import ENDPOINTS, Fault
 from ._http import RequestRecord
 from ._replay import TRACE_FORMAT, TRACE_VERSION, Trace, TraceError, load_trace
@@ -46,10 +47,12 @@ __all__ = [
     "RequestRecord",
     "SimTask",
     "Simulator",
+    "SimulatorError",
     "TRACE_FORMAT",
     "TRACE_VERSION",
     "Trace",
     "TraceError",
+    "UnknownTaskError",
     "default_processing_seconds",
     "load_trace",
 ]

@@ -15,17 +15,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from ..errors import InvalidInputError
 from ._shapes import capitalised, check_output_shape, check_status_words
 
 __all__ = ["ENDPOINTS", "TASK_KINDS", "Fault", "FaultBook", "FaultKind"]
 
 ENDPOINTS = ("create", "get", "cancel", "account", "upload", "download")
 FaultKind = Literal["status", "slow", "drop_before_body", "drop_after_body", "malformed", "envelope",
-                    "bare_reply", "fail_task", "url_lag", "status_words", "output_shape"]
+                    "bare_reply", "redirect", "task_id", "fail_task", "url_lag", "status_words", "output_shape"]
 #: Faults picked once per created task (the others apply to one request each).
 TASK_KINDS = ("fail_task", "url_lag", "status_words", "output_shape")
 _KINDS = ("status", "slow", "drop_before_body", "drop_after_body", "malformed", "html", "envelope", "bare_reply",
-          *TASK_KINDS)
+          "redirect", "task_id", *TASK_KINDS)
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 
 _DEFAULT_MESSAGES = {
     400: "bad request",
@@ -66,6 +68,11 @@ class Fault:
         status (502, say) it never reaches the API.
       - "bare_reply": (create) make the task, answer only `{task_id, status, created_at}`,
         as PiAPI's Framepack page shows the create reply.
+      - "redirect": answer `status` (301, 302, 303, 307 or 308) with `Location: location`, as a
+        misconfigured proxy or a hostile server does; nothing is handled (no task is made).
+      - "task_id": handle the request (a create DOES make a task), then name `message` as the
+        task's id in the answer, as a hostile or broken API might (70,000 characters,
+        control characters, slashes).
       Task faults, picked when a task is created (`times` counts tasks):
       - "fail_task": the task is made normally but fails `delay` simulated seconds into
         processing (default: a third of the way through) with `message`.
@@ -92,32 +99,38 @@ class Fault:
     count: int | None = None  # "url_lag": GETs without the URL
     words: tuple[tuple[str, str], ...] | None = None  # "status_words": (status, word) pairs
     shape: str | None = None  # "output_shape"
+    location: str | None = None  # "redirect": where it points
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
-            raise ValueError(f"unknown fault kind {self.kind!r}; use one of {', '.join(_KINDS)}")
+            raise InvalidInputError(f"unknown fault kind {self.kind!r}; use one of {', '.join(_KINDS)}")
         if self.endpoint != "*" and self.endpoint not in ENDPOINTS:
-            raise ValueError(f"unknown endpoint {self.endpoint!r}; use one of {', '.join(ENDPOINTS)} or '*'")
+            raise InvalidInputError(f"unknown endpoint {self.endpoint!r}; use one of {', '.join(ENDPOINTS)} or '*'")
         if self.kind == "html" and (self.status is None or not (self.status == 200 or 400 <= int(self.status) <= 599)):
-            raise ValueError("an html fault's status is 200 (the request was handled) or an error status")
+            raise InvalidInputError("an html fault's status is 200 (the request was handled) or an error status")
         if self.kind == "status" and (self.status is None or not 400 <= int(self.status) <= 599):
-            raise ValueError("a status fault needs an HTTP error status between 400 and 599")
+            raise InvalidInputError("a status fault needs an HTTP error status between 400 and 599")
+        if self.kind == "redirect" and (self.status not in REDIRECT_STATUSES or not self.location):
+            raise InvalidInputError(
+                f"a redirect fault needs status= one of {', '.join(map(str, REDIRECT_STATUSES))} and location=")
+        if self.kind == "task_id" and not isinstance(self.message, str):
+            raise InvalidInputError("a task_id fault needs message= (the task id to answer with)")
         if self.kind == "slow" and (self.delay is None or self.delay < 0):
-            raise ValueError("a slow fault needs delay= (seconds, >= 0)")
+            raise InvalidInputError("a slow fault needs delay= (seconds, >= 0)")
         if self.kind in TASK_KINDS + ("bare_reply",) and self.endpoint not in ("create", "*"):
-            raise ValueError(f"{self.kind} applies to tasks, so its endpoint must be 'create'")
+            raise InvalidInputError(f"{self.kind} applies to tasks, so its endpoint must be 'create'")
         if self.kind == "envelope" and (self.code is None or isinstance(self.code, bool)):
-            raise ValueError("an envelope fault needs code= (the envelope's error code)")
+            raise InvalidInputError("an envelope fault needs code= (the envelope's error code)")
         if self.kind == "url_lag" and (self.count is None or self.count < 0):
-            raise ValueError("a url_lag fault needs count= (GETs without the URL, >= 0)")
+            raise InvalidInputError("a url_lag fault needs count= (GETs without the URL, >= 0)")
         if self.kind == "status_words":
             check_status_words(dict(self.words or ()))
         if self.kind == "output_shape":
             check_output_shape(str(self.shape))
         if self.times is not None and self.times < 0:
-            raise ValueError("times must be >= 0 or None (forever)")
+            raise InvalidInputError("times must be >= 0 or None (forever)")
         if self.after < 0:
-            raise ValueError("after must be >= 0")
+            raise InvalidInputError("after must be >= 0")
 
     # Constructor helpers -------------------------------------------------------------
 
@@ -136,6 +149,18 @@ class Fault:
         """An error answer, e.g. `Fault.status_code(503, "create", retry_after=2)`."""
         return cls("status", endpoint, status=status, retry_after=retry_after, http_date=http_date,
                    message=message, times=times, after=after)
+
+    @classmethod
+    def redirect(
+        cls, status: int = 307, endpoint: str = "*", *, location: str, times: int | None = 1, after: int = 0
+    ) -> "Fault":
+        """A redirect to another address, e.g. `Fault.redirect(307, "create", location=other.base_url)`."""
+        return cls("redirect", endpoint, status=status, location=location, times=times, after=after)
+
+    @classmethod
+    def task_id(cls, task_id: str, endpoint: str = "create", *, times: int | None = 1, after: int = 0) -> "Fault":
+        """The answer names `task_id` instead of the task's own, e.g. `Fault.task_id("a" * 70_000)`."""
+        return cls("task_id", endpoint, message=task_id, times=times, after=after)
 
     @classmethod
     def slow(cls, delay: float, endpoint: str = "*", *, times: int | None = 1, after: int = 0) -> "Fault":
@@ -269,7 +294,7 @@ class FaultBook:
 
     def add(self, fault: Fault) -> None:
         if not isinstance(fault, Fault):
-            raise TypeError(f"expected a Fault, got {type(fault).__name__}")
+            raise InvalidInputError(f"inject() takes a Fault (e.g. Fault.status(503, \"create\")), not {type(fault).__name__}")
         with self._lock:
             self._slots.append(_Slot(fault))
 

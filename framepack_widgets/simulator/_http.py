@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from ..constants import IMAGE_EXT_MIME
+from ..constants import IMAGE_EXT_MIME, SIMULATOR_HEADER, VERSION
+from ..errors import FramepackError
 from ._faults import Fault, FaultBook
 
 __all__ = ["RequestRecord", "Response", "SimHTTPServer", "error_response", "file_response", "json_response", "route"]
@@ -36,6 +37,8 @@ logger = logging.getLogger("framepack_widgets.simulator")
 BODY_LIMIT = 64 * 1024 * 1024
 
 _TASK_PATH = re.compile(r"^/api/v1/task/([^/]+)$")
+#: PiAPI's own CLI cancels with `POST /api/v1/task/{id}/cancel` (its docs show DELETE): both are served.
+_CANCEL_PATH = re.compile(r"^/api/v1/task/([^/]+)/cancel$")
 _FILE_PATH = re.compile(r"^/files/([^/]+)$")
 
 
@@ -119,6 +122,9 @@ def route(method: str, path: str) -> tuple[str | None, str | None, bool]:
     """(endpoint name, path argument, method allowed) for a request."""
     if path == "/api/v1/task":
         return "create", None, method == "POST"
+    match = _CANCEL_PATH.match(path)
+    if match:
+        return "cancel", unquote(match.group(1)), method == "POST"
     match = _TASK_PATH.match(path)
     if match:
         if method == "DELETE":
@@ -136,8 +142,8 @@ def route(method: str, path: str) -> tuple[str | None, str | None, bool]:
     return None, None, False
 
 
-class _Dropped(Exception):
-    """Close the connection without answering."""
+class _Dropped(FramepackError):
+    """Close the connection without answering (never leaves this module)."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -181,6 +187,8 @@ class _Handler(BaseHTTPRequestHandler):
                 response = body
             elif fault is not None and fault.kind == "status":
                 response = _fault_response(fault)
+            elif fault is not None and fault.kind == "redirect":  # nothing handled: it points elsewhere
+                response = _redirect_response(fault)
             elif fault is not None and fault.kind == "html" and fault.status != 200:
                 response = _html_page(int(fault.status or 502))
             elif fault is not None and fault.refuses:  # an error code in a 200 envelope; nothing made
@@ -206,7 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
                     response = _malformed(response)
                 if fault is not None and fault.kind == "html":
                     response = _html_page(200)
-                if fault is not None and fault.kind in ("envelope", "bare_reply"):
+                if fault is not None and fault.kind in ("envelope", "bare_reply", "task_id"):
                     response = _rewritten(fault, response)
         except _Dropped:
             self._drop()
@@ -268,6 +276,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {
             "Server": self.server_version,
             "Date": self.date_time_string(),
+            SIMULATOR_HEADER: VERSION,  # clients know they talk to the simulator, not to PiAPI
             **response.headers,
             "Content-Length": str(length),
         }
@@ -318,9 +327,18 @@ def _fault_response(fault: Fault) -> Response:
     return error_response(status, fault.error_message(), headers)
 
 
+def _redirect_response(fault: Fault) -> Response:
+    """A redirect (301/302/303/307/308) to `fault.location`, as a misconfigured proxy or a
+    hostile server answers; the request is not handled."""
+    status = int(fault.status or 307)
+    body = f'<!doctype html><html><body>Moved: <a href="{fault.location}">here</a></body></html>'.encode()
+    return Response(status, body, {"Location": str(fault.location), "Content-Type": "text/html; charset=utf-8"})
+
+
 def _rewritten(fault: Fault, response: Response) -> Response:
     """A handled request's 200 answer, reworded: an error code in the envelope (the task's
-    data kept or dropped), or the bare `{task_id, status, created_at}` create reply."""
+    data kept or dropped), the bare `{task_id, status, created_at}` create reply, or
+    another task id (a hostile one) in place of the task's."""
     if response.status != 200 or response.file is not None:
         return response
     try:
@@ -335,6 +353,8 @@ def _rewritten(fault: Fault, response: Response) -> Response:
     if fault.kind == "envelope":
         return json_response(200, {"code": fault.code, "message": fault.error_message(),
                                    "data": data if fault.with_data else None})
+    if fault.kind == "task_id" and isinstance(data, dict):
+        return json_response(200, {**envelope, "data": {**data, "task_id": fault.message}})
     return response
 
 

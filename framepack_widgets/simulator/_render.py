@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..constants import FPS
+from ..errors import FramepackError, InvalidInputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -59,7 +60,7 @@ def resolve_long_side(long_side: int | None) -> int:
         value = 0
     if value < 16:
         where = f"{LONG_SIDE_ENV}={text!r}" if long_side is None else f"long_side={long_side!r}"
-        raise ValueError(f"{where}: the long side must be a whole number of pixels, at least 16")
+        raise InvalidInputError(f"{where}: the long side must be a whole number of pixels, at least 16")
     return value
 RENDER_VERSION = "2"  # bump when the picture changes, so cached renders are not reused
 
@@ -76,7 +77,7 @@ _PAN_ZOOM = 0.3
 _PAN = (1.0 - 1.0 / (1.0 + _PAN_ZOOM)) / 2.0
 
 
-class RenderCancelled(Exception):
+class RenderCancelled(FramepackError):
     """The simulator stopped while this render was running."""
 
 

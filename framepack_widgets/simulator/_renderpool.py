@@ -10,6 +10,7 @@ across processes too. PIL, numpy and av are imported in the workers only (via `_
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -119,7 +120,8 @@ class RenderPool:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: at worst a clip is rendered twice
             return None
-        handle = open(job.path.with_suffix(".lock"), "a+b")  # noqa: SIM115 - closed by the caller
+        fd = os.open(job.path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        handle = os.fdopen(fd, "a+b")  # closed by the caller
         try:
             while True:
                 try:

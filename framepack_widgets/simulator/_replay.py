@@ -19,28 +19,39 @@ A trace (format "framepack-trace", version 1):
 answer, or `text` the answer when it was not JSON. Replaying, every create starts a
 session that answers with the recorded create reply; each GET of that session's task gets
 the next recorded GET answer, in order (the last one repeats). The task id is the
-recorded one (with a suffix for later sessions), and every URL in `output` points at a
-video this simulator renders from the create request's start image.
+recorded one (with a suffix for later sessions), and every http(s) URL in an answer (in
+its body, or in its text, JSON or not) points at a video this simulator renders from the
+create request's start image: a replayed trace never sends a client to the host it names.
+
+A trace is data from somewhere else: its duration is clamped to what PiAPI takes (10 to 30
+s), and one nested deeper than `MAX_DEPTH` levels is refused, with the file named.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CALLS", "TRACE_FORMAT", "TRACE_VERSION", "Exchange", "Replay", "Trace", "TraceError", "load_trace"]
+from ..constants import MAX_DURATION, MIN_DURATION
+from ..errors import FramepackError
+
+__all__ = ["CALLS", "MAX_DEPTH", "TRACE_FORMAT", "TRACE_VERSION", "Exchange", "Replay", "Trace", "TraceError", "load_trace"]
 
 TRACE_FORMAT = "framepack-trace"
 TRACE_VERSION = 1
 CALLS = ("create", "get", "cancel", "upload", "account", "download")
+#: Nesting a trace may have: PiAPI's envelopes are a handful of levels deep.
+MAX_DEPTH = 64
+_URL_IN_TEXT = re.compile(r"https?://[^\s\"'<>]+", re.IGNORECASE)
 
 
-class TraceError(ValueError):
+class TraceError(FramepackError, ValueError):
     """The file is not a trace this version can read; the message says what is wrong."""
 
 
@@ -73,17 +84,29 @@ class Trace:
     def task_id(self) -> str | None:
         """The task id the answers name (the create reply's, else the first GET's)."""
         for exchange in self.of("create") + self.of("get"):
-            found = _task_id(exchange.body)
+            found = _task_id(exchange.body) or _task_id(_json_in(exchange.text))
             if found:
                 return found
         return None
 
     @property
     def duration(self) -> int:
-        """The requested video length (10 s when the trace does not say)."""
+        """The requested video length, clamped to what PiAPI takes (10 s when the trace does not say)."""
         given = (self.request or {}).get("input") if isinstance(self.request, Mapping) else None
         value = given.get("duration") if isinstance(given, Mapping) else None
-        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 10
+        if not isinstance(value, int) or isinstance(value, bool):
+            return MIN_DURATION
+        return max(MIN_DURATION, min(MAX_DURATION, value))
+
+
+def _json_in(text: str | None) -> Any:
+    """The JSON a recorded text answer holds (a client would read it so), else None."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
 
 
 def _task_id(body: Any) -> str | None:
@@ -110,6 +133,10 @@ def load_trace(source: "str | Path | Mapping[str, Any]") -> Trace:
             raise TraceError(f"no trace at {where}") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise TraceError(f"{where} is not a JSON trace ({exc.__class__.__name__}: {exc})") from None
+        except RecursionError:
+            raise TraceError(_too_deep_message(where)) from None
+    if _deeper_than(raw, MAX_DEPTH):
+        raise TraceError(_too_deep_message(where))
     if not isinstance(raw, Mapping) or raw.get("format") != TRACE_FORMAT:
         raise TraceError(f"{where} is not a framepack trace (its \"format\" must be {TRACE_FORMAT!r})")
     version = raw.get("version")
@@ -155,15 +182,40 @@ def _exchange(item: Any, where: str) -> Exchange:
     return Exchange(call=call, status=status, body=item.get("body"), text=text, t=float(t))
 
 
+def _too_deep_message(where: str) -> str:
+    return (f"{where} is nested more than {MAX_DEPTH} levels deep; no PiAPI answer is. "
+            "It is not a trace framepack record wrote: record the run again.")
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists and objects nest more than `limit` levels (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, Mapping):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def _point_urls(value: Any, url: str) -> Any:
-    """`value` with every http(s) URL in it replaced by `url` (the replay's own video)."""
+    """`value` with every http(s) URL in it replaced by `url` (the replay's own video), also
+    inside a longer string."""
     if isinstance(value, str):
-        return url if value.strip().lower().startswith(("http://", "https://")) else value
+        return _URL_IN_TEXT.sub(url, value) if "://" in value else value
     if isinstance(value, list):
         return [_point_urls(item, url) for item in value]
     if isinstance(value, dict):
         return {key: _point_urls(item, url) for key, item in value.items()}
     return value
+
+
 
 
 def _renamed(value: Any, old: str | None, new: str) -> Any:
@@ -225,11 +277,14 @@ class Replay:
             else:
                 index, session.cancels = min(session.cancels, len(recorded) - 1), session.cancels + 1
         exchange = recorded[index]
-        body = _renamed(copy.deepcopy(exchange.body), self.trace.task_id, session.task_id or "")
-        for holder in (body, body.get("data") if isinstance(body, dict) else None):
-            if isinstance(holder, dict) and "output" in holder:
-                holder["output"] = _point_urls(holder["output"], video_url)
-        return exchange.status, body, exchange.text
+        old, new = self.trace.task_id, session.task_id or ""
+        body = _point_urls(_renamed(copy.deepcopy(exchange.body), old, new), video_url)
+        text = exchange.text
+        if text is not None:  # a text answer that holds JSON is what a client reads: rewritten as JSON
+            parsed = _json_in(text)
+            text = (_URL_IN_TEXT.sub(video_url, text) if parsed is None
+                    else json.dumps(_point_urls(_renamed(parsed, old, new), video_url), ensure_ascii=False))
+        return exchange.status, body, text
 
     def session(self, task_id: str) -> _Session | None:
         with self._lock:

@@ -17,6 +17,8 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..errors import InvalidInputError
+
 __all__ = [
     "DEFAULT_PROFILE",
     "OUTPUT_SHAPES",
@@ -45,7 +47,7 @@ def resolve_profile(profile: str | None) -> str:
     value = str(value).strip().lower()
     if value not in PROFILES:
         where = f"{PROFILE_ENV}={profile!r}" if profile is None else f"profile={profile!r}"
-        raise ValueError(f"unknown simulator profile ({where}); use one of {', '.join(PROFILES)}")
+        raise InvalidInputError(f"unknown simulator profile ({where}); use one of {', '.join(PROFILES)}")
     return value
 
 
@@ -74,7 +76,7 @@ OUTPUT_SHAPES: dict[str, Callable[[str], dict[str, Any]]] = {
 
 def check_output_shape(shape: str) -> str:
     if shape not in OUTPUT_SHAPES:
-        raise ValueError(f"unknown output shape {shape!r}; use one of {', '.join(OUTPUT_SHAPES)}")
+        raise InvalidInputError(f"unknown output shape {shape!r}; use one of {', '.join(OUTPUT_SHAPES)}")
     return shape
 
 
@@ -93,9 +95,9 @@ def check_status_words(words: Mapping[str, str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for status, word in dict(words).items():
         if status not in STATUSES:
-            raise ValueError(f"unknown status {status!r} in status words; use {', '.join(STATUSES)}")
+            raise InvalidInputError(f"unknown status {status!r} in status words; use {', '.join(STATUSES)}")
         if not isinstance(word, str):
-            raise ValueError(f"the word for {status!r} must be a string, not {word!r}")
+            raise InvalidInputError(f"the word for {status!r} must be a string, not {word!r}")
         out[status] = word
     return out
 

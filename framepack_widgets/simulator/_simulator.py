@@ -30,9 +30,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from .._sqlite import private_folder, write_private
 from ..constants import MODEL
+from ..errors import InvalidInputError
 from ._bodies import parse_create, parse_upload
 from ._clock import DEFAULT_PENDING_SECONDS, UNITS_PER_USD, SimTask, default_processing_seconds
+from ._errors import SimulatorError, UnknownTaskError
 from ._faults import Fault, FaultBook
 from ._http import RequestRecord, Response, SimHTTPServer, error_response, file_response, json_response, route
 from ._render import resolve_long_side
@@ -103,11 +106,11 @@ class Simulator:
         webhook_retry_seconds: float = 5.0,
     ) -> None:
         if not (isinstance(time_scale, (int, float)) and math.isfinite(time_scale) and time_scale > 0):
-            raise ValueError("time_scale must be a positive number (10 runs the clock ten times faster)")
+            raise InvalidInputError("time_scale must be a positive number (10 runs the clock ten times faster)")
         if pending_seconds is not None and pending_seconds < 0:
-            raise ValueError("pending_seconds must be >= 0")
+            raise InvalidInputError("pending_seconds must be >= 0")
         if processing_seconds is not None and not callable(processing_seconds) and processing_seconds < 0:
-            raise ValueError("processing_seconds must be >= 0 or a callable(duration) -> seconds")
+            raise InvalidInputError("processing_seconds must be >= 0 or a callable(duration) -> seconds")
         self.profile = resolve_profile(profile)
         #: A hostile API for tests: every answer echoes the caller's key back (in its message,
         #: the task's logs and error, and a header), as a careless real one might.
@@ -124,7 +127,7 @@ class Simulator:
         if state_dir is not None and workdir is not None and (
             Path(workdir).expanduser().resolve() != Path(state_dir).expanduser().resolve()
         ):
-            raise ValueError("give state_dir or workdir, not both: with state_dir, uploads and videos live there")
+            raise InvalidInputError("give state_dir or workdir, not both: with state_dir, uploads and videos live there")
         # Starting balance (default $100). With state_dir the balance is shared by every
         # simulator over that folder: a value given here is stored there, else the stored one is used.
         self.credits_usd = 100.0 if credits_usd is None else float(credits_usd)
@@ -159,7 +162,7 @@ class Simulator:
         if self._server is not None:
             return self
         if self._stopped:
-            raise RuntimeError("this simulator was stopped; create a new Simulator to serve again")
+            raise SimulatorError("this simulator was stopped; create a new Simulator to serve again")
         if self._state_dir is not None:
             self._state = self._open_state()
             self._workdir = self._state.folder
@@ -167,14 +170,14 @@ class Simulator:
         else:
             if self._workdir_arg is not None:
                 self._workdir = self._workdir_arg
-                self._workdir.mkdir(parents=True, exist_ok=True)
+                private_folder(self._workdir)  # uploads are people's images
             else:
                 self._workdir = Path(tempfile.mkdtemp(prefix="framepack-sim-"))
                 # Also removed at interpreter exit when stop() is never called.
                 self._finalizer = weakref.finalize(self, shutil.rmtree, str(self._workdir), True)
             self._uploads_dir, self._renders_dir = self._workdir / "uploads", self._workdir / "renders"
-            self._uploads_dir.mkdir(exist_ok=True)
-            self._renders_dir.mkdir(exist_ok=True)
+            private_folder(self._uploads_dir)
+            private_folder(self._renders_dir)
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         try:
             server = SimHTTPServer((self.host, self._requested_port), family, answer=self._answer,
@@ -227,7 +230,7 @@ class Simulator:
         try:
             state = SimState(self._state_dir)
         except (OSError, sqlite3.Error) as exc:
-            raise RuntimeError(
+            raise SimulatorError(
                 f"cannot keep the simulator's state in {self._state_dir} ({exc.__class__.__name__}: {exc}); "
                 "give state_dir a writable folder on a local disk"
             ) from exc
@@ -274,7 +277,7 @@ class Simulator:
         if self._port is None:
             if self._requested_port:
                 return self._requested_port
-            raise RuntimeError("the simulator picks its port when started: call start() first")
+            raise SimulatorError("the simulator picks its port when started: call start() first")
         return self._port
 
     @property
@@ -347,7 +350,7 @@ class Simulator:
     def _get_task(self, task_id: str) -> SimTask:
         task = self._book.find(task_id)
         if task is None:
-            raise KeyError(task_id)
+            raise UnknownTaskError(f"this simulator has no task {task_id!r}")
         return task
 
     def state_size_bytes(self) -> int:
@@ -372,10 +375,10 @@ class Simulator:
         you want to keep first (the widget's run store keeps its own copies).
         """
         if self._state_dir is None:
-            raise RuntimeError("this simulator keeps no state (no state_dir was given): there is nothing to prune")
+            raise SimulatorError("this simulator keeps no state (no state_dir was given): there is nothing to prune")
         seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else float(older_than)
         if not math.isfinite(seconds) or seconds < 0:
-            raise ValueError("older_than must be a duration >= 0 (seconds or a timedelta)")
+            raise InvalidInputError("older_than must be a duration >= 0 (seconds or a timedelta)")
         from ._state import SimState
 
         state = self._state or SimState(self._state_dir)
@@ -567,7 +570,7 @@ class Simulator:
         name = f"{uuid.uuid4().hex[:16]}-{base}"
         assert self._uploads_dir is not None
         target = self._uploads_dir / name
-        target.write_bytes(data)
+        write_private(target, data)
         return json_response(200, {"code": 200, "message": "success", "data": {
             "url": f"{self.base_url}/files/{name}"}})
 

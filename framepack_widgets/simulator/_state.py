@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._sqlite import SharedConnection, connect_wal
+from .._sqlite import SharedConnection, connect_wal, private_database, private_folder
+from ._errors import SimulatorError
 
 __all__ = ["DB_NAME", "SCHEMA_VERSION", "ORPHAN_GRACE_SECONDS", "PruneResult", "SimState", "TaskRow"]
 
@@ -72,7 +73,7 @@ _COLUMNS = ("task_id", "created_ns", "finishes_ns", "render_key", "start_sha", "
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM tasks"
 
 
-class StateVersionError(RuntimeError):
+class StateVersionError(SimulatorError):
     """The state folder was written by a newer framepack_widgets."""
 
 
@@ -108,6 +109,7 @@ def _row(values: Sequence[Any]) -> TaskRow:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    """Write `path` whole or not at all; mkstemp makes it 0600, private to the user."""
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -139,12 +141,19 @@ class SimState(SharedConnection):
         self.images_dir = self.folder / "images"
         self.files_dir = self.folder / "files"
         self.uploads_dir = self.folder / "uploads"
-        for path in (self.folder, self.images_dir, self.files_dir, self.uploads_dir):
-            path.mkdir(parents=True, exist_ok=True)
         self.db_path = self.folder / DB_NAME
+        # Prompts, images and videos: private to the user (the run store's rule), also in a
+        # folder that existed with looser modes, when it is a state folder (or empty).
+        ours = not self.folder.exists() or self.db_path.exists() or not any(self.folder.iterdir())
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if ours:
+            private_folder(self.folder)
+        for path in (self.images_dir, self.files_dir, self.uploads_dir):
+            private_folder(path)
         self._lock = threading.RLock()
         self._db = connect_wal(self.db_path, busy_timeout=busy_timeout, where="the simulator's state_dir")
         try:
+            private_database(self.db_path)
             self._create_schema()
         except BaseException:
             self._db.close()

@@ -11,15 +11,17 @@ every part's own settings under `parts`; its top-level settings are its first pa
 a person gets back when they drop the video on the widget), with `duration` still that
 part's own and the whole video's length in `total_duration`.
 
-Written by stream copy: the packets are remuxed unchanged into a temporary file beside the
-video, which then replaces it. `read_settings` never raises for a file without settings,
-with a damaged tag or one that is not ours: it returns None.
+Written without touching a frame: mutagen (the tagging library) rewrites only the file's
+metadata boxes in a copy beside the video, which then replaces it; every track and packet
+stays as it was. `read_settings` never raises for a file without settings, with a damaged
+tag or one that is not ours: it returns None.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,12 +44,12 @@ __all__ = [
 ]
 
 SETTINGS_TAG = "comment"
+#: The MP4 box that FFmpeg, PyAV and mutagen all read and write as the `comment` tag.
+_COMMENT_BOX = "\xa9cmt"
 #: Longest settings text written or read back (20 segments of 2,000-character prompts fit).
 MAX_SETTINGS_CHARS = 1_000_000
 REQUIRED_KEYS = ("prompt", "negative_prompt", "duration", "model", "run_id", "parent_id")
 MADE_BY = f"framepack_widgets {VERSION}"
-#: Container tags the muxer writes itself (copying them would only repeat its own).
-_MUXER_TAGS = {"major_brand", "minor_version", "compatible_brands", "encoder", SETTINGS_TAG}
 
 
 class VideoFileError(FramepackError):
@@ -129,16 +131,18 @@ def settings_text(settings: Mapping[str, Any]) -> str:
 
 def read_settings(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The settings an MP4 carries, or None (no such tag, not JSON, not an object with a
-    text `prompt`, too long, or not a video at all). Never raises for a bad file."""
-    import av
+    text `prompt`, too long, or not an MP4 at all). Never raises for a bad file."""
+    from mutagen import MutagenError
+    from mutagen.mp4 import MP4
 
     try:
         if not Path(path).is_file():
             return None
-        with av.open(str(path), metadata_errors="replace") as container:
-            text = container.metadata.get(SETTINGS_TAG)
-    except (OSError, ValueError, av.FFmpegError):
+        tags = MP4(os.fspath(path)).tags
+    except (MutagenError, OSError, ValueError, EOFError):
         return None
+    values = tags.get(_COMMENT_BOX) if tags is not None else None
+    text = values[0] if isinstance(values, list) and values else None
     if not isinstance(text, str) or not text or len(text) > MAX_SETTINGS_CHARS:
         return None
     try:
@@ -151,11 +155,12 @@ def read_settings(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
 
 def write_settings(path: str | os.PathLike[str], settings: Mapping[str, Any]) -> Path:
-    """Put `settings` into the MP4 at `path` by stream copy: every video and audio packet
-    as it was (other tracks, such as timecodes, are left out), the container's other tags
-    kept, the file replaced whole (its mode kept) or not at all. Raises VideoFileError for
-    a file that is not an MP4 video, OSError when its folder cannot be written."""
-    import av
+    """Put `settings` into the MP4 at `path` without touching a frame: a copy beside it gets
+    the tag (only its metadata boxes change; every track, packet and other tag as it was)
+    and replaces the file whole (its mode kept), or nothing changes. Raises VideoFileError
+    for a file that is not an MP4 video, OSError when its folder cannot be written."""
+    from mutagen import MutagenError
+    from mutagen.mp4 import MP4
 
     text = settings_text(settings)
     source = Path(path)
@@ -163,30 +168,38 @@ def write_settings(path: str | os.PathLike[str], settings: Mapping[str, Any]) ->
         mode = source.stat().st_mode & 0o777
     except OSError as exc:
         raise VideoFileError(f"{source}: cannot read it ({exc.strerror or exc}); no settings were written") from None
-    try:
-        with av.open(str(source)) as inp, PartFile(source, mode=mode) as part:
-            if "mp4" not in inp.format.name.split(","):
-                raise VideoFileError(f"{source} is a {inp.format.long_name} file, not an MP4: no settings were written")
-            streams = [s for s in inp.streams if s.type in ("video", "audio")]
-            if not any(s.type == "video" for s in streams):
+    if not source.is_file():
+        raise VideoFileError(f"{source} is not a file: no settings were written")
+    with PartFile(source, mode=mode) as part:
+        shutil.copyfile(source, part.path)
+        try:
+            mp4 = MP4(os.fspath(part.path))
+            if not _has_video_track(part.path):
                 raise VideoFileError(f"{source} holds no video stream: no settings were written")
-            with av.open(str(part.path), "w", format="mp4", options={"movflags": "+faststart"}) as out:
-                out.metadata.update({k: v for k, v in inp.metadata.items() if k not in _MUXER_TAGS})
-                out.metadata[SETTINGS_TAG] = text
-                copies = {}
-                for stream in streams:
-                    copy = out.add_stream_from_template(stream)
-                    copy.metadata.update(stream.metadata)
-                    copies[stream.index] = copy
-                mux = out.mux_one
-                for packet in inp.demux(streams):
-                    if packet.dts is None:  # the demuxer's end-of-stream marker
-                        continue
-                    packet.stream = copies[packet.stream_index]
-                    mux(packet)
-            return part.commit()
-    except av.FFmpegError as exc:
-        raise VideoFileError(f"{source} could not be read as a video ({exc}); no settings were written") from None
+            if mp4.tags is None:
+                mp4.add_tags()
+            mp4.tags[_COMMENT_BOX] = [text]
+            mp4.save()
+        except (MutagenError, EOFError) as exc:
+            raise VideoFileError(f"{source} is not an MP4 video this package can tag ({exc}); no settings were "
+                                 "written") from None
+        return part.commit()
+
+
+def _has_video_track(path: Path) -> bool:
+    """Whether the MP4 has a track whose handler is video (`hdlr` of type `vide`)."""
+    from mutagen.mp4 import Atoms
+
+    with open(path, "rb") as file:
+        atoms = Atoms(file)
+        for track in atoms[b"moov"].findall(b"trak"):
+            try:
+                ok, data = track[b"mdia", b"hdlr"].read(file)
+            except KeyError:
+                continue
+            if ok and data[8:12] == b"vide":
+                return True
+    return False
 
 
 def _image(info: object) -> dict[str, str] | None:

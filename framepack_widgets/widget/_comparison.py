@@ -1,12 +1,14 @@
 """The comparison grid: 2 to `MAX_COMPARED` runs side by side, and which runs are selected.
 
-`comparison` is what the grid draws (each run against the first, and which fields differ);
-`selected` is the runs picked on their cards (the browser sets it too). A finished sweep
-opens its runs here, under its id.
+`comparison` is what the grid draws (each run against the first, labelled by its number,
+and which fields differ); `selected` is the runs picked on their cards (the browser sets it
+too). A finished sweep opens its runs here, under its id. Runs are given as Run objects, run
+ids, or run numbers (3 or "#3", as the cards show them).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +19,7 @@ from ..errors import InvalidInputError
 from . import _protocol as proto
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..runs import Run
+    from ..runs import Run, Runner
     from ._index import RunIndex
 
 __all__ = ["Comparison"]
@@ -29,9 +31,25 @@ class Comparison(t.HasTraits):
     comparison = t.Dict()
     selected = t.List(t.Unicode())
 
-    def __init__(self, index: "RunIndex") -> None:
+    def __init__(self, index: "RunIndex", runner: "Runner | None" = None) -> None:
         super().__init__()
         self._index = index
+        self._runner = runner
+
+    def by_number(self, ref: Any) -> Any:
+        """The run a number names (3 or "#3": its number in the store); any other ref as it is."""
+        number = ref if isinstance(ref, int) and not isinstance(ref, bool) else None
+        if isinstance(ref, str) and re.fullmatch(r"#\d+", ref.strip()):
+            number = int(ref.strip()[1:])
+        if number is None:
+            return ref
+        for run in self._index.runs:
+            if run.seq == number:
+                return run
+        found = self._runner.list(limit=1, before=number + 1) if self._runner is not None else []
+        if found and found[0].seq == number:  # the store's newest run up to that number is that one
+            return found[0]
+        raise InvalidInputError(f"There is no run #{number} in this run store: pass a number from the history cards.")
 
     def show(self, refs: Sequence[Any], *, sweep_id: str | None = None) -> None:
         """Compare these runs (Run objects or run ids, 2 to `MAX_COMPARED` different ones);
@@ -42,7 +60,7 @@ class Comparison(t.HasTraits):
             self.comparison = {}
             return
         resolved: list[Run] = []
-        for run in self._index.resolve(list(refs)):
+        for run in self._index.resolve([self.by_number(ref) for ref in refs]):
             if all(r.run_id != run.run_id for r in resolved):
                 resolved.append(run)
         if not 2 <= len(resolved) <= MAX_COMPARED:

@@ -44,6 +44,10 @@ SEEN_REQUESTS = 256
 Handler = Callable[[dict, list], None]
 
 
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else -1
+
+
 @dataclass(frozen=True)
 class ViewActions:
     """What the browser's buttons do through the widget's own methods (Python calls them too)."""
@@ -52,6 +56,12 @@ class ViewActions:
     generate: Callable[[dict[str, Any]], "Run"]
     cancel: Callable[["str | None"], None]
     extend: Callable[["str | None"], None]
+    #: Several images dropped at once on the Start image slot ([(bytes, name), ...]): an image sweep.
+    sweep_images: Callable[[list[tuple[bytes, str]]], Any]
+    #: An MP4 dropped on the widget (bytes, file name): its settings back into the inputs.
+    restore: Callable[[bytes, str], Any]
+    #: The Start image slot's "back to ...": the image before Extend (or a restore).
+    back: Callable[[], bool]
 
 
 class Messages:
@@ -77,6 +87,7 @@ class Messages:
             "upload": self._on_upload,
             "image_url": self._on_image_url,
             "clear_image": self._on_clear_image,
+            "image_back": self._on_image_back,
             "generate": self._on_generate,
             "cancel": self._on_cancel,
             "show": self._on_show,
@@ -148,9 +159,19 @@ class Messages:
             return
         name = str(content.get("name") or "image")[:120]
         size = content.get("size") if isinstance(content.get("size"), int) else None
+        batch = content.get("batch")  # [id, index, count] of several images dropped at once
         try:
-            self._slots.set(slot, data, name=name, size=size)
+            mime = str(content.get("mime") or "")
+            if mime.startswith("video/") or (not mime.startswith("image/") and data[4:8] == b"ftyp"):
+                self._actions.restore(data, name)  # an MP4: its settings, not an image
+            elif isinstance(batch, list) and len(batch) == 3 and slot == "start":
+                images = self._slots.gather(str(batch[0])[:40], _int(batch[1]), _int(batch[2]), data, name)
+                if images is not None:
+                    self._actions.sweep_images(images)
+            else:
+                self._slots.set(slot, data, name=name, size=size)
         except InvalidInputError as exc:
+            self._slots.refuse(str(exc))
             self._outbox.error(str(exc), slot=slot)
 
     def _on_image_url(self, content: dict, buffers: list) -> None:
@@ -168,6 +189,9 @@ class Messages:
 
     def _on_clear_image(self, content: dict, buffers: list) -> None:
         self._slots.set(self._slot(content), None)
+
+    def _on_image_back(self, content: dict, buffers: list) -> None:
+        self._actions.back()
 
     # ---------------------------------------------------------------- runs
     def _on_generate(self, content: dict, buffers: list) -> None:

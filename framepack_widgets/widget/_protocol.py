@@ -7,11 +7,15 @@ into chunks small enough for every frontend (Colab drops messages over about 1 M
 
 Browser -> kernel (``content["type"]``; buffers only where noted):
     hello                                   a view appeared: answer, resend the slot thumbnails
-    upload      slot, name, mime, size, upload_id, index, count, total
+    upload      slot, name, mime, size, upload_id, index, count, total, batch? ([id, index, count])
                                             buffers[0] = one chunk of the image the browser
-                                            downscaled (JPEG); the kernel joins the chunks
+                                            downscaled (JPEG); the kernel joins the chunks.
+                                            With batch: one of several images dropped at once
+                                            (an image sweep, planned once all are in); an MP4
+                                            (mime video/*) restores the settings it carries
     image_url   slot, url                   an http(s) image URL
     clear_image slot
+    image_back  slot                        "back to ...": the start image before Extend or a restore
     generate    request_id, prompt?, negative_prompt?, duration?   duplicates are ignored
     cancel      run_id?
     show        run_id                      make a run the current one (status + player)
@@ -54,7 +58,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..compare import diff_ops, differences, labels_for
+from ..compare import diff_ops, differences, image_names, labels_for
 from ..constants import MESSAGE_CHUNK_BYTES, cost_usd
 from ..errors import InvalidInputError
 from ..runs import Run, RunStage
@@ -144,6 +148,8 @@ def run_card(run: Run) -> dict[str, Any]:
     }
     if record["sweep_id"]:
         card["sweep_id"] = record["sweep_id"]
+    if record["loop"]:
+        card["loop"] = True
     return card
 
 
@@ -174,6 +180,7 @@ def timeline_info(timeline: "Timeline") -> dict[str, Any]:
                 "duration": record["duration"] or 0,
                 "cost": round(record["cost_usd"], 2),
                 "run_id": record["run_id"],
+                "number": record["seq"],
                 "stage": record["stage"],
                 "percent": 100.0 if run.stage is RunStage.COMPLETED else _finite(record["percent"]),
                 "error": _clip(record["error"], 300) or None,
@@ -219,6 +226,7 @@ def run_status(run: Run, *, eta: float | None = None, eta_text: str | None = Non
         elapsed = max(0.0, (end if end is not None else datetime.now(timezone.utc).timestamp()) - start)
     return {
         "run_id": record["run_id"],
+        "number": record["seq"],
         "stage": record["stage"],
         "api_status": record["status_word"] if unknown else record["status"],
         "percent": percent,
@@ -244,19 +252,28 @@ def comparison(runs: list[Run]) -> dict[str, Any]:
     except Exception:  # captions are a nicety
         captions = [""] * len(runs)
     base = _clip(runs[0].prompt, 1000)
+    names = {key: image_names(runs, key) for key in ("start_image", "end_image")}
+
+    def image(key: str, sha: str | None) -> dict[str, Any] | None:
+        if not sha:
+            return None
+        name = names[key].get(sha)
+        return {"sha": sha[:16], "name": _clip(name, 80)} if name else {"sha": sha[:16]}
+
     items = []
     for index, run in enumerate(runs):
         prompt = _clip(run.prompt, 1000)
         items.append({
             "run_id": run.run_id,
-            "label": "ABCD"[index],
+            "label": run.label if run.seq is not None else "ABCD"[index],
             "caption": captions[index],
             "stage": run.stage.value,
             "prompt": [["=", prompt]] if index == 0 else diff_ops(base, prompt),
             "negative_prompt": _clip(run.negative_prompt, 300),
             "duration": run.duration or 0,
-            "start_image": {"sha": run.start_image_sha[:16]} if run.start_image_sha else None,
-            "end_image": {"sha": run.end_image_sha[:16]} if run.end_image_sha else None,
+            "start_image": image("start_image", run.start_image_sha),
+            "end_image": image("end_image", run.end_image_sha),
+            "loop": run.loop,
         })
     return {"run_ids": [i["run_id"] for i in items], "items": items, "differs": differences(runs)}
 

@@ -81,9 +81,11 @@ def _clip(text: str, limit: int = PROMPT_CHARS) -> str:
 
 
 def _facts(run: "Run") -> list[str]:
-    facts = [str(run.stage).replace("_", " ")]
+    facts = [f"run {run.label}", str(run.stage).replace("_", " ")]
     if run.duration:
         facts.append(f"{run.duration} s")
+    if run.loop:
+        facts.append("loop")
     facts.append(f"${cost_usd(run.duration):.2f}" + (" (simulated, nothing charged)" if run.simulated else ""))
     when = run.finished_at or run.created_at
     facts.append(when.strftime("%Y-%m-%d %H:%M UTC"))

@@ -4,8 +4,8 @@ Each trait says its type, its default and what the frontend draws from it (trait
 `help`, which `FramepackWidget.class_traits()` and the docs show). Values are small and
 JSON-safe: bytes never go in a trait (they travel as message buffers). Most traits mirror a
 part that owns the value (named in its help: `ImageSlots`, `RunIndex`, ...); only the
-inputs the person edits (`prompt`, `negative_prompt`, `duration`, and `selected`, which
-both sides set) are written by the browser.
+inputs the person edits (`prompt`, `negative_prompt`, `duration`, `loop`, and `selected`,
+which both sides set) are written by the browser.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from ..constants import (
 )
 from ..errors import InvalidInputError
 from ._embedded import asset
+from ._slots import MAX_BATCH_IMAGES
 
 __all__ = ["InvalidTraitError", "WidgetState"]
 
@@ -52,6 +53,12 @@ class WidgetState(anywidget.AnyWidget):
         help=f"int seconds, default {MIN_DURATION}, from min_duration to max_duration: the video's length. The "
              "Duration slider shows and edits it; the cost beside Generate follows it.",
     ).tag(sync=True)
+    loop = t.Bool(
+        False, help="bool, default False: Loop. The start image is the end image too (the video returns to where it "
+                    "began), for runs, sweeps and the last segment of a timeline; runs remember it (their cards say "
+                    "\"Loop\"). The Loop switch beside the End image slot shows and edits it, and the slot shows the "
+                    "start image while it is on; setting an end image turns it off.",
+    ).tag(sync=True)
     # ------------------------------------------------------------------ fixed numbers the browser needs
     _cost_per_second = t.Float(
         COST_PER_SECOND, help=f"float US dollars, default {COST_PER_SECOND}: PiAPI's price per second of video; the "
@@ -63,10 +70,11 @@ class WidgetState(anywidget.AnyWidget):
                                             "value (and timeline segments').").tag(sync=True)
     _limits = t.Dict(
         {"fps": FPS, "max_side": DEFAULT_MAX_SIDE, "max_prompt_chars": MAX_PROMPT_CHARS, "max_compared": MAX_COMPARED,
-         "chunk_bytes": MESSAGE_CHUNK_BYTES, "max_upload_bytes": MAX_UPLOAD_BYTES},
+         "chunk_bytes": MESSAGE_CHUNK_BYTES, "max_upload_bytes": MAX_UPLOAD_BYTES, "max_batch_images": MAX_BATCH_IMAGES},
         help="dict, default from constants.py: the other fixed numbers the browser needs (it has no literal copy "
              "of any): frames per second, the long side it downscales uploads to, the prompt's length, how many "
-             "runs a comparison takes, a message chunk's and an upload's size.",
+             "runs a comparison takes, a message chunk's and an upload's size, how many images one drop may "
+             "hold (an image sweep).",
     ).tag(sync=True)
     # ------------------------------------------------------------------ the backend
     backend = t.Unicode("simulator", help="\"simulator\" or \"piapi\", default \"simulator\": which service runs "
@@ -79,8 +87,10 @@ class WidgetState(anywidget.AnyWidget):
     # ------------------------------------------------------------------ mirrored from the parts
     _start_image_info = t.Dict(
         allow_none=True, default_value=None,
-        help="dict or None, default None: the start image's name, width, height, size (and url); the Start image "
-             "slot shows them beside its thumbnail, and Generate stays off without it. From ImageSlots.",
+        help="dict or None, default None: the start image's name, width, height, size (and url), and where it came "
+             "from (origin: \"last frame of run #3\", back: the name of the image before, which \"back to\" "
+             "restores); the Start image slot shows them beside its thumbnail, and Generate stays off without it. "
+             "From ImageSlots.",
     ).tag(sync=True)
     _end_image_info = t.Dict(allow_none=True, default_value=None,
                             help="dict or None, default None: the same for the End image slot. From ImageSlots.",

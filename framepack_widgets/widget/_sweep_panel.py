@@ -42,12 +42,13 @@ class SweepPanel(t.HasTraits):
         self.shown: Sweep | None = None
 
     def plan(self, base: "FramepackInput", *, repeats: int = 1, max_cost: float | None = None,
-             max_concurrent: int | None = 3, confirm: bool = False, **axes: Any) -> "Sweep":
-        """Plan a sweep over `axes` (lists of values to try) on `base` and show it; started
-        only when confirmed. `max_cost` refuses a dearer sweep."""
+             max_concurrent: int | None = 3, confirm: bool = False, loop: bool = False, **axes: Any) -> "Sweep":
+        """Plan a sweep over `axes` (lists of values to try: start images too) on `base` and
+        show it; started only when confirmed. `max_cost` refuses a dearer sweep; `loop`: each
+        run ends on its own start image."""
         from ..sweeps import plan_sweep, start_sweep
 
-        plan = plan_sweep(base, repeats=repeats, max_cost=max_cost, **axes)
+        plan = plan_sweep(base, repeats=repeats, max_cost=max_cost, loop=loop, **axes)
         if self.shown is not None and not self.shown.confirmed:
             self.shown.cancel()  # a new plan replaces one that was never started
         sweep = start_sweep(self._runner, plan, confirm=False, max_concurrent=max_concurrent, max_cost=max_cost)

@@ -1,7 +1,8 @@
 """The Timeline panel: a planned or running timeline, or a chain of extended runs, as one video.
 
-`_timeline_info` is what the panel draws (`_protocol.timeline_info`). A timeline is planned
-from the start image and waits for "Start timeline" (or `confirm()`); while it runs, the
+`_timeline_info` is what the panel draws (`_protocol.timeline_info`, and which image the
+timeline starts from). A timeline is planned from the start image (with Loop on, its last
+segment ends on it) and waits for "Start timeline" (or `confirm()`); while it runs, the
 status and player follow the segment in progress unless the person is looking at a run of
 their own. A chain (runs continued by Extend) plays as one video once every part has
 completed; its stitched video reaches the browser like a run's, under the timeline's id.
@@ -41,7 +42,7 @@ def extension_frame(run: Run | None) -> "Image.Image":
         raise InvalidInputError("There is no run to extend yet: generate one first.")
     if run.stage is not RunStage.COMPLETED or run.video_path is None or not Path(run.video_path).is_file():
         raise InvalidInputError(
-            f"Only a finished run with its video can be extended; run {run.run_id[:8]} is {run.stage}"
+            f"Only a finished run with its video can be extended; run {run.label} is {run.stage}"
             + (" and its video is not in the run store." if run.stage is RunStage.COMPLETED else ".")
         )
     return run.last_frame()
@@ -53,13 +54,15 @@ class TimelinesPanel(t.HasTraits):
     timeline_info = t.Dict()
 
     def __init__(self, runner: "Runner", index: "RunIndex", slots: "ImageSlots", *,
-                 negative_prompt: Callable[[], str]) -> None:
+                 negative_prompt: Callable[[], str], end_image: Callable[[], Any]) -> None:
         super().__init__()
         self._runner = runner
         self._index = index
         self._slots = slots
         self._negative_prompt = negative_prompt
+        self._end_image = end_image  # the panel's: the End image slot's, or with Loop the start image
         self._observed: set[str] = set()
+        self._starts_from: dict[str, str] = {}  # timeline id -> what its first segment starts from
         self.shown: Timeline | None = None
 
     # ---------------------------------------------------------------- planning and starting
@@ -75,6 +78,8 @@ class TimelinesPanel(t.HasTraits):
         if self.shown is not None and not self.shown.confirmed:
             self.shown.cancel()  # a new plan replaces one that was never started
         timeline = start_timeline(self._runner, plan, max_cost=max_cost)
+        info = self._slots.get_info("start")
+        self._starts_from[timeline.timeline_id] = str((info or {}).get("name") or "the start image")
         self.show(timeline)
         if confirm:
             timeline.confirm()
@@ -90,7 +95,7 @@ class TimelinesPanel(t.HasTraits):
         if shown is not None and shown.status in ("running", "stitching"):
             raise InvalidInputError("A timeline is running: cancel it, or wait for it, before starting another.")
         cap = shown_cost if isinstance(shown_cost, (int, float)) and not isinstance(shown_cost, bool) else None
-        return self.plan(wanted, end_image=self._slots.get("end"), max_cost=cap, confirm=True)
+        return self.plan(wanted, end_image=self._end_image(), max_cost=cap, confirm=True)
 
     def act(self, timeline_id: str, action: str, segment: Any = None) -> None:
         """The panel's Cancel and Retry segment buttons, on the timeline it shows."""
@@ -117,7 +122,10 @@ class TimelinesPanel(t.HasTraits):
         if run is None:
             raise InvalidInputError(f"No run {ref!r} in this widget's history or store: pass a Run, or a run id "
                                     "from widget.runs.")
-        timeline = chain_timeline(self._runner, self._index.chain(run))
+        chain = self._index.chain(run)
+        timeline = chain_timeline(self._runner, chain)
+        if chain:
+            self._starts_from[timeline.timeline_id] = f"the start image of run {chain[0].label}"
         self.show(timeline)
         return timeline
 
@@ -141,7 +149,11 @@ class TimelinesPanel(t.HasTraits):
         if timeline is not self.shown:
             return
         try:
-            self.timeline_info = proto.timeline_info(timeline)
+            info = proto.timeline_info(timeline)
+            starts_from = self._starts_from.get(timeline.timeline_id)
+            if starts_from is None and timeline.runs:
+                starts_from = f"the start image of run {timeline.runs[0].label}"
+            self.timeline_info = {**info, "starts_from": starts_from}
             self._follow_segment(timeline)
         except Exception:  # the panel is a view: never let it break the timeline
             log.exception("timeline panel update failed")

@@ -18,9 +18,11 @@ object given only what it needs, whose traits the widget mirrors into its synced
 - `Exports` (comparison MP4, run cards, galleries), `Posters`, the `Notice` line;
 - `Messages`: one handler per browser message, handing each to the part that owns it.
 
-Only the inputs the person edits (`prompt`, `negative_prompt`, `duration`) are the widget's own.
-The day's budget (`budget=`, else FRAMEPACK_BUDGET) is a `runs.Budget` the runner checks
-before anything is stored or sent; its refusals show under the inputs, whoever asked.
+Only the inputs the person edits (`prompt`, `negative_prompt`, `duration`, `loop`) are the
+widget's own. Runs are named by their number in the store ("run #3") wherever a person reads
+them; code keeps their ids. The day's budget (`budget=`, else FRAMEPACK_BUDGET) is a
+`runs.Budget` the runner checks before anything is stored or sent; its refusals show under the
+inputs, whoever asked.
 """
 
 from __future__ import annotations
@@ -73,8 +75,9 @@ class FramepackWidget(WidgetState):
 
     With no `client` and no `PIAPI_API_KEY` it runs the offline simulator (its videos are
     synthetic, and the widget says so). Everything the buttons do is here in Python too:
-    `prompt`, `negative_prompt`, `duration`, `start_image`, `end_image`, `generate()`,
-    `cancel()`, `runs`, `compare(*runs)`, `sweep(...)`, `timeline(...)`, `extend_from(run)`,
+    `prompt`, `negative_prompt`, `duration`, `loop`, `start_image`, `end_image`,
+    `start_image_origin`, `generate()`, `cancel()`, `runs`, `compare(*runs)`, `sweep(...)`,
+    `timeline(...)`, `extend_from(run)`, `restore_start_image()`, `restore_settings(video)`,
     `export_comparison()`, `export_html(folder)`.
     Runs are kept in a `RunStore` (FRAMEPACK_HOME, else ./.framepack); unfinished ones are
     picked up again when a widget opens, which starts on its own inputs ("Ready"); its history
@@ -131,10 +134,11 @@ class FramepackWidget(WidgetState):
                                default_eta=self._sim.expected_seconds if self._sim is not None else None)
         posters = Posters(self._store)
         self._notebook_poster = NotebookPoster(posters.poster, enabled=bool(poster_in_notebook))
-        self._compared = Comparison(self._index)
+        self._compared = Comparison(self._index, runner=self._runner)
         self._sweeps = SweepPanel(self._runner, self._compared)
         self._timelines = TimelinesPanel(self._runner, self._index, self._slots,
-                                         negative_prompt=lambda: self.negative_prompt)
+                                         negative_prompt=lambda: self.negative_prompt,
+                                         end_image=lambda: self._slots.get("start" if self.loop else "end"))
         self._queue = QueuedRuns(self._runner, simulated=simulated)
         self._exports = Exports(Path(self._store.folder) / "exports", index=self._index, comparison=self._compared,
                                 outbox=outbox, background=self._background)
@@ -150,7 +154,9 @@ class FramepackWidget(WidgetState):
         self._mirror(self._timelines, timeline_info="_timeline_info")
         self._mirror(self._queue, queued="_queued")
         messages = Messages(
-            outbox, actions=ViewActions(generate=self._generate_with, cancel=self.cancel, extend=self.extend_from),
+            outbox, actions=ViewActions(generate=self._generate_with, cancel=self.cancel, extend=self.extend_from,
+                                        sweep_images=self._sweep_images, restore=self._restore_dropped,
+                                        back=self.restore_start_image),
             slots=self._slots, index=self._index, posters=posters, comparison=self._compared, sweeps=self._sweeps,
             queue=self._queue, exports=self._exports, timelines=self._timelines,
         )
@@ -256,20 +262,36 @@ class FramepackWidget(WidgetState):
     @end_image.setter
     def end_image(self, value: Any) -> None:
         self._slots.set("end", value)
+        if value is not None:
+            self.loop = False  # an end image of its own: the video no longer returns to its start
+
+    @property
+    def start_image_origin(self) -> dict[str, Any] | None:
+        """Where the start image came from, or None when it was set by hand: ``{"text": "last
+        frame of run #3", "continues": <run id or None>, "back_to": "lake_cabin.jpg"}``
+        (`restore_start_image()` goes back to that image). Setting another image clears it."""
+        return self._slots.origin
+
+    def restore_start_image(self) -> bool:
+        """Put back the start image there was before Extend (or before a video's settings were
+        restored): the Start image slot's "back to ..." button. False when there is none."""
+        return self._slots.back()
 
     # ------------------------------------------------------------------ generate / cancel
-    def _input(self) -> "FramepackInput":
+    def _input(self, start: Any = None) -> "FramepackInput":
+        """The inputs as one request (`start`: another start image than the slot's); with Loop
+        on, the start image is the end image too."""
         from ..inputs import FramepackInput
 
-        start = self._slots.get("start")
+        start = start if start is not None else self._slots.get("start")
         if start is None:
             raise InvalidInputError(
                 "Add a start image first: drop one on the Start image slot, or set widget.start_image."
             )
-        return FramepackInput(
-            self.prompt, start, end_image=self._slots.get("end"), negative_prompt=self.negative_prompt,
-            duration=self.duration,
-        )
+        end = None if self.loop else self._slots.get("end")
+        inp = FramepackInput(self.prompt, start, end_image=end, negative_prompt=self.negative_prompt,
+                             duration=self.duration)
+        return inp.replace(end_image=inp.start_image) if self.loop else inp
 
     def generate(self) -> Run:
         """Start a run with the current inputs and return it at once (`await run` for the end).
@@ -338,8 +360,9 @@ class FramepackWidget(WidgetState):
         return self._index.runs
 
     # ------------------------------------------------------------------ comparison & export
-    def compare(self, *runs: "Run | str") -> None:
-        """Show 2 to 4 (`MAX_COMPARED`) runs, Run objects or run ids, side by side; no arguments closes it."""
+    def compare(self, *runs: "Run | str | int") -> None:
+        """Show 2 to 4 (`MAX_COMPARED`) runs side by side: Run objects, run ids, or run numbers
+        as the cards show them (`compare(3, 4)` or `compare("#3", "#4")`); no arguments closes it."""
         self._compared.show(runs)
 
     def export_comparison(self, path: str | os.PathLike[str] | None = None) -> Path:
@@ -363,6 +386,7 @@ class FramepackWidget(WidgetState):
     def sweep(
         self,
         *,
+        start_image: Any = None,
         prompt: Any = None,
         negative_prompt: Any = None,
         duration: Any = None,
@@ -375,11 +399,26 @@ class FramepackWidget(WidgetState):
         """Plan a grid of runs on the current inputs (lists of values to try) and show how many
         and what they cost. Nothing starts until it is confirmed: the widget's "Start sweep"
         button, `sweep.confirm()`, or `confirm=True`. `max_cost` refuses a dearer sweep.
+        `start_image=[...]` (paths, URLs, bytes, PIL images, arrays: anything `FramepackInput`
+        takes, each checked before anything is planned) makes an image sweep, one run per
+        image, labelled by the image's name; dropping several images on the Start image slot
+        plans the same. With Loop on, each run ends on its own start image.
         When it finishes, its runs (up to 4) open in the comparison grid."""
+        images = start_image if isinstance(start_image, (list, tuple)) else [start_image]
+        base = self._input(images[0] if self._slots.get("start") is None and images else None)
         return self._sweeps.plan(
-            self._input(), prompt=prompt, negative_prompt=negative_prompt, duration=duration, end_image=end_image,
-            repeats=repeats, max_cost=max_cost, max_concurrent=max_concurrent, confirm=confirm,
+            base, start_image=start_image, prompt=prompt, negative_prompt=negative_prompt, duration=duration,
+            end_image=end_image, repeats=repeats, max_cost=max_cost, max_concurrent=max_concurrent, confirm=confirm,
+            loop=self.loop,
         )
+
+    def _sweep_images(self, images: list[tuple[bytes, str]]) -> "Sweep":
+        """Several images dropped on the Start image slot: an image sweep on the current inputs."""
+        from ..inputs import normalize_image
+
+        sources = [normalize_image(data, what=f"image {k + 1} ({name})").named(name)
+                   for k, (data, name) in enumerate(images)]
+        return self.sweep(start_image=sources)
 
     # ------------------------------------------------------------------ extend & timelines
     def extend_from(self, run: "Run | str | None" = None) -> None:
@@ -391,13 +430,16 @@ class FramepackWidget(WidgetState):
         target = self._index.lookup(run if run is not None else self.status.get("run_id"))
         frame = extension_frame(target)  # raises when there is no finished run to continue
         assert target is not None
-        self._slots.set("start", frame, name=f"last frame of run {target.run_id[:8]}", continues=target.run_id)
+        origin = f"last frame of run {target.label}"
+        self._slots.set("start", frame, name=origin, continues=target.run_id, origin=origin)
         self.end_image = None
         self.prompt, self.negative_prompt = target.prompt, target.negative_prompt
         if target.duration is not None:
             self.duration = target.duration
-        self._notice_line.say(f"Extending run {target.run_id[:8]}: its last frame is the start image. "
-                         "Edit the prompt if you like, then press Generate.")
+        back = self._slots.origin or {}
+        again = f" (\u201cback to {back['back_to']}\u201d beside the start image undoes it)" if back.get("back_to") else ""
+        self._notice_line.say(f"Extending run {target.label}: its last frame is the start image{again}. "
+                              "Edit the prompt if you like, then press Generate.")
 
     def timeline(
         self,
@@ -412,13 +454,48 @@ class FramepackWidget(WidgetState):
         with the current negative prompt; `end_image` goes to the last one). It shows the
         plan, total length and cost in the Timeline panel and starts nothing until it is
         confirmed: the panel's "Start timeline", `timeline.confirm()`, or `confirm=True`.
-        `max_cost` refuses a dearer plan. `await timeline` for `.video_path`, one MP4."""
+        `max_cost` refuses a dearer plan. `await timeline` for `.video_path`, one MP4.
+        With Loop on, the last segment ends on the start image unless `end_image` is given."""
+        if end_image is None and self.loop:
+            end_image = self._slots.get("start")
         return self._timelines.plan(segments, end_image=end_image, max_cost=max_cost, confirm=confirm)
 
     def show_chain(self, run: "Run | str") -> "Timeline":
         """Show `run`'s chain (the runs it continues and that continue it) in the Timeline
         panel, where it plays as one video once every part has completed."""
         return self._timelines.show_chain(run)
+
+    # ------------------------------------------------------------------ settings from a video
+    def restore_settings(self, video: str | os.PathLike[str], *, name: str | None = None) -> dict[str, Any]:
+        """Take back the settings an MP4 made by this package carries (a run's video, a
+        timeline, `framepack generate -o`, an export): prompt, negative prompt, duration,
+        Loop, and the start image, from the run store when the settings name a run (or an
+        image) it has, else the video's first frame. Dropping the MP4 on the widget does the
+        same. Says what it restored in the notice and returns it; an MP4 without settings, or
+        a file that is no video, raises InvalidInputError and changes nothing."""
+        from ._restore import settings_from_video
+
+        restored = settings_from_video(video, runner=self._runner, name=name)
+        self._slots.set("start", restored.start_image, name=restored.start_name,
+                        origin=f"restored from {name or Path(video).name}")
+        self.prompt, self.negative_prompt = restored.prompt, restored.negative_prompt
+        if restored.duration is not None:
+            self.duration = restored.duration
+        self._slots.set("end", None if restored.loop else restored.end_image)
+        self.loop = restored.loop
+        self._notice_line.say(restored.message)
+        return restored.to_dict()
+
+    def _restore_dropped(self, data: bytes, name: str) -> dict[str, Any]:
+        """An MP4 dropped on the widget, as the browser sent it."""
+        import uuid
+
+        path = self._store.temp_path(f"dropped-{uuid.uuid4().hex}.mp4")
+        try:
+            path.write_bytes(data)
+            return self.restore_settings(path, name=name)
+        finally:
+            path.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ inputs from the browser
     def _on_input_edit(self, change: dict[str, Any]) -> None:

@@ -54,13 +54,14 @@ export function galleryComparison(data, ids) {
   const base = runs[0];
   const items = runs.map((r, i) => ({
     run_id: r.run_id,
-    label: "ABCD"[i],
+    label: r.seq ? `#${r.seq}` : "ABCD"[i],
     stage: r.stage,
     prompt: (i && data.diffs[`${base.p},${r.p}`]) || [["=", r.prompt]],
     negative_prompt: r.negative_prompt,
     duration: r.duration,
-    start_image: r.start_image_sha ? { sha: r.start_image_sha } : null,
-    end_image: r.end_image_sha ? { sha: r.end_image_sha } : null,
+    loop: r.loop,
+    start_image: r.start_image_sha ? { sha: r.start_image_sha, name: r.start_image_name } : null,
+    end_image: r.end_image_sha ? { sha: r.end_image_sha, name: r.end_image_name } : null,
   }));
   /** @param {string} key */
   const differ = (key) => new Set(runs.map((r) => r[key] ?? null)).size > 1;
@@ -95,13 +96,21 @@ function partOf(run, runs) {
 }
 
 /**
- * One run's card: its video (or poster), prompt and the facts of Run.to_dict().
+ * How a run is named: "#3", its number in the store it came from (else its id's start).
+ * @param {any} run
+ */
+const runName = (run) => (run?.seq ? `#${run.seq}` : run.run_id.slice(0, 8));
+
+/**
+ * One run's card: its video (or poster), prompt and the facts of Run.to_dict(); its start
+ * image's name when the gallery's runs start from different images.
  * @param {any} run
  * @param {any} data
  * @param {(runId: string, on: boolean) => void} onSelect
  */
 function runCard(run, data, onSelect) {
   const short = excerpt(run.prompt, 60) || "(no prompt)";
+  const images = new Set(data.runs.map((/** @type {any} */ r) => r.start_image_sha)).size > 1;
   const poster = safeUrl(run.poster || "", GALLERY_URLS);
   const src = safeUrl(run.video || "", GALLERY_URLS);
   let shown;
@@ -117,7 +126,10 @@ function runCard(run, data, onSelect) {
     shown = h("div", { class: "fpw-gallery-none", text: "No video" });
   }
   const facts = [
+    ["Run", runName(run)],
     ["Status", stageName(run.stage)],
+    ["Start image", images && (run.start_image_name || run.start_image_sha?.slice(0, 8))],
+    ["Loop", run.loop && "the video ends on its start image"],
     ["Duration", run.duration ? `${run.duration} s` : ""],
     ["Cost", money(run.cost_usd) + (run.simulated ? " (simulated, nothing charged)" : "")],
     ["Backend", run.simulated ? "Offline simulator (synthetic video)" : "PiAPI"],
@@ -128,14 +140,15 @@ function runCard(run, data, onSelect) {
     ["Task", run.task_id],
     ["Error", run.error],
   ];
-  const inGallery = new Set(data.runs.map((/** @type {any} */ r) => r.run_id));
+  const byId = new Map(data.runs.map((/** @type {any} */ r) => [r.run_id, r]));
   const dl = h("dl", { class: "fpw-gallery-facts" },
     ...facts
       .filter(([, v]) => v)
       .map(([k, v]) => [h("dt", { text: k }), h("dd", { text: String(v) })]));
   if (run.parent_id) {
-    const label = `run ${run.parent_id.slice(0, 8)}`;
-    const parent = inGallery.has(run.parent_id)
+    const shown = byId.get(run.parent_id);
+    const label = `run ${runName(shown || { run_id: run.parent_id })}`;
+    const parent = shown
       ? h("a", { href: `#run-${run.parent_id}`, text: label })
       : `${label} (not in this gallery)`;
     dl.append(h("dt", { text: "Continues" }), h("dd", {}, parent));

@@ -124,3 +124,30 @@ test("Share appears once a run has a video and sends the selected runs", () => {
     el.remove();
   }
 });
+
+test("runs are named by their number; when their start images differ, by the image's name too", () => {
+  const data = structuredClone(DATA);
+  data.runs = [
+    run("a", 0, { seq: 3, start_image_name: "lake.jpg" }),
+    run("b", 0, { seq: 4, start_image_sha: "bbb", start_image_name: "beach.jpg", parent_id: "a", loop: true, end_image_sha: "bbb", end_image_name: "beach.jpg" }),
+    run("c", 0, { seq: 5, parent_id: "gone-run-id-1234" }),
+  ];
+  const page = show(data);
+  const cards = [...page.querySelectorAll(".fpw-gallery-card")];
+  assert.match(cards[0].textContent, /Run#3/);
+  assert.match(cards[0].textContent, /Start imagelake\.jpg/);
+  assert.match(cards[1].textContent, /Start imagebeach\.jpg/);
+  assert.match(cards[1].textContent, /Loopthe video ends on its start image/);
+  assert.ok(!/Loop/.test(cards[0].textContent));
+  assert.equal(cards[1].querySelector("a").textContent, "run #3", "the parent by its number");
+  assert.match(cards[2].textContent, /run gone-run \(not in this gallery\)/);
+  const cmp = galleryComparison(data, ["a", "b"]);
+  assert.deepEqual(cmp.items.map((i) => i.label), ["#3", "#4"]);
+  assert.deepEqual(cmp.items.map((i) => i.start_image.name), ["lake.jpg", "beach.jpg"]);
+});
+
+test("runs that all start from one image are not labelled by it", () => {
+  const data = structuredClone(DATA);
+  data.runs = [run("a", 0, { start_image_name: "lake.jpg" }), run("b", 1, { start_image_name: "lake.jpg" })];
+  assert.ok(![...show(data).querySelectorAll(".fpw-gallery-card")].some((c) => /Start image/.test(c.textContent)));
+});

@@ -63,12 +63,14 @@ def test_extend_makes_the_last_frame_the_start_image(lab: NotebookPage) -> None:
 
     thumb = root.locator(".fpw-slot-start img.fpw-thumb")
     before = thumb.get_attribute("src")
+    number = root.locator(f'.fpw-card[data-run-id="{first}"] .fpw-card-meta').inner_text().split(" \u00b7 ")[0]
+    assert number.startswith("#"), number  # runs are called by their number in the store
     extend = root.locator(".fpw-output").get_by_role("button", name="Extend", exact=True)
     extend.click()
     meta = root.locator(".fpw-slot-start .fpw-slot-meta")
     nb.page.wait_for_function(
         "([m, img, name, old]) => m.textContent.includes(name) && img.getAttribute('src') && img.getAttribute('src') !== old",
-        arg=[meta.element_handle(), thumb.element_handle(), f"last frame of run {first[:8]}", before],
+        arg=[meta.element_handle(), thumb.element_handle(), f"last frame of run {number}", before],
         timeout=UI_TIMEOUT_MS, polling=100,
     )
     shown = thumb.evaluate(IMAGE_PIXELS_JS)

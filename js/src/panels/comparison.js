@@ -105,12 +105,14 @@ export function mountComparison(ctx, box) {
     /** @param {boolean} changed @param {string} text */
     const fact = (changed, text) =>
       h("span", { class: changed ? "fpw-fact fpw-changed" : "fpw-fact", text });
+    /** An image by its name, else the start of its hash. @param {any} i */
+    const image = (i) => i?.name || i?.sha?.slice(0, 6) || "?";
     const facts = [
       d.negative_prompt && fact(true, `Negative: ${item.negative_prompt || "(none)"}`),
       fact(d.duration, `${item.duration} s`),
-      d.start_image && fact(true, `Start image ${item.start_image?.sha?.slice(0, 6) || "?"}`),
-      d.end_image && fact(true, item.end_image
-        ? `End image ${item.end_image.sha.slice(0, 6)}`
+      d.start_image && fact(true, `Start image ${image(item.start_image)}`),
+      d.end_image && fact(true, item.loop ? "Loop" : item.end_image
+        ? `End image ${image(item.end_image)}`
         : "No end image"),
     ];
     const v = video({ class: "fpw-cmp-video", preload: "auto", "data-run-id": item.run_id });

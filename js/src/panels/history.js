@@ -45,18 +45,21 @@ export function mountHistory(ctx, box) {
       els.set(c.id, r);
     }
     const short = excerpt(c.prompt, 80);
+    const no = c.seq ? `#${c.seq}` : "";
     r.e.dataset.stage = c.stage;
     r.text.textContent = short || "(no prompt)";
     r.text.title = c.prompt;
     const bits = [
+      no,
       `${c.duration} s`,
+      c.loop && "Loop",
       stageName(c.stage),
       c.wall != null && clock(c.wall),
       money(c.cost) + (c.backend === "simulator" ? " sim" : ""),
       c.from && `from ${c.from}`,
     ];
     r.meta.textContent = bits.filter(Boolean).join(" · ");
-    r.show.setAttribute("aria-label", `Show run: ${short}`);
+    r.show.setAttribute("aria-label", `Show run ${no}: ${short}`);
     r.check.setAttribute("aria-label", `Select for comparison: ${short}`);
     r.extend.hidden = !c.has_video;
     r.chain.hidden = !c.chain;

@@ -65,7 +65,7 @@ export function mountResult(ctx, box) {
     if (!url) return;
     saveVideo.hidden = false;
     saveVideo.href = url;
-    saveVideo.download = `framepack-${rid.slice(0, 8)}.mp4`;
+    saveVideo.download = `framepack-run-${st.number || rid.slice(0, 8)}.mp4`;
     if (setSrc(player, url) && autoplay === rid) {
       autoplay = null;
       play(player);

@@ -9,6 +9,7 @@ import { scope } from "../scope.js";
 export function mountStatus(ctx, box) {
   const s = scope(ctx.model);
   const { get } = ctx;
+  const runEl = h("span.fpw-run-no");
   const stageEl = h("span.fpw-stage");
   const elapsedEl = h("span.fpw-elapsed", { "aria-hidden": "true" }); // ticks: not announced
   const bar = /** @type {HTMLProgressElement} */ (
@@ -20,7 +21,7 @@ export function mountStatus(ctx, box) {
   const errEl = h("p.fpw-error");
   const hintEl = h("p.fpw-hint");
   const statusBox = h("div.fpw-status", { role: "status", "aria-live": "polite" },
-    h("div.fpw-status-line", {}, stageEl, elapsedEl),
+    h("div.fpw-status-line", {}, runEl, stageEl, elapsedEl),
     h("div.fpw-bar-line", {}, bar, pctEl),
     etaEl, logsEl, errEl, hintEl);
   box.append(statusBox);
@@ -44,6 +45,7 @@ export function mountStatus(ctx, box) {
     const stage = st.stage || "idle";
     statusBox.dataset.stage = stage;
     statusBox.dataset.runId = st.run_id || "";
+    runEl.textContent = st.number ? `Run #${st.number}` : "";
     stageEl.textContent = stageName(stage);
     t0 = performance.now() - (st.elapsed || 0) * 1000;
     if (st.percent != null) {

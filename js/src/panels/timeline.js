@@ -31,9 +31,10 @@ export function mountTimeline(ctx, box) {
     class: "fpw-tl-video", "aria-label": "Timeline video", controls: true, hidden: true,
   });
   const playerNote = videoNote(media, "fpw-player-note");
+  const from = h("p.fpw-notice.fpw-tl-from");
   const panel = /** @type {HTMLDetailsElement} */ (h("details.fpw-timeline", {},
     h("summary.fpw-h", { text: "Timeline: several prompts, one video" }),
-    h("p.fpw-notice", { text: "Each segment starts from the previous one's last frame." }),
+    from,
     list,
     h("div.fpw-actions", {}, add, start, stop, again),
     total, note, player, playerNote.el));
@@ -94,7 +95,8 @@ export function mountTimeline(ctx, box) {
       return li;
     }
     const pct = g.percent != null && g.stage !== "completed" ? ` ${Math.round(g.percent)}%` : "";
-    li.append(h("span.fpw-seg-status", { text: `${stageName(g.stage)}${pct}` }));
+    li.append(h("span.fpw-seg-run", { text: g.number ? `#${g.number}` : "" }),
+      h("span.fpw-seg-status", { text: `${stageName(g.stage)}${pct}` }));
     if (g.error) li.append(h("span.fpw-error", { text: g.error }));
     if (g.retry) li.append(button("Retry segment", { "data-act": "retry" }));
     return li;
@@ -125,6 +127,8 @@ export function mountTimeline(ctx, box) {
     stop.hidden = !running;
     const reason = why();
     start.disabled = !!reason;
+    const image = on ? t.starts_from : get("_start_image_info")?.name;
+    from.textContent = `${image ? `Starts from ${image}; each` : "Each"} segment from the previous one's last frame.`;
     const cost = price(get, secs());
     total.textContent = on
       ? t.description
