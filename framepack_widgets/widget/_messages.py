@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import traitlets as t
 
 from ..constants import MAX_COMPARED, MAX_GALLERY_RUNS
-from ..errors import InvalidInputError
+from ..errors import BudgetExceededError, InvalidInputError
 from . import _protocol as proto
 from ._uploads import UploadRefused, Uploads
 
@@ -114,6 +114,8 @@ class Messages:
             return
         try:
             handler(content, list(buffers or []))
+        except BudgetExceededError as exc:  # refused before anything was sent: said as it is
+            self._outbox.error(str(exc))
         except Exception as exc:
             log.exception("widget message %r failed", kind)
             self._outbox.error(f"Something went wrong in the kernel: {exc}")
