@@ -312,7 +312,6 @@ def test_run_card_without_video_uses_the_start_image_and_can_include_the_video(v
 
 
 def test_run_card_strips_url_query_strings() -> None:
-    from framepack_widgets.inputs import FramepackInput
 
     run = fake_run(None, start_image="https://example.com/img.png?token=abc")
     card = run_card(run)

@@ -5,7 +5,6 @@ browser shows in tests/browser/test_snapshot_without_kernel.py."""
 
 from __future__ import annotations
 
-import base64
 import io
 import re
 from pathlib import Path

@@ -10,6 +10,7 @@ import asyncio
 import io
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -330,7 +331,8 @@ async def test_three_prompt_sweep_end_to_end(simulator, tmp_path: Path) -> None:
     assert {r.run_id for r in store.list(sweep_id=sweep.sweep_id)} == {r.run_id for r in runs}
 
     # The finished sweep exports as one comparison video, labelled by what differs.
-    from framepack_widgets.export import export_run_card, export_run_comparison, labels_for, read_run_card
+    from framepack_widgets.compare import labels_for
+    from framepack_widgets.export import export_run_card, export_run_comparison, read_run_card
 
     assert labels_for(runs) == ["“camera zooms in”", "“camera pans left”", "“static”"]
     stored = list(reversed(store.list(sweep_id=sweep.sweep_id)))  # read back, as after a restart
