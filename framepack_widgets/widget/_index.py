@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: Runs started by generate() kept to decide `busy` (the newest ones).
 GENERATED_KEPT = 20
+#: The largest seq or offset asked of the store (SQLite's integers stop at 2**63 - 1).
+_LARGEST = 2**62
 
 
 class RunIndex(t.HasTraits):
@@ -115,11 +117,12 @@ class RunIndex(t.HasTraits):
             self.make_current(runs[0])
 
     def page(self, *, before: int | None = None, offset: int = 0) -> dict[str, Any]:
-        """An older page of cards (`before` a card's seq, or at `offset`) and the total."""
+        """An older page of cards (`before` a card's seq, or at `offset`) and the total. Out
+        of range is no error: before the first run, nothing; past the newest, the newest page."""
         if before is not None:
-            runs = self._runner.list(limit=proto.HISTORY_LIMIT, before=before)
+            runs = self._runner.list(limit=proto.HISTORY_LIMIT, before=min(max(0, before), _LARGEST))
         else:
-            runs = self._runner.list(limit=proto.HISTORY_LIMIT, offset=max(0, offset))
+            runs = self._runner.list(limit=proto.HISTORY_LIMIT, offset=min(max(0, offset), _LARGEST))
         self._remember(runs)
         return {"total": self._store.count(), "runs": self.cards(runs)}
 
