@@ -1,8 +1,9 @@
 """A kernel killed (`kill -9`) at the worst moments: nothing lost, nothing sent twice.
 
 Kills during the create request and while processing are in test_store.py and test_runs.py;
-SIGTERM during a sweep is in test_cli.py. Here: during the video download, and during store
-writes. The simulator runs in this process and outlives the killed child, as PiAPI would.
+SIGTERM during a sweep is in test_cli.py. Here: during the video download, during store
+writes, during a sweep held back by its own `max_concurrent`, and during stitching. The
+simulator runs in this process and outlives the killed child, as PiAPI would.
 """
 
 from __future__ import annotations
@@ -114,3 +115,69 @@ def test_killed_in_the_middle_of_store_writes_leaves_a_sound_store(tmp_path: Pat
                 assert run.task_id == f"t{run.prompt.split()[1]}" and len(run.logs) == 20
         stored_ids = {r.run_id for r in runs}
         assert len(stored_ids) == len(runs)
+
+
+SWEEPING_CHILD = textwrap.dedent(
+    """
+    import asyncio, sys
+    from PIL import Image
+    from framepack_widgets.client import AsyncClient
+    from framepack_widgets.inputs import FramepackInput
+    from framepack_widgets.runs import Runner, RunStore
+    from framepack_widgets.sweeps import plan_sweep, start_sweep
+
+    async def main(folder, base_url, key):
+        async with AsyncClient(api_key=key, base_url=base_url) as client:
+            def report(run):
+                if run.task_id:
+                    print("SENT", run.run_id, flush=True)
+            runner = Runner(client, RunStore(folder), on_change=report, max_concurrent=3)
+            base = FramepackInput("a harbour", Image.new("RGB", (96, 64), (9, 99, 199)), duration=10)
+            plan = plan_sweep(base, prompt=[f"a harbour, take {k}" for k in range(6)])
+            sweep = start_sweep(runner, plan, confirm=True, max_concurrent=1)  # stricter than the runner's 3
+            print("SWEEP", sweep.sweep_id, flush=True)
+            await sweep  # killed before this returns
+
+    asyncio.run(main(*sys.argv[1:4]))
+    """
+)
+
+
+async def test_killed_mid_sweep_held_back_by_its_own_cap_loses_no_run_and_sends_none_unasked(tmp_path: Path) -> None:
+    """A sweep of 6 with max_concurrent=1 (below the runner's 3): every run is stored when
+    it is confirmed, so after a kill -9 the 5 never sent come back queued (Send / Discard)."""
+    from framepack_widgets import FramepackWidget
+
+    folder = tmp_path / "store"
+    with Simulator(time_scale=1, pending_seconds=30, processing_seconds=30) as sim:  # the first task outlives the child
+        child = subprocess.Popen([sys.executable, "-c", SWEEPING_CHILD, str(folder), sim.base_url, sim.api_key],
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            lines: list[str] = []
+            while not any(line.startswith("SENT") for line in lines):
+                line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 60)  # type: ignore[union-attr]
+                assert line, "the child exited before sending its first run"
+                lines.append(line)
+        finally:
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait()
+        sweep_id = next(line.split()[1] for line in lines if line.startswith("SWEEP"))
+        assert sim.count("create") == 1
+        with RunStore(folder) as store:
+            stored = store.list(limit=None, sweep_id=sweep_id)
+            assert len(stored) == 6, "every confirmed run of the sweep is in the store"
+            assert sorted(r.stage.value for r in stored).count("queued") == 5
+            async with AsyncClient(api_key=sim.api_key, base_url=sim.base_url) as client:
+                w = FramepackWidget(client, store=store)  # a new kernel opens the widget: resume()
+                try:
+                    assert w._queued["count"] == 5 and "Send or discard" in w._queued["text"]
+                    assert len(w.runner.awaiting_consent) == 5
+                    await asyncio.sleep(0.2)
+                    assert sim.count("create") == 1, "nothing is sent before the person says so"
+                    w.discard_queued()
+                    assert w._queued == {} and sim.count("create") == 1
+                    stages = sorted(r.stage.value for r in store.list(limit=None, sweep_id=sweep_id))
+                    assert stages.count("cancelled") == 5 and "queued" not in stages
+                finally:
+                    await w.runner.aclose()
+                    w.close()
