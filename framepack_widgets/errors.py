@@ -23,6 +23,7 @@ TaskSnapshot = Any
 __all__ = [
     "FramepackError",
     "InvalidInputError",
+    "BudgetExceededError",
     "APIError",
     "APIStatusError",
     "BadRequestError",
@@ -51,6 +52,22 @@ class FramepackError(Exception):
 
 class InvalidInputError(FramepackError, ValueError):
     """The request was refused before anything was sent. Nothing was charged."""
+
+
+class BudgetExceededError(InvalidInputError):
+    """A run (or sweep, timeline, queued runs) would pass the day's budget, so nothing was sent.
+
+    `budget_usd` is the day's budget, `left_usd` what is left of it today, `cost_usd` what was
+    asked for; `spent_usd` is today's spend so far (runs charged, and runs on their way). Like
+    any refused input (it is an `InvalidInputError`), nothing was charged.
+    """
+
+    def __init__(self, message: str, *, budget_usd: float, spent_usd: float, left_usd: float, cost_usd: float) -> None:
+        super().__init__(message)
+        self.budget_usd = budget_usd
+        self.spent_usd = spent_usd
+        self.left_usd = left_usd
+        self.cost_usd = cost_usd
 
 
 class APIError(FramepackError):

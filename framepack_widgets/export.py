@@ -27,7 +27,7 @@ import uuid
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -479,6 +479,7 @@ def run_card(run: "Run") -> dict[str, Any]:
     No key, no image or video bytes, no local path, no URL query strings."""
     record = run.to_dict()
     record.pop("video_path")
+    record["notebook"] = PurePath(record["notebook"]).name if record["notebook"] else None  # no folder
     record["video_url"] = _without_query(record["video_url"])
     params = record["params"]
     for key in ("start_image", "end_image"):

@@ -8,7 +8,8 @@
     runs = await sweep                   # every run final (completed, failed, ...)
 
 Money rules: a plan is checked in full (every entry validated, the total
-priced, a `max_cost` cap enforced) before any run exists; `confirm()` is idempotent, so a
+priced, a `max_cost` cap enforced, and on confirming, the runner's day budget for the whole
+sweep) before any run exists; `confirm()` is idempotent, so a
 double click never starts a sweep twice; at most `max_concurrent` tasks are in flight.
 
 Nothing lost: with a runner that enforces a cap (a real `Runner` does), every run of the
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._observers import Observers
 from .errors import InvalidInputError
+from .runs.budget import budget_of
 from .runs.live import running_loop
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -309,6 +311,7 @@ class Sweep:
         self._observers: Observers[Sweep] = Observers()
         self._task: asyncio.Task[list[Run]] | None = None
         self._cancelled = False
+        self._hold = None  # the day's budget kept aside for runs not stored yet
         if runs:
             self._carry_on(list(runs))
 
@@ -402,6 +405,9 @@ class Sweep:
         if self.state != "pending":
             return self
         loop = running_loop("Sweep.confirm()")  # before any state changes: fail cleanly outside a loop
+        budget = budget_of(self.runner)  # the whole sweep within today's budget, or nothing starts
+        if budget is not None:
+            self._hold = budget.hold(self.total_cost_usd, what=f"this sweep ({self.count} runs)")
         self._set_state("running")
         cap = self.max_concurrent
         runner_cap = self.runner.max_concurrent
@@ -412,6 +418,7 @@ class Sweep:
                 slots = asyncio.Semaphore(cap) if cap is not None and cap < runner_cap else None
                 for inp in self.plan.inputs:
                     self._start_one(inp, slots)
+                self._release_hold()
                 self._task = loop.create_task(self._watch(), name=f"framepack-{self.sweep_id}")
             else:
                 self._task = loop.create_task(self._feed(cap or 1), name=f"framepack-{self.sweep_id}")
@@ -422,6 +429,8 @@ class Sweep:
         return self
 
     def _start_one(self, inp: "FramepackInput", slots: asyncio.Semaphore | None = None) -> "Run":
+        if self._hold is not None:
+            self._hold.draw(inp.cost_usd)  # stored next: the store counts it from now on
         run = self.runner.start(inp, sweep_id=self.sweep_id, **({"slots": slots} if slots is not None else {}))
         self.runs.append(run)
         self._follow_stages(run)
@@ -473,6 +482,7 @@ class Sweep:
             if waiters:
                 await asyncio.gather(*waiters, return_exceptions=True)
         finally:
+            self._release_hold()
             for w in waiters:
                 if not w.done():
                     w.cancel()
@@ -483,6 +493,7 @@ class Sweep:
     def cancel(self) -> None:
         """Stop the sweep: runs not started are never sent; started ones are cancelled (see Runner.cancel)."""
         self._cancelled = True
+        self._release_hold()
         if self.state == "done":
             return
         for run in self.runs:
@@ -492,6 +503,11 @@ class Sweep:
                 except Exception:  # keep cancelling the others
                     log.exception("could not cancel run %s", run.run_id)
         self._set_state("cancelled")
+
+    def _release_hold(self) -> None:
+        if self._hold is not None:
+            self._hold.release()
+            self._hold = None
 
     # ---------------------------------------------------------------- awaiting
     def __await__(self):  # type: ignore[no-untyped-def]

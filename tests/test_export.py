@@ -259,6 +259,7 @@ def fake_run(video: Path | None, *, backend: str = "simulator", start_image: obj
 def test_run_card_zip_has_metadata_and_poster_and_no_key(videos, tmp_path: Path, monkeypatch) -> None:
     secret = "sk-test-SECRET-KEY-123456"
     monkeypatch.setenv("PIAPI_API_KEY", secret)
+    monkeypatch.setenv("JPY_SESSION_NAME", "/home/teacher/private/lesson.ipynb")  # the run's notebook
     run = fake_run(videos[1])
     out = export_run_card(run, tmp_path / "cards")
     assert out.suffix == ".zip" and out.parent == tmp_path / "cards"
@@ -287,6 +288,7 @@ def test_run_card_zip_has_metadata_and_poster_and_no_key(videos, tmp_path: Path,
     assert card["params"]["end_image"] is None
     assert [e["stage"] for e in card["history"]] == ["queued", "completed"]
     assert card["video_url"] == "https://img.example/out.mp4" and "video_path" not in card  # no token, no local path
+    assert card["notebook"] == "lesson.ipynb" and b"/home/teacher" not in raw  # its notebook by name, no folder
     assert set(run.to_dict()) - {"video_path"} <= set(card)  # the card is the run's record ...
     assert Run.from_dict(card).history == run.history  # ... and reads back as one
     assert card["video"]["codec"] == "h264" and card["video"]["frames"] == 60

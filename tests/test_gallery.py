@@ -214,7 +214,9 @@ async def test_the_share_button_writes_a_gallery_and_downloads_it_zipped(widget:
         index = next(n for n in zf.namelist() if n.endswith("index.html"))
         data = read_gallery_data_text(zf.read(index).decode())
     assert [e["run_id"] for e in data["runs"]] == ids
-    assert "Saved" in widget._notice
+    told = [c for c, _ in widget.sent if c.get("type") == "exported"]
+    assert told == [{"type": "exported", "what": "gallery", "name": downloads[0]["name"]}]  # beside Share
+    assert widget._notice == "", "the notice at the top names no file (nor its folder)"
 
 
 def read_gallery_data_text(page: str) -> dict:

@@ -27,6 +27,9 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 CELL_TIMEOUT = 300  # seconds per cell: generous for a 2-core CI box rendering H.264
+# The teaching notebook is a 45-minute lesson (goals, explanation, four exercises, a discussion
+# and teacher notes): more text than a quickstart, still no outputs.
+LESSON_BYTES = 28_000
 
 pytestmark = pytest.mark.slow
 
@@ -105,7 +108,8 @@ def test_notebooks_are_clean() -> None:
         for cell in nb.cells:
             if cell.cell_type == "code":
                 assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: outputs not cleared"
-        assert path.stat().st_size < 20_000, f"{path.name} is {path.stat().st_size} bytes: keep notebooks small"
+        limit = LESSON_BYTES if path.name == "teaching_demo.ipynb" else 20_000
+        assert path.stat().st_size < limit, f"{path.name} is {path.stat().st_size} bytes: keep notebooks small"
     assert {p.name for p in NOTEBOOKS.glob("*.ipynb")} >= {"quickstart.ipynb", "prompt_experiments.ipynb", "teaching_demo.ipynb"}
 
 
@@ -130,9 +134,67 @@ def test_prompt_experiments_generates_and_compares(tmp_path: Path) -> None:
     assert len(widget_views(nb)) == 1
 
 
-def test_teaching_demo_shows_the_task_lifecycle_and_frames(tmp_path: Path) -> None:
-    nb, _ = execute("teaching_demo.ipynb", tmp_path)
+# What a student does in the lesson's exercises, as code: exercise 1's two prompts, exercise
+# 2's negative prompt, exercise 3's loop, exercise 4's timeline (none of the optional runs).
+# It prints what the lesson says the simulator will show, for the test to check.
+LESSON_EXERCISES = """
+import json
+import numpy as np
+
+def some_frames(path, wanted):
+    frames = []
+    with av.open(str(path)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i in wanted:
+                frames.append(frame.to_ndarray(format="rgb24"))
+            if i >= max(wanted):
+                return frames
+
+def differ(a, b):
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+zoom = studio.generate()  # each run takes the inputs as they are when it starts; all run at once
+studio.prompt = "the door of the red house opens and the flowers sway in the wind"
+content = studio.generate()
+studio.negative_prompt = "camera movement, zoom, shaking, blurry"
+negative = studio.generate()
+looped = loop.generate()
+plan.confirm()
+for run in (zoom, content, negative, looped):
+    await run
+await plan
+
+content_frames, negative_frames = (some_frames(r.video_path, {0, 150, 299}) for r in (content, negative))
+zoom_first, zoom_last = some_frames(zoom.video_path, {0, 299})
+loop_first, loop_last = some_frames(looped.video_path, {0, 299})
+with av.open(str(plan.video_path)) as container:
+    film_frames = container.streams.video[0].frames
+print(json.dumps({
+    "stages": [str(r.stage) for r in (zoom, content, negative, looped)] + [plan.status],
+    "runs": len({r.run_id for r in (zoom, content, negative, looped)}),
+    "spent": round(sum(r.cost_usd for r in (zoom, content, negative, looped)) + plan.total_cost_usd, 2),
+    "negative_changes": max(differ(a, b) for a, b in zip(content_frames, negative_frames)),
+    "loop_end_to_start": differ(loop_first, loop_last),
+    "zoom_end_to_start": differ(zoom_first, zoom_last),
+    "film_seconds": film_frames / 30,
+}))
+"""
+
+
+def lesson_plan(nb: nbformat.NotebookNode) -> tuple[list[str], float, int]:
+    """The lesson's table of parts: its rows, its total cost, its total minutes."""
+    table = nb.cells[0].source
+    total = re.search(r"\*\*total\*\* \| \*\*(\d+)\*\* \| \*\*\\\$(\d+\.\d\d)\*\*", table)
+    assert total, "the lesson's table has no total row"
+    rows = re.findall(r"^\| (\d\. [^|]+?) \| (\d+) \|", table, flags=re.M)
+    assert sum(int(minutes) for _, minutes in rows) == int(total[1]), rows
+    return [name for name, _ in rows], float(total[2]), int(total[1])
+
+
+def test_teaching_demo_is_a_lesson_that_runs_offline(tmp_path: Path) -> None:
+    nb, _ = execute("teaching_demo.ipynb", tmp_path, extra_cells=(LESSON_EXERCISES,))
     no_errors(nb)
+    # The hand-made walk-through: the task's life, then its frames.
     statuses = re.findall(r"\b(pending|processing|completed)\b", outputs_text(cell_with(nb, "on_update=show_status")))
     assert statuses and statuses[0] == "pending" and statuses[-1] == "completed" and "processing" in statuses, statuses
     # The order only moves forward.
@@ -141,7 +203,50 @@ def test_teaching_demo_shows_the_task_lifecycle_and_frames(tmp_path: Path) -> No
     frames_cell = cell_with(nb, "av.open(")
     assert re.search(r"\b300 frames at 30 fps = 10\.0 s", outputs_text(frames_cell)), outputs_text(frames_cell)
     assert any("image/png" in out.get("data", {}) for out in frames_cell.outputs), "no contact sheet shown"
-    assert len(widget_views(nb)) == 1
+
+    # A 45-minute lesson: goals, then every part of its plan has a section of that name.
+    parts, planned_cost, minutes = lesson_plan(nb)
+    assert minutes == 45 and len(parts) >= 7, parts
+    assert "By the end you can" in nb.cells[0].source
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    headings = re.findall(r"^## (.+)$", markdown, flags=re.M)
+    for part in parts:
+        assert any(h.startswith(part) for h in headings), f"no section for {part!r}: {headings}"
+    assert sum("Exercise" in part for part in parts) >= 3, parts
+    # JupyterLab and Voila read two $ in one paragraph as TeX ("$0.30 ... $0.60" turned into
+    # italic maths): every price outside code is written \$ (JupyterLab), in a cell marked
+    # mathjax_ignore (Voila, whose markdown reaches MathJax with the backslash gone).
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            prose = re.sub(r"```.*?```|`[^`]*`", "", cell.source, flags=re.S)
+            assert not re.search(r"(?<!\\)\$", prose), f"an unescaped $ in: {cell.source[:80]!r}"
+            assert "$" not in prose or cell.source.startswith('<div class="mathjax_ignore">'), cell.source[:80]
+
+    # Under Voila only the outputs show: the lesson's own cells print nothing but what it
+    # teaches (no warnings, no reprs), and every exercise's cell shows a widget.
+    lesson_cells = [c for c in nb.cells if c.cell_type == "code"][:-1]
+    for cell in lesson_cells:
+        for out in cell.outputs:
+            assert out.get("name") != "stderr", f"stderr in the lesson: {out.get('text', '')[:300]}"
+    views = [[out["data"][WIDGET_VIEW]["model_id"] for out in c.outputs if WIDGET_VIEW in out.get("data", {})]
+             for c in lesson_cells]
+    views = [v for v in views if v]
+    assert len(views) == 4 and all(len(v) == 1 for v in views), views  # one per exercise
+    assert views[0] == views[1] and len({v[0] for v in views}) == 3, views  # exercise 2 goes on in 1's widget
+    for cell in lesson_cells:
+        if any(WIDGET_VIEW in out.get("data", {}) for out in cell.outputs):  # the widget and its snapshot, nothing else
+            assert all(WIDGET_VIEW in out.get("data", {}) or "fpw-snapshot" in out.get("data", {}).get("text/html", "")
+                       for out in cell.outputs), cell.outputs
+
+    # The exercises, done as a student would, spend what the plan says and show on the
+    # simulator what the lesson says they show.
+    result = json.loads(outputs_text(nb.cells[-1]).strip().splitlines()[-1])
+    print("the lesson's exercises on the simulator:", result)
+    assert result["stages"] == ["completed"] * 4 + ["done"] and result["runs"] == 4, result
+    assert result["spent"] == planned_cost <= 3.00, (result["spent"], planned_cost)
+    assert result["negative_changes"] < 1.0, "the simulator should ignore the negative prompt"
+    assert result["loop_end_to_start"] < 4.0 < 10.0 < result["zoom_end_to_start"], result  # H.264 noise vs a zoom
+    assert result["film_seconds"] == pytest.approx(20, abs=0.05), result
 
 
 # --------------------------------------------------------------------------- hygiene

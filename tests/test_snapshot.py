@@ -53,9 +53,11 @@ async def test_the_snapshot_says_the_last_run_with_its_poster(client: AsyncClien
     from PIL import Image
 
     prompt = "the camera zooms in <script>alert(1)</script> & out"
-    store, _ = make_runs(tmp_path / "store", [{"prompt": prompt, "negative_prompt": "blurry"}])
+    store, (run,) = make_runs(tmp_path / "store", [{"prompt": prompt, "negative_prompt": "blurry"}])
     w = FramepackWidget(client, store=store)
     try:
+        assert "1 run in the history" in w._snapshot_data()["text/html"] and prompt not in w._snapshot_data()["text/plain"]
+        w._handle_custom_msg({"type": "show", "run_id": run.run_id}, [])  # a widget opens Ready: its card is clicked
         data = w._snapshot_data()
         page = data["text/html"]
         assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; out" in page
@@ -76,9 +78,10 @@ async def test_the_snapshot_says_the_last_run_with_its_poster(client: AsyncClien
 
 
 async def test_poster_in_notebook_false_keeps_every_image_out(client: AsyncClient, tmp_path: Path) -> None:
-    store, _ = make_runs(tmp_path / "store", [{"prompt": "pan left"}])
+    store, (run,) = make_runs(tmp_path / "store", [{"prompt": "pan left"}])
     w = FramepackWidget(client, store=store, poster_in_notebook=False)
     try:
+        w._handle_custom_msg({"type": "show", "run_id": run.run_id}, [])
         page = w._snapshot_data()["text/html"]
         assert "pan left" in page and "data:" not in page and "<img" not in page
         assert not re.search(r"[A-Za-z0-9+/]{200,}", page), "no bytes of any kind"

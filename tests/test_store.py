@@ -367,6 +367,51 @@ def test_a_version_1_store_gains_the_new_columns_and_keeps_its_runs(tmp_path: Pa
         assert (again.parent_id, again.timeline_id, again.segment, again.status_word) == ("p", "t", 2, "Succeeded")
 
 
+def test_a_version_2_store_gains_the_notebook_and_keeps_its_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "store"
+    folder.mkdir()
+    db = sqlite3.connect(folder / "runs.sqlite3", isolation_level=None)
+    store_mod.MIGRATIONS[0](db)
+    store_mod.MIGRATIONS[1](db)  # a store as version 2 left it, with one run
+    db.execute("PRAGMA user_version = 2")
+    db.execute(
+        "INSERT INTO runs (run_id, seq, created_at, updated_at, stage, prompt, params, backend) "
+        "VALUES ('old', 1, 1.0, 1.0, 'completed', 'kept', '{\"prompt\": \"kept\", \"duration\": 10}', 'piapi')"
+    )
+    db.close()
+    monkeypatch.setenv("JPY_SESSION_NAME", "/work/lessons/teaching.ipynb")
+    with RunStore(folder) as store:
+        assert store.schema_version == 3
+        assert store.get("old").notebook is None, "a run from before knows no notebook"
+        new = add_run(store, "from the lesson")
+        assert store.get(new.run_id).notebook == "/work/lessons/teaching.ipynb"
+        assert [r.run_id for r in store.list(notebook="/work/lessons/teaching.ipynb")] == [new.run_id]
+        assert store.count(notebook="/work/lessons/teaching.ipynb") == 1 and store.count() == 2
+        assert store.list(notebook="/work/other.ipynb") == []
+    con = sqlite3.connect(folder / "runs.sqlite3")
+    plan = " ".join(str(r) for r in con.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM runs WHERE notebook = 'x' ORDER BY seq DESC LIMIT 50"))
+    con.close()
+    assert "runs_notebook" in plan and "TEMP B-TREE" not in plan  # a notebook's history page walks its index
+
+
+def test_a_run_records_the_notebook_the_kernel_runs_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    assert Run.from_input(make_input("p")).notebook is None  # outside a notebook (a script, the CLI)
+    monkeypatch.setenv("JPY_SESSION_NAME", "/srv/notebooks/../notebooks/quickstart.ipynb")
+    run = Run.from_input(make_input("p"))
+    assert run.notebook == "/srv/notebooks/quickstart.ipynb"
+    assert Run.from_dict(run.to_dict()).notebook == run.notebook  # one serialisation
+    # VS Code tells its kernel the notebook's file in __vsc_ipynb_file__ (it comes first).
+    shell = types.SimpleNamespace(user_ns={"__vsc_ipynb_file__": "/home/me/vs/lesson.ipynb"})
+    fake_ipython = types.SimpleNamespace(get_ipython=lambda: shell)
+    monkeypatch.setitem(sys.modules, "IPython", fake_ipython)
+    assert Run.from_input(make_input("p")).notebook == "/home/me/vs/lesson.ipynb"
+
+
 def test_a_later_migration_keeps_the_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "store"
     with RunStore(folder) as store:

@@ -452,7 +452,11 @@ async def test_compare_two_runs_with_a_word_diff(widget: FramepackWidget) -> Non
     await wait_for(lambda: rec.of("download"))
     download = rec.of("download")
     assert download[0][0]["mime"] == "video/mp4"
-    assert "Saved" in widget._notice
+    # The button that asked hears the file's name (no folder); the notice at the top stays quiet.
+    (exported, _), = rec.of("exported")
+    assert exported == {"type": "exported", "what": "comparison", "name": download[0][0]["name"]}
+    assert exported["name"].endswith(".mp4") and "/" not in exported["name"]
+    assert widget._notice == ""
     assert_clean_state(widget)
 
 
@@ -481,7 +485,7 @@ async def test_history_shows_the_latest_50_and_pages_older_ones(client: AsyncCli
     assert len(w._history) == proto.HISTORY_LIMIT
     assert w._history_total == 60
     assert w._history[0]["prompt"] == "stored prompt 59"
-    assert w.status["run_id"] == w._history[0]["id"], "the newest run is shown on open"
+    assert w.status == {}, "a widget opens on its own inputs (Ready), not on a stored run"
     msg(w, {"type": "history", "before": w._history[-1]["seq"]})
     (page, _), = rec.of("history_page")
     assert [c["prompt"] for c in page["runs"]] == [f"stored prompt {i}" for i in range(9, -1, -1)]

@@ -81,7 +81,9 @@ def test_the_run_index_needs_only_a_runner_and_a_store(store: RunStore) -> None:
                      changed=lambda: changed.append(None))
     index.load()
     assert [card["id"] for card in index.history] == [r.run_id for r in reversed(runs)]
-    assert index.history_total == 3 and index.status["run_id"] == runs[-1].run_id and changed
+    assert index.history_total == 3 and index.status == {}, "no stored run becomes the current one"
+    index.make_current(runs[0])
+    assert index.status["run_id"] == runs[0].run_id and changed
     assert index.lookup(runs[0].run_id).run_id == runs[0].run_id and index.lookup("no-such-run") is None
     page = index.page(before=index.history[-1]["seq"])
     assert page == {"total": 3, "runs": []}

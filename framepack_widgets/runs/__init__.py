@@ -13,15 +13,18 @@
   as gone; `saving`: writes the disk refused, retried; `outcomes`: hints for bad endings.
 - `frames`: a run's last frame decoded; `present`: `Run.show()` and `Run.code()`.
 - `eta`: how long a run will take, learned from the store's finished runs.
+- `budget`: `Budget`, a day's spend in one store (what counts), refusing what would pass it.
 """
 
 from __future__ import annotations
 
+from .budget import Budget
 from .record import UNFINISHED_STAGES, DrivenElsewhereError, Run, RunEvent, RunNotAttachedError, RunStage
 from .runner import Runner
 from .store import RunStore, StoreVersionError, default_folder
 
 __all__ = [
+    "Budget",
     "DrivenElsewhereError",
     "Run",
     "RunEvent",

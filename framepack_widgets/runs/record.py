@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .._environment import notebook_path
 from .._observers import Observers
 from ..constants import cost_usd
 from ..errors import FileMissingError, FramepackError, InvalidInputError, UsageError
@@ -95,6 +96,8 @@ class Run:
     parent_id: str | None = None  # the run this one continues from its last frame (extend)
     timeline_id: str | None = None  # the timeline this run is a segment of, and which one
     segment: int | None = None
+    #: The notebook the run was started from (its path, as the kernel's front end says), else None.
+    notebook: str | None = None
     seq: int | None = None  # the run's number in its store (#1, #2, ...: newest = largest), set when first saved
     stage: RunStage = RunStage.QUEUED
     status: TaskStatus | None = None
@@ -140,8 +143,8 @@ class Run:
         """A new, queued run for `input` (not stored, not sent: `Runner.start` does both)."""
         created = utcnow()
         return cls(run_id or uuid.uuid4().hex, _params_of(input), backend=backend, sweep_id=sweep_id,
-                   parent_id=parent_id, timeline_id=timeline_id, segment=segment, created_at=created,
-                   _history=[RunEvent(created, RunStage.QUEUED, None, None)], _input=input)
+                   parent_id=parent_id, timeline_id=timeline_id, segment=segment, notebook=notebook_path(),
+                   created_at=created, _history=[RunEvent(created, RunStage.QUEUED, None, None)], _input=input)
 
     @classmethod
     def waiting(
@@ -164,7 +167,8 @@ class Run:
             params["start_image"] = None
         created = utcnow()
         return cls(run_id or uuid.uuid4().hex, params, backend=backend, parent_id=parent_id,
-                   timeline_id=timeline_id, segment=segment, stage=RunStage.WAITING, created_at=created,
+                   timeline_id=timeline_id, segment=segment, notebook=notebook_path(), stage=RunStage.WAITING,
+                   created_at=created,
                    _history=[RunEvent(created, RunStage.WAITING, None, None)],
                    _input=template if with_start_image else None)
 
@@ -423,6 +427,7 @@ class Run:
             "parent_id": self.parent_id,
             "timeline_id": self.timeline_id,
             "segment": self.segment,
+            "notebook": self.notebook,
             "stage": self.stage.value,
             "status": None if self.status is None else self.status.value,
             "status_word": self.status_word,
@@ -465,6 +470,7 @@ class Run:
             parent_id=data.get("parent_id"),
             timeline_id=data.get("timeline_id"),
             segment=data.get("segment"),
+            notebook=data.get("notebook"),
             seq=data.get("seq"),
             stage=RunStage.parse(data.get("stage") or "queued"),
             status=TaskStatus.parse(status) if status else None,
@@ -492,7 +498,7 @@ class Run:
 #: The fields a runner changes as a run moves on (everything but identity and links).
 _STATE_FIELDS = tuple(
     f.name for f in fields(Run)
-    if f.name not in ("run_id", "params", "seq", "created_at", "_history", "_input", "store", "runner")
+    if f.name not in ("run_id", "params", "notebook", "seq", "created_at", "_history", "_input", "store", "runner")
 )
 
 

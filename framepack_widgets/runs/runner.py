@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._observers import Observers
 from ..errors import InvalidInputError, UsageError
+from .budget import Budget
 from .live import DRIVES, KNOWN, alive, drive_ended, drive_for, driven_here, owner_gone, running_loop
 from .outcomes import HINT_INTERRUPTED_SUBMIT, HINT_SUBMISSION_UNKNOWN
 from .ownership import new_owner, owner_is_stale
@@ -84,12 +85,16 @@ class Runner:
         max_concurrent: int = 3,
         timeout: float | None = None,
         queued_max_age: timedelta | None = QUEUED_MAX_AGE,
+        budget: Budget | None = None,
     ) -> None:
         if max_concurrent < 1:
             raise InvalidInputError(f"max_concurrent must be at least 1 (got {max_concurrent!r}).")
         self.client = client
         self.store = store
         self.queued_max_age = queued_max_age
+        #: The day's budget: `start()` and `send()` refuse what would pass it, before anything
+        #: is stored or sent; sweeps and timelines check it for their whole price.
+        self.budget = budget
         self.owner = new_owner()
         self._sender = Sender(client, store, owner=self.owner, max_concurrent=max_concurrent, timeout=timeout)
         self._observers: Observers[Run] = Observers()
@@ -154,6 +159,7 @@ class Runner:
         slots: asyncio.Semaphore | None = None,
     ) -> Run:
         """Store a new run (QUEUED) and schedule it; returns at once. Await the run for its end.
+        Over the day's budget (`budget`) it raises BudgetExceededError, storing nothing.
 
         `parent_id`: the run this one continues from its last frame (`Run.extend`);
         `timeline_id` and `segment`: the timeline it is a segment of. `slots`: a cap shared
@@ -161,6 +167,8 @@ class Runner:
         run waits QUEUED, stored, until it holds one of them as well as one of the runner's."""
         running_loop("Runner.start()")
         _check_input(input, "start")
+        if self.budget is not None:
+            self.budget.check(input.cost_usd)
         run = self._link(Run.from_input(input, backend=self.backend, sweep_id=sweep_id, parent_id=parent_id,
                                         timeline_id=timeline_id, segment=segment))
         for source in input.images().values():
@@ -325,6 +333,10 @@ class Runner:
         """Send runs that wait for consent (default: all of `awaiting_consent`); each is sent
         at most once, whichever kernel the person answers in."""
         running_loop("Runner.send()")
+        if self.budget is not None:
+            asked = self.awaiting_consent if runs is None else [r for r in runs if r.run_id in self._awaiting]
+            self.budget.check(sum(r.cost_usd for r in asked),
+                              what=f"sending {len(asked)} queued run{'s' if len(asked) != 1 else ''}")
         sent = []
         for run in self._consented(runs):
             if self.store.claim(run.run_id, self.owner, owner_gone):

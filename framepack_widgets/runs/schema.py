@@ -100,8 +100,21 @@ def _migrate_1_to_2(db: sqlite3.Connection) -> None:
     )
 
 
+def _migrate_2_to_3(db: sqlite3.Connection) -> None:
+    """The notebook a run came from (history shows a notebook's own runs first), and an index
+    on the creation time (a day's spend is summed over the runs created that day)."""
+    _run_script(
+        db,
+        """
+        ALTER TABLE runs ADD COLUMN notebook TEXT;
+        CREATE INDEX IF NOT EXISTS runs_notebook ON runs (notebook, seq DESC) WHERE notebook IS NOT NULL;
+        CREATE INDEX IF NOT EXISTS runs_created ON runs (created_at)
+        """,
+    )
+
+
 #: MIGRATIONS[v] brings a store from schema version v to v + 1. Append, never edit.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 #: The runs table: the keys of `Run.to_dict()` it keeps (a few derived ones are columns for
@@ -110,7 +123,7 @@ RECORD_COLUMNS = (
     "run_id", "seq", "created_at", "updated_at", "stage", "status", "task_id", "prompt",
     "negative_prompt", "duration", "start_image_sha", "end_image_sha", "params", "percent",
     "logs", "error", "hint", "cost_usd", "backend", "sweep_id", "submitted_at", "finished_at",
-    "video_sha", "video_url", "parent_id", "timeline_id", "segment", "status_word",
+    "video_sha", "video_url", "parent_id", "timeline_id", "segment", "status_word", "notebook",
 )  # fmt: skip
 COLUMNS = (*RECORD_COLUMNS, "owner", "heartbeat_at")
 TIME_COLUMNS = frozenset({"created_at", "updated_at", "submitted_at", "finished_at"})

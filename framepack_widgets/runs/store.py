@@ -215,18 +215,21 @@ class RunStore(SharedConnection):
         before: int | None = None,
         sweep_id: str | None = None,
         stages: Sequence[RunStage | str] | None = None,
+        notebook: str | None = None,
     ) -> list[Run]:
         """Runs newest first. Page with `limit`/`offset`, or faster with `before=<seq of the
-        last run shown>` (keyset pagination: constant time however deep the page)."""
-        where, params = self._where(before=before, sweep_id=sweep_id, stages=stages)
+        last run shown>` (keyset pagination: constant time however deep the page). `notebook`:
+        only the runs started from that notebook (`Run.notebook`)."""
+        where, params = self._where(before=before, sweep_id=sweep_id, stages=stages, notebook=notebook)
         rows = self._query(
             f"{SELECT_RUNS}{where} ORDER BY seq DESC LIMIT ? OFFSET ?",
             [*params, -1 if limit is None else int(limit), int(offset)],
         )
         return self._runs(rows)
 
-    def count(self, *, sweep_id: str | None = None, stages: Sequence[RunStage | str] | None = None) -> int:
-        where, params = self._where(sweep_id=sweep_id, stages=stages)
+    def count(self, *, sweep_id: str | None = None, stages: Sequence[RunStage | str] | None = None,
+              notebook: str | None = None) -> int:
+        where, params = self._where(sweep_id=sweep_id, stages=stages, notebook=notebook)
         return int(self._query(f"SELECT COUNT(*) FROM runs{where}", params)[0][0])
 
     def __len__(self) -> int:
@@ -234,9 +237,13 @@ class RunStore(SharedConnection):
 
     @staticmethod
     def _where(
-        *, before: int | None = None, sweep_id: str | None = None, stages: Sequence[RunStage | str] | None = None
+        *, before: int | None = None, sweep_id: str | None = None, stages: Sequence[RunStage | str] | None = None,
+        notebook: str | None = None,
     ) -> tuple[str, list[Any]]:
         clauses, params = [], []
+        if notebook is not None:
+            clauses.append("notebook = ?")
+            params.append(notebook)
         if before is not None:
             clauses.append("seq < ?")
             params.append(int(before))
@@ -256,6 +263,15 @@ class RunStore(SharedConnection):
             f"{SELECT_RUNS} WHERE stage IN ({', '.join('?' for _ in UNFINISHED)}) ORDER BY seq ASC", UNFINISHED
         )
         return self._runs(rows)
+
+    def created_since(self, since: float, *, backend: str) -> list[tuple[RunStage, str | None, str | None, int | None]]:
+        """(stage, task id, owner, duration) of every `backend` run created at or after `since`
+        (epoch seconds): what `budget.Budget` adds up for a day's spend."""
+        rows = self._query(
+            "SELECT stage, task_id, owner, duration FROM runs WHERE created_at >= ? AND COALESCE(backend, 'piapi') = ?",
+            (float(since), backend),
+        )
+        return [(RunStage.parse(stage), task_id, owner, duration) for stage, task_id, owner, duration in rows]
 
     # ------------------------------------------------------------------ ownership (which Runner drives a run)
     def ownership(self, run_id: str) -> tuple[str | None, float | None]:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._observers import Observers
 from ..errors import InvalidInputError
 from ..runs import Run, RunNotAttachedError, RunStage
+from ..runs.budget import budget_of
 from ..runs.live import running_loop
 from ..runs.record import utcnow
 from ._plan import Segment, TimelinePlan
@@ -172,6 +173,9 @@ class Timeline:
             return self
         assert self.plan is not None
         running_loop("Timeline.confirm()")  # before anything changes: fail cleanly outside a loop
+        budget = budget_of(self.runner)  # every segment within today's budget, or nothing is stored
+        if budget is not None:
+            budget.check(self.total_cost_usd, what=f"this timeline ({self.count} segments)")
         self._confirmed_here = True
         self.status = "running"
         inputs = self.plan.inputs
@@ -244,6 +248,9 @@ class Timeline:
             self.runner.reattach(run)  # the same task, followed again: nothing new is sent
         elif run.stage in _SEND_AGAIN or run.stage is RunStage.WAITING:
             if run.stage is not RunStage.WAITING:
+                budget = budget_of(self.runner)
+                if budget is not None:
+                    budget.check(run.cost_usd, what=f"sending segment {index + 1} again")
                 self.runs[index] = self._send_again(index, run)
         else:
             raise InvalidInputError(f"Segment {index + 1} is {run.stage}; there is nothing to retry.")

@@ -2,8 +2,9 @@
 
 Python calls (`export_comparison`, `export_run_card`, `export_html`) write into a folder and
 return the path. The browser's Export and Share buttons run the same writers in a worker
-thread (the kernel stays responsive), then send the file to the browser to download. Files
-go to the store's `exports/` folder unless told otherwise.
+thread (the kernel stays responsive), then send the file to the browser to download; the
+button that asked hears how it went (`exported`: the file's name, never its folder, or the
+error) and says so beside itself. Files go to the store's `exports/` folder unless told otherwise.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from typing import TYPE_CHECKING
 
 from ..constants import MAX_GALLERY_RUNS
 from ..errors import InvalidInputError
+from ._outbox import without_folders
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..runs import Run
     from ._background import Background
     from ._comparison import Comparison
     from ._index import RunIndex
-    from ._outbox import Notice, Outbox
+    from ._outbox import Outbox
 
 __all__ = ["Exports"]
 
@@ -32,12 +34,11 @@ class Exports:
     """The exports of one widget: written where asked, or into `<store>/exports`."""
 
     def __init__(self, folder: Path, *, index: "RunIndex", comparison: "Comparison", outbox: "Outbox",
-                 notice: "Notice", background: "Background") -> None:
+                 background: "Background") -> None:
         self.folder = folder
         self._index = index
         self._comparison = comparison
         self._outbox = outbox
-        self._notice = notice
         self._background = background
 
     # ---------------------------------------------------------------- the writers
@@ -86,21 +87,21 @@ class Exports:
     def start(self, what: str, run_id: str | None = None, run_ids: list[str] | None = None) -> None:
         """Export for the browser: "comparison", "card" (of `run_id`) or "gallery" (of `run_ids`)."""
         if what == "gallery":
-            self._background.spawn(self._download(lambda: self.share(run_ids or []), "framepack-gallery.zip",
-                                                  "application/zip"))
+            self._background.spawn(self._download(what, lambda: self.share(run_ids or []), "application/zip"))
         elif what == "comparison":
-            self._background.spawn(self._download(self.comparison, "comparison.mp4", "video/mp4"))
+            self._background.spawn(self._download(what, self.comparison, "video/mp4"))
         else:
-            self._background.spawn(self._download(lambda: self.run_card(run_id), "run-card.zip", "application/zip"))
+            self._background.spawn(self._download(what, lambda: self.run_card(run_id), "application/zip"))
 
-    async def _download(self, job: Callable[[], Path], name: str, mime: str) -> None:
-        """Encode in a worker thread (the kernel stays responsive), then download in the browser."""
-        self._notice.say("Exporting\u2026")
+    async def _download(self, what: str, job: Callable[[], Path], mime: str) -> None:
+        """Encode in a worker thread (the kernel stays responsive), then download in the browser;
+        `what` (the button's export) is told the file's name or the error, without local folders."""
         try:
             path = await asyncio.get_running_loop().run_in_executor(None, job)
+            data = await asyncio.get_running_loop().run_in_executor(None, path.read_bytes)
         except Exception as exc:
-            self._notice.clear()
-            self._outbox.error(f"Export failed: {exc}")
+            self._outbox.post({"type": "exported", "what": what,
+                               "error": without_folders(f"Export failed: {exc}", [self.folder])})
             return
-        self._notice.say(f"Saved {path} in the kernel's folder; downloading it in the browser.")
-        self._outbox.send_file("download", path.name, path.read_bytes(), mime, name=path.name or name)
+        self._outbox.post({"type": "exported", "what": what, "name": path.name})
+        self._outbox.send_file("download", path.name, data, mime, name=path.name)

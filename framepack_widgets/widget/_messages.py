@@ -139,7 +139,7 @@ class Messages:
             return
         try:
             handler(content, list(buffers or []))
-        except InvalidInputError as exc:  # written for people: say it as it is
+        except InvalidInputError as exc:  # written for people (a budget refused, too): say it as it is
             self._outbox.error(str(exc))
         except Exception as exc:
             log.exception("widget message %r failed", kind)

@@ -41,6 +41,8 @@ Kernel -> browser:
     video_error run_id, message
     poster      run_id, mime  + buffers[0]
     history_page total, runs
+    exported    what, name | error          an export ("comparison" | "card" | "gallery") was written
+                                            (its file name, no folder) or failed; its download follows
     download    key, name, index, count, size, mime  + buffers[0] (a file for the browser to save)
     extended    run_id                      the inputs now continue this run (start image = its last frame)
     timeline_started request_id, timeline_id

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import traitlets as t
 
+from ..errors import BudgetExceededError
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..runs import Run, Runner
 
@@ -25,10 +27,17 @@ class QueuedRuns(t.HasTraits):
         super().__init__()
         self._runner = runner
         self._simulated = simulated
+        self._refusals = 0
 
     def send(self) -> "list[Run]":
-        """Send them (charged like any run); each at most once, whichever kernel says so first."""
-        sent = self._runner.send()
+        """Send them (charged like any run); each at most once, whichever kernel says so first.
+        Past the day's budget nothing is sent: the banner says why (BudgetExceededError)."""
+        try:
+            sent = self._runner.send()
+        except BudgetExceededError as exc:
+            self._refusals += 1  # a new answer each time: the banner's buttons wait for one
+            self.update(refused=str(exc))
+            raise
         self.update()
         return sent
 
@@ -38,7 +47,7 @@ class QueuedRuns(t.HasTraits):
         self.update()
         return dropped
 
-    def update(self) -> None:
+    def update(self, refused: str = "") -> None:
         waiting = self._runner.awaiting_consent
         if not waiting:
             self.queued = {}
@@ -51,4 +60,6 @@ class QueuedRuns(t.HasTraits):
             "run_ids": [run.run_id for run in waiting][:RUN_IDS_SHOWN],
             "text": f"{runs}, ${cost:,.2f}" + (" (simulated, nothing is charged)" if self._simulated else "")
             + " \u2014 stored, never sent (the kernel stopped first). Send or discard them?",
+            "refused": refused,
+            "refusals": self._refusals,
         }

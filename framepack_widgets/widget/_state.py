@@ -104,22 +104,34 @@ class WidgetState(anywidget.AnyWidget):
                          "progress bar and player draw it. From RunIndex.").tag(sync=True)
     _history = t.List(help="list of dicts, default []: the newest run cards (at most 50; older pages come as "
                           "messages), drawn as the History list. From RunIndex.").tag(sync=True)
-    _history_total = t.Int(0, help="int, default 0: runs in the store, for \"History (n runs)\" and paging. From "
-                                  "RunIndex.").tag(sync=True)
+    _history_total = t.Int(0, help="int, default 0: runs the history shows in all (this notebook's, or the "
+                                  "store's), for \"History (n runs)\" and paging. From RunIndex.").tag(sync=True)
+    _history_scope = t.Dict(help="dict, default {}: this notebook's file name and the counts of its runs and of "
+                                "all runs (\"notebook\", \"mine\", \"all\"), drawn as the History head's toggle; "
+                                "{} when the kernel does not know its notebook (the history shows every run). "
+                                "From RunIndex.").tag(sync=True)
+    _history_all = t.Bool(False, help="bool, default False: the history shows every run of the store, not only this "
+                                     "notebook's (the History head's toggle sets it too). RunIndex's, both ways."
+                         ).tag(sync=True)
     selected = t.List(t.Unicode(), help="list of run ids, default []: the runs picked on their cards (the browser "
                                         "sets it too); Compare and Share use them. From Comparison.").tag(sync=True)
     _comparison = t.Dict(help="dict, default {}: the comparison grid (run ids, one item per run with its prompt "
                              "diffed against the first, and which fields differ); empty closes it. From "
                              "Comparison.").tag(sync=True)
     session_cost = t.Float(0.0, help="float US dollars, default 0.0: what this session's runs cost (or would, on "
-                                     "the simulator), shown as \"Session: $x\". From RunIndex.").tag(sync=True)
+                                     "the simulator), charged or on their way (the runs the day's budget counts), "
+                                     "shown in the header as \"Session $x\". From RunIndex.").tag(sync=True)
+    _spend = t.Dict(help="dict, default {}: today's spend in this run store on this backend and the day's budget "
+                        "(\"today\", \"budget\": dollars, budget None without one), shown in the header as "
+                        "\"Today $x of $y\". From RunIndex (runs.Budget).").tag(sync=True)
     _sweep_info = t.Dict(help="dict, default {}: the sweep panel (a planned sweep's count, price and description, "
                              "then its progress); empty hides it. From SweepPanel.").tag(sync=True)
     _timeline_info = t.Dict(help="dict, default {}: the Timeline panel (the plan or the segments' runs with their "
                                 "status, totals, whether the stitched video exists). From TimelinesPanel."
                            ).tag(sync=True)
-    _notice = t.Unicode("", help="str, default \"\": one notice line at the widget's top (an export saved, a run "
-                                "being extended, a damaged history moved aside). From Notice.").tag(sync=True)
+    _notice = t.Unicode("", help="str, default \"\": one notice line at the widget's top (a run being extended, a "
+                                "damaged history moved aside), never naming a local folder. From Notice."
+                       ).tag(sync=True)
     _queued = t.Dict(help="dict, default {}: runs a stopped kernel stored but never sent (count, cost, text); the "
                          "banner offers Send and Discard. Sent only when the person says. From QueuedRuns."
                     ).tag(sync=True)

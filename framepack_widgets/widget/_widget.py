@@ -11,15 +11,18 @@ object given only what it needs, whose traits the widget mirrors into its synced
 (`traitlets.dlink`, one way: the part owns the value):
 
 - `ImageSlots` (`_slots`): start and end image, thumbnails, the inputs' error line;
-- `RunIndex` (`_index`): the runs it knows, history cards and pages, the current run's
-  status, `busy`, the session's spend; it hears every run change on the runner's channel;
+- `RunIndex` (`_index`): the runs it knows, history cards and pages (this notebook's, or
+  all), the current run's status, `busy`, the session's and the day's spend; it hears every
+  run change on the runner's channel;
 - `Comparison`, `SweepPanel`, `TimelinesPanel`, `QueuedRuns`: one panel each;
 - `Exports` (comparison MP4, run cards, galleries), `Posters`, the `Notice` line;
 - `Messages`: one handler per browser message, handing each to the part that owns it.
 
 Only the inputs the person edits (`prompt`, `negative_prompt`, `duration`, `loop`) are the
 widget's own. Runs are named by their number in the store ("run #3") wherever a person reads
-them; code keeps their ids.
+them; code keeps their ids. The day's budget (`budget=`, else FRAMEPACK_BUDGET) is a
+`runs.Budget` the runner checks before anything is stored or sent; its refusals show under the
+inputs, whoever asked.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import traitlets as t
 
+from .._environment import daily_budget, notebook_path
 from ..errors import InvalidInputError, UsageError
-from ..runs import Run, Runner, RunStore
+from ..runs import Budget, Run, Runner, RunStore
+from ..runs.budget import budget_limit
 from . import _protocol as proto
 from ._background import Background, running_loop
 from ._comparison import Comparison
@@ -75,7 +80,11 @@ class FramepackWidget(WidgetState):
     `timeline(...)`, `extend_from(run)`, `restore_start_image()`, `restore_settings(video)`,
     `export_comparison()`, `export_html(folder)`.
     Runs are kept in a `RunStore` (FRAMEPACK_HOME, else ./.framepack); unfinished ones are
-    picked up again when a widget opens. Beside the widget, its output keeps a snapshot of the
+    picked up again when a widget opens, which starts on its own inputs ("Ready"); its history
+    shows this notebook's runs, and all of the store's one click away. `budget` (US dollars a
+    day, else FRAMEPACK_BUDGET) refuses any run, sweep or timeline that would take the day's
+    spend in this store past it, before anything is sent (`BudgetExceededError`).
+    Beside the widget, its output keeps a snapshot of the
     current run (status, prompt, facts and a poster of at most 12 KB) that a notebook shows where
     the widget cannot be drawn; `poster_in_notebook=False` leaves the poster (usually the start
     image) out, so a shared notebook holds no image.
@@ -94,9 +103,11 @@ class FramepackWidget(WidgetState):
         start_image: Any = None,
         end_image: Any = None,
         poster_in_notebook: bool = True,
+        budget: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        limit = budget_limit(budget) if budget is not None else daily_budget()  # bad values: refused first
         self._store = store if store is not None else RunStore()
         self._sim: Simulator | None = None
         self._owns_client = client is None
@@ -109,14 +120,17 @@ class FramepackWidget(WidgetState):
         simulated = self._client.is_simulator
         self.backend = "simulator" if simulated else "piapi"
         self._backend_label = SIMULATOR_LABEL if simulated else PIAPI_LABEL
-        self._runner = Runner(self._client, self._store, max_concurrent=max_concurrent)
+        self._budget = Budget(limit, self._store, backend=self.backend)
+        self._runner = Runner(self._client, self._store, max_concurrent=max_concurrent, budget=self._budget)
         self._background = Background()
         self._snapshot = NotebookSnapshot(self._snapshot_data)
         outbox = Outbox(lambda content, buffers: self.send(content, buffers))
-        self._notice_line = Notice()
+        self._notice_line = Notice(folders=[self._store.folder])
         self._notice_line.say(self._store.notice or "")  # e.g. a damaged history was moved aside
         self._slots = ImageSlots(outbox)
-        self._index = RunIndex(self._runner, self._store, backend=self.backend, changed=self._snapshot.refresh,
+        self._budget.observe(lambda refusal: self._slots.refuse(str(refusal)))
+        self._index = RunIndex(self._runner, self._store, backend=self.backend, notebook=notebook_path(),
+                               budget=self._budget, changed=self._snapshot.refresh,
                                default_eta=self._sim.expected_seconds if self._sim is not None else None)
         posters = Posters(self._store)
         self._notebook_poster = NotebookPoster(posters.poster, enabled=bool(poster_in_notebook))
@@ -127,11 +141,13 @@ class FramepackWidget(WidgetState):
                                          end_image=lambda: self._slots.get("start" if self.loop else "end"))
         self._queue = QueuedRuns(self._runner, simulated=simulated)
         self._exports = Exports(Path(self._store.folder) / "exports", index=self._index, comparison=self._compared,
-                                outbox=outbox, notice=self._notice_line, background=self._background)
+                                outbox=outbox, background=self._background)
         self._mirror(self._notice_line, text="_notice")
         self._mirror(self._slots, start_image_info="_start_image_info", end_image_info="_end_image_info",
                      input_error="_input_error")
-        self._mirror(self._index, "status", "busy", "session_cost", history="_history", history_total="_history_total")
+        self._mirror(self._index, "status", "busy", "session_cost", history="_history", history_total="_history_total",
+                     scope="_history_scope", spend="_spend")
+        t.link((self._index, "show_all"), (self, "_history_all"))  # both ways: the History panel's toggle
         self._mirror(self._compared, comparison="_comparison")
         t.link((self._compared, "selected"), (self, "selected"))  # both ways: the browser selects cards
         self._mirror(self._sweeps, sweep_info="_sweep_info")
@@ -223,6 +239,11 @@ class FramepackWidget(WidgetState):
     def runner(self) -> Runner:
         return self._runner
 
+    @property
+    def budget(self) -> Budget:
+        """The day's budget in this store: `.limit_usd` (None: no cap), `.spent_today()`, `.left()`."""
+        return self._budget
+
     # ------------------------------------------------------------------ images
     @property
     def start_image(self) -> "ImageSource | None":
@@ -277,7 +298,8 @@ class FramepackWidget(WidgetState):
         """Start a run with the current inputs and return it at once (`await run` for the end).
 
         Needs the running event loop (any notebook cell has it). Raises InvalidInputError
-        for bad input, which the widget shows too; nothing is sent then. Like the button,
+        for bad input, and BudgetExceededError past the day's budget, which the widget shows
+        too; nothing is sent then. Like the button,
         a second call while the previous run with the same inputs is still being submitted
         returns that run instead of paying twice; for several takes of one input, use
         `sweep(repeats=n)`.
@@ -318,8 +340,7 @@ class FramepackWidget(WidgetState):
         except Exception as exc:
             log.warning("could not resume unfinished runs: %s", exc)
             return []
-        for run in resumed:
-            self._index.note(run)
+        self._index.resumed(resumed)
         self._timelines.reopen(resumed)
         self._queue.update()
         return resumed

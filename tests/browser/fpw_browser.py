@@ -134,6 +134,30 @@ def save_small_copy(src: Path, dest: Path, *, max_bytes: int = 60_000, max_width
             raise RuntimeError(f"could not fit {src} into {max_bytes} bytes")
 
 
+def isolated_env(workdir: Path, *, python: str = sys.executable, framepack_home: Path) -> dict[str, str]:
+    """This process's environment without PIAPI_*/JUPYTER_* variables, with fresh per-user
+    Jupyter and IPython folders under `workdir` and its own FRAMEPACK_HOME.
+
+    Only the per-user folders are isolated: sys.prefix/share/jupyter (the labextensions of
+    jupyterlab_widgets and anywidget) stays on the path.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIAPI_", "JUPYTER_", "JPY_"))}
+    for sub in ("config", "data", "runtime", "ipython"):
+        (workdir / sub).mkdir(parents=True, exist_ok=True)
+    env.update(
+        {
+            "JUPYTER_CONFIG_DIR": str(workdir / "config"),
+            "JUPYTER_DATA_DIR": str(workdir / "data"),
+            "JUPYTER_RUNTIME_DIR": str(workdir / "runtime"),
+            "IPYTHONDIR": str(workdir / "ipython"),
+            "FRAMEPACK_HOME": str(framepack_home),
+            "PATH": f"{Path(python).parent}{os.pathsep}{env.get('PATH', '')}",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env
+
+
 class JupyterServer:
     """A JupyterLab (`app="lab"`) or Notebook 7 (`app="notebook"`) server on a free port.
 
@@ -162,9 +186,7 @@ class JupyterServer:
         return f"http://127.0.0.1:{self.port}"
 
     def environment(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PIAPI_", "JUPYTER_", "JPY_"))}
-        for sub in ("config", "data", "runtime", "ipython"):
-            (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+        env = isolated_env(self.workdir, python=self.python, framepack_home=self.framepack_home)
         user_settings = self.workdir / "config" / "lab" / "user-settings"
         for plugin, values in {
             # Render every cell (no virtual scrolling), so the tests see the whole notebook.
@@ -175,19 +197,6 @@ class JupyterServer:
             path = user_settings / f"{plugin}.jupyterlab-settings"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(values))
-        env.update(
-            {
-                # Only the per-user folders are isolated: sys.prefix/share/jupyter (the
-                # labextensions of jupyterlab_widgets and anywidget) stays on the path.
-                "JUPYTER_CONFIG_DIR": str(self.workdir / "config"),
-                "JUPYTER_DATA_DIR": str(self.workdir / "data"),
-                "JUPYTER_RUNTIME_DIR": str(self.workdir / "runtime"),
-                "IPYTHONDIR": str(self.workdir / "ipython"),
-                "FRAMEPACK_HOME": str(self.framepack_home),
-                "PATH": f"{Path(self.python).parent}{os.pathsep}{env.get('PATH', '')}",
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
         env.update(self.extra_env)
         return env
 
@@ -279,6 +288,110 @@ class JupyterServer:
 def launch_chromium(playwright: Any) -> Any:
     """Debian's Chromium, headless, with a fresh temporary profile (plain launch makes one)."""
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=120_000)
+
+
+class AppServer:
+    """A web app server started by a command (Voila, Solara) on a free port, offline.
+
+    `command` is an argument list whose "{port}" is filled in. It runs in `workdir` with
+    `isolated_env` (no key, its own FRAMEPACK_HOME) plus `env`; it is up once `probe` answers
+    with any HTTP status (a path that runs no notebook). Its log goes to
+    tests/artifacts/<name>-server.log when it stops.
+    """
+
+    def __init__(self, workdir: Path, name: str, command: list[str], *, env: dict[str, str] | None = None,
+                 probe: str = "/") -> None:
+        self.workdir = Path(workdir)
+        self.name = name
+        self.command = command
+        self.extra_env = dict(env or {})
+        self.probe = probe
+        self.port = free_port()
+        self.framepack_home = self.workdir / "framepack_home"
+        self.log_path = self.workdir / "server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "AppServer":
+        self.framepack_home.mkdir(parents=True, exist_ok=True)
+        env = isolated_env(self.workdir, framepack_home=self.framepack_home)
+        env.update(self.extra_env)
+        command = [arg.format(port=self.port) for arg in self.command]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(command, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        try:
+            self._wait_until_it_answers()
+        except BaseException:
+            self.stop()  # no fixture will: it raised before yielding the server
+            raise
+        return self
+
+    def _wait_until_it_answers(self) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                log = self.log_path.read_text(errors="replace")
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}):\n{log}")
+            try:
+                with urllib.request.urlopen(self.url + self.probe, timeout=5):
+                    return
+            except urllib.error.HTTPError:
+                return  # it answers
+            except (OSError, urllib.error.URLError):
+                time.sleep(0.3)
+        raise RuntimeError(f"{self.name} did not answer in {SERVER_START_TIMEOUT:.0f} s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.log_path.exists():
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.log_path, ARTIFACTS / f"{self.name}-server.log")
+
+
+def voila_server(workdir: Path, notebook: str, *, env: dict[str, str] | None = None) -> AppServer:
+    """`voila notebooks/<notebook>` as a teacher starts it (code hidden), on a copy of notebooks/."""
+    (workdir / "notebooks").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(NOTEBOOKS / notebook, workdir / "notebooks" / notebook)
+    command = [sys.executable, "-m", "voila", f"notebooks/{notebook}", "--no-browser", "--port={port}",
+               "--Voila.ip=127.0.0.1"]
+    # Voila runs the notebook for each page it serves, so the probe asks for a static path.
+    return AppServer(workdir, "voila", command, env=env, probe="/voila/static/").start()
+
+
+def solara_server(workdir: Path, app: Path, *, env: dict[str, str] | None = None) -> AppServer:
+    """`solara run <app>` in production mode. The page's own files come from solara-assets
+    (solara otherwise fetches them from a CDN); no telemetry, no version check."""
+    solara_env = {"SOLARA_TELEMETRY_MIXPANEL_ENABLE": "False", "SOLARA_HOME": str(workdir / "solara_home")}
+    command = [sys.executable, "-m", "solara", "run", str(app), "--production", "--no-open", "--no-check-version",
+               "--host=127.0.0.1", "--port={port}"]
+    return AppServer(workdir, "solara", command, env={**solara_env, **(env or {})}, probe="/readyz").start()
+
+
+def keep_offline(context: Any) -> list[str]:
+    """Abort every request the pages of `context` make beyond 127.0.0.1 (a host page's CDN
+    links: Voila's lab template asks for Font Awesome), so no browser test reaches the
+    internet. Returns the list the aborted URLs are added to, for the test to report."""
+    blocked: list[str] = []
+
+    def route(r: Any) -> None:
+        if r.request.url.startswith(("http://127.0.0.1:", "ws://127.0.0.1:", "data:", "blob:")):
+            r.continue_()
+        else:
+            blocked.append(r.request.url)
+            r.abort()
+
+    context.route("**/*", route)
+    return blocked
 
 
 # ---------------------------------------------------------------- the page side

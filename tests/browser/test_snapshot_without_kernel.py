@@ -1,7 +1,8 @@
 """A notebook opened later without the kernel that drew its widget, in JupyterLab.
 
-The notebook is executed headless (nbclient) with one finished run in the store, then opened in
-JupyterLab from a server that never ran it. The widget's cell has two outputs: the widget view
+The notebook is executed headless (nbclient), its widget making one run (a widget opens on its
+own inputs, so the run is made there, not taken from the store), then opened in JupyterLab from
+a server that never ran it. The widget's cell has two outputs: the widget view
 and its snapshot (framepack_widgets/widget/_snapshot.py). What shows where the widget was:
 
 - not trusted (the server never signed it, as on another machine): JupyterLab renders only
@@ -35,7 +36,6 @@ from fpw_browser import (
     small_copy_wanted,
     start_server,
 )
-from gallery_runs import make_runs
 
 PROMPT = "the camera zooms in slowly on the red house"
 
@@ -51,17 +51,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
 
 @pytest.fixture(scope="module")
 def notebook(server: JupyterServer) -> Path:
-    store, _ = make_runs(server.framepack_home, [{"prompt": PROMPT}])
-    store.close()
     return executed(server, "snapshot.ipynb", store_widget_state=False)
 
 
 def executed(server: JupyterServer, name: str, *, store_widget_state: bool, widget_args: str = "") -> Path:
-    """The one-cell widget notebook, run headless against the server's store, saved as `name`."""
+    """The widget notebook (the widget's cell, then a cell making one run with it), run headless
+    against the server's store, saved as `name`."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.cells.append(nbformat.v4.new_code_cell(f"from framepack_widgets import FramepackWidget\nw = FramepackWidget({widget_args})\nw"))
-    env = {**os.environ, "FRAMEPACK_HOME": str(server.framepack_home)}
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "from PIL import Image\n"
+        "w.start_image = Image.new('RGB', (320, 240), (60, 120, 220))\n"
+        f"w.prompt = {PROMPT!r}\n"
+        "run = await w.generate()"))
+    env = {**os.environ, "FRAMEPACK_HOME": str(server.framepack_home), **fast_simulator_env()}
     old = dict(os.environ)
     os.environ.update(env)
     try:

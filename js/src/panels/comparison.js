@@ -2,6 +2,7 @@
 // shared gallery shows this same panel, fed by its page's data instead of a kernel.
 
 import { button, h, setSrc, video } from "../dom.js";
+import { exportNote } from "../export-note.js";
 import { stageName } from "../format.js";
 import { scope } from "../scope.js";
 import { SyncController } from "../sync.js";
@@ -51,11 +52,12 @@ export function mountComparison(ctx, box) {
     class: "fpw-export", title: "One side-by-side MP4, labelled with what differs",
   });
   const section = h("section.fpw-compare", { "aria-label": "Comparison", hidden: true },
-    h("div.fpw-history-head", {}, h("h3.fpw-h", { text: "Comparison" }), exportBtn, closeBtn),
+    h("div.fpw-history-head", {}, h("h3.fpw-h", { text: "Comparison" }), exportBtn,
+      exportNote(s, exportBtn, "comparison"), closeBtn),
     summary,
     grid,
     h("div.fpw-toolbar", {}, playBtn, prevBtn, nextBtn, seek, speed,
-      h("label.fpw-loop", {}, loopBox, " Loop")));
+      h("label.fpw-loop", { title: "Play the comparison again and again" }, loopBox, " Repeat")));
   box.append(section);
   /** @type {string[] | null} the runs shown */
   let ids = null;

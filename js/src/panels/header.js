@@ -1,7 +1,9 @@
-// The title line: which backend answers (simulator or PiAPI), the balance, the kernel's
-// notice, and the line a view shows when no kernel answers it.
+// The title line: which backend answers (simulator or PiAPI), the balance, this session's
+// and today's spend (of the day's budget), the kernel's notice, and the line a view shows
+// when no kernel answers it.
 
 import { h } from "../dom.js";
+import { money, simulated } from "../format.js";
 import { scope } from "../scope.js";
 
 export const QUIET = "No answer from the kernel: run this cell to use the widget again.";
@@ -15,9 +17,10 @@ export function mountHeader(ctx, box) {
   const { get } = ctx;
   const badge = h("span.fpw-badge");
   const balance = h("span.fpw-balance");
+  const spend = h("span.fpw-session");
   const notice = h("p.fpw-notice", { "aria-live": "polite" });
   box.append(
-    h("div.fpw-head", {}, h("span.fpw-title", { text: "FramePack" }), badge, balance),
+    h("div.fpw-head", {}, h("span.fpw-title", { text: "FramePack" }), badge, balance, spend),
     notice,
   );
   // No answer to "hello": a busy kernel, or saved state with no kernel (the snapshot shows).
@@ -47,5 +50,10 @@ export function mountHeader(ctx, box) {
   ctx.model.on("msg:custom", heard);
   s.defer(stop);
   s.follow("backend _backend_label balance _notice", sync);
+  s.follow("session_cost _spend backend", () => {
+    const { today, budget } = get("_spend") || {};
+    spend.textContent = `Session ${money(get("session_cost"))} · Today ${money(today)}`
+      + (budget != null ? ` of ${money(budget)}` : "") + simulated(get);
+  });
   return s.close;
 }

@@ -1,7 +1,10 @@
 // Run cards (with posters), selection for comparison, older pages, and Share: the selected
-// (or all finished) runs as a gallery folder, written by the kernel, downloaded here.
+// (or all finished) runs as a gallery folder, written by the kernel, downloaded here. When
+// the kernel knows its notebook, the history shows that notebook's runs, and all of the
+// store's runs one click away (the toggle in its head, with both counts).
 
 import { button, h, setSrc } from "../dom.js";
+import { exportNote } from "../export-note.js";
 import { clock, excerpt, money, plural, stageName } from "../format.js";
 import { scope } from "../scope.js";
 
@@ -15,15 +18,19 @@ export function mountHistory(ctx, box) {
   const older = button("Show older runs", { class: "fpw-older", hidden: true });
   const title = h("h3.fpw-h");
   const hint = h("span.fpw-select-hint", { text: `Select 2 to ${most()} runs, then` });
+  const mine = button("", { "aria-pressed": "true" });
+  const all = button("", { "aria-pressed": "false" });
+  const scopes = h("span.fpw-scope", { role: "group", "aria-label": "Which runs" }, mine, all);
   const section = h("section.fpw-history", { "aria-label": "History" },
-    h("div.fpw-history-head", {}, title, hint, compareBtn), cards, older);
+    h("div.fpw-history-head", {}, title, scopes, hint, compareBtn), cards, older);
   const share = button("Share", {
     class: "fpw-share",
     title: "A folder (page, videos, posters, run cards) that opens in any browser: "
       + "no kernel, key or package",
   });
   const shareHint = h("span.fpw-share-hint");
-  const shareRow = h("div.fpw-actions.fpw-share-row", { hidden: true }, share, shareHint);
+  const shareRow = h("div.fpw-actions.fpw-share-row", { hidden: true },
+    share, exportNote(s, share, "gallery"), shareHint);
   box.append(section, shareRow);
   /** @type {Map<string, any>} run id -> the card's elements */
   const els = new Map();
@@ -49,6 +56,7 @@ export function mountHistory(ctx, box) {
       stageName(c.stage),
       c.wall != null && clock(c.wall),
       money(c.cost) + (c.backend === "simulator" ? " sim" : ""),
+      c.from && `from ${c.from}`,
     ];
     r.meta.textContent = bits.filter(Boolean).join(" · ");
     r.show.setAttribute("aria-label", `Show run ${no}: ${short}`);
@@ -105,9 +113,16 @@ export function mountHistory(ctx, box) {
       }
     }
     const total = get("_history_total") || list.length;
+    const sc = get("_history_scope") || {};
+    const wide = !!get("_history_all");
     title.textContent = `History (${plural(total, "run")})`;
+    scopes.hidden = !sc.notebook;
+    mine.textContent = `This notebook (${sc.mine})`;
+    all.textContent = `All runs (${sc.all})`;
+    mine.setAttribute("aria-pressed", String(!wide));
+    all.setAttribute("aria-pressed", String(wide));
     older.hidden = list.length >= total;
-    section.hidden = !list.length;
+    section.hidden = !list.length && !sc.all;
     shareRow.hidden = !list.some((/** @type {any} */ c) => c.has_video);
     // Posters are asked for once per run, and again once the run has its video.
     const key = (/** @type {any} */ c) => `${c.id}:${c.has_video}`;
@@ -134,6 +149,14 @@ export function mountHistory(ctx, box) {
     send({ type: "compare", run_ids: (get("selected") || []).slice(0, most()) });
   });
   s.on(share, "click", () => send({ type: "share", run_ids: get("selected") || [] }));
+  /** @param {boolean} wide every run of the store, or this notebook's */
+  const widen = (wide) => {
+    if (wide !== !!get("_history_all")) save("_history_all", wide);
+  };
+  s.on(mine, "click", () => widen(false));
+  s.on(all, "click", () => widen(true));
+  // Another scope: the pages read so far were of the other one.
+  s.watch("_history_all", () => ctx.older.splice(0));
   s.on(older, "click", () => {
     const list = ctx.runs();
     const seqs = list.map((/** @type {any} */ c) => c.seq).filter(Number.isInteger);
@@ -152,6 +175,6 @@ export function mountHistory(ctx, box) {
     if (c) card(c);
   }));
   s.watch("selected", syncSelection);
-  s.follow("_history _history_total status", sync);
+  s.follow("_history _history_total _history_scope _history_all status", sync);
   return s.close;
 }

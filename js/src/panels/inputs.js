@@ -2,7 +2,7 @@
 // Cancel.
 
 import { button, h } from "../dom.js";
-import { money, price, simulated } from "../format.js";
+import { price } from "../format.js";
 import { inFlight, scope } from "../scope.js";
 import { mountSlots } from "./slots.js";
 
@@ -32,7 +32,6 @@ export function mountInputs(ctx, box) {
   });
   const cancel = button("Cancel", { class: "fpw-cancel", disabled: true });
   const why = h("span.fpw-why", { id: `${id}-why` });
-  const session = h("span.fpw-session");
   const inputError = h("p.fpw-input-error", { role: "alert" });
   const slotBox = h("div.fpw-slots");
   box.append(h("section.fpw-inputs", { "aria-label": "Inputs" },
@@ -40,7 +39,7 @@ export function mountInputs(ctx, box) {
     field("Prompt", prompt),
     field("Negative prompt", negative),
     field("Duration", dur, durOut),
-    h("div.fpw-actions", {}, generate, cancel, session),
+    h("div.fpw-actions", {}, generate, cancel),
     why,
     inputError));
   /** @param {string} [message] */
@@ -104,9 +103,6 @@ export function mountInputs(ctx, box) {
     updateCost();
     updateGenerate();
   }
-  const syncSession = () => {
-    session.textContent = `Session: ${money(get("session_cost"))}${simulated(get)}`;
-  };
   const syncCancel = () => {
     cancel.disabled = !get("status")?.running;
   };
@@ -121,7 +117,6 @@ export function mountInputs(ctx, box) {
   });
   s.follow("prompt negative_prompt duration _cost_per_second _min_duration _max_duration busy", sync);
   s.watch("_start_image_info", updateGenerate);
-  s.follow("session_cost backend", syncSession);
   s.follow("status", syncCancel);
   s.follow("_input_error", () => say(get("_input_error")));
   return s.close;

@@ -22,7 +22,7 @@ export function mountQueued(ctx, box) {
     const q = get("_queued") || {};
     section.hidden = !q.count;
     go.disabled = drop.disabled = false;
-    text.textContent = q.text || "";
+    text.textContent = [q.text, q.refused].filter(Boolean).join(" ");
   }
   s.follow("_queued", sync);
   return s.close;

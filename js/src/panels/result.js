@@ -2,6 +2,7 @@
 // last frame becomes the start image).
 
 import { button, h, play, setSrc, video } from "../dom.js";
+import { exportNote } from "../export-note.js";
 import { scope } from "../scope.js";
 import { videoNote } from "../video-note.js";
 
@@ -22,7 +23,8 @@ export function mountResult(ctx, box) {
     hidden: true,
   });
   const extend = button("Extend", { class: "fpw-extend", hidden: true });
-  box.append(player, note.el, h("div.fpw-actions", {}, saveVideo, cardBtn, extend));
+  box.append(player, note.el,
+    h("div.fpw-actions", {}, saveVideo, cardBtn, exportNote(s, cardBtn, "card"), extend));
   /** @type {Map<string, string>} the last stage seen per run */
   const lastStage = new Map();
   /** @type {string | null} a run that just finished here: its video plays once it arrives */
