@@ -390,7 +390,8 @@ async def test_a_sweep_stricter_than_its_runner_stores_every_run_then_sends_them
         assert store.count(sweep_id=sweep.sweep_id) == 4, "every run is stored before the first is sent"
         assert sweep.progress() == {"queued": 4}
         runs = await sweep
-        assert [r.stage for r in runs] == [RunStage.COMPLETED] * 4 and [r.prompt for r in runs] == ["one", "two", "three", "four"]
+        assert [r.stage for r in runs] == [RunStage.COMPLETED] * 4
+        assert [r.prompt for r in runs] == ["one", "two", "three", "four"]
         assert most[0] == 1 and simulator.count("create") == 4
         assert [r.task_id for r in sorted(runs, key=lambda r: r.submitted_at)] == [r.task_id for r in runs]
 

@@ -210,13 +210,16 @@ async def test_a_panel_start_without_the_price_it_showed_is_refused(
         start["shown_cost"] = shown_cost
     msg(widget, start)
     [error] = widget.send.of("error")
-    assert error["request_id"] == "view-nocost" and "price" in error["message"] and "Nothing was sent" in error["message"]
+    assert error["request_id"] == "view-nocost"
+    assert "price" in error["message"] and "Nothing was sent" in error["message"]
     assert "went wrong" not in error["message"]
     assert not widget.send.of("timeline_started") and widget.store.count() == 0 and sim.count("create") == 0
     assert widget._timelines.shown is None
 
 
-async def test_a_planned_timeline_is_not_started_for_less_than_its_price(widget: FramepackWidget, sim: Simulator) -> None:
+async def test_a_planned_timeline_is_not_started_for_less_than_its_price(
+    widget: FramepackWidget, sim: Simulator
+) -> None:
     """A timeline planned in Python shows its price in the panel; a Start timeline that
     says it showed less (an old view, or a forged message) does not start it."""
     sim.clear_requests()
@@ -226,7 +229,8 @@ async def test_a_planned_timeline_is_not_started_for_less_than_its_price(widget:
     for request_id, cost, words in (("view-cheap", 0.3, "$0.60, more than the $0.30"), ("view-none", None, "price")):
         msg(widget, {**start, "request_id": request_id, "shown_cost": cost})
         error = widget.send.of("error")[-1]
-        assert error["request_id"] == request_id and words in error["message"] and "Nothing was sent" in error["message"]
+        assert error["request_id"] == request_id
+        assert words in error["message"] and "Nothing was sent" in error["message"]
     assert timeline.status == "pending" and widget.store.count() == 0 and sim.count("create") == 0
     msg(widget, {**start, "request_id": "view-ok", "shown_cost": 0.6})
     assert [m["timeline_id"] for m in widget.send.of("timeline_started")] == [timeline.timeline_id]

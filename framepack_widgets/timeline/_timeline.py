@@ -11,10 +11,11 @@ timeline) before anything is sent. Each segment is then released by a compare-an
 the store (`Runner.release`), so it is sent at most once, whichever kernel gets there. A
 kernel killed mid-timeline loses nothing: the running segment is re-attached by
 `Runner.resume()`, and `reopen_timelines()` finds the waiting ones and carries on, since
-the person confirmed them; one killed while stitching left its part file in the store's
-`stitched/` folder, so `reopen_timelines()` removes it and stitches that timeline again. A segment that ends badly stops the timeline; what exists is
-kept, and `retry()` sends that segment again (or follows its task again, when it may still
-finish at PiAPI: nothing is paid twice).
+the person confirmed them; a kernel killed while stitching left its part file in the
+store's `stitched/` folder, so `reopen_timelines()` removes it and stitches that timeline
+again. A segment that ends badly stops the timeline; what exists is kept, and `retry()`
+sends that segment again (or follows its task again, when it may still finish at PiAPI:
+nothing is paid twice).
 """
 
 from __future__ import annotations

@@ -342,7 +342,8 @@ class Messages:
         given = content.get("run_id")
         run_id = _run_id(given) or ""
         if given is not None and _run_id(given) is None:
-            self._outbox.error(f"Could not extend: the view named the run {_shown(given)}, which is no run id. {RELOAD}")
+            self._outbox.error(f"Could not extend: the view named the run {_shown(given)}, which is no run id. "
+                               f"{RELOAD}")
             return
         try:
             self._actions.extend(run_id or None)
