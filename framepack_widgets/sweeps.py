@@ -12,11 +12,12 @@ priced, a `max_cost` cap enforced, and on confirming, the runner's day budget fo
 sweep) before any run exists; `confirm()` is idempotent, so a
 double click never starts a sweep twice; at most `max_concurrent` tasks are in flight.
 
-When the runner enforces a cap at least as strict as the sweep's (a real `Runner` does),
-every run of the sweep is stored (QUEUED) the moment the sweep is confirmed, so a kernel
-restart mid-sweep loses none of them (`Runner.resume()` finishes them). With a stricter
-sweep cap than the runner's, the sweep feeds runs in as slots free up; runs not yet
-started are then not in the store.
+Nothing lost: with a runner that enforces a cap (a real `Runner` does), every run of the
+sweep is stored (QUEUED) the moment the sweep is confirmed, before the first is sent; a
+sweep cap stricter than the runner's is a semaphore the sweep's runs share in the runner.
+A kernel killed mid-sweep loses none of them: `Runner.resume()` follows the sent ones and
+shows the others as queued, sent only when the person says so (`awaiting_consent`).
+Only a runner without a cap of its own is fed runs as the sweep's slots free up.
 
 The `framepack sweep` command line is `cli/_sweep.py`.
 """
@@ -410,12 +411,13 @@ class Sweep:
         self._set_state("running")
         cap = self.max_concurrent
         runner_cap = self.runner.max_concurrent
-        runner_enforces = isinstance(runner_cap, int) and (cap is None or runner_cap <= cap)
         try:
-            if runner_enforces:
-                # The runner keeps at most runner_cap in flight; store every run now (durable).
+            if isinstance(runner_cap, int):
+                # Every run stored now, before any is sent (nothing lost); the runner keeps at
+                # most runner_cap in flight, and at most `cap` of these when that is stricter.
+                slots = asyncio.Semaphore(cap) if cap is not None and cap < runner_cap else None
                 for inp in self.plan.inputs:
-                    self._start_one(inp)
+                    self._start_one(inp, slots)
                 self._release_hold()
                 self._task = loop.create_task(self._watch(), name=f"framepack-{self.sweep_id}")
             else:
@@ -426,10 +428,10 @@ class Sweep:
             raise
         return self
 
-    def _start_one(self, inp: "FramepackInput") -> "Run":
+    def _start_one(self, inp: "FramepackInput", slots: asyncio.Semaphore | None = None) -> "Run":
         if self._hold is not None:
             self._hold.draw(inp.cost_usd)  # stored next: the store counts it from now on
-        run = self.runner.start(inp, sweep_id=self.sweep_id)
+        run = self.runner.start(inp, sweep_id=self.sweep_id, **({"slots": slots} if slots is not None else {}))
         self.runs.append(run)
         self._follow_stages(run)
         self._notify()

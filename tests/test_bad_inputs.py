@@ -260,6 +260,11 @@ WIDGET_PY: dict[str, tuple[Callable[[Any], Any], type[BaseException], tuple[str,
     "sweep over its cost cap": (lambda w: (setattr(w, "start_image", JPG), setattr(w, "prompt", "a"),
                                            w.sweep(prompt=["a", "b", "c"], max_cost=0.5)), InvalidInputError,
                                 ("max_cost", "Nothing was sent")),
+    "sweep whose first prompt is empty": (lambda w: (setattr(w, "start_image", JPG), w.sweep(prompt=["", "b"])),
+                                          InvalidInputError, ("entry 1", "prompt", "describe")),
+    "sweep of durations with an empty Prompt box": (lambda w: (setattr(w, "start_image", JPG),
+                                                               w.sweep(duration=[10, 20])),
+                                                    InvalidInputError, ("prompt", "describe")),
     "sweep with a negative cap": (lambda w: (setattr(w, "start_image", JPG), setattr(w, "prompt", "a"),
                                              w.sweep(max_cost=-1)), InvalidInputError, ("max_cost",)),
 }
@@ -293,17 +298,55 @@ BROWSER: dict[str, tuple[dict[str, Any], list[bytes], tuple[str, ...]]] = {
     "generate with duration 99": ({"type": "generate", "request_id": "r2", "duration": 99}, [], ("duration", "10 to 30")),
     "compare one run": ({"type": "compare", "run_ids": ["x"]}, [], ("No run",)),
     "a sweep action for another sweep": ({"type": "sweep", "sweep_id": "nope", "action": "confirm"}, [], ()),
-    "history with a bad offset": ({"type": "history", "offset": "x"}, [], ("went wrong",)),
+    "history with an offset that is text": ({"type": "history", "offset": "x"}, [], ("older runs", "whole number")),
+    "history with an offset that is a list": ({"type": "history", "offset": [1]}, [], ("older runs", "whole number")),
+    "history with a fraction for an offset": ({"type": "history", "offset": 2.5}, [], ("older runs", "whole number")),
+    "history with a huge offset": ({"type": "history", "offset": 10**30}, [], ()),
+    "history with a negative offset": ({"type": "history", "offset": -5}, [], ()),
+    "history before text": ({"type": "history", "before": "x"}, [], ("older runs", "whole number")),
+    "history before a huge seq": ({"type": "history", "before": 10**30}, [], ()),
+    "history before a negative seq": ({"type": "history", "before": -3}, [], ()),
+    "cancel a run id that is a list": ({"type": "cancel", "run_id": ["a"]}, [], ("Nothing was cancelled", "run id")),
+    "cancel a run id that is a number": ({"type": "cancel", "run_id": 5}, [], ("Nothing was cancelled", "run id")),
+    "show a run id that is a dict": ({"type": "show", "run_id": {"a": 1}}, [], ()),
+    "posters of run ids that are a number": ({"type": "posters", "run_ids": 5}, [], ()),
+    "compare run ids that are a number": ({"type": "compare", "run_ids": 5}, [], ("compare", "list of run ids")),
+    "compare run ids that are text": ({"type": "compare", "run_ids": "ab"}, [], ("compare", "list of run ids")),
+    "share run ids that are a number": ({"type": "share", "run_ids": 5}, [], ("gallery", "list of run ids")),
+    "export a card of a run id that is a list": ({"type": "export", "what": "card", "run_id": ["x"]}, [],
+                                                 ("Nothing was exported", "run id")),
+    "extend a run id that is a dict": ({"type": "extend", "run_id": {"a": 1}}, [], ("extend", "run id")),
+    "upload to a slot that is a list": ({"type": "upload", "slot": ["start"], "name": "a.jpg"}, [JPG],
+                                        ("slot", "start and end")),
+    "timeline start without the price it showed": (
+        {"type": "timeline", "action": "start", "request_id": "t1", "segments": [{"prompt": "a", "duration": 10}]}, [],
+        ("price", "Nothing was sent")),
+    "timeline start with the price as text": (
+        {"type": "timeline", "action": "start", "request_id": "t2", "segments": [{"prompt": "a", "duration": 10}],
+         "shown_cost": "0.30"}, [], ("price", "Nothing was sent")),
+    "timeline start with a negative price": (
+        {"type": "timeline", "action": "start", "request_id": "t3", "segments": [{"prompt": "a", "duration": 10}],
+         "shown_cost": -1}, [], ("price", "Nothing was sent")),
+    "timeline start with segments that are text": (
+        {"type": "timeline", "action": "start", "request_id": "t4", "segments": "abc", "shown_cost": 1}, [],
+        ("start image",)),
 }
+
+#: Texts from inside Python that no message to a person may hold.
+PYTHON_TEXTS = ("went wrong in the kernel", "invalid literal", "int()", "unhashable", "not iterable", "Traceback",
+                "too large to convert", "object is not")
 
 
 @pytest.mark.parametrize("case", sorted(BROWSER))
 async def test_bad_browser_messages_are_explained_and_send_nothing(case: str, widget: Any) -> None:
     content, buffers, words = BROWSER[case]
     widget._handle_custom_msg(content, [memoryview(b) for b in buffers])
+    errors = [m["message"] for m in widget.sent if m.get("type") == "error"] + [widget._input_error]
     if words:
-        errors = [m["message"] for m in widget.sent if m.get("type") == "error"] + [widget._input_error]
         assert any(all(w.lower() in e.lower() for w in words) for e in errors), errors
+    else:  # answered quietly (an empty page, nothing to show)
+        assert errors == [""], errors
+    assert not any(t.lower() in e.lower() for e in errors for t in PYTHON_TEXTS), errors
     assert widget.requests.requests == 0 and widget.store.count() == 0
 
 

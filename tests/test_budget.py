@@ -173,8 +173,8 @@ async def test_a_sweep_that_feeds_its_runs_keeps_their_price_aside(client: Async
     budget = Budget(0.90, store, backend="simulator")
     runner = Runner(client, store, budget=budget, max_concurrent=3)
     sweep = start_sweep(runner, plan_sweep(make_input(), prompt=["zoom in", "pan left"]), max_concurrent=1,
-                        confirm=True)  # a stricter cap than the runner's: runs are started one by one
-    assert len(sweep.runs) <= 1 and budget.left() == pytest.approx(0.30), "the second run's price is kept aside"
+                        confirm=True)  # a stricter cap than the runner's: every run stored at once, sent one by one
+    assert len(sweep.runs) == 2 and budget.left() == pytest.approx(0.30), "the second run's price counts before it is sent"
     extra = runner.start(make_input("one more"))  # $0.60 of the sweep + $0.30 meets $0.90
     with pytest.raises(BudgetExceededError):
         runner.start(make_input("too many"))

@@ -363,6 +363,51 @@ async def test_three_prompt_sweep_end_to_end(simulator, tmp_path: Path) -> None:
     store.close()
 
 
+async def test_a_sweep_stricter_than_its_runner_stores_every_run_then_sends_them_one_by_one(
+    simulator, tmp_path: Path
+) -> None:
+    """A sweep cap below the runner's: every run is stored when the sweep is confirmed,
+    and the sweep's cap still holds (its runs share slots inside the runner); cancelling
+    drops the queued ones before they are sent."""
+    from framepack_widgets.client import AsyncClient
+    from framepack_widgets.runs import RunStage, Runner, RunStore
+
+    store = RunStore(tmp_path / "store")
+    simulator.clear_requests()
+    async with AsyncClient(simulator.api_key, base_url=simulator.base_url) as client:
+        at_piapi: set[str] = set()
+        most = [0]
+
+        def note(run) -> None:
+            if run.stage in (RunStage.SUBMITTING, RunStage.PENDING, RunStage.PROCESSING, RunStage.DOWNLOADING):
+                at_piapi.add(run.run_id)
+            else:
+                at_piapi.discard(run.run_id)
+            most[0] = max(most[0], len(at_piapi))
+
+        runner = Runner(client, store, max_concurrent=3, on_change=note)
+        base = FramepackInput("a harbour", png_file(tmp_path / "start.png"))
+        sweep = start_sweep(runner, plan_sweep(base, prompt=["one", "two", "three", "four"]), confirm=True,
+                            max_concurrent=1)
+        assert store.count(sweep_id=sweep.sweep_id) == 4, "every run is stored before the first is sent"
+        assert sweep.progress() == {"queued": 4}
+        runs = await sweep
+        assert [r.stage for r in runs] == [RunStage.COMPLETED] * 4
+        assert [r.prompt for r in runs] == ["one", "two", "three", "four"]
+        assert most[0] == 1 and simulator.count("create") == 4
+        assert [r.task_id for r in sorted(runs, key=lambda r: r.submitted_at)] == [r.task_id for r in runs]
+
+        again = start_sweep(runner, plan_sweep(base, prompt=["five", "six", "seven"]), confirm=True, max_concurrent=1)
+        while not any(r.task_id for r in again.runs):
+            await asyncio.sleep(0.01)
+        again.cancel()
+        runs = await again
+        await runner.aclose()
+    assert [r.stage for r in runs] == [RunStage.CANCELLED] * 3
+    assert [r.error for r in runs[1:]] == ["Cancelled before it was sent."] * 2 and simulator.count("create") == 5
+    store.close()
+
+
 @pytest.mark.slow
 def test_cli_sweep_writes_every_video(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("FRAMEPACK_SIM_TIME_SCALE", "200")

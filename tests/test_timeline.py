@@ -224,6 +224,43 @@ async def test_a_timeline_is_stored_whole_before_anything_is_sent_then_runs_segm
     assert all(read_settings(r.video_path)["run_id"] == r.run_id for r in runs)  # and each segment's own
 
 
+async def test_a_stitch_cut_short_is_made_again_on_reopen_and_one_in_progress_is_left_alone(
+    sim: Simulator, runner: Runner
+) -> None:
+    """The part file of a stitch says which timeline it was: one nobody holds (its kernel was
+    killed; tests/test_kills.py kills one) is removed and that timeline stitched again by
+    `reopen_timelines`; one a live stitcher holds is left to it."""
+    import os
+
+    from framepack_widgets.timeline import TIMELINES
+    from framepack_widgets.video import PartFile
+
+    sim.clear_requests()
+    timeline = await start_timeline(runner, plan_timeline(picture(), [("zoom in", 10), ("pan left", 10)]), confirm=True)
+    assert timeline.status == "done" and timeline.video_path is not None
+    target, timeline_id = timeline.video_path, timeline.timeline_id
+    target.unlink()  # as if the kernel had died before renaming it into place
+    TIMELINES.pop(timeline_id)
+    old = time.time() - 60
+
+    with PartFile(target) as live:  # another kernel is stitching it right now
+        os.utime(live.path, (old, old))
+        assert reopen_timelines(runner) == [] and live.path.exists()
+    stale = PartFile(target).path  # what a killed stitcher leaves: its part file, unlocked
+    stale.write_bytes(b"half a video")
+    os.utime(stale, (old, old))
+    other = stale.with_name(".0123456789abcdef.x1.part.mp4")  # a chain's, say: removed, nothing to stitch
+    other.write_bytes(b"half another")
+    os.utime(other, (old, old))
+
+    [again] = reopen_timelines(runner)
+    assert again.timeline_id == timeline_id and not stale.exists() and not other.exists()
+    await again
+    assert again.status == "done" and again.video_path == target and target.is_file()
+    assert sim.count("create") == 2
+    assert reopen_timelines(runner) == [], "stitched once"
+
+
 async def test_a_failed_segment_stops_the_timeline_and_retry_sends_only_that_one(sim: Simulator, runner: Runner) -> None:
     sim.clear_requests()
     sim.inject(Fault("fail_task", endpoint="create", after=1, times=1, message="the model refused"))

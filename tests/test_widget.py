@@ -271,7 +271,8 @@ async def test_a_bad_upload_is_explained_and_changes_nothing(widget: FramepackWi
     (error, _), = rec.of("error")
     assert error["slot"] == "end" and error["message"] == widget._input_error
     msg(widget, {"type": "upload", "slot": "middle", "name": "x.jpg"}, [jpeg()])
-    assert "Something went wrong" in rec.of("error")[-1][0]["message"]
+    message = rec.of("error")[-1][0]["message"]
+    assert "'middle'" in message and "start and end" in message and "went wrong" not in message
 
 
 async def test_image_urls_pass_through_and_other_schemes_are_refused(widget: FramepackWidget) -> None:
@@ -493,6 +494,47 @@ async def test_history_shows_the_latest_50_and_pages_older_ones(client: AsyncCli
     w.close()
 
 
+#: Texts from inside Python that no message to a person may hold.
+PYTHON_TEXTS = ("went wrong in the kernel", "invalid literal", "int()", "unhashable", "not iterable", "Traceback",
+                "too large to convert")
+
+
+@pytest.mark.parametrize("asked, answer", [
+    ({"offset": "x"}, "not a whole number"),
+    ({"offset": 2.5}, "not a whole number"),
+    ({"offset": [1]}, "not a whole number"),
+    ({"offset": True}, "not a whole number"),
+    ({"before": "x"}, "not a whole number"),
+    ({"before": 1.5}, "not a whole number"),
+    ({"before": None, "offset": {}}, "not a whole number"),
+    ({"offset": -5}, 10),  # before the first: the first page
+    ({"offset": 10**30}, 0),  # past the last: nothing older
+    ({"offset": 2**63}, 0),
+    ({"before": 10**30}, 10),  # older than anything stored: from the newest
+    ({"before": -3}, 0),
+    ({"before": 0}, 0),
+])
+async def test_a_bad_history_page_request_is_answered_plainly(
+    client: AsyncClient, store: RunStore, asked: dict, answer: Any
+) -> None:
+    """The "Older runs" button asks for a page by `before` (a card's seq) or `offset`: a page
+    out of range is an empty (or the first) page; something that is not a whole number gets a
+    message a person can act on, never a Python error text, and no page of wrong cards."""
+    _stored_runs(store, 10)
+    w = FramepackWidget(client, store=store)
+    rec = attach(w)
+    msg(w, {"type": "history", **asked})
+    errors = [m["message"] for m, _ in rec.of("error")]
+    pages = [m for m, _ in rec.of("history_page")]
+    if isinstance(answer, int):
+        assert errors == [] and len(pages) == 1 and len(pages[0]["runs"]) == answer and pages[0]["total"] == 10
+    else:
+        assert pages == [] and len(errors) == 1
+        assert answer in errors[0] and "older runs" in errors[0] and "Reload" in errors[0]
+        assert not any(t.lower() in errors[0].lower() for t in PYTHON_TEXTS), errors[0]
+    w.close()
+
+
 async def test_unfinished_runs_are_resumed_when_the_widget_opens(client: AsyncClient, store: RunStore) -> None:
     # A run whose task was created before "the kernel died": stored PENDING with its task id.
     inp = FramepackInput("resume me", jpeg(), duration=10)
@@ -551,6 +593,44 @@ async def test_a_pending_sweep_can_be_discarded(widget: FramepackWidget, store: 
     msg(widget, {"type": "sweep", "action": "cancel", "sweep_id": sweep.sweep_id})
     assert widget._sweep_info == {}
     assert store.count() == 0
+
+
+@pytest.mark.parametrize("axis", ["prompt", "negative_prompt", "start_image", "all"])
+async def test_a_sweep_that_gives_an_axis_needs_no_value_for_it_in_the_widget(
+    widget: FramepackWidget, store: RunStore, axis: str
+) -> None:
+    """`w.sweep(prompt=[...])` plans with those prompts whatever the Prompt box holds (empty,
+    too long...); the same for every axis: only what the sweep does not give comes from the
+    widget, and must be valid there."""
+    widget.prompt = "" if axis in ("prompt", "all") else "a red square"
+    widget.negative_prompt = "x" * 2001 if axis in ("negative_prompt", "all") else ""
+    widget.start_image = None if axis in ("start_image", "all") else jpeg()
+    given = {
+        "prompt": {"prompt": ["zoom in", "pan left"]},
+        "negative_prompt": {"negative_prompt": ["", "blurry"]},
+        "start_image": {"start_image": [jpeg((10, 200, 10)), jpeg((200, 10, 10))]},
+        "all": {"prompt": ["zoom in"], "negative_prompt": ["blurry"], "start_image": [jpeg()], "duration": [10, 20],
+                "end_image": [None, jpeg((0, 0, 0))]},
+    }[axis]
+    sweep = widget.sweep(**given)
+    assert sweep.count == {"prompt": 2, "negative_prompt": 2, "start_image": 2, "all": 4}[axis]
+    entries = sweep.plan.inputs
+    if axis in ("prompt", "all"):
+        assert {e.prompt for e in entries} <= {"zoom in", "pan left"}
+    if axis in ("negative_prompt", "all"):
+        assert {e.negative_prompt for e in entries} <= {"", "blurry"}
+    assert widget._sweep_info["state"] == "pending" and store.count() == 0
+
+
+async def test_a_sweep_still_needs_what_it_does_not_give(widget: FramepackWidget) -> None:
+    widget.start_image, widget.prompt = jpeg(), ""
+    with pytest.raises(InvalidInputError, match="prompt"):
+        widget.sweep(duration=[10, 20])
+    with pytest.raises(InvalidInputError, match="Sweep entry 1 .*prompt"):
+        widget.sweep(prompt=["", "pan left"])  # a bad value of the sweep's own is named by its entry
+    widget.prompt, widget.negative_prompt = "a red square", "x\x00"
+    with pytest.raises(InvalidInputError, match="negative prompt"):
+        widget.sweep(prompt=["zoom in"])
 
 
 # --------------------------------------------------------------------------- protocol details

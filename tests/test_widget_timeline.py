@@ -195,3 +195,44 @@ async def test_a_new_widget_carries_on_a_stored_timeline_and_shows_it(sim: Simul
         assert [r.run_id for r in timeline.runs] == ids
         await w.runner.aclose()
     store.close()
+
+
+@pytest.mark.parametrize("shown_cost", ["missing", None, "0.6", True, -1, float("nan"), float("inf"), [0.6]])
+async def test_a_panel_start_without_the_price_it_showed_is_refused(
+    widget: FramepackWidget, sim: Simulator, shown_cost: Any
+) -> None:
+    """Start timeline carries the price the panel showed (its consent figure): without a
+    number there (or with one no price can be), nothing is stored or sent, and the panel
+    says so."""
+    sim.clear_requests()
+    start = {"type": "timeline", "action": "start", "request_id": "view-nocost", "segments": SEGMENTS}
+    if shown_cost != "missing":
+        start["shown_cost"] = shown_cost
+    msg(widget, start)
+    [error] = widget.send.of("error")
+    assert error["request_id"] == "view-nocost"
+    assert "price" in error["message"] and "Nothing was sent" in error["message"]
+    assert "went wrong" not in error["message"]
+    assert not widget.send.of("timeline_started") and widget.store.count() == 0 and sim.count("create") == 0
+    assert widget._timelines.shown is None
+
+
+async def test_a_planned_timeline_is_not_started_for_less_than_its_price(
+    widget: FramepackWidget, sim: Simulator
+) -> None:
+    """A timeline planned in Python shows its price in the panel; a Start timeline that
+    says it showed less (an old view, or a forged message) does not start it."""
+    sim.clear_requests()
+    timeline = widget.timeline([("the camera zooms in", 10), ("it pans left", 10)])  # $0.60, no cap of its own
+    start = {"type": "timeline", "action": "start", "request_id": "view-cheap", "timeline_id": timeline.timeline_id,
+             "segments": SEGMENTS}
+    for request_id, cost, words in (("view-cheap", 0.3, "$0.60, more than the $0.30"), ("view-none", None, "price")):
+        msg(widget, {**start, "request_id": request_id, "shown_cost": cost})
+        error = widget.send.of("error")[-1]
+        assert error["request_id"] == request_id
+        assert words in error["message"] and "Nothing was sent" in error["message"]
+    assert timeline.status == "pending" and widget.store.count() == 0 and sim.count("create") == 0
+    msg(widget, {**start, "request_id": "view-ok", "shown_cost": 0.6})
+    assert [m["timeline_id"] for m in widget.send.of("timeline_started")] == [timeline.timeline_id]
+    await timeline
+    assert timeline.status == "done" and sim.count("create") == 2

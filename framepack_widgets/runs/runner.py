@@ -143,9 +143,9 @@ class Runner:
             run.observe(self._observers.notify)
         return run
 
-    def _drive(self, run: Run, *, submit: bool) -> None:
+    def _drive(self, run: Run, *, submit: bool, slots: asyncio.Semaphore | None = None) -> None:
         self._link(run)
-        self._sender.drive(run, submit=submit)
+        self._sender.drive(run, submit=submit, slots=slots)
 
     # ----------------------------------------------------------------- starting and stopping runs
     def start(
@@ -156,12 +156,15 @@ class Runner:
         parent_id: str | None = None,
         timeline_id: str | None = None,
         segment: int | None = None,
+        slots: asyncio.Semaphore | None = None,
     ) -> Run:
         """Store a new run (QUEUED) and schedule it; returns at once. Await the run for its end.
         Over the day's budget (`budget`) it raises BudgetExceededError, storing nothing.
 
         `parent_id`: the run this one continues from its last frame (`Run.extend`);
-        `timeline_id` and `segment`: the timeline it is a segment of."""
+        `timeline_id` and `segment`: the timeline it is a segment of. `slots`: a cap shared
+        by a group of runs (a sweep's own `max_concurrent`, stricter than this runner's): the
+        run waits QUEUED, stored, until it holds one of them as well as one of the runner's."""
         running_loop("Runner.start()")
         _check_input(input, "start")
         if self.budget is not None:
@@ -177,7 +180,7 @@ class Runner:
                 f"Could not save the run to {self.store.db_path} ({describe_save_error(exc)}), so nothing "
                 "was sent. Free some disk space (or choose another folder with FRAMEPACK_HOME) and try again."
             ) from None
-        self._drive(run, submit=True)
+        self._drive(run, submit=True, slots=slots)
         self._sender.changed(run)
         return run
 

@@ -4,8 +4,9 @@ Each drive is an asyncio task on the running loop, kept in the run's `live.Drive
 change is saved to the store first and then told on the run's one change channel
 (`Run.notify`); a write the disk refuses is kept and retried (`saving.PendingSaves`), except
 the compare-and-set QUEUED -> SUBMITTING before a create request, which fails loudly, for
-then nothing may be sent. At most `max_concurrent` runs are at PiAPI at once; the others
-wait QUEUED (stored, not sent). The `Runner` decides *which* runs to drive (start,
+then nothing may be sent. At most `max_concurrent` runs are at PiAPI at once (and at most
+as many of a group, a sweep, as its own slots allow); the others wait QUEUED (stored, not
+sent). The `Runner` decides *which* runs to drive (start,
 resume, take-over, consent); this module only drives them.
 """
 
@@ -76,16 +77,17 @@ class Sender:
         return list(self._active.values())
 
     # ----------------------------------------------------------------- starting drives
-    def drive(self, run: Run, *, submit: bool) -> None:
+    def drive(self, run: Run, *, submit: bool, slots: asyncio.Semaphore | None = None) -> None:
         """Drive `run` on the running loop: send it first (`submit`, a QUEUED run), or follow
-        its task again by id (re-attaching after TIMED_OUT, ERROR or attach())."""
+        its task again by id (re-attaching after TIMED_OUT, ERROR or attach()). `slots`: its
+        group's cap, held (before one of this sender's) while the run is at PiAPI."""
         loop = asyncio.get_running_loop()
         if not submit and not run.stage.is_active:
             stage = stage_for_status(run.status, RunStage.PENDING) if run.status else RunStage.PENDING
             run.update(stage=stage, error=None, hint=None, finished_at=None)
             self.save(run)  # active again before anyone awaits it
         drive = drive_for(run)
-        self._track(drive, loop.create_task(self._execute(drive, submit=submit),
+        self._track(drive, loop.create_task(self._execute(drive, submit=submit, slots=slots),
                                             name=f"framepack-run-{run.run_id[:8]}"))
 
     def cancel_undriven(self, run: Run) -> None:
@@ -182,10 +184,14 @@ class Sender:
             self._in_flight -= 1
             self._slot_free.notify_all()
 
-    async def _execute(self, drive: Drive, *, submit: bool) -> None:
+    async def _execute(self, drive: Drive, *, submit: bool, slots: asyncio.Semaphore | None = None) -> None:
         run = drive.run
         slot = False
+        group = False
         try:
+            if slots is not None:  # the group's slot first: a run waiting for it holds none of ours
+                await slots.acquire()
+                group = True
             await self._acquire_slot(wait=submit)
             slot = True
             task = None
@@ -226,6 +232,9 @@ class Sender:
         finally:
             if slot:
                 await asyncio.shield(self._release_slot())
+            if group:
+                assert slots is not None
+                slots.release()
 
     async def _submit(self, drive: Drive) -> Task | None:
         run = drive.run

@@ -5,6 +5,9 @@ of the simulator. A task's render is submitted as soon as the task is created an
 beside its clock; jobs are keyed by content, so identical requests render once, and
 simulators sharing a state folder take a file lock per clip so that it is rendered once
 across processes too. PIL, numpy and av are imported in the workers only (via `_render`).
+A render writes a `.part.mp4` beside its clip and renames it whole; the part files a killed
+process left are removed when a pool starts (`remove_old_parts`: by age, as a render holds
+no lock on its part file).
 """
 
 from __future__ import annotations
@@ -19,9 +22,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ImageBytes", "RenderJob", "RenderPool"]
+__all__ = ["ImageBytes", "RenderJob", "RenderPool", "remove_old_parts", "STALE_PART_SECONDS"]
 
 logger = logging.getLogger("framepack_widgets.simulator")
+
+#: A part file older than this was left by a process killed mid-write (no render or image
+#: write takes this long); younger ones may be another simulator's work in progress.
+STALE_PART_SECONDS = 600.0
+
+
+def remove_old_parts(folder: Path, suffix: str = ".part.mp4", *, min_age: float = STALE_PART_SECONDS) -> int:
+    """Remove the files named `*<suffix>` in `folder` (not below it) last written more than
+    `min_age` seconds ago: half-written files of a killed simulator. Returns how many went."""
+    removed = 0
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            if (entry.name.endswith(suffix) and entry.is_file(follow_symlinks=False)
+                    and now - entry.stat(follow_symlinks=False).st_mtime > min_age):
+                os.unlink(entry.path)
+                removed += 1
+        except OSError as exc:  # gone already, or not ours to remove
+            logger.debug("left %s: %s", entry.path, exc)
+    if removed:
+        logger.info("removed %d half-written file(s) a stopped simulator left in %s", removed, folder)
+    return removed
 
 ImageBytes = bytes | Callable[[], bytes]  # the bytes, or a loader run in the render thread
 
@@ -61,6 +90,7 @@ class RenderPool:
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="framepack-sim-render")
         self._jobs: dict[str, RenderJob] = {}
         self._lock = threading.Lock()
+        remove_old_parts(folder)  # renders a killed process cut short
 
     def submit(self, key: str, start: ImageBytes, end: ImageBytes | None, motion: str, duration: int, *,
                long_side: int | None = None, label: bool | None = None) -> RenderJob:

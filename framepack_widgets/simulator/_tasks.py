@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ._clock import SimTask
-from ._renderpool import ImageBytes, RenderJob, RenderPool
+from ._renderpool import ImageBytes, RenderJob, RenderPool, remove_old_parts
 
 if TYPE_CHECKING:  # pragma: no cover
     from ._state import SimState, TaskRow
@@ -48,6 +48,8 @@ class TaskBook:
 
     def open(self, state: "SimState | None", renders_dir: Path, renderer: RenderPool) -> None:
         self._state, self._renders_dir, self._renderer = state, renders_dir, renderer
+        if state is not None:
+            remove_old_parts(state.images_dir, ".part")  # input images a killed process was writing
 
     def close(self) -> None:
         self._state = None

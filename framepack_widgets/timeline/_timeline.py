@@ -11,15 +11,18 @@ timeline) before anything is sent. Each segment is then released by a compare-an
 the store (`Runner.release`), so it is sent at most once, whichever kernel gets there. A
 kernel killed mid-timeline loses nothing: the running segment is re-attached by
 `Runner.resume()`, and `reopen_timelines()` finds the waiting ones and carries on, since
-the person confirmed them. A segment that ends badly stops the timeline; what exists is
-kept, and `retry()` sends that segment again (or follows its task again, when it may still
-finish at PiAPI: nothing is paid twice).
+the person confirmed them; a kernel killed while stitching left its part file in the
+store's `stitched/` folder, so `reopen_timelines()` removes it and stitches that timeline
+again. A segment that ends badly stops the timeline; what exists is kept, and `retry()`
+sends that segment again (or follows its task again, when it may still finish at PiAPI:
+nothing is paid twice).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -33,7 +36,7 @@ from ..runs.budget import budget_of
 from ..runs.live import running_loop
 from ..runs.record import utcnow
 from ._plan import Segment, TimelinePlan
-from ..video import combined_settings, run_settings
+from ..video import PART_SUFFIX, combined_settings, remove_stale_parts, run_settings
 from ._stitch import stitch, stitched_path
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -372,7 +375,7 @@ class Timeline:
             self._set_status("failed", f"The video of segment {missing[0]} is not in the run store any more, so the "
                                        "timeline cannot be stitched.")
             return
-        target = stitched_path(self.runner.store.folder, [r.video_sha or Path(str(r.video_path)).stem for r in self.runs])
+        target = stitched_path(self.runner.store.folder, [_video_key(r) for r in self.runs])
         if not target.is_file():
             try:
                 settings = combined_settings(self.kind, [run_settings(r) for r in self.runs], timeline_id=self.timeline_id)
@@ -459,15 +462,62 @@ def reopen_timeline(runner: "Runner", timeline_id: str, known: Iterable[Run] = (
 
 def reopen_timelines(runner: "Runner", resumed: Iterable[Run] = ()) -> list[Timeline]:
     """Every stored timeline that is not finished, carried on: those with waiting segments,
-    and those of `resumed` runs (what `runner.resume()` re-attached). Oldest first."""
+    those of `resumed` runs (what `runner.resume()` re-attached), and those whose stitching
+    a killed kernel cut short (stitched again). Oldest first."""
     waiting = runner.list(limit=None, stages=[RunStage.WAITING])
     resumed = list(resumed)
+    cut_short = _cut_short_stitches(runner)
+    known = [*resumed, *(run for runs in cut_short.values() for run in runs)]
     ids: dict[str, None] = {}
-    for run in sorted((*resumed, *waiting), key=lambda r: r.created_at):
+    for run in sorted((*known, *waiting), key=lambda r: r.created_at):
         if run.timeline_id:
             ids.setdefault(run.timeline_id, None)
-    found = [reopen_timeline(runner, tid, resumed, waiting) for tid in ids]
+    found = [reopen_timeline(runner, tid, known, waiting) for tid in ids]
     return [t for t in found if t is not None]
+
+
+def _video_key(run: Run) -> str:
+    """What names a segment's video in a stitch's cache key (its content hash)."""
+    return run.video_sha or Path(str(run.video_path)).stem
+
+
+def _cut_short_stitches(runner: "Runner") -> dict[str, list[Run]]:
+    """Timelines a killed kernel was stitching: their segments (all completed), by timeline id.
+
+    A stitch writes a part file in the store's `stitched/` folder (`video.PartFile`, named
+    `.<key>.<random>.part.mp4` after the video it becomes) and holds a lock on it; the part
+    files nobody holds are removed here, and their keys say which timelines to stitch again.
+    Only then are the completed runs read (rare: after a kill mid-stitch)."""
+    folder = stitched_path(runner.store.folder, []).parent
+
+    def parts() -> set[str]:
+        try:
+            return {entry.name for entry in os.scandir(folder) if entry.name.endswith(PART_SUFFIX)}
+        except OSError:
+            return set()
+
+    before = parts()
+    if not before:
+        return {}
+    remove_stale_parts(folder)
+    keys = {name[1:].split(".", 1)[0] for name in before - parts()}
+    if not keys:
+        return {}
+    segments: dict[str, dict[int, Run]] = {}
+    for run in runner.store.list(limit=None, stages=[RunStage.COMPLETED]):
+        if run.timeline_id and run.segment is not None and run.video_path is not None:
+            newest = segments.setdefault(run.timeline_id, {})
+            if run.segment not in newest or run.created_at > newest[run.segment].created_at:
+                newest[run.segment] = run
+    found: dict[str, list[Run]] = {}
+    for timeline_id, newest in segments.items():
+        runs = [newest[k] for k in sorted(newest)]
+        if [r.segment for r in runs] != list(range(len(runs))):
+            continue
+        target = stitched_path(runner.store.folder, [_video_key(r) for r in runs])
+        if target.stem in keys and not target.is_file():
+            found[timeline_id] = [runner.get(r.run_id) for r in runs]
+    return found
 
 
 def chain_timeline(runner: "Runner", chain: Sequence[Run]) -> Timeline:

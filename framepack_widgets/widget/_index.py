@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: Runs started by generate() kept to decide `busy` (the newest ones).
 GENERATED_KEPT = 20
+#: The largest seq or offset asked of the store (SQLite's integers stop at 2**63 - 1).
+_LARGEST = 2**62
 
 
 class RunIndex(t.HasTraits):
@@ -147,12 +149,13 @@ class RunIndex(t.HasTraits):
         self.history_total = everything if self.show_all else mine
 
     def page(self, *, before: int | None = None, offset: int = 0) -> dict[str, Any]:
-        """An older page of cards (`before` a card's seq, or at `offset`) and the total."""
+        """An older page of cards (`before` a card's seq, or at `offset`) and the total. Out
+        of range is no error: before the first run, nothing; past the newest, the newest page."""
         where = self._shown_notebook
         if before is not None:
-            runs = self._runner.list(limit=proto.HISTORY_LIMIT, before=before, notebook=where)
+            runs = self._runner.list(limit=proto.HISTORY_LIMIT, before=min(max(0, before), _LARGEST), notebook=where)
         else:
-            runs = self._runner.list(limit=proto.HISTORY_LIMIT, offset=max(0, offset), notebook=where)
+            runs = self._runner.list(limit=proto.HISTORY_LIMIT, offset=min(max(0, offset), _LARGEST), notebook=where)
         self._remember(runs)
         return {"total": self._store.count(notebook=where), "runs": self.cards(runs)}
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import traitlets as t
 
 from ..constants import MAX_COMPARED, MAX_GALLERY_RUNS
-from ..errors import BudgetExceededError, InvalidInputError
+from ..errors import InvalidInputError
 from . import _protocol as proto
 from ._uploads import UploadRefused, Uploads
 
@@ -44,8 +44,33 @@ SEEN_REQUESTS = 256
 Handler = Callable[[dict, list], None]
 
 
+#: What a person can do when a view sends what the kernel cannot read (an old or damaged view).
+RELOAD = "Reload the widget's view (or run its notebook cell again)."
+
+
 def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else -1
+
+
+def _whole(value: Any) -> int | None:
+    """A whole number from the browser (not a bool, a fraction or text), else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _shown(value: Any) -> str:
+    """A value from the browser, short, for a message."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "\u2026"
+
+
+def _run_id(value: Any) -> str | None:
+    """A run id from the browser: text, else None (nothing else names a run)."""
+    return value if isinstance(value, str) else None
+
+
+def _run_ids(value: Any) -> list[str] | None:
+    """A list of run ids from the browser (its entries as text); None when it is no list."""
+    return [str(i) for i in value] if isinstance(value, list) else None
 
 
 @dataclass(frozen=True)
@@ -114,11 +139,14 @@ class Messages:
             return
         try:
             handler(content, list(buffers or []))
-        except BudgetExceededError as exc:  # refused before anything was sent: said as it is
+        except InvalidInputError as exc:  # written for people (a budget refused, too): say it as it is
             self._outbox.error(str(exc))
         except Exception as exc:
             log.exception("widget message %r failed", kind)
-            self._outbox.error(f"Something went wrong in the kernel: {exc}")
+            self._outbox.error(f"Something went wrong in the kernel while it handled the view's {kind!r} message "
+                               f"({type(exc).__name__}; the kernel's log has the details).",
+                               hint=f"Try again. If it keeps happening, {RELOAD[0].lower()}{RELOAD[1:-1]}, "
+                                    "or restart the kernel.")
 
     def _seen(self, request_id: str) -> bool:
         """Whether this request id came before (it is remembered now)."""
@@ -134,9 +162,10 @@ class Messages:
     @staticmethod
     def _slot(content: dict) -> str:
         slot = content.get("slot")
-        if slot not in proto.SLOTS:
-            raise InvalidInputError(f"unknown image slot {slot!r}")
-        return str(slot)
+        if not isinstance(slot, str) or slot not in proto.SLOTS:
+            raise InvalidInputError(f"The view sent an image for the slot {_shown(slot)}, but there are only the "
+                                    f"start and end image slots. {RELOAD}")
+        return slot
 
     # ---------------------------------------------------------------- views and images
     def _on_hello(self, content: dict, buffers: list) -> None:
@@ -220,15 +249,21 @@ class Messages:
         self._outbox.post({"type": "generated", "request_id": request_id, "run_id": run.run_id})
 
     def _on_cancel(self, content: dict, buffers: list) -> None:
-        self._actions.cancel(content.get("run_id") or None)
+        given = content.get("run_id")
+        run_id = _run_id(given)
+        if given is not None and run_id is None:  # never "the current run" for a garbled id
+            self._outbox.error(f"Nothing was cancelled: the view named the run {_shown(given)}, which is no run id. "
+                               f"{RELOAD} Then press Cancel again.")
+            return
+        self._actions.cancel(run_id or None)
 
     def _on_show(self, content: dict, buffers: list) -> None:
-        run = self._index.lookup(content.get("run_id"))
+        run = self._index.lookup(_run_id(content.get("run_id")))  # an unknown run: nothing to show
         if run is not None:
             self._index.make_current(run)
 
     def _on_video(self, content: dict, buffers: list) -> None:
-        run_id = str(content.get("run_id"))
+        run_id = str(content.get("run_id"))[:80]
         run = self._index.lookup(run_id)
         path = run.video_path if run is not None else self._timelines.video(run_id)
         if path is None or not path.is_file():
@@ -239,25 +274,36 @@ class Messages:
                                nonce=content.get("nonce"))
 
     def _on_posters(self, content: dict, buffers: list) -> None:
-        for run_id in list(content.get("run_ids") or [])[: proto.HISTORY_LIMIT]:
-            run = self._index.lookup(str(run_id))
+        # Posters only decorate cards: ids that are not a list of run ids are passed over quietly.
+        for run_id in (_run_ids(content.get("run_ids")) or [])[: proto.HISTORY_LIMIT]:
+            run = self._index.lookup(run_id)
             poster = self._posters.poster(run) if run is not None else None
             if run is not None and poster:
                 self._outbox.post({"type": "poster", "run_id": run.run_id, "mime": "image/jpeg"}, [poster])
 
     def _on_history(self, content: dict, buffers: list) -> None:
-        before = content.get("before")
-        if isinstance(before, int):
-            page = self._index.page(before=before)
-        else:
-            page = self._index.page(offset=max(0, int(content.get("offset") or 0)))
+        # "Older runs": a page before a card's seq, or at an offset. A page out of range is an
+        # empty (or the newest) page; what is not a whole number cannot name a page at all.
+        key = "before" if content.get("before") is not None else "offset"
+        asked = content.get(key)
+        where = _whole(asked if asked is not None else 0)
+        if where is None:
+            self._outbox.error(f"Could not load older runs: the view asked for the page at {key} {_shown(asked)}, "
+                               f"which is not a whole number. {RELOAD}")
+            return
+        page = self._index.page(before=where) if key == "before" else self._index.page(offset=where)
         self._outbox.post({"type": "history_page", **page})
 
     # ---------------------------------------------------------------- panels
     def _on_compare(self, content: dict, buffers: list) -> None:
-        ids = [str(i) for i in (content.get("run_ids") or [])][:MAX_COMPARED]
+        given = content.get("run_ids")
+        ids = _run_ids(given if given is not None else [])
+        if ids is None:
+            self._outbox.error(f"Could not compare: the view sent {_shown(given)} where a list of run ids belongs. "
+                               f"{RELOAD}")
+            return
         try:
-            self._comparison.show(ids)
+            self._comparison.show(ids[:MAX_COMPARED])
         except ValueError as exc:
             self._outbox.error(str(exc))
 
@@ -275,15 +321,30 @@ class Messages:
 
     def _on_export(self, content: dict, buffers: list) -> None:
         what = content.get("what")
+        given = content.get("run_id")
+        if given is not None and _run_id(given) is None:
+            self._outbox.error(f"Nothing was exported: the view named the run {_shown(given)}, which is no run id. "
+                               f"{RELOAD}")
+            return
         if what in ("comparison", "card"):
-            self._exports.start(what, content.get("run_id"))
+            self._exports.start(what, _run_id(given))
 
     def _on_share(self, content: dict, buffers: list) -> None:
-        ids = [str(i) for i in (content.get("run_ids") or [])][:MAX_GALLERY_RUNS]
-        self._exports.start("gallery", None, ids)
+        given = content.get("run_ids")
+        ids = _run_ids(given if given is not None else [])
+        if ids is None:
+            self._outbox.error(f"No gallery was written: the view sent {_shown(given)} where a list of run ids "
+                               f"belongs. {RELOAD}")
+            return
+        self._exports.start("gallery", None, ids[:MAX_GALLERY_RUNS])
 
     def _on_extend(self, content: dict, buffers: list) -> None:
-        run_id = str(content.get("run_id") or "")
+        given = content.get("run_id")
+        run_id = _run_id(given) or ""
+        if given is not None and _run_id(given) is None:
+            self._outbox.error(f"Could not extend: the view named the run {_shown(given)}, which is no run id. "
+                               f"{RELOAD}")
+            return
         try:
             self._actions.extend(run_id or None)
         except (InvalidInputError, ValueError, OSError) as exc:

@@ -22,12 +22,23 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..sweeps import Sweep
     from ._comparison import Comparison
 
-__all__ = ["SweepPanel"]
+__all__ = ["SweepPanel", "texts_the_sweep_gives"]
 
 log = logging.getLogger(__name__)
 
 #: Run ids of a sweep sent to the panel (the count and progress cover them all).
 RUN_IDS_SHOWN = 100
+#: In the input a sweep's grid is built on, the text of a field the sweep gives itself:
+#: every entry replaces it with its own value (checked then, and named by its entry).
+GIVEN_BY_THE_SWEEP = "(given by the sweep)"
+
+
+def texts_the_sweep_gives(**axes: Any) -> dict[str, str]:
+    """The text fields (prompt, negative prompt) a sweep gives values for, as stand-ins for
+    the widget's own: a sweep that gives its prompts needs none in the widget, and an empty
+    or bad Prompt box does not stop it. (Images and durations need none: the widget's are
+    valid or absent, and a sweep's replace them in every entry.)"""
+    return {name: GIVEN_BY_THE_SWEEP for name, values in axes.items() if values is not None}
 
 
 class SweepPanel(t.HasTraits):

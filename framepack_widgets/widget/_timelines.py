@@ -12,6 +12,7 @@ Extend itself (`extension_frame`) gives the exact last frame a run is continued 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +47,18 @@ def extension_frame(run: Run | None) -> "Image.Image":
             + (" and its video is not in the run store." if run.stage is RunStage.COMPLETED else ".")
         )
     return run.last_frame()
+
+
+def _shown_price(value: Any) -> float:
+    """The price (US dollars) the panel showed when Start timeline was pressed: what the
+    person agreed to pay. InvalidInputError when the message carries no such figure."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+        return float(value)
+    raise InvalidInputError(
+        "The timeline was not started: the panel did not send the price it showed, so there is nothing you "
+        "agreed to pay. Nothing was sent. Reload the widget's view (or run the notebook cell again) and press "
+        "Start timeline once more, or call widget.timeline(...) from Python."
+    )
 
 
 class TimelinesPanel(t.HasTraits):
@@ -86,15 +99,23 @@ class TimelinesPanel(t.HasTraits):
         return timeline
 
     def start_from_panel(self, segments: list[Any], shown_cost: Any, timeline_id: str | None) -> Timeline:
-        """The panel's Start timeline: the plan shown there, at most at the price shown there."""
+        """The panel's Start timeline: the plan shown there, at most at the price shown there.
+
+        `shown_cost` is the person's consent figure: without it (or with something no
+        price can be) nothing starts, and a plan dearer than it is refused."""
+        cap = _shown_price(shown_cost)
         shown = self.shown
         wanted = [(str(s.get("prompt", "")), s.get("duration")) for s in segments if isinstance(s, dict)]
         if (shown is not None and not shown.confirmed and shown.timeline_id == timeline_id
                 and [tuple(s) for s in shown.segments] == wanted):
+            if shown.total_cost_usd > cap + 1e-9:
+                raise InvalidInputError(
+                    f"This timeline costs ${shown.total_cost_usd:,.2f}, more than the ${cap:,.2f} the panel showed, "
+                    "so it was not started. Nothing was sent. Look at the plan again, then press Start timeline."
+                )
             return shown.confirm()
         if shown is not None and shown.status in ("running", "stitching"):
             raise InvalidInputError("A timeline is running: cancel it, or wait for it, before starting another.")
-        cap = shown_cost if isinstance(shown_cost, (int, float)) and not isinstance(shown_cost, bool) else None
         return self.plan(wanted, end_image=self._end_image(), max_cost=cap, confirm=True)
 
     def act(self, timeline_id: str, action: str, segment: Any = None) -> None:

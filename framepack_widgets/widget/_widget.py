@@ -52,7 +52,7 @@ from ._queue import QueuedRuns
 from ._slots import ImageSlots
 from ._snapshot import NotebookPoster, NotebookSnapshot, snapshot_html, snapshot_text
 from ._state import WidgetState
-from ._sweep_panel import SweepPanel
+from ._sweep_panel import SweepPanel, texts_the_sweep_gives
 from ._timelines import TimelinesPanel, extension_frame
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -278,9 +278,10 @@ class FramepackWidget(WidgetState):
         return self._slots.back()
 
     # ------------------------------------------------------------------ generate / cancel
-    def _input(self, start: Any = None) -> "FramepackInput":
-        """The inputs as one request (`start`: another start image than the slot's); with Loop
-        on, the start image is the end image too."""
+    def _input(self, start: Any = None, **texts: str) -> "FramepackInput":
+        """The inputs as one request (`start`: another start image than the slot's; `texts`:
+        a prompt or negative prompt in place of the widget's); with Loop on, the start image
+        is the end image too."""
         from ..inputs import FramepackInput
 
         start = start if start is not None else self._slots.get("start")
@@ -289,8 +290,8 @@ class FramepackWidget(WidgetState):
                 "Add a start image first: drop one on the Start image slot, or set widget.start_image."
             )
         end = None if self.loop else self._slots.get("end")
-        inp = FramepackInput(self.prompt, start, end_image=end, negative_prompt=self.negative_prompt,
-                             duration=self.duration)
+        inp = FramepackInput(texts.get("prompt", self.prompt), start, end_image=end,
+                             negative_prompt=texts.get("negative_prompt", self.negative_prompt), duration=self.duration)
         return inp.replace(end_image=inp.start_image) if self.loop else inp
 
     def generate(self) -> Run:
@@ -405,7 +406,8 @@ class FramepackWidget(WidgetState):
         plans the same. With Loop on, each run ends on its own start image.
         When it finishes, its runs (up to 4) open in the comparison grid."""
         images = start_image if isinstance(start_image, (list, tuple)) else [start_image]
-        base = self._input(images[0] if self._slots.get("start") is None and images else None)
+        base = self._input(images[0] if self._slots.get("start") is None and images else None,
+                           **texts_the_sweep_gives(prompt=prompt, negative_prompt=negative_prompt))
         return self._sweeps.plan(
             base, start_image=start_image, prompt=prompt, negative_prompt=negative_prompt, duration=duration,
             end_image=end_image, repeats=repeats, max_cost=max_cost, max_concurrent=max_concurrent, confirm=confirm,
