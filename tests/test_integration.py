@@ -528,7 +528,8 @@ def test_status_words_capitalised_unknown_and_unknown_with_a_video(sim: Simulato
     words: list[str | None] = []
     with client_for(sim) as client:
         first = client.create_task(make_input())
-        assert first.status_word == "Pending" and first.status is TaskStatus.PENDING
+        # Pending, unless a busy machine answered after the simulated queue's 0.2 s.
+        assert (first.status_word, first.status) in (("Pending", TaskStatus.PENDING), ("Processing", TaskStatus.PROCESSING))
         assert client.wait(first, timeout=60).status_word == "Completed"
         second = client.create_task(make_input())
         done = client.wait(second, timeout=60, on_update=lambda t: words.append(t.status_word))
