@@ -616,7 +616,8 @@ def test_expected_seconds_is_when_the_clock_completes_a_task(make_sim, tmp_path:
             assert expected <= time.monotonic() - before < expected + 0.5
             created, ended = (parse_time(data["meta"][k]) for k in ("created_at", "ended_at"))
             assert created and ended
-            assert (ended - created).total_seconds() == pytest.approx(expected, abs=0.002)
+            # The clock's end, unless a busy machine finished the (instant) render a little later.
+            assert expected - 0.002 <= (ended - created).total_seconds() < expected + 0.1
 
 
 def test_processing_seconds_may_be_a_callable(make_sim) -> None:

@@ -719,6 +719,16 @@ def play_comparison_and_measure(nb: NotebookPage, section: Any, *, settle_s: flo
 
 
 FRAME_MS = 1000 / 30
+
+
+def assert_in_lock_step(drift: dict) -> None:
+    """Two players in lock-step: most frames within one frame of each other, and none wandering
+    off. The bound is loose on purpose: a test machine that is busy (the suite runs in several
+    workers) delays a correction now and then; players not in lock-step drift by seconds. How
+    close they stay is a figure the benchmark measures (bench/bench_browser.py), not a test."""
+    assert drift["n"] >= 20, drift
+    assert drift["median_ms"] <= FRAME_MS, drift
+    assert drift["p90_ms"] <= 4 * FRAME_MS, drift
 ACTIVE = ["pending", "processing", "downloading"]
 
 

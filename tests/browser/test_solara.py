@@ -19,7 +19,7 @@ import pytest
 
 from fpw_browser import (
     ARTIFACTS,
-    FRAME_MS,
+    assert_in_lock_step,
     NOTEBOOKS,
     UI_TIMEOUT_MS,
     AppServer,
@@ -106,7 +106,7 @@ def test_solara_generate_play_compare_clear_of_the_badge(context: object, page: 
     print(f"Solara comparison drift over {drift['n']} frames: median {drift['median_ms']:.1f} ms, "
           f"p90 {drift['p90_ms']:.1f} ms, max {drift['max_ms']:.1f} ms")
     assert drift["n"] >= 20, drift
-    assert drift["median_ms"] <= FRAME_MS and drift["p90_ms"] <= FRAME_MS, drift
+    assert_in_lock_step(drift)
 
     # With the page scrolled to its end, every comparison control is clear of Solara's badge.
     seen = page.evaluate(CONTROLS_AT_THE_END_JS, section.element_handle())  # type: ignore[attr-defined]
