@@ -451,7 +451,15 @@ class NotebookPage:
         self.page.wait_for_function(KERNEL_IDLE_JS, timeout=timeout, polling=100)
 
     def menu(self, top: str, item: str | re.Pattern[str]) -> None:
-        self.page.get_by_role("menuitem", name=top, exact=True).click()
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            self.page.get_by_role("menuitem", name=top, exact=True).click(timeout=30_000)
+        except PlaywrightTimeout:  # say what stands in the way, rather than only that it timed out
+            dialog = self.page.locator(".jp-Dialog")
+            if dialog.count():
+                raise AssertionError(f"a dialog covers the menus: {dialog.first.inner_text()!r}") from None
+            raise
         name = item if isinstance(item, re.Pattern) else re.compile("^" + re.escape(item))
         self.page.get_by_role("menuitem", name=name).first.click()
 
