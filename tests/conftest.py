@@ -23,6 +23,9 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pyt
     # Tests never talk to the real PiAPI unless a live test opts in explicitly.
     monkeypatch.delenv("PIAPI_API_KEY", raising=False)
     monkeypatch.delenv("PIAPI_BASE_URL", raising=False)
+    # ... nor the classroom service a JupyterHub may have configured for the server running them.
+    for name in ("FRAMEPACK_SERVICE_URL", "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_API_URL"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("FRAMEPACK_HOME", str(tmp_path_factory.mktemp("framepack_home")))
     # Everything here is loopback: a proxy from the machine would only get in the way.
     for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):

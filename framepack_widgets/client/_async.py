@@ -93,15 +93,17 @@ class AsyncClient(BaseClient):
         self, spec: RequestSpec, *, max_retries: int | None = None, timeout: httpx.Timeout | None = None
     ) -> Any:
         attempt = 0
+        reached = False  # an earlier attempt of a keyed create may have reached the server
         while True:
             request = self._build_request(self._http, spec, timeout)
             try:
                 async with self._gate:
                     response = await self._http.send(request, **SEND_OPTIONS)  # never follows a redirect
             except httpx.TransportError as exc:
-                step = self._after_exception(spec, request, exc, attempt, max_retries)
+                step = self._after_exception(spec, request, exc, attempt, max_retries, reached)
             else:
-                step = self._after_response(spec, request, response, attempt, max_retries)
+                step = self._after_response(spec, request, response, attempt, max_retries, reached)
+            reached = reached or step.reached
             if step.retry_in is not None:
                 await self._sleep(step.retry_in)
                 attempt += 1
@@ -111,8 +113,11 @@ class AsyncClient(BaseClient):
             return step.value
 
     # -- API calls
-    async def create_task(self, input: "FramepackInput | dict[str, Any]") -> Task:
-        """Submit one generation; returns the pending Task (see Client.create_task)."""
+    async def create_task(self, input: "FramepackInput | dict[str, Any]", *, idempotency_key: str | None = None,
+                          ) -> Task:
+        """Submit one generation; returns the pending Task (see Client.create_task: toward the
+        classroom service it carries `idempotency_key`, a run's id, and may be resent with it)."""
+        key = self._idempotency_key(idempotency_key)
         uploaded = {}
         for job in self._upload_jobs(input):
             if self._goes_inline(job):
@@ -122,7 +127,7 @@ class AsyncClient(BaseClient):
             except AuthenticationError as exc:  # no uploads on this plan: inline when it fits
                 if not self._inline_instead(exc, job):
                     raise
-        return await self._send(self._create_spec(input, uploaded))
+        return await self._send(self._create_spec(input, uploaded, key))
 
     async def get_task(self, task_id: "str | Task") -> Task:
         return await self._send(self._get_spec(self._task_id(task_id)))
@@ -144,7 +149,18 @@ class AsyncClient(BaseClient):
         return task
 
     async def account_info(self) -> dict:
+        """See Client.account_info (through the classroom service: the class budget)."""
         return await self._send(self._account_spec())
+
+    async def share_with_class(self, task_id: "str | Task", shared: bool = True) -> Task:
+        """Show the task's video in the class gallery, or take it out (see Client.share_with_class)."""
+        self._class_only("share_with_class()")
+        return await self._send(self._share_spec(self._task_id(task_id), shared))
+
+    async def class_gallery(self) -> list[Task]:
+        """The runs the class shared, newest first (see Client.class_gallery)."""
+        self._class_only("class_gallery()")
+        return await self._send(self._gallery_spec())
 
     async def _notify(self, on_update: OnUpdate | None, task: Task) -> None:
         if on_update is None:
@@ -168,14 +184,14 @@ class AsyncClient(BaseClient):
             if waiter.is_final(waiter.last):
                 return waiter.finish(waiter.last)
         sleep_first = waiter.last is not None
-        spec = self._get_spec(waiter.task_id)
         while True:
             if sleep_first:
                 await self._sleep(waiter.next_delay())
             sleep_first = True
             waiter.gets += 1
+            spec, timeout = self._wait_spec(waiter)
             try:
-                task = await self._send(spec, max_retries=0, timeout=waiter.request_timeout(self.timeout))
+                task = await self._send(spec, max_retries=0, timeout=timeout)
             except APIError as exc:
                 waiter.on_error(exc)
                 continue

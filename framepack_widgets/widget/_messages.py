@@ -25,6 +25,7 @@ from ._uploads import UploadRefused, Uploads
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..runs import Run
+    from ._classroom import ClassPanel
     from ._comparison import Comparison
     from ._exports import Exports
     from ._index import RunIndex
@@ -69,7 +70,7 @@ class Messages:
 
     def __init__(self, outbox: "Outbox", *, actions: ViewActions, slots: "ImageSlots", index: "RunIndex",
                  posters: "Posters", comparison: "Comparison", sweeps: "SweepPanel", queue: "QueuedRuns",
-                 exports: "Exports", timelines: "TimelinesPanel") -> None:
+                 exports: "Exports", timelines: "TimelinesPanel", classroom: "ClassPanel | None" = None) -> None:
         self._outbox = outbox
         self._actions = actions
         self._slots = slots
@@ -80,6 +81,7 @@ class Messages:
         self._queue = queue
         self._exports = exports
         self._timelines = timelines
+        self._classroom = classroom
         self._seen_requests: OrderedDict[str, None] = OrderedDict()
         self._uploads = Uploads()
         self._handlers: dict[str, Handler] = {
@@ -102,6 +104,7 @@ class Messages:
             "extend": self._on_extend,
             "timeline": self._on_timeline,
             "chain": self._on_chain,
+            "class_share": self._on_class_share,
         }
 
     def receive(self, _widget: Any, content: Any, buffers: list | None) -> None:
@@ -316,3 +319,8 @@ class Messages:
             self._timelines.show_chain(str(content.get("run_id") or ""))
         except (ValueError, InvalidInputError) as exc:
             self._outbox.error(str(exc))
+
+    def _on_class_share(self, content: dict, buffers: list) -> None:
+        shared = content.get("shared")
+        if self._classroom is not None and isinstance(shared, bool):
+            self._classroom.share(str(content.get("run_id") or ""), shared)
