@@ -386,3 +386,43 @@ def test_a_service_error_on_a_read_is_retried_as_before(in_class: None) -> None:
     assert client.get_task("t-1").task_id == "t-1" and len(slept) == 1
     with pytest.raises(ServerError, match="The class service had a server error"):
         client_for(Service(*(refusal(500, "x") for _ in range(4))))[0].get_task("t-1")
+
+
+# --------------------------------------------------------------------------- one client, two event loops
+
+
+def test_one_async_client_on_two_loops_keeps_a_pool_for_each() -> None:
+    """JupyterLab sends a widget's messages over a kernel subshell (a thread with its own loop),
+    except those sent before the subshell is up: one widget's client runs on both loops. A kept-
+    alive connection of one loop used from the other raised "bound to a different event loop"."""
+    import threading
+
+    from framepack_widgets.simulator import Simulator
+
+    with Simulator(time_scale=100, long_side=64) as sim:
+        client = AsyncClient(sim.api_key, base_url=sim.base_url)
+        main = asyncio.new_event_loop()
+        try:
+            main.run_until_complete(client.account_info())  # the main loop: its connection is kept alive
+            other = asyncio.new_event_loop()
+            answers: list[Any] = []
+
+            def subshell() -> None:
+                try:
+                    answers.append(other.run_until_complete(client.account_info()))
+                    answers.append(other.run_until_complete(client.get_task(
+                        other.run_until_complete(client.create_task(BODY)))))
+                except Exception as exc:  # noqa: BLE001 - reported below
+                    answers.append(exc)
+
+            thread = threading.Thread(target=subshell)
+            thread.start()
+            thread.join(60)
+            assert not any(isinstance(a, BaseException) for a in answers), answers
+            assert len(answers) == 2
+            main.run_until_complete(client.account_info())  # and the main loop's pool still works
+            other.run_until_complete(client.close())  # closes this loop's pool (the main loop's is not running)
+            main.run_until_complete(client.close())
+            other.close()
+        finally:
+            main.close()

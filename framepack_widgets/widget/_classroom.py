@@ -2,10 +2,15 @@
 
 A student's server on a JupyterHub whose teacher set FRAMEPACK_SERVICE_URL makes the widget's
 client talk to the classroom service (`client.is_class_service`). Then this part reads the
-student's class budget from the service's `account/info` when the widget opens and after each
-run ends, learns which of the student's runs are in the class gallery (once, when the widget
-opens), and shares or unshares a run's task when its card's button asks. Outside a class it
-does nothing and its trait stays {}, so the browser shows none of it.
+student's class budget from the service's `account/info` when a view first appears and after
+each run ends, learns which of the student's runs are in the class gallery (once, with the
+first view), and shares or unshares a run's task when its card's button asks. Outside a class
+it does nothing and its trait stays {}, so the browser shows none of it.
+
+Why with the first view, not when the widget is made: JupyterLab (4.4 and later) sends a
+widget's messages over a kernel subshell, whose thread runs its own event loop, and the
+client's connections belong to the loop that first used them. Read from the view's first
+message, the budget uses the loop every button of the view will use.
 """
 
 from __future__ import annotations
@@ -54,13 +59,15 @@ class ClassPanel(t.HasTraits):
         self._shared: set[str] = set()
         self._figures: dict[str, Any] = {}
         self._version = 0
+        self._opened = False
         if self.active:
             self.label = CLASS_LABEL
             self._publish()
 
     def open(self) -> None:
-        """The widget opened: read the budget and which runs are shared."""
-        if self.active:
+        """A view appeared (its "hello"): the first time, read the budget and which runs are shared."""
+        if self.active and not self._opened:
+            self._opened = True
             self._spawn(self.refresh(gallery=True))
 
     def note(self, run: "Run") -> None:

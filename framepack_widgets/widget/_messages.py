@@ -144,6 +144,8 @@ class Messages:
         # Always answered: a view that hears nothing says the kernel is gone or busy.
         self._outbox.post({"type": "hello"})
         self._slots.send_thumbnails()
+        if self._classroom is not None:
+            self._classroom.open()  # in a class: the budget, read on the loop the view's messages run on
 
     def _on_upload(self, content: dict, buffers: list) -> None:
         slot = self._slot(content)

@@ -165,9 +165,7 @@ class FramepackWidget(WidgetState):
         self._index.load()
         if resume:
             self.resume()
-        if self._classroom.active:
-            self._classroom.open()  # the class budget stands for the balance
-        elif not simulated:
+        if not simulated and not self._classroom.active:  # in a class, the class budget stands for it
             self._background.spawn(self._fetch_balance())
 
     def _mirror(self, part: t.HasTraits, *names: str, **renamed: str) -> None:

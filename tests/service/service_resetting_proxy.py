@@ -4,7 +4,8 @@ Each connection carries one HTTP request. The proxy reads it whole, forwards it 
 proxy, and then resets the student's side (TCP RST) instead of answering: `mid` at once, while
 the service is still working on the request, or `after` once the whole answer has come back
 (the answer is lost). The student's client sees a broken connection either way and cannot
-know whether its create was made.
+know whether its create was made. With `resets=n` it does that to the first n requests
+only, and passes the later ones through, answers and all (a network that recovers).
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ async def _read_request(reader: asyncio.StreamReader) -> bytes:
     return head + (await reader.readexactly(length) if length else b"")
 
 
-async def _read_response(reader: asyncio.StreamReader) -> None:
+async def _read_response(reader: asyncio.StreamReader) -> bytes:
     head = await reader.readuntil(b"\r\n\r\n")
     for line in head.split(b"\r\n"):
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
-            await reader.readexactly(int(value.strip()))
+            return head + await reader.readexactly(int(value.strip()))
+    return head
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:
@@ -42,11 +44,13 @@ def _reset(writer: asyncio.StreamWriter) -> None:
 
 
 class ResettingProxy:
-    def __init__(self, target_port: int, mode: str) -> None:
+    def __init__(self, target_port: int, mode: str, resets: int | None = None) -> None:
         assert mode in ("mid", "after")
         self.target_port = target_port
         self.mode = mode
         self.resets = 0
+        self.passed = 0
+        self._budget = resets  # None: reset every request
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self) -> "ResettingProxy":
@@ -64,6 +68,14 @@ class ResettingProxy:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
             up_writer.write(request)
             await up_writer.drain()
+            if self._budget is not None and self.resets >= self._budget:  # recovered: pass it through
+                answer = await _read_response(up_reader)  # one request a connection: the client must not reuse it
+                writer.write(answer.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1))
+                await writer.drain()
+                self.passed += 1
+                writer.close()
+                up_writer.close()
+                return
             if self.mode == "after":
                 await _read_response(up_reader)
             else:
