@@ -6,6 +6,10 @@ the service is still working on the request, or `after` once the whole answer ha
 (the answer is lost). The student's client sees a broken connection either way and cannot
 know whether its create was made. With `resets=n` it does that to the first n requests
 only, and passes the later ones through, answers and all (a network that recovers).
+
+Two more modes stand for a proxy in the way (the hub's, a load balancer) rather than a broken
+connection: `bad-gateway` answers 502 (an HTML page) without forwarding anything, and
+`gateway-timeout` forwards the request, lets the service answer, and answers 504 instead.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ def _reset(writer: asyncio.StreamWriter) -> None:
 
 class ResettingProxy:
     def __init__(self, target_port: int, mode: str, resets: int | None = None) -> None:
-        assert mode in ("mid", "after")
+        assert mode in ("mid", "after", "bad-gateway", "gateway-timeout")
         self.target_port = target_port
         self.mode = mode
         self.resets = 0
@@ -65,6 +69,14 @@ class ResettingProxy:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await _read_request(reader)
+            if self.mode == "bad-gateway" and (self._budget is None or self.resets < self._budget):
+                self.resets += 1
+                page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+                writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nConnection: close\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(page), page))
+                await writer.drain()
+                writer.close()
+                return
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
             up_writer.write(request)
             await up_writer.drain()
@@ -73,6 +85,14 @@ class ResettingProxy:
                 writer.write(answer.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1))
                 await writer.drain()
                 self.passed += 1
+                writer.close()
+                up_writer.close()
+                return
+            if self.mode == "gateway-timeout":
+                await _read_response(up_reader)  # the service did it; the proxy gave up waiting
+                self.resets += 1
+                writer.write(b"HTTP/1.1 504 Gateway Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
                 writer.close()
                 up_writer.close()
                 return
