@@ -2,8 +2,8 @@
 
 Without PIAPI_API_KEY a command runs on the offline simulator, and says so; in a student's
 server on a JupyterHub whose teacher set FRAMEPACK_SERVICE_URL, it runs through the class
-service instead (the hub token is the credential). Its clients are made for the command line (`audience="cli"`): their messages name options and variables,
-never a Python call.
+service instead (the hub token is the credential). Its clients are made for the command
+line (`audience="cli"`): their messages name options and variables, never a Python call.
 """
 
 from __future__ import annotations

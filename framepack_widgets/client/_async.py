@@ -80,8 +80,9 @@ class AsyncClient(BaseClient):
                 "http_client must be an httpx.AsyncClient for AsyncClient (use Client for httpx.Client).")
         self._gate = asyncio.Semaphore(POOL_SIZE)  # API calls in flight at once (see the module docstring)
         self._home: "weakref.ref[asyncio.AbstractEventLoop] | None" = None  # the loop `_http` belongs to
-        self._elsewhere: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, asyncio.Semaphore]]"
-        self._elsewhere = weakref.WeakKeyDictionary()  # pools of other loops (see the module docstring)
+        # The pools of other loops (see the module docstring): loop -> (httpx client, semaphore).
+        self._elsewhere: weakref.WeakKeyDictionary[Any, tuple[httpx.AsyncClient, asyncio.Semaphore]]
+        self._elsewhere = weakref.WeakKeyDictionary()
         self._pools_lock = threading.Lock()
         self._sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
         self._clock: Callable[[], float] = time.monotonic

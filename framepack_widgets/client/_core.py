@@ -34,7 +34,14 @@ from ..errors import APIStatusError, AuthenticationError, InvalidInputError, Usa
 from ..inputs import FramepackInput, check_request_input
 from ..task import Task, check_task_id
 from ._decisions import Decisions
-from ._envelope import api_message, parse_account, parse_optional_task, parse_task_body, parse_task_list, parse_upload
+from ._envelope import (
+    api_message,
+    parse_account,
+    parse_optional_task,
+    parse_task_body,
+    parse_task_list,
+    parse_upload,
+)
 from ._logs import guard_logs
 from ._polling import PollStrategy, Waiter, coerce_poll
 from ._retry import RequestSpec, Step
@@ -141,7 +148,8 @@ class BaseClient:
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(base_url={self.base_url!r}, simulator={self.is_simulator}, "
-            f"{'class_service=True, ' if self.is_class_service else ''}api_key={'set' if self.has_api_key else 'missing'})"
+            f"{'class_service=True, ' if self.is_class_service else ''}"
+            f"api_key={'set' if self.has_api_key else 'missing'})"
         )
 
     # -- text hygiene

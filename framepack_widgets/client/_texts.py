@@ -120,7 +120,9 @@ class ErrorTexts:
         message = f"Could not {spec.what}: no answer from {self.where()}{tries} ({detail}). {hint}"
         return APIConnectionError(self.redact(message), request=safe_request(request))
 
-    def submission_unknown(self, request: httpx.Request, reason: str, *, upstream: bool = False) -> SubmissionUnknownError:
+    def submission_unknown(
+        self, request: httpx.Request, reason: str, *, upstream: bool = False
+    ) -> SubmissionUnknownError:
         """`upstream`: the class service said PiAPI's answer is what is unknown (it keeps that create)."""
         if self.in_class:
             check = ("Your teacher sees it in the class service's list of creates whose outcome is unknown: ask "

@@ -12,7 +12,7 @@ Under `<prefix>teacher/api/`, for the hub's admins and the teachers' group only:
 | `GET tasks?state=…&owner=…` | creates, newest first |
 | `POST tasks/{task_id}/cancel` | cancel any student's task |
 | `GET unknown` | creates whose outcome is unknown (their price stays reserved) |
-| `GET gallery` | the class gallery as the teacher's page draws it: the offline gallery's data (word diffs for the comparison), each video a signed URL of this service, each run its student |
+| `GET gallery` | the shared runs for the teacher's page: the offline gallery's data, videos as signed URLs, each run's student |
 | `GET gallery/export` | the class gallery as the offline gallery, zipped |
 
 And for the whole class, `GET <prefix>gallery`: the runs students shared, with their videos.
