@@ -262,6 +262,18 @@ def test_out_of_tries_after_a_try_that_may_have_reached_it_is_unknown(in_class: 
     assert "teacher" in str(raised.value) and "again" in str(raised.value)
 
 
+def test_a_refusal_after_a_lost_try_counts_only_when_the_service_gave_it(in_class: None) -> None:
+    said = Service(httpx.ReadError("reset"), refusal(402, "over budget", {"left_usd": 0, "asked_usd": 0.3,
+                                                                          "budget_usd": 3}))
+    client, _ = client_for(said)
+    with pytest.raises(PaymentRequiredError):  # the service answers for the key: nothing was made
+        client.create_task(BODY)
+    proxy = Service(httpx.ReadError("reset"), httpx.Response(404, text="<html>no route</html>"))
+    client, _ = client_for(proxy)
+    with pytest.raises(SubmissionUnknownError, match="other than the class service"):
+        client.create_task(BODY)
+
+
 def test_out_of_tries_when_none_reached_it_nothing_was_created(in_class: None) -> None:
     service = Service(*(httpx.ConnectError("refused") for _ in range(4)))
     client, _ = client_for(service)

@@ -178,6 +178,11 @@ class Decisions:
                     request, f"the last of {attempt + 1} tries was answered {code}: {api_message(body, response)}"))
         elif code >= 500:
             return Step(error=texts.submission_unknown(request, f"the server answered {code}"))
+        if reached and not (isinstance(body, Mapping) and envelope_code(body) == code):
+            # A refusal speaks for the key only when the service gave it (its envelope), not a proxy's page.
+            return Step(error=texts.submission_unknown(
+                request, f"an earlier try got no answer, and the last one was refused with {code} by something "
+                         "other than the class service"))
         retry_after = parse_retry_after(response.headers) if code in (429, 503) else None
         return Step(error=texts.status_error(spec, request, response, body, retry_after, attempt, code, in_envelope))
 
