@@ -29,6 +29,7 @@ __all__ = [
     "UPLOAD_NAME_CHARS",
     "SIMULATOR_HEADER",
     "SIMULATOR_KEY_PREFIX",
+    "SUBMISSION_HEADER",
     "cost_usd",
 ]
 
@@ -80,6 +81,9 @@ UPLOAD_NAME_CHARS = 128
 SIMULATOR_HEADER = "X-Framepack-Simulator"
 #: The keys the simulator makes for itself start so (a client made with one is made for it).
 SIMULATOR_KEY_PREFIX = "sim-"
+#: The classroom service's answer to a create carries `X-Framepack-Submission: unknown` when
+#: PiAPI may or may not have made the task: the client then never sends it again.
+SUBMISSION_HEADER = "X-Framepack-Submission"
 
 
 def cost_usd(duration: int | float | None) -> float:

@@ -106,7 +106,8 @@ class AuthenticationError(APIStatusError):
 
 
 class PaymentRequiredError(APIStatusError):
-    """402: the account's balance is too low for this; top up the PiAPI account, then retry."""
+    """402: the account's balance is too low for this; top up the PiAPI account, then retry. In a
+    class (the classroom service), the student's class budget is used up: the teacher decides."""
 
 
 class NotFoundError(APIStatusError):

@@ -1,5 +1,6 @@
 // Builds the shipped frontend into framepack_widgets/static/ (ignored by git): the widget's
-// ES module and CSS for anywidget, and the gallery page's script and CSS, all minified.
+// ES module and CSS for anywidget, the gallery page's script and CSS, and the classroom
+// service's teacher page (its own bundle: none of it weighs on the widget), all minified.
 // Run by the Python build (js/hatch_build.py) and by `npm run build`; `--watch` rebuilds on
 // every change to js/src/.
 import * as esbuild from "esbuild";
@@ -25,7 +26,14 @@ const builds = [
   // The gallery page inlines this script after the elements it reads (a classic script:
   // Chromium loads no module file from a file:// page, and an inline one needs no import).
   { ...common, entryPoints: { gallery: here("src/gallery-page.js") }, format: "iife" },
-  { ...common, entryPoints: { widget: here("src/widget.css"), gallery: here("src/gallery.css") } },
+  // The teacher's page, served by the classroom service (a classic script too: one file).
+  { ...common, entryPoints: { teacher: here("src/teacher.js") }, format: "iife" },
+  {
+    ...common,
+    entryPoints: {
+      widget: here("src/widget.css"), gallery: here("src/gallery.css"), teacher: here("src/teacher.css"),
+    },
+  },
 ];
 
 if (process.argv.includes("--watch")) {

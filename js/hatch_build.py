@@ -21,7 +21,7 @@ from typing import Any
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 #: What js/build.mjs writes into framepack_widgets/static/.
-OUTPUTS = ("widget.js", "widget.css", "gallery.js", "gallery.css")
+OUTPUTS = ("widget.js", "widget.css", "gallery.js", "gallery.css", "teacher.js", "teacher.css")
 
 
 def _newest(paths: list[Path]) -> float:

@@ -1,8 +1,9 @@
 """What every `framepack` command shares: the options and words about the backend.
 
-Without PIAPI_API_KEY a command runs on the offline simulator, and says so. Its clients are
-made for the command line (`audience="cli"`): their messages name options and variables,
-never a Python call.
+Without PIAPI_API_KEY a command runs on the offline simulator, and says so; in a student's
+server on a JupyterHub whose teacher set FRAMEPACK_SERVICE_URL, it runs through the class
+service instead (the hub token is the credential). Its clients are made for the command
+line (`audience="cli"`): their messages name options and variables, never a Python call.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from .._environment import sim_time_scale
+from .._environment import class_service, sim_time_scale
 from ..constants import DEFAULT_BASE_URL
 from ..errors import InvalidInputError
 
@@ -51,8 +52,9 @@ CLI = "cli"
 
 
 def uses_api() -> bool:
-    """True when a key is set, so tasks go to PiAPI (and cost money)."""
-    return bool(os.environ.get("PIAPI_API_KEY"))
+    """True when tasks go to PiAPI (and cost money): a key is set, or the class service is
+    configured (FRAMEPACK_SERVICE_URL with the server's hub token; a bad URL is refused here)."""
+    return bool(os.environ.get("PIAPI_API_KEY", "").strip()) or class_service() is not None
 
 
 def add_backend_options(parser: argparse.ArgumentParser) -> None:
@@ -81,8 +83,10 @@ def simulator_notice(what: str) -> str:
 
 
 def describe_backend(client: "Client | AsyncClient") -> str:
-    """Where a command sends its tasks, for its first line: "PiAPI", "PiAPI at <url>", or
-    "the simulator at <url>" (the URL never with a password)."""
+    """Where a command sends its tasks, for its first line: "PiAPI", "PiAPI at <url>", "the class
+    service at <url>" or "the simulator at <url>" (the URL never with a password)."""
+    if client.is_class_service:
+        return f"the class service at {client.base_url}"
     if client.is_simulator:
         return f"the simulator at {client.base_url}"
     return "PiAPI" if client.base_url == DEFAULT_BASE_URL else f"PiAPI at {client.base_url}"

@@ -17,6 +17,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from .. import errors
+from .._environment import class_service
 from ..inputs import FramepackInput
 from ._common import (
     CLI,
@@ -81,8 +82,9 @@ def record_command(argv: list[str]) -> int:
 
     with ExitStack() as stack:
         if uses_api():
-            key = os.environ["PIAPI_API_KEY"].strip()
-            base_url = os.environ.get("PIAPI_BASE_URL") or None
+            service = None if os.environ.get("PIAPI_API_KEY", "").strip() else class_service()
+            key = service.token if service else os.environ["PIAPI_API_KEY"].strip()
+            base_url = service.url if service else (os.environ.get("PIAPI_BASE_URL") or None)
         else:
             from ..simulator import Simulator
 

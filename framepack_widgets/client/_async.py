@@ -6,13 +6,21 @@ video downloads alike. API calls also queue at a semaphore of the pool's size be
 reach httpx: httpcore's pool looks through every queued request each time a connection
 frees up, so a hundred concurrent waits queued inside it cost CPU on every hand-over,
 while queued here they cost nothing until a connection is theirs. Its twin is `_sync`.
+
+A connection belongs to the event loop that opened it, and one kernel may run more than one:
+JupyterLab (4.4 and later) sends a widget's messages over a kernel subshell, a thread with
+its own loop, except those sent before the subshell is up, which the main loop runs. So a
+client that made its own pool keeps one pool (and one semaphore) per loop it runs on: the
+first loop's is `_http`, another loop's is made when that loop first calls.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,14 +79,46 @@ class AsyncClient(BaseClient):
             raise ClientArgumentError(
                 "http_client must be an httpx.AsyncClient for AsyncClient (use Client for httpx.Client).")
         self._gate = asyncio.Semaphore(POOL_SIZE)  # API calls in flight at once (see the module docstring)
+        self._home: "weakref.ref[asyncio.AbstractEventLoop] | None" = None  # the loop `_http` belongs to
+        # The pools of other loops (see the module docstring): loop -> (httpx client, semaphore).
+        self._elsewhere: weakref.WeakKeyDictionary[Any, tuple[httpx.AsyncClient, asyncio.Semaphore]]
+        self._elsewhere = weakref.WeakKeyDictionary()
+        self._pools_lock = threading.Lock()
         self._sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep
         self._clock: Callable[[], float] = time.monotonic
 
+    # -- the pool of the running loop
+    def _pool(self) -> tuple[httpx.AsyncClient, asyncio.Semaphore]:
+        """The connection pool and semaphore of the running loop (a given http_client is used as is)."""
+        if not self._owns_http:
+            return self._http, self._gate
+        loop = asyncio.get_running_loop()
+        with self._pools_lock:
+            if self._home is None:
+                self._home = weakref.ref(loop)
+            if self._home() is loop:
+                return self._http, self._gate
+            pool = self._elsewhere.get(loop)
+            if pool is None:
+                pool = self._elsewhere[loop] = (httpx.AsyncClient(timeout=self.timeout, limits=POOL_LIMITS),
+                                                asyncio.Semaphore(POOL_SIZE))
+            return pool
+
     # -- lifecycle
     async def close(self) -> None:
-        """Close the connection pool (only if this client created it)."""
-        if self._owns_http:
-            await self._http.aclose()
+        """Close the connection pools (only those this client created)."""
+        if not self._owns_http:
+            return
+        here = asyncio.get_running_loop()
+        with self._pools_lock:
+            home = self._home() if self._home is not None else here
+            pools = [(home, self._http), *((loop, pool[0]) for loop, pool in self._elsewhere.items())]
+            self._elsewhere.clear()
+        for loop, http in pools:
+            if loop is here or loop is None:
+                await http.aclose()
+            elif not loop.is_closed() and loop.is_running():  # its connections close on their own loop
+                asyncio.run_coroutine_threadsafe(http.aclose(), loop)
 
     aclose = close
 
@@ -93,15 +133,18 @@ class AsyncClient(BaseClient):
         self, spec: RequestSpec, *, max_retries: int | None = None, timeout: httpx.Timeout | None = None
     ) -> Any:
         attempt = 0
+        reached = False  # an earlier attempt of a keyed create may have reached the server
         while True:
-            request = self._build_request(self._http, spec, timeout)
+            http, gate = self._pool()
+            request = self._build_request(http, spec, timeout)
             try:
-                async with self._gate:
-                    response = await self._http.send(request, **SEND_OPTIONS)  # never follows a redirect
+                async with gate:
+                    response = await http.send(request, **SEND_OPTIONS)  # never follows a redirect
             except httpx.TransportError as exc:
-                step = self._after_exception(spec, request, exc, attempt, max_retries)
+                step = self._after_exception(spec, request, exc, attempt, max_retries, reached)
             else:
-                step = self._after_response(spec, request, response, attempt, max_retries)
+                step = self._after_response(spec, request, response, attempt, max_retries, reached)
+            reached = reached or step.reached
             if step.retry_in is not None:
                 await self._sleep(step.retry_in)
                 attempt += 1
@@ -111,8 +154,11 @@ class AsyncClient(BaseClient):
             return step.value
 
     # -- API calls
-    async def create_task(self, input: "FramepackInput | dict[str, Any]") -> Task:
-        """Submit one generation; returns the pending Task (see Client.create_task)."""
+    async def create_task(self, input: "FramepackInput | dict[str, Any]", *, idempotency_key: str | None = None,
+                          ) -> Task:
+        """Submit one generation; returns the pending Task (see Client.create_task: toward the
+        classroom service it carries `idempotency_key`, a run's id, and may be resent with it)."""
+        key = self._idempotency_key(idempotency_key)
         uploaded = {}
         for job in self._upload_jobs(input):
             if self._goes_inline(job):
@@ -122,7 +168,7 @@ class AsyncClient(BaseClient):
             except AuthenticationError as exc:  # no uploads on this plan: inline when it fits
                 if not self._inline_instead(exc, job):
                     raise
-        return await self._send(self._create_spec(input, uploaded))
+        return await self._send(self._create_spec(input, uploaded, key))
 
     async def get_task(self, task_id: "str | Task") -> Task:
         return await self._send(self._get_spec(self._task_id(task_id)))
@@ -144,7 +190,18 @@ class AsyncClient(BaseClient):
         return task
 
     async def account_info(self) -> dict:
+        """See Client.account_info (through the classroom service: the class budget)."""
         return await self._send(self._account_spec())
+
+    async def share_with_class(self, task_id: "str | Task", shared: bool = True) -> Task:
+        """Show the task's video in the class gallery, or take it out (see Client.share_with_class)."""
+        self._class_only("share_with_class()")
+        return await self._send(self._share_spec(self._task_id(task_id), shared))
+
+    async def class_gallery(self) -> list[Task]:
+        """The runs the class shared, newest first (see Client.class_gallery)."""
+        self._class_only("class_gallery()")
+        return await self._send(self._gallery_spec())
 
     async def _notify(self, on_update: OnUpdate | None, task: Task) -> None:
         if on_update is None:
@@ -168,14 +225,14 @@ class AsyncClient(BaseClient):
             if waiter.is_final(waiter.last):
                 return waiter.finish(waiter.last)
         sleep_first = waiter.last is not None
-        spec = self._get_spec(waiter.task_id)
         while True:
             if sleep_first:
                 await self._sleep(waiter.next_delay())
             sleep_first = True
             waiter.gets += 1
+            spec, timeout = self._wait_spec(waiter)
             try:
-                task = await self._send(spec, max_retries=0, timeout=waiter.request_timeout(self.timeout))
+                task = await self._send(spec, max_retries=0, timeout=timeout)
             except APIError as exc:
                 waiter.on_error(exc)
                 continue
@@ -208,8 +265,9 @@ class AsyncClient(BaseClient):
             sink: AtomicVideoFile | None = None
             step: Step
             try:
-                request = download_request(self._http, url, self.timeout)
-                response = await self._http.send(request, stream=True, follow_redirects=True)
+                http, _gate = self._pool()
+                request = download_request(http, url, self.timeout)
+                response = await http.send(request, stream=True, follow_redirects=True)
                 try:
                     step = after_download_response(url, response, attempt, max_retries=self.max_retries, rng=self._random)
                     if step.value:

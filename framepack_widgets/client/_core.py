@@ -10,6 +10,11 @@ decisions after each attempt (the money rule) are `_decisions`', reading the env
 Every request to the API goes out with `follow_redirects=False` (`SEND_OPTIONS`), whatever
 `http_client` the caller handed in: a redirect would carry the key and the request body to
 another host.
+
+Toward the classroom service (`Settings.class_service`) a create carries an `Idempotency-Key`
+(a run's id, else one made per call), which the money rule lets it resend (`_decisions`); a
+wait asks the service's long poll (`?wait=`); `share_with_class` and `class_gallery` are the
+service's own routes.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import base64
 import logging
 import random
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -24,11 +30,18 @@ from urllib.parse import quote
 import httpx
 
 from ..constants import MODEL, SIMULATOR_HEADER, TASK_TYPE
-from ..errors import APIStatusError, AuthenticationError, InvalidInputError
+from ..errors import APIStatusError, AuthenticationError, InvalidInputError, UsageError
 from ..inputs import FramepackInput, check_request_input
 from ..task import Task, check_task_id
 from ._decisions import Decisions
-from ._envelope import api_message, parse_account, parse_optional_task, parse_task_body, parse_upload
+from ._envelope import (
+    api_message,
+    parse_account,
+    parse_optional_task,
+    parse_task_body,
+    parse_task_list,
+    parse_upload,
+)
 from ._logs import guard_logs
 from ._polling import PollStrategy, Waiter, coerce_poll
 from ._retry import RequestSpec, Step
@@ -44,7 +57,7 @@ from ._settings import (
 from ._texts import ErrorTexts
 from ._uploads import UploadJob, fits_inline, upload_jobs
 
-__all__ = ["BaseClient", "CANCEL_FALLBACK_STATUS", "SEND_OPTIONS"]
+__all__ = ["BaseClient", "CANCEL_FALLBACK_STATUS", "IDEMPOTENCY_HEADER", "LONG_POLL_SECONDS", "SEND_OPTIONS"]
 
 logger = logging.getLogger("framepack_widgets")
 
@@ -54,6 +67,13 @@ SEND_OPTIONS: dict[str, Any] = {"follow_redirects": False}
 #: the one that answers these (no such route, or not that method) gives way to the other.
 CANCEL_FALLBACK_STATUS = frozenset({404, 405})
 _CANCEL_ROUTES = ("delete", "post")
+#: Sent with a create to a server that honours it (the classroom service); never to PiAPI.
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: How long one long-poll GET asks the classroom service to hold it (the service caps it at
+#: 55 s, under the 60 s after which proxies cut an idle request).
+LONG_POLL_SECONDS = 25.0
+#: The longest Idempotency-Key the service takes.
+_MAX_KEY_CHARS = 255
 
 
 class BaseClient:
@@ -80,8 +100,10 @@ class BaseClient:
         self.poll: PollStrategy = coerce_poll(poll)
         self._random = random.Random()
         self._simulator = made_for_the_simulator(self._settings)  # until the server says
-        # Only this machine's answers may say "simulator" (a remote one could claim it to look free).
-        self._local_host = httpx.URL(self._settings.base_url).host if is_loopback_url(self._settings.base_url) else None
+        # Only this machine's answers may say "simulator" (a remote one could claim it to look free);
+        # the classroom service never is, wherever it runs.
+        local = is_loopback_url(self._settings.base_url) and not self._settings.class_service
+        self._local_host = httpx.URL(self._settings.base_url).host if local else None
         self._texts = ErrorTexts(self._settings, lambda: self._simulator)
         self._decisions = Decisions(self._settings, self._texts, self._random)
         self._uploads_refused = False  # the plan has no uploads (403): send images inline from now on
@@ -116,9 +138,17 @@ class BaseClient:
     def has_api_key(self) -> bool:
         return self._settings.api_key is not None
 
+    @property
+    def is_class_service(self) -> bool:
+        """True when the base URL is the classroom service on a JupyterHub (FRAMEPACK_SERVICE_URL):
+        the key is the student's hub token, the budget is the class's, and creates are sent with
+        an Idempotency-Key (so one may be resent safely)."""
+        return self._settings.class_service
+
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(base_url={self.base_url!r}, simulator={self.is_simulator}, "
+            f"{'class_service=True, ' if self.is_class_service else ''}"
             f"api_key={'set' if self.has_api_key else 'missing'})"
         )
 
@@ -164,26 +194,65 @@ class BaseClient:
             )
         return True
 
+    def _idempotency_key(self, given: str | None) -> str | None:
+        """The create's Idempotency-Key toward the classroom service (`given`, a run's id, else a
+        new one for this call); None toward PiAPI, which is never sent one."""
+        if given is not None and (not isinstance(given, str) or not given.strip() or len(given) > _MAX_KEY_CHARS):
+            raise InvalidInputError(f"idempotency_key must be 1 to {_MAX_KEY_CHARS} characters (a run id), "
+                                    f"not {given!r}. Nothing was sent.")
+        if not self._settings.class_service:
+            return None
+        return given.strip() if given is not None else uuid.uuid4().hex
+
     def _create_spec(
-        self, input_obj: "FramepackInput | Mapping[str, Any]", uploaded: Mapping[str, str] | None = None
+        self,
+        input_obj: "FramepackInput | Mapping[str, Any]",
+        uploaded: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> RequestSpec:
         """The create request. `input_obj` is a FramepackInput, or a plain dict that is the
         request's `input` object itself (checked by `inputs.check_request_input`).
-        `uploaded` maps start_image/end_image to URLs returned by the upload endpoint."""
+        `uploaded` maps start_image/end_image to URLs returned by the upload endpoint;
+        `idempotency_key` is the create's key (`_idempotency_key`), None toward PiAPI."""
         if isinstance(input_obj, FramepackInput):
             payload = input_obj.request_input(uploaded=uploaded)
         else:
             payload = check_request_input(input_obj)
         body = {"model": MODEL, "task_type": TASK_TYPE, "input": payload, "config": {"service_mode": "public"}}
         return RequestSpec(
-            "POST", self._url("/api/v1/task"), "create the task", json=body, creates=True, parse=parse_task_body
+            "POST", self._url("/api/v1/task"), "create the task", json=body, creates=True, parse=parse_task_body,
+            idempotency_key=idempotency_key,
         )
 
-    def _get_spec(self, task_id: str) -> RequestSpec:
+    def _get_spec(self, task_id: str, wait: float | None = None) -> RequestSpec:
+        """A GET of the task; `wait`: seconds the classroom service may hold it for a change (long poll)."""
+        query = f"?wait={wait:.0f}" if wait else ""
         return RequestSpec(
-            "GET", self._url(f"/api/v1/task/{quote(task_id, safe='')}"), f"get task {task_id}",
+            "GET", self._url(f"/api/v1/task/{quote(task_id, safe='')}{query}"), f"get task {task_id}",
             task_id=task_id, parse=parse_task_body,
         )
+
+    def _long_poll(self) -> bool:
+        """Whether waits hold their GETs at the server (the classroom service) instead of sleeping."""
+        return self._settings.class_service
+
+    def _class_only(self, what: str) -> None:
+        if not self._settings.class_service:
+            raise UsageError(
+                f"{what} works only through the classroom service on a JupyterHub (FRAMEPACK_SERVICE_URL set by "
+                f"the teacher); this client talks to {self._texts.where()}. Nothing was sent.")
+
+    def _share_spec(self, task_id: str, shared: bool) -> RequestSpec:
+        if not isinstance(shared, bool):
+            raise InvalidInputError(f"shared must be True or False, not {shared!r}. Nothing was sent.")
+        return RequestSpec(
+            "POST", self._url(f"/api/v1/task/{quote(task_id, safe='')}/share"),
+            f"{'share' if shared else 'unshare'} task {task_id}", json={"shared": shared}, task_id=task_id,
+            parse=parse_task_body,
+        )
+
+    def _gallery_spec(self) -> RequestSpec:
+        return RequestSpec("GET", self._url("/gallery"), "read the class gallery", parse=parse_task_list)
 
     def _cancel_specs(self, task_id: str) -> list[RequestSpec]:
         """Both ways to cancel, the one to try first first (see `CANCEL_FALLBACK_STATUS`)."""
@@ -225,6 +294,8 @@ class BaseClient:
             if key is None:
                 raise AuthenticationError(self._settings.words.no_key, status_code=401)
             headers[API_KEY_HEADER] = key.get()
+        if spec.idempotency_key is not None:
+            headers[IDEMPOTENCY_HEADER] = spec.idempotency_key
         auth = self._settings.base_auth  # a proxy's user:password, to the base URL's host only
         if auth is not None and spec.url.startswith(self._settings.base_url + "/"):
             headers["authorization"] = auth.get()
@@ -246,10 +317,11 @@ class BaseClient:
         response: httpx.Response,
         attempt: int,
         max_retries: int | None = None,
+        reached: bool = False,
     ) -> Step:
         self._note_server(request, response)
         retries = self._settings.max_retries if max_retries is None else max_retries
-        return self._decisions.after_response(spec, request, response, attempt, retries)
+        return self._decisions.after_response(spec, request, response, attempt, retries, reached)
 
     def _after_exception(
         self,
@@ -258,9 +330,10 @@ class BaseClient:
         exc: BaseException,
         attempt: int,
         max_retries: int | None = None,
+        reached: bool = False,
     ) -> Step:
         retries = self._settings.max_retries if max_retries is None else max_retries
-        return self._decisions.after_exception(spec, request, exc, attempt, retries)
+        return self._decisions.after_exception(spec, request, exc, attempt, retries, reached)
 
     def _note_server(self, request: httpx.Request, response: httpx.Response) -> None:
         """Whether the server is the simulator, as its answers say (only this machine's are believed)."""
@@ -280,4 +353,13 @@ class BaseClient:
         return Waiter(
             task_or_id, timeout=timeout, poll=self.poll, clock=clock, rng=self._random, redact=self._redact,
             expected_seconds=expected_seconds, words=self._settings.words,
+            long_poll=LONG_POLL_SECONDS if self._long_poll() else None,
         )
+
+    def _wait_spec(self, waiter: Waiter) -> tuple[RequestSpec, httpx.Timeout]:
+        """The next GET of a wait and its timeout: a long poll toward the classroom service (its
+        read timeout above the wait it asks for), else a plain GET within the wait's deadline."""
+        hold = waiter.hold_seconds()
+        if hold:
+            return self._get_spec(waiter.task_id, wait=hold), waiter.long_poll_timeout(self.timeout, hold)
+        return self._get_spec(waiter.task_id), waiter.request_timeout(self.timeout)

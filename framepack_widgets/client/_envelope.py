@@ -24,6 +24,7 @@ __all__ = [
     "parse_account",
     "parse_optional_task",
     "parse_task_body",
+    "parse_task_list",
     "parse_upload",
     "task_in",
 ]
@@ -86,6 +87,15 @@ def parse_task_body(body: Any) -> Task:
         return parse_task(body)
     except InvalidInputError as exc:  # the answer's fault, not the caller's: a malformed answer
         raise ValueError(str(exc)) from None
+
+
+def parse_task_list(body: Any) -> list[Task]:
+    """A list of tasks in the envelope's `data` (the classroom service's gallery); ValueError
+    when there is no list, or one of its tasks is unusable."""
+    data = body.get("data") if isinstance(body, Mapping) else None
+    if not isinstance(data, list):
+        raise ValueError("the answer has no list of tasks in data")
+    return [parse_task_body(item) for item in data]
 
 
 def parse_optional_task(body: Any) -> Task | None:

@@ -3,7 +3,10 @@
 A notebook waits on a few tasks for minutes; these strategies keep status fresh (the
 finished video is seen about a second after it is ready) while sending few GETs. `Waiter`
 holds one wait's state (deadline, last snapshot, errors ridden out) so that both I/O
-shells run the same loop with only their sleep and GET differing.
+shells run the same loop with only their sleep and GET differing. Toward a server that
+holds a GET until the task changes (the classroom service's `?wait=`), the wait sleeps not
+at all between GETs (`long_poll`), only after errors, and a second between answers that
+came back at once with nothing new (a server that does not hold them: no busy loop).
 """
 
 from __future__ import annotations
@@ -39,6 +42,12 @@ logger = logging.getLogger("framepack_widgets")
 DEFAULT_WAIT_TIMEOUT = 3600.0  # `timeout=None` waits at most an hour, then says how to re-attach
 #: A task that says "completed" without a video URL is asked this many more times (the URL can lag).
 URL_LAG_POLLS = 4
+#: A long poll answered sooner than this with nothing new was not held: the next GET waits
+#: `LONG_POLL_GAP` seconds (a server that ignores `?wait=` is polled once a second, no faster).
+LONG_POLL_QUICK = 0.5
+LONG_POLL_GAP = 1.0
+#: A long poll's read timeout: the wait it asks for and this much more (the answer's way back).
+LONG_POLL_MARGIN = 15.0
 
 
 class PollStrategy:
@@ -299,8 +308,12 @@ class Waiter:
         redact: Callable[[str], str] = lambda text: text,
         expected_seconds: float | None = None,
         words: Words | None = None,
+        long_poll: float | None = None,
     ) -> None:
         self._redact = redact
+        self.long_poll = long_poll  # seconds one GET asks the server to hold it; None: sleep between GETs
+        self._get_started: float | None = None
+        self._not_held = False  # the last answer came back at once with nothing new
         self._words = words or words_for("python")
         if isinstance(task_or_id, Task):
             self.task_id = task_or_id.task_id
@@ -332,6 +345,20 @@ class Waiter:
         self._error_delay = 0.0
         self.last_error: BaseException | None = None
 
+    def hold_seconds(self) -> float:
+        """Seconds the next GET asks the server to hold it (0: a plain GET); its start is noted."""
+        self._get_started = self._clock()
+        if not self.long_poll or self.last is None:  # the first look is answered at once
+            return 0.0
+        return float(max(0, min(self.long_poll, math.floor(self.deadline - self._get_started))))
+
+    def long_poll_timeout(self, base: httpx.Timeout, hold: float) -> httpx.Timeout:
+        """A long poll's timeout: its read above the wait it asks for."""
+        read = hold + LONG_POLL_MARGIN
+        if base.read is not None and base.read >= read:
+            return base
+        return httpx.Timeout(read, connect=base.connect, write=base.write, pool=base.pool)
+
     def observe(self, task: Task) -> bool:
         """Record a fresh snapshot; True when on_update should hear about it."""
         self._errors = 0
@@ -340,6 +367,8 @@ class Waiter:
         self.last_error = None
         changed = task.changed_since(self.last)
         self.last = task
+        quick = self._get_started is not None and self._clock() - self._get_started < LONG_POLL_QUICK
+        self._not_held = bool(self.long_poll) and quick and not changed
         if task.status is TaskStatus.UNKNOWN and task.status_word not in self._unknown_words:
             self._unknown_words.add(str(task.status_word))
             logger.warning("task %s: PiAPI reports a status this client does not know (%r); polling on.",
@@ -376,7 +405,10 @@ class Waiter:
         remaining = self.deadline - now
         if remaining <= 0:
             raise self.timeout_error()
-        delay = float(self.poll.delay(now - self.started, self.sleeps, self.last))
+        if self.long_poll:  # the server holds each GET: no sleep, but after errors and unheld answers
+            delay = LONG_POLL_GAP if self._not_held else 0.0
+        else:
+            delay = float(self.poll.delay(now - self.started, self.sleeps, self.last))
         self.sleeps += 1
         if not delay >= 0:  # NaN or negative from a custom strategy
             delay = 0.0

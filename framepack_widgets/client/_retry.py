@@ -60,6 +60,9 @@ class RequestSpec:
     task_id: str | None = None
     upload: bool = False
     parse: Callable[[Any], Any] | None = None  # body -> value; ValueError means malformed
+    #: A create sent with this Idempotency-Key to a server that honours it (the classroom
+    #: service): the same create may then be sent again with the same key.
+    idempotency_key: str | None = None
 
 
 @dataclass
@@ -75,6 +78,9 @@ class Step:
     value: Any = None
     error: BaseException | None = None
     retry_in: float | None = None
+    #: This attempt may have reached the server (a keyed create retried after it is unknown
+    #: until the server answers for the key).
+    reached: bool = False
 
 
 class MalformedResponseError(APIError):

@@ -1,6 +1,8 @@
 """What a client is configured with, and keeping its API key out of sight.
 
-Settings come from arguments first, then `PIAPI_API_KEY` / `PIAPI_BASE_URL`, then
+Settings come from arguments first, then `PIAPI_API_KEY` / `PIAPI_BASE_URL`, then, in a
+student's server on a JupyterHub with no key of its own, the classroom service
+(`FRAMEPACK_SERVICE_URL`, with the server's `JUPYTERHUB_API_TOKEN` as the credential), then
 PiAPI's public defaults. The key lives in a `Secret` (no repr, no pickle), which `_redaction`
 defines beside the code that takes it, and a base URL's `user:password@`, out of any text a
 person might see.
@@ -17,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
+from .._environment import class_service, is_hub_address
 from ..constants import DEFAULT_BASE_URL, DEFAULT_UPLOAD_URL, SIMULATOR_KEY_PREFIX
 from ..errors import InvalidInputError
 from ._redaction import (
@@ -95,6 +98,9 @@ class Settings:
     #: The `Authorization` header for a base URL given as `http://user:password@proxy` (as httpx
     #: would send it), kept out of every URL, so no request, message or traceback shows it.
     base_auth: Secret | None = None
+    #: The base URL is the classroom service (`framepack service` behind JupyterHub): the key is
+    #: the student's hub token, creates carry an Idempotency-Key it honours, waits use its long poll.
+    class_service: bool = False
 
     @property
     def display_base_url(self) -> str:
@@ -129,8 +135,9 @@ def is_loopback_url(url: str) -> bool:
 def made_for_the_simulator(settings: Settings) -> bool:
     """Whether a client looks made for the offline simulator before it has heard from it:
     this machine, and the simulator's own kind of key (or none). A loopback proxy to PiAPI
-    with a real key is not the simulator; the simulator's answers say so for certain."""
-    if not is_loopback_url(settings.base_url):
+    with a real key is not the simulator; the simulator's answers say so for certain. The
+    classroom service is never the simulator, wherever it runs."""
+    if settings.class_service or not is_loopback_url(settings.base_url):
         return False
     return settings.api_key is None or settings.api_key.get().startswith(SIMULATOR_KEY_PREFIX)
 
@@ -176,6 +183,10 @@ def _split_userinfo(url: str) -> tuple[str, Secret | None]:
     return bare.rstrip("/"), Secret(f"Basic {token}")
 
 
+def _same_url(a: str, b: str) -> bool:
+    return a.strip().rstrip("/").lower() == b.strip().rstrip("/").lower()
+
+
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -191,11 +202,17 @@ def resolve_settings(
     allow_http: bool | None = None,
     audience: str = "python",
 ) -> Settings:
-    """Arguments win; then PIAPI_API_KEY / PIAPI_BASE_URL; then PiAPI's public defaults.
+    """Arguments win; then PIAPI_API_KEY / PIAPI_BASE_URL; then the classroom service; then
+    PiAPI's public defaults.
+
+    The classroom service is used when FRAMEPACK_SERVICE_URL and JUPYTERHUB_API_TOKEN are set
+    and no key is (neither given nor in PIAPI_API_KEY), or when `base_url` is that service's
+    address: the hub token is then the key.
 
     A key is never sent in clear text to another machine: an http:// address that is not
     this machine's own (the offline simulator) is refused unless `allow_http=True` (or
-    PIAPI_ALLOW_HTTP=1) says the person means it.
+    PIAPI_ALLOW_HTTP=1) says the person means it. A hub token may go to the hub's own
+    internal address over http:// (where the hub already sends it: `is_hub_address`).
     """
     words = words_for(audience)
     environ = os.environ if environ is None else environ
@@ -203,15 +220,28 @@ def resolve_settings(
     if key is not None and not isinstance(key, str):
         raise InvalidInputError("api_key must be a string.")
     key = key.strip() if key else None
+    in_class, where = False, "base_url"
+    service_env = _env(environ, "FRAMEPACK_SERVICE_URL")
+    if service_env and base_url:
+        in_class = _same_url(str(base_url), service_env)
+        key = key or (_env(environ, "JUPYTERHUB_API_TOKEN") if in_class else None)
+    elif service_env and key is None:
+        service = class_service(environ)  # a FRAMEPACK_SERVICE_URL that is no http(s) URL is refused here
+        if service is not None:
+            base_url, key, in_class, where = service.url, service.token, True, "FRAMEPACK_SERVICE_URL"
     from_env = not base_url and _env(environ, "PIAPI_BASE_URL")
-    base = _check_url(base_url or from_env or DEFAULT_BASE_URL, "PIAPI_BASE_URL" if from_env else "base_url")
+    where = "PIAPI_BASE_URL" if from_env else where
+    base = _check_url(base_url or from_env or DEFAULT_BASE_URL, where)
     allowed = _truthy(environ.get("PIAPI_ALLOW_HTTP")) if allow_http is None else allow_http
+    if in_class and is_hub_address(base, environ):
+        allowed = True  # the hub's own internal address: the hub token travels there already
     if key and base.lower().startswith("http://") and not is_loopback_url(base) and not allowed:
-        where = "PIAPI_BASE_URL" if from_env else "base_url"
+        what, use = ("hub token", "Use https://, or the hub's own internal address") if in_class else (
+            "API key", "Use https://")
         raise InvalidInputError(
-            f"{where} is {display_url(base)}, a plain http:// address on another machine: your API key would "
-            "travel unencrypted, readable by anyone on the way. Use https://. If you really mean it (a proxy "
-            f"on a trusted network), {words.allow_http}. Nothing was sent."
+            f"{where} is {display_url(base)}, a plain http:// address on another machine: your {what} would "
+            f"travel unencrypted, readable by anyone on the way. {use}. If you really mean it (a proxy on a "
+            f"trusted network), {words.allow_http}. Nothing was sent."
         )
     base, base_auth = _split_userinfo(base)
     if upload_url:
@@ -230,4 +260,5 @@ def resolve_settings(
         max_retries=max_retries,
         words=words,
         base_auth=base_auth,
+        class_service=in_class,
     )

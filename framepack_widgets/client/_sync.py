@@ -92,14 +92,16 @@ class Client(BaseClient):
     # -- the one place requests are sent
     def _send(self, spec: RequestSpec, *, max_retries: int | None = None, timeout: httpx.Timeout | None = None) -> Any:
         attempt = 0
+        reached = False  # an earlier attempt of a keyed create may have reached the server
         while True:
             request = self._build_request(self._http, spec, timeout)
             try:
                 response = self._http.send(request, **SEND_OPTIONS)  # never follows a redirect
             except httpx.TransportError as exc:
-                step = self._after_exception(spec, request, exc, attempt, max_retries)
+                step = self._after_exception(spec, request, exc, attempt, max_retries, reached)
             else:
-                step = self._after_response(spec, request, response, attempt, max_retries)
+                step = self._after_response(spec, request, response, attempt, max_retries, reached)
+            reached = reached or step.reached
             if step.retry_in is not None:
                 self._sleep(step.retry_in)
                 attempt += 1
@@ -109,9 +111,12 @@ class Client(BaseClient):
             return step.value
 
     # -- API calls
-    def create_task(self, input: "FramepackInput | dict[str, Any]") -> Task:
+    def create_task(self, input: "FramepackInput | dict[str, Any]", *, idempotency_key: str | None = None) -> Task:
         """Submit one generation; returns the pending Task. Never sends the create twice
-        unless the first certainly created nothing (else SubmissionUnknownError)."""
+        unless the first certainly created nothing (else SubmissionUnknownError), or the
+        server honours Idempotency-Key (the classroom service): there the create carries
+        `idempotency_key` (a run's id; else one made for this call) and may be resent with it."""
+        key = self._idempotency_key(idempotency_key)
         uploaded = {}
         for job in self._upload_jobs(input):
             if self._goes_inline(job):
@@ -121,7 +126,7 @@ class Client(BaseClient):
             except AuthenticationError as exc:  # no uploads on this plan: inline when it fits
                 if not self._inline_instead(exc, job):
                     raise
-        return self._send(self._create_spec(input, uploaded))
+        return self._send(self._create_spec(input, uploaded, key))
 
     def get_task(self, task_id: "str | Task") -> Task:
         """One fresh snapshot of a task (retried on transient errors)."""
@@ -148,8 +153,22 @@ class Client(BaseClient):
         return task
 
     def account_info(self) -> dict:
-        """The account's credits/balance as PiAPI reports them (the envelope's `data`)."""
+        """The account's credits/balance as PiAPI reports them (the envelope's `data`); through
+        the classroom service, the student's class budget (`budget`: total, spent, reserved, left)."""
         return self._send(self._account_spec())
+
+    def share_with_class(self, task_id: "str | Task", shared: bool = True) -> Task:
+        """Show the task's video in the class gallery (`shared=False` takes it out again);
+        through the classroom service only (else UsageError). Returns the task as the service
+        now sees it (`task.raw["class_service"]["shared"]`)."""
+        self._class_only("share_with_class()")
+        return self._send(self._share_spec(self._task_id(task_id), shared))
+
+    def class_gallery(self) -> list[Task]:
+        """The runs the class shared, newest first (the classroom service only, else UsageError);
+        each task's `raw["class_service"]` names its owner."""
+        self._class_only("class_gallery()")
+        return self._send(self._gallery_spec())
 
     def wait(
         self,
@@ -163,7 +182,9 @@ class Client(BaseClient):
 
         Raises TaskFailedError (failed/cancelled) or TaskTimeoutError after `timeout`
         seconds (None: one hour). Transient errors (429, 5xx, network) do not end the
-        wait. `on_update(task)` is called for the first snapshot and each change.
+        wait. Through the classroom service each GET is held there until the task changes
+        (a long poll), so the end is seen at once, with no sleeping between GETs.
+        `on_update(task)` is called for the first snapshot and each change.
         `expected_seconds`: optional hint, how long from now the task will probably take
         (e.g. learned from earlier runs); the default poll strategy uses it to poll less
         early and densely near the expected end when the API reports no percent.
@@ -175,14 +196,14 @@ class Client(BaseClient):
             if waiter.is_final(waiter.last):
                 return waiter.finish(waiter.last)
         sleep_first = waiter.last is not None
-        spec = self._get_spec(waiter.task_id)
         while True:
             if sleep_first:
                 self._sleep(waiter.next_delay())
             sleep_first = True
             waiter.gets += 1
+            spec, timeout = self._wait_spec(waiter)
             try:
-                task = self._send(spec, max_retries=0, timeout=waiter.request_timeout(self.timeout))
+                task = self._send(spec, max_retries=0, timeout=timeout)
             except APIError as exc:
                 waiter.on_error(exc)
                 continue

@@ -1,9 +1,11 @@
 """Every error the client raises, worded for a person: what happened, and what to do next.
 
 One place builds the messages (and the request and response an error carries, without the
-key), so every one of them names the backend the same way ("PiAPI", or "The simulator"
-when it is the simulator), shows the base URL in its display form (never `user:password@`),
-takes its advice from the audience's `Words`, and has the key taken out last.
+key), so every one of them names the backend the same way ("PiAPI", "The simulator" when it
+is the simulator, "The class service" in a class on a JupyterHub), shows the base URL in its
+display form (never `user:password@`), takes its advice from the audience's `Words`, and has
+the key taken out last. In a class, what to do next is often to ask the teacher: who holds
+the budget, the pause and the key.
 """
 
 from __future__ import annotations
@@ -76,12 +78,20 @@ class ErrorTexts:
 
     # -- naming the backend
     @property
+    def in_class(self) -> bool:
+        return self._settings.class_service
+
+    @property
     def service(self) -> str:
-        """Who answered, for messages: "PiAPI", or "The simulator" when it is the simulator."""
+        """Who answered, for messages: "PiAPI", "The simulator", or "The class service"."""
+        if self.in_class:
+            return "The class service"
         return "The simulator" if self._is_simulator() else "PiAPI"
 
     def where(self) -> str:
         shown = self._settings.display_base_url
+        if self.in_class:
+            return f"the class service at {shown}"
         return f"the simulator at {shown}" if self._is_simulator() else shown
 
     def redact(self, text: str) -> str:
@@ -93,11 +103,12 @@ class ErrorTexts:
     ) -> APIConnectionError:
         tries = f" after {attempt + 1} attempts" if attempt else ""
         detail = self.redact(str(exc)) or type(exc).__name__
-        hint = (
-            "Is the simulator still running?"
-            if self._is_simulator()
-            else "Check the network connection (and PIAPI_BASE_URL), then try again."
-        )
+        if self.in_class:
+            hint = "Try again in a minute; if it keeps failing, tell your teacher (the class service may be down)."
+        elif self._is_simulator():
+            hint = "Is the simulator still running?"
+        else:
+            hint = "Check the network connection (and PIAPI_BASE_URL), then try again."
         if spec.creates:
             hint = "No task was created. " + hint
         if isinstance(exc, httpx.TimeoutException):
@@ -109,15 +120,21 @@ class ErrorTexts:
         message = f"Could not {spec.what}: no answer from {self.where()}{tries} ({detail}). {hint}"
         return APIConnectionError(self.redact(message), request=safe_request(request))
 
-    def submission_unknown(self, request: httpx.Request, reason: str) -> SubmissionUnknownError:
-        where = "the simulator's task list" if self._is_simulator() else "the PiAPI dashboard's task list"
-        return SubmissionUnknownError(
-            self.redact(
-                f"The create request may have created a task ({reason}), so it was not sent again "
-                f"(nothing was resent). Check {where} before submitting again, or you may pay twice."
-            ),
-            request=safe_request(request),
-        )
+    def submission_unknown(
+        self, request: httpx.Request, reason: str, *, upstream: bool = False
+    ) -> SubmissionUnknownError:
+        """`upstream`: the class service said PiAPI's answer is what is unknown (it keeps that create)."""
+        if self.in_class:
+            check = ("Your teacher sees it in the class service's list of creates whose outcome is unknown: ask "
+                     "before submitting again, or the class may pay twice." if upstream else
+                     "Ask your teacher to look at the class service's tasks before submitting again, or the class "
+                     "may pay twice.")
+            text = f"The create request may have created a task ({reason}), so it was not sent again. {check}"
+        else:
+            where = "the simulator's task list" if self._is_simulator() else "the PiAPI dashboard's task list"
+            text = (f"The create request may have created a task ({reason}), so it was not sent again "
+                    f"(nothing was resent). Check {where} before submitting again, or you may pay twice.")
+        return SubmissionUnknownError(self.redact(text), request=safe_request(request))
 
     def malformed(self, spec: RequestSpec, request: httpx.Request, what: str) -> MalformedResponseError:
         return MalformedResponseError(
@@ -185,7 +202,12 @@ class ErrorTexts:
         }
         kwargs["response"] = safe_response(response, kwargs["request"], self._settings.api_key)
         cls: type[APIStatusError]
-        if status == 400:
+        class_text = self._class_status_text(spec, body, said, status) if self.in_class else None
+        if class_text is not None:
+            cls, text = class_text
+            if status == 429:
+                kwargs["retry_after"] = retry_after
+        elif status == 400:
             cls = BadRequestError
             text = f"{service} refused the request to {spec.what} (400 Bad Request): {said}."
             if spec.creates:
@@ -239,6 +261,39 @@ class ErrorTexts:
         if spec.creates and status < 500:  # refused before a task existed (a 5xx create is "unknown")
             text += " No task was created, so nothing was charged."
         return cls(self.redact(text), **kwargs)
+
+    def _class_status_text(
+        self, spec: RequestSpec, body: Any, said: str, status: int
+    ) -> tuple[type[APIStatusError], str] | None:
+        """The class service's refusals, said with who to ask; None for those said as for PiAPI."""
+        data = body.get("data") if isinstance(body, dict) else None
+        said = said.rstrip(". ")
+        if status == 402:
+            figures = data if isinstance(data, dict) else {}
+            try:
+                left, budget, asked = (float(figures[k]) for k in ("left_usd", "budget_usd", "asked_usd"))
+            except (KeyError, TypeError, ValueError):
+                return PaymentRequiredError, f"Your class budget is used up ({said}): ask your teacher."
+            return PaymentRequiredError, (
+                f"Your class budget is used up (${left:.2f} of ${budget:.2f} left; this run costs ${asked:.2f}): "
+                "ask your teacher.")
+        if status == 423:
+            return APIStatusError, ("The class is paused by your teacher: no new runs for now. Try again when your "
+                                    "teacher resumes the class.")
+        if status == 401:
+            return AuthenticationError, (
+                f"The class service did not accept your hub token (401): {said}. Restart your server from the "
+                "hub's control panel (File > Hub Control Panel), or ask your teacher.")
+        if status == 403:
+            return AuthenticationError, (
+                f"The class service refused to {spec.what} (403): {said}. Ask your teacher (your hub role needs the "
+                "scope access:services!service=framepack).")
+        if status == 404 and spec.task_id:
+            return NotFoundError, (f"The class service has no task {spec.task_id} of yours (404): {said}. Check the "
+                                   "id: each student sees only their own tasks.")
+        if status == 429:
+            return RateLimitError, f"The class service is holding new runs back (429): {said}."
+        return None
 
     def cancel_refused_twice(self, first: APIStatusError, second: APIStatusError, task_id: str) -> APIStatusError:
         """Both cancel routes refused: the second's error, saying what PiAPI answered to each."""

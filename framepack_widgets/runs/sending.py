@@ -46,6 +46,16 @@ def _accepts_hint(wait: Callable[..., Any]) -> bool:
     return any(p.name == "expected_seconds" or p.kind is p.VAR_KEYWORD for p in params)
 
 
+def _keyed(create_task: Callable[..., Any], run: Run) -> dict[str, str]:
+    """The run's id as the create's Idempotency-Key, for a client whose create_task takes one (the
+    package's own: it sends it only to a server that honours it, the classroom service)."""
+    try:
+        params = inspect.signature(create_task).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"idempotency_key": run.run_id} if "idempotency_key" in params else {}
+
+
 class Sender:
     """Drives runs for one Runner (its client, store and owner id) on the running loop."""
 
@@ -253,7 +263,7 @@ class Sender:
             run.replace_state(self.store.get(run.run_id))
             log.warning("run %s was taken over by another runner; not sending it", run.run_id)
             return None
-        task = await self.client.create_task(run.input)
+        task = await self.client.create_task(run.input, **_keyed(self.client.create_task, run))
         run.update(task_id=task.task_id)
         run.apply_task(task)
         if run.stage is RunStage.SUBMITTING:

@@ -10,8 +10,9 @@ The modules, one concept each: `_options` (settings, checked), `_money`, `_schem
 `_databases` (the tables and the two databases), `_store` (the class's state and the
 reservation), `_upstream` (the package's AsyncClient toward PiAPI), `_follow` (following
 tasks, waking waiters), `_classroom` (the rules), `_views` (what students and teachers are
-answered), `_auth` (hub tokens and teachers), `_handlers` and `_teacher` (the routes), `_app`
-(the server and its lifecycle). It sits at the top of the package: nothing imports it.
+answered), `_auth` (hub tokens and teachers), `_handlers` and `_teacher` (the routes), `_page`
+(the root: the teacher's page behind the hub's login), `_app` (the server and its lifecycle).
+It sits at the top of the package: nothing imports it.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from ._auth import HubIdentify, Identify, ServiceAuth
 from ._classroom import ClassService
 from ._handlers import handlers
 from ._options import ServiceOptions
+from ._page import page_handlers
 from ._teacher import teacher_handlers
 from ._upstream import Upstream
 
@@ -62,7 +63,8 @@ def make_app(service: ClassService, identify: Identify, auth: ServiceAuth | None
     prefix = service.options.prefix
     protected = tuple(s.encode() for s in (os.environ.get("PIAPI_API_KEY") or "", service.webhook_secret) if s)
     kwargs: dict[str, Any] = {"service": service, "secrets": protected}
-    routes: list[Any] = [(path, handler, kwargs) for path, handler in handlers(prefix) + teacher_handlers(prefix)]
+    routes: list[Any] = [(path, handler, kwargs)
+                         for path, handler in handlers(prefix) + teacher_handlers(prefix) + page_handlers(prefix)]
     if auth is not None:
         routes.insert(0, (prefix + "oauth_callback", HubOAuthCallbackHandler))
     return Application(

@@ -324,7 +324,8 @@ class ClassService:
         await self.db(self.store.register, who.name)
         summary = await self.db(self.store.account, who.name, self.options.budget_micros)
         paused = await self.db(self.store.paused)
-        return account_data(summary, max_running=self.options.max_running, paused=paused)
+        return account_data(summary, max_running=self.options.max_running, paused=paused,
+                            simulated=self.upstream.is_simulator)
 
     async def webhook(self, secret: str, body: bytes) -> int:
         """PiAPI's webhook: wakes the task's follower (its own GET is what counts). The HTTP status."""

@@ -245,20 +245,8 @@ class WebhookHandler(RequestHandler):
         self.finish({"code": status, "message": "ok" if status == 200 else "refused"})
 
 
-class RootHandler(ServiceHandler):
-    """The service's root: what it is (the teacher's page comes later)."""
-
-    async def get(self) -> None:
-        who = await self.identify(required=False)
-        from ._views import envelope
-
-        self.send(envelope({"service": "framepack class service", "user": who.name if who else None,
-                            "teacher": bool(who and await who.is_teacher()),
-                            "api": f"{self.base}api/v1/task", "simulated": self.service.upstream.is_simulator}))
-
-
 def handlers(prefix: str) -> list[tuple[str, type[RequestHandler]]]:
-    """The routes under the service's prefix (`/services/framepack/`)."""
+    """PiAPI's routes under the service's prefix (`/services/framepack/`); the root is `_page`'s."""
     task = r"(?P<task_id>[^/]+)"
     return [
         (prefix + r"api/v1/task/?", CreateHandler),
@@ -270,5 +258,4 @@ def handlers(prefix: str) -> list[tuple[str, type[RequestHandler]]]:
         (prefix + r"api/ephemeral_resource/?", UploadHandler),
         (prefix + rf"videos/{task}\.mp4", VideoHandler),
         (prefix + r"webhook/piapi/?", WebhookHandler),
-        (prefix + r"?", RootHandler),
     ]

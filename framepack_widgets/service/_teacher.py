@@ -1,4 +1,4 @@
-"""The teacher's JSON API (the page that uses it comes later) and the class gallery.
+"""The teacher's JSON API (the teacher's page, `_page`, draws from it) and the class gallery.
 
 Under `<prefix>teacher/api/`, for the hub's admins and the teachers' group only:
 
@@ -12,6 +12,7 @@ Under `<prefix>teacher/api/`, for the hub's admins and the teachers' group only:
 | `GET tasks?state=…&owner=…` | creates, newest first |
 | `POST tasks/{task_id}/cancel` | cancel any student's task |
 | `GET unknown` | creates whose outcome is unknown (their price stays reserved) |
+| `GET gallery` | the shared runs for the teacher's page: the offline gallery's data, videos as signed URLs, each run's student |
 | `GET gallery/export` | the class gallery as the offline gallery, zipped |
 
 And for the whole class, `GET <prefix>gallery`: the runs students shared, with their videos.
@@ -30,7 +31,7 @@ from tornado.web import HTTPError, RequestHandler
 from ._handlers import ServiceHandler
 from ._money import dollars, micros
 from ._store import TaskRow
-from ._views import envelope, error, student_row, task_data, teacher_task
+from ._views import envelope, error, student_row, task_data, teacher_task, video_url
 
 __all__ = ["teacher_handlers"]
 
@@ -141,6 +142,18 @@ class GalleryHandler(ServiceHandler):
         self.send(envelope([task_data(r, base=self.base, video_secret=service.video_secret) for r in rows]))
 
 
+class TeacherGalleryHandler(_TeacherHandler):
+    """The shared runs as the offline gallery's data, for the teacher's page (its cards and comparison)."""
+
+    async def get(self) -> None:
+        service = self.service
+        rows = await service.db(partial(service.store.tasks, shared=True, states=("completed",),
+                                        limit=_GALLERY_LIMIT))
+        rows = [r for r in rows if r.video]
+        self.send(envelope(_gallery_page_data(rows, service.options.videos_dir, service.upstream.is_simulator,
+                                              base=self.base, video_secret=service.video_secret)))
+
+
 class GalleryExportHandler(_TeacherHandler):
     """The shared runs as the package's offline gallery (index.html, videos, posters), zipped."""
 
@@ -160,19 +173,36 @@ class GalleryExportHandler(_TeacherHandler):
         self.finish(data)
 
 
-def _export_zip(rows: list[TaskRow], videos: Path, simulated: bool) -> bytes:
-    from ..gallery import export_gallery, zip_gallery
+def _runs(rows: list[TaskRow], videos: Path, simulated: bool) -> list[Any]:
+    """The shared creates as the package's `Run` records, as the gallery takes them."""
     from ..runs import Run
     from ..runs.record import RunStage
     from ..task import TaskStatus
 
-    runs = []
-    for row in rows:
-        run = Run(run_id=row.id, params={"prompt": row.prompt, "negative_prompt": row.negative_prompt,
-                                         "duration": row.duration, "start_image": None, "end_image": None},
-                  backend="simulator" if simulated else "piapi", stage=RunStage.COMPLETED,
-                  status=TaskStatus.COMPLETED, task_id=row.task_id, video_path=videos / str(row.video))
-        runs.append(run)
+    return [Run(run_id=row.id, params={"prompt": row.prompt, "negative_prompt": row.negative_prompt,
+                                       "duration": row.duration, "start_image": None, "end_image": None},
+                backend="simulator" if simulated else "piapi", stage=RunStage.COMPLETED,
+                status=TaskStatus.COMPLETED, task_id=row.task_id, video_path=videos / str(row.video))
+            for row in rows]
+
+
+def _gallery_page_data(rows: list[TaskRow], videos: Path, simulated: bool, *, base: str,
+                       video_secret: str) -> dict[str, Any]:
+    from ..gallery import gallery_data
+
+    runs = _runs(rows, videos, simulated)
+    files = {row.id: {"video": video_url(base, video_secret, str(row.task_id))} for row in rows}
+    data = gallery_data(runs, files, title=f"Class gallery: {len(runs)} shared run{'' if len(runs) == 1 else 's'}")
+    owners = {row.id: row.owner for row in rows}
+    for entry in data["runs"]:
+        entry["owner"] = owners.get(entry["run_id"])
+    return data
+
+
+def _export_zip(rows: list[TaskRow], videos: Path, simulated: bool) -> bytes:
+    from ..gallery import export_gallery, zip_gallery
+
+    runs = _runs(rows, videos, simulated)
     with tempfile.TemporaryDirectory(prefix="framepack-class-gallery-") as folder:
         index = export_gallery(runs, Path(folder) / "class-gallery", title=f"Class gallery: {len(runs)} runs")
         return zip_gallery(index.parent).read_bytes()
@@ -188,6 +218,7 @@ def teacher_handlers(prefix: str) -> list[tuple[str, type[RequestHandler]]]:
         (api + r"tasks/?", TasksHandler),
         (api + r"tasks/(?P<task_id>[^/]+)/cancel/?", TeacherCancelHandler),
         (api + r"unknown/?", UnknownHandler),
+        (api + r"gallery/?", TeacherGalleryHandler),
         (api + r"gallery/export/?", GalleryExportHandler),
         (prefix + r"gallery/?", GalleryHandler),
     ]

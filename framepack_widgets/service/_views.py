@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from ..constants import MODEL, TASK_TYPE
+from ..constants import MODEL, SUBMISSION_HEADER, TASK_TYPE
 from ._money import dollars
 from ._store import StudentSummary, TaskRow
 
-__all__ = ["Reply", "envelope", "error", "task_data", "video_signature"]
+__all__ = ["SUBMISSION_HEADER", "Reply", "envelope", "error", "task_data", "video_signature"]
 
-#: A create's answer carries this header when PiAPI may or may not have made the task.
-SUBMISSION_HEADER = "X-Framepack-Submission"
+#: A create's answer carries `SUBMISSION_HEADER: unknown` when PiAPI may or may not have made the task.
 #: A repeated create (same Idempotency-Key) is answered with the first one's outcome and this header.
 REPLAYED_HEADER = "Idempotent-Replayed"
 
@@ -81,8 +80,10 @@ def task_data(row: TaskRow, *, base: str, video_secret: str) -> dict[str, Any]:
     return data
 
 
-def account_data(summary: StudentSummary, *, max_running: int, paused: bool) -> dict[str, Any]:
-    """`account/info` for a student: their budget, as PiAPI's account answer would carry credits."""
+def account_data(summary: StudentSummary, *, max_running: int, paused: bool, simulated: bool = False,
+                 ) -> dict[str, Any]:
+    """`account/info` for a student: their budget, as PiAPI's account answer would carry credits
+    (`simulated`: the class runs on the offline simulator, whose videos are synthetic)."""
     left = dollars(summary.left_micros)
     return {
         "account_name": summary.name,
@@ -98,6 +99,7 @@ def account_data(summary: StudentSummary, *, max_running: int, paused: bool) -> 
         "running_tasks": summary.running,
         "max_running": max_running,
         "paused": paused,
+        "simulated": simulated,
         "class_service": True,
     }
 

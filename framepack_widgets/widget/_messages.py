@@ -25,6 +25,7 @@ from ._uploads import UploadRefused, Uploads
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..runs import Run
+    from ._classroom import ClassPanel
     from ._comparison import Comparison
     from ._exports import Exports
     from ._index import RunIndex
@@ -94,7 +95,7 @@ class Messages:
 
     def __init__(self, outbox: "Outbox", *, actions: ViewActions, slots: "ImageSlots", index: "RunIndex",
                  posters: "Posters", comparison: "Comparison", sweeps: "SweepPanel", queue: "QueuedRuns",
-                 exports: "Exports", timelines: "TimelinesPanel") -> None:
+                 exports: "Exports", timelines: "TimelinesPanel", classroom: "ClassPanel | None" = None) -> None:
         self._outbox = outbox
         self._actions = actions
         self._slots = slots
@@ -105,6 +106,7 @@ class Messages:
         self._queue = queue
         self._exports = exports
         self._timelines = timelines
+        self._classroom = classroom
         self._seen_requests: OrderedDict[str, None] = OrderedDict()
         self._uploads = Uploads()
         self._handlers: dict[str, Handler] = {
@@ -127,6 +129,7 @@ class Messages:
             "extend": self._on_extend,
             "timeline": self._on_timeline,
             "chain": self._on_chain,
+            "class_share": self._on_class_share,
         }
 
     def receive(self, _widget: Any, content: Any, buffers: list | None) -> None:
@@ -172,6 +175,8 @@ class Messages:
         # Always answered: a view that hears nothing says the kernel is gone or busy.
         self._outbox.post({"type": "hello"})
         self._slots.send_thumbnails()
+        if self._classroom is not None:
+            self._classroom.open()  # in a class: the budget, read on the loop the view's messages run on
 
     def _on_upload(self, content: dict, buffers: list) -> None:
         slot = self._slot(content)
@@ -379,3 +384,8 @@ class Messages:
             self._timelines.show_chain(str(content.get("run_id") or ""))
         except (ValueError, InvalidInputError) as exc:
             self._outbox.error(str(exc))
+
+    def _on_class_share(self, content: dict, buffers: list) -> None:
+        shared = content.get("shared")
+        if self._classroom is not None and isinstance(shared, bool):
+            self._classroom.share(str(content.get("run_id") or ""), shared)

@@ -31,6 +31,7 @@ Browser -> kernel (``content["type"]``; buffers only where noted):
     timeline    action: "start" (request_id, segments [{prompt, duration}], shown_cost, timeline_id?)
                 | "cancel" | "retry" (segment), timeline_id      a repeated start is ignored
     chain       run_id                      show this run's chain in the timeline panel, as one video
+    class_share run_id, shared              in a class: put the run in the class gallery (or take it out)
 Kernel -> browser:
     hello                                   the answer: a view that hears none in 5 s says
                                             the kernel is busy or gone (a reopened notebook)

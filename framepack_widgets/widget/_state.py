@@ -135,6 +135,10 @@ class WidgetState(anywidget.AnyWidget):
     _queued = t.Dict(help="dict, default {}: runs a stopped kernel stored but never sent (count, cost, text); the "
                          "banner offers Send and Discard. Sent only when the person says. From QueuedRuns."
                     ).tag(sync=True)
+    _class = t.Dict(help="dict, default {} (outside a class): in a class on a JupyterHub (the classroom service), "
+                        "the student's class budget (\"left\", \"total\" dollars), whether the teacher paused the "
+                        "class, and the task ids of the runs shared with the class; the header shows \"Class budget: "
+                        "$2.10 of $3.00 left\", run cards \"Share with class\". From ClassPanel.").tag(sync=True)
 
     @t.validate("duration")
     def _check_duration(self, proposal: dict[str, Any]) -> int:

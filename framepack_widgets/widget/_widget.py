@@ -41,6 +41,7 @@ from ..runs import Budget, Run, Runner, RunStore
 from ..runs.budget import budget_limit
 from . import _protocol as proto
 from ._background import Background, running_loop
+from ._classroom import ClassPanel
 from ._comparison import Comparison
 from ._embedded import shared_simulator
 from ._exports import Exports
@@ -74,7 +75,9 @@ class FramepackWidget(WidgetState):
     """Image-to-video with FramePack: add a start image, write a prompt, press Generate.
 
     With no `client` and no `PIAPI_API_KEY` it runs the offline simulator (its videos are
-    synthetic, and the widget says so). Everything the buttons do is here in Python too:
+    synthetic, and the widget says so); in a student's server on a JupyterHub whose teacher set
+    FRAMEPACK_SERVICE_URL, it runs through the class service (the header shows the class
+    budget, run cards offer "Share with class"). Everything the buttons do is here in Python too:
     `prompt`, `negative_prompt`, `duration`, `loop`, `start_image`, `end_image`,
     `start_image_origin`, `generate()`, `cancel()`, `runs`, `compare(*runs)`, `sweep(...)`,
     `timeline(...)`, `extend_from(run)`, `restore_start_image()`, `restore_settings(video)`,
@@ -153,15 +156,22 @@ class FramepackWidget(WidgetState):
         self._mirror(self._sweeps, sweep_info="_sweep_info")
         self._mirror(self._timelines, timeline_info="_timeline_info")
         self._mirror(self._queue, queued="_queued")
+        self._classroom = ClassPanel(self._client, lookup=self._index.lookup, spawn=self._background.spawn,
+                                     say=self._notice_line.say)
+        self._mirror(self._classroom, info="_class")
+        if self._classroom.active:
+            self._mirror(self._classroom, label="_backend_label")
         messages = Messages(
             outbox, actions=ViewActions(generate=self._generate_with, cancel=self.cancel, extend=self.extend_from,
                                         sweep_images=self._sweep_images, restore=self._restore_dropped,
                                         back=self.restore_start_image),
             slots=self._slots, index=self._index, posters=posters, comparison=self._compared, sweeps=self._sweeps,
             queue=self._queue, exports=self._exports, timelines=self._timelines,
+            classroom=self._classroom,
         )
         self.on_msg(messages.receive)
         self._stop_listening = self._runner.observe(self._index.note)
+        self._runner.observe(self._classroom.note)  # in a class: the budget again after each run
         self.observe(self._on_input_edit, names=["prompt", "negative_prompt", "duration"])
 
         if start_image is not None:
@@ -171,7 +181,7 @@ class FramepackWidget(WidgetState):
         self._index.load()
         if resume:
             self.resume()
-        if not simulated:
+        if not simulated and not self._classroom.active:  # in a class, the class budget stands for it
             self._background.spawn(self._fetch_balance())
 
     def _mirror(self, part: t.HasTraits, *names: str, **renamed: str) -> None:
@@ -212,10 +222,12 @@ class FramepackWidget(WidgetState):
 
     # ------------------------------------------------------------------ backend
     def _default_client(self) -> "AsyncClient":
+        from .._environment import class_service
         from ..client import AsyncClient
 
-        if os.environ.get("PIAPI_API_KEY"):
-            return AsyncClient()  # reads PIAPI_API_KEY / PIAPI_BASE_URL; the key stays in there
+        if os.environ.get("PIAPI_API_KEY") or class_service() is not None:
+            return AsyncClient()  # reads PIAPI_API_KEY / PIAPI_BASE_URL (or the class service's address and
+            # the hub token); the key stays in there
         self._sim = shared_simulator(self._store.folder)
         return AsyncClient(api_key=self._sim.api_key, base_url=self._sim.base_url)
 

@@ -103,16 +103,17 @@ const runName = (run) => (run?.seq ? `#${run.seq}` : run.run_id.slice(0, 8));
 
 /**
  * One run's card: its video (or poster), prompt and the facts of Run.to_dict(); its start
- * image's name when the gallery's runs start from different images.
+ * image's name when the gallery's runs start from different images; its student in a class.
  * @param {any} run
  * @param {any} data
  * @param {(runId: string, on: boolean) => void} onSelect
+ * @param {import("./types.js").UrlRules} urls
  */
-function runCard(run, data, onSelect) {
+function runCard(run, data, onSelect, urls) {
   const short = excerpt(run.prompt, 60) || "(no prompt)";
   const images = new Set(data.runs.map((/** @type {any} */ r) => r.start_image_sha)).size > 1;
-  const poster = safeUrl(run.poster || "", GALLERY_URLS);
-  const src = safeUrl(run.video || "", GALLERY_URLS);
+  const poster = safeUrl(run.poster || "", urls);
+  const src = safeUrl(run.video || "", urls);
   let shown;
   if (src) {
     shown = /** @type {HTMLVideoElement} */ (h("video", {
@@ -126,6 +127,7 @@ function runCard(run, data, onSelect) {
     shown = h("div", { class: "fpw-gallery-none", text: "No video" });
   }
   const facts = [
+    ["Student", run.owner],
     ["Run", runName(run)],
     ["Status", stageName(run.stage)],
     ["Start image", images && (run.start_image_name || run.start_image_sha?.slice(0, 8))],
@@ -176,11 +178,13 @@ function runCard(run, data, onSelect) {
 }
 
 /**
- * Build the gallery inside `root` from the page's data; returns its cleanup.
+ * Build the gallery inside `root` from the page's data; returns its cleanup. `urls`: which
+ * URLs may reach a src (the folder's own files; the teacher's page, the class service's).
  * @param {HTMLElement} root
  * @param {any} data
+ * @param {import("./types.js").UrlRules} [urls]
  */
-export function renderGallery(root, data) {
+export function renderGallery(root, data, urls = GALLERY_URLS) {
   const most = data.max_compared;
   const model = galleryModel({
     _limits: { fps: data.fps, max_compared: most }, _comparison: {}, _history: [], selected: [],
@@ -197,7 +201,7 @@ export function renderGallery(root, data) {
     get: model.get,
     save: model.set,
     send: (msg) => model.send(msg),
-    urlRules: GALLERY_URLS,
+    urlRules: urls,
     runs: () => cards,
     // The folder's files stand in for the kernel's videos: nothing to ask for, nothing fails.
     media: {
@@ -241,7 +245,7 @@ export function renderGallery(root, data) {
     if (on && at < 0) selected.push(rid);
     if (!on && at >= 0) selected.splice(at, 1);
     sync();
-  }));
+  }, urls));
   grid.append(...made.map((/** @type {any} */ m) => m.e));
   function sync() {
     made.forEach((/** @type {any} */ m, /** @type {number} */ i) => {

@@ -1,5 +1,8 @@
 """Fixtures of the classroom service's tests: PostgreSQL, the simulator and the service in-process.
 
+The session's JupyterHub (`hub`, `hub_sim`) is in tests/conftest.py: the browser test of a
+class (tests/browser/test_classroom.py) uses the same one.
+
 PostgreSQL comes from Debian's package (`.ci/setup --test` installs it); its temporary
 cluster starts once per session, on first use. Without it the PostgreSQL tests fail (with
 the command that installs it): a missing database is not a passing test.
@@ -18,7 +21,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from service_fixtures import PEOPLE, ServiceThread  # noqa: E402
-from service_hub import Hub  # noqa: E402
 from service_postgres import TempCluster, find_bin  # noqa: E402
 
 from framepack_widgets.service import Identity, ServiceOptions  # noqa: E402
@@ -69,18 +71,3 @@ def make_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def sim() -> Iterator[Simulator]:
     with Simulator(time_scale=60, long_side=64) as simulator:
         yield simulator
-
-
-@pytest.fixture(scope="session")
-def hub_sim() -> Iterator[Simulator]:
-    """The simulator standing in for PiAPI behind the hub's service (shared by every hub test)."""
-    with Simulator(time_scale=60, long_side=64) as simulator:
-        yield simulator
-
-
-@pytest.fixture(scope="session")
-def hub(hub_sim: Simulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    """One JupyterHub for every hub test of the session, its service `framepack` on the simulator."""
-    running = Hub(tmp_path_factory.mktemp("hub"), piapi_url=hub_sim.base_url, piapi_key=hub_sim.api_key).start()
-    yield running
-    running.stop()

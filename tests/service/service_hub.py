@@ -4,7 +4,13 @@ The hub runs from the test venv (`jupyterhub` from PyPI), its proxy is configura
 from npm (installed by `.ci/setup --test` into `.venv/chp`), and it starts `framepack service`
 as its managed service `framepack`, with the PiAPI key (the simulator's) in that service's
 environment only. A second service, `test-admin`, holds the token the tests use to make users,
-groups and tokens through the hub's REST API, as a teacher's scripts would.
+groups, tokens and servers through the hub's REST API, as a teacher's scripts would.
+
+Students' servers (the browser test's) are spawned by `SimpleLocalProcessSpawner` (fine as
+root, no system users: a home folder each under the hub's folder), as JupyterLab from this
+venv, with the class service's address through the hub's proxy in FRAMEPACK_SERVICE_URL
+(`c.Spawner.environment`, as a teacher configures it) and a server token allowed to use the
+service (`c.Spawner.server_token_scopes`).
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ class Hub:
         self.service_url = f"{self.url}/services/framepack/"
         self.admin_token = secrets.token_hex(24)
         self.data_dir = folder / "framepack-service"
+        self.homes = folder / "homes"
         self.db = db or str(self.data_dir / "service.sqlite")
         self._process: subprocess.Popen[bytes] | None = None
         proxy = find_proxy()
@@ -75,6 +82,21 @@ c.JupyterHub.authenticator_class = "dummy"
 c.Authenticator.allow_all = True
 c.Authenticator.admin_users = {{"root-teacher"}}
 c.JupyterHub.cleanup_servers = True
+c.JupyterHub.spawner_class = "simple"
+c.SimpleLocalProcessSpawner.home_dir_template = {str(self.homes) + "/{username}"!r}
+c.Spawner.cmd = [{sys.executable!r}, "-m", "jupyterhub.singleuser"]
+c.Spawner.args = ["--ServerApp.allow_root=True", "--LabApp.news_url=None",
+                  "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate", "--LabApp.extension_manager=readonly"]
+c.Spawner.default_url = "/lab"
+c.Spawner.ip = "127.0.0.1"
+c.Spawner.start_timeout = 240
+c.Spawner.http_timeout = 180
+c.Spawner.environment = {{
+    "FRAMEPACK_SERVICE_URL": "{self.url}/services/framepack",
+    "PATH": {os.environ.get("PATH", "")!r},
+    "PYTHONUNBUFFERED": "1",
+}}
+c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", "access:services!service=framepack"]
 c.JupyterHub.services = [
     {{"name": "framepack", "url": "http://127.0.0.1:{service_port}", "command": {command!r},
       "environment": {{"PIAPI_API_KEY": {piapi_key!r}}}, "oauth_no_confirm": True}},
@@ -83,7 +105,7 @@ c.JupyterHub.services = [
 c.JupyterHub.load_roles = [
     {{"name": "user", "scopes": ["self", "access:services!service=framepack"]}},
     {{"name": "framepack-service", "scopes": ["read:users:name", "read:users:groups"], "services": ["framepack"]}},
-    {{"name": "test-admin", "scopes": ["admin:users", "admin:groups", "tokens"], "services": ["test-admin"]}},
+    {{"name": "test-admin", "scopes": ["admin:users", "admin:groups", "tokens", "admin:servers"], "services": ["test-admin"]}},
 ]
 """
         (folder / "jupyterhub_config.py").write_text(config)
@@ -128,6 +150,23 @@ c.JupyterHub.load_roles = [
     def add_group(self, group: str, members: list[str]) -> None:
         self.api("POST", f"groups/{group}")
         self.api("POST", f"groups/{group}/users", {"users": members})
+
+    def start_server(self, name: str, timeout: float = 240) -> None:
+        """Spawn `name`'s server and wait until the hub says it is ready."""
+        self.api("POST", f"users/{name}/server")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            server = self.api("GET", f"users/{name}").json().get("servers", {}).get("", {})
+            if server.get("ready"):
+                return
+            time.sleep(0.3)
+        raise RuntimeError(f"{name}'s server did not start in {timeout:.0f} s:\n{self.log_tail()}")
+
+    def stop_server(self, name: str) -> None:
+        answer = httpx.delete(f"{self.url}/hub/api/users/{name}/server", timeout=60,
+                              headers={"Authorization": f"token {self.admin_token}"})
+        if answer.status_code not in (202, 204, 400, 404):
+            raise AssertionError(f"stopping {name}'s server -> {answer.status_code}: {answer.text}")
 
     def webhook_secret(self) -> str:
         """The service's webhook secret (in its database), to check no student ever receives it."""

@@ -5,6 +5,7 @@
 import { h } from "../dom.js";
 import { money, simulated } from "../format.js";
 import { scope } from "../scope.js";
+import { mountClassBudget } from "./classroom.js";
 
 export const QUIET = "No answer from the kernel: run this cell to use the widget again.";
 
@@ -48,6 +49,7 @@ export function mountHeader(ctx, box) {
     sync();
   };
   ctx.model.on("msg:custom", heard);
+  s.defer(mountClassBudget(ctx, balance)); // in a class: "Class budget: $2.10 of $3.00 left"
   s.defer(stop);
   s.follow("backend _backend_label balance _notice", sync);
   s.follow("session_cost _spend backend", () => {

@@ -7,6 +7,7 @@ import { button, h, setSrc } from "../dom.js";
 import { exportNote } from "../export-note.js";
 import { clock, excerpt, money, plural, stageName } from "../format.js";
 import { scope } from "../scope.js";
+import { mountClassShare } from "./classroom.js";
 
 /** @type {import("../types.js").Panel} */
 export function mountHistory(ctx, box) {
@@ -36,6 +37,7 @@ export function mountHistory(ctx, box) {
   const els = new Map();
   /** @type {Set<string>} */
   const askedPosters = new Set();
+  s.defer(mountClassShare(ctx, cards)); // in a class: "Share with class" on each finished card
 
   /** One run's card, made once and kept in step. @param {any} c */
   function card(c) {
