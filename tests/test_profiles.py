@@ -27,7 +27,8 @@ pytest.importorskip("av")
 
 @pytest.fixture(scope="module", params=["realistic", "rich"])
 def sim(request: pytest.FixtureRequest):
-    with Simulator(time_scale=40, long_side=160, profile=request.param) as simulator:
+    # 20 s in the queue at 40x: half a second to see a task pending even on a busy machine.
+    with Simulator(time_scale=40, pending_seconds=20, long_side=160, profile=request.param) as simulator:
         yield simulator
 
 

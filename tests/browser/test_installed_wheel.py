@@ -95,7 +95,7 @@ def test_the_installed_wheel_draws_the_widget_in_jupyterlab(page: object, wheel_
         raise AssertionError(f"the kernel could not look at the installed package:\n{said}") from None
     assert Path(seen["package"]).is_relative_to(venv), f"framepack_widgets came from {seen['package']}, not the wheel's venv"
     assert Path(seen["static"]).is_relative_to(venv), seen["static"]
-    assert seen["built"] == ["gallery.css", "gallery.js", "widget.css", "widget.js"], seen["built"]
+    assert seen["built"] == ["gallery.css", "gallery.js", "teacher.css", "teacher.js", "widget.css", "widget.js"], seen["built"]
     assert not any(Path(p).resolve() == REPO for p in seen["path"] if p), "the repository is on the kernel's sys.path"
 
     root = nb.widget()
