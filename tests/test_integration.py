@@ -38,7 +38,7 @@ Image = pytest.importorskip("PIL.Image")
 def sim(request: pytest.FixtureRequest):
     """The simulator with its default (realistic) profile, or the one `both_profiles` names."""
     profile = getattr(request, "param", "realistic")
-    with Simulator(pending_seconds=0.2, processing_seconds=0.6, long_side=160, profile=profile) as simulator:
+    with Simulator(pending_seconds=0.5, processing_seconds=0.6, long_side=160, profile=profile) as simulator:
         yield simulator
 
 
